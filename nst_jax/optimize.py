@@ -1,0 +1,451 @@
+"""One compiled Gatys optimisation over the pixels of an image.
+
+Static choices (modes, layers, optimiser, step counts) live in the frozen
+:class:`StylizeConfig`; everything numeric a sweep may vary (loss weights,
+per-layer weights, learning rate) lives in the :class:`LossWeights` pytree.
+The optimisation runs as chunks of ``config.chunk_size`` steps, each chunk one
+``lax.fori_loop`` inside one compiled function that takes the VGG params as an
+argument; the host calls it repeatedly for progress and intermediate saves,
+without retracing.
+
+Pixel range: the image is optimised unconstrained (L-BFGS's curvature pairs
+assume no projection) and clipped to [0, 1] only when written out.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nst_jax import losses
+from nst_jax.errors import NSTError
+from nst_jax.vgg import POOLINGS, check_layers, extract_features
+
+MODES = ("transfer", "content", "style")
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("noise", "content", "image")
+TERMS = ("content", "style", "tv", "total")
+
+# How often each compiled function's Python body has been traced (tests check chunks never retrace).
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+@dataclasses.dataclass(frozen=True)
+class StylizeConfig:
+    """Static settings of one optimisation (hashable; a jit static argument).
+
+    Attributes:
+        mode: ``"transfer"`` (content + style), ``"content"`` (reconstruct the
+            content photo from its features alone) or ``"style"`` (texture
+            synthesis from the style Grams alone).
+        content_layers: Layers whose features the content loss matches.
+        style_layers: Layers whose Gram matrices the style loss matches.
+        pooling: ``"max"`` or ``"avg"``.
+        optimizer: ``"lbfgs"`` (optax.lbfgs with zoom line search) or ``"adam"``.
+        iterations: Optimiser steps (one L-BFGS step may evaluate the loss
+            more than once in its line search).
+        chunk_size: Steps per compiled chunk; progress is reported and
+            intermediate images can be saved between chunks.
+        init: ``"noise"`` (uniform white noise in [0, 1] from the seed),
+            ``"content"`` (the content photo) or ``"image"`` (a given image).
+        lbfgs_memory: Number of curvature pairs L-BFGS keeps.
+    """
+
+    mode: str = "transfer"
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    pooling: str = "max"
+    optimizer: str = "lbfgs"
+    iterations: int = 500
+    chunk_size: int = 10
+    init: str = "noise"
+    lbfgs_memory: int = 10
+
+    def __post_init__(self):
+        for field in ("content_layers", "style_layers"):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
+        if self.mode not in MODES:
+            raise NSTError(f"unknown mode {self.mode!r} (choose from {', '.join(MODES)})")
+        if self.optimizer not in OPTIMIZERS:
+            raise NSTError(f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        if self.init not in INITS:
+            raise NSTError(f"unknown init {self.init!r} (choose from {', '.join(INITS)})")
+        if self.pooling not in POOLINGS:
+            raise NSTError(f"unknown pooling {self.pooling!r} (choose from {', '.join(POOLINGS)})")
+        if self.uses_content and not self.content_layers:
+            raise NSTError("at least one content layer is needed")
+        if self.uses_style and not self.style_layers:
+            raise NSTError("at least one style layer is needed")
+        check_layers(self.content_layers + self.style_layers)
+        if not 1 <= self.iterations <= 1_000_000:
+            raise NSTError(f"iterations must be between 1 and 1000000, got {self.iterations}")
+        if not 1 <= self.chunk_size <= 100_000:
+            raise NSTError(f"chunk size must be between 1 and 100000, got {self.chunk_size}")
+        if self.lbfgs_memory < 1:
+            raise NSTError(f"L-BFGS memory must be at least 1, got {self.lbfgs_memory}")
+        if self.mode == "style" and self.init == "content":
+            raise NSTError("style mode has no content image to initialise from")
+
+    @property
+    def uses_content(self) -> bool:
+        return self.mode in ("transfer", "content")
+
+    @property
+    def uses_style(self) -> bool:
+        return self.mode in ("transfer", "style")
+
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """Layers the loss needs, without duplicates."""
+        layers = (self.content_layers if self.uses_content else ()) + (self.style_layers if self.uses_style else ())
+        return tuple(dict.fromkeys(layers))
+
+
+class LossWeights(NamedTuple):
+    """Dynamic numbers of the loss and optimiser: a pytree of float32 arrays.
+
+    Every leaf can carry a leading batch axis for a vmapped sweep.
+
+    Attributes:
+        content: α, the content loss weight.
+        style: β, the style loss weight.
+        tv: Weight of the total-variation term.
+        content_layers: ``[len(config.content_layers)]`` per-layer content weights.
+        style_layers: ``[len(config.style_layers)]`` per-layer style weights ``w_l``.
+        learning_rate: Adam's step size in [0, 1] pixel units (L-BFGS uses a line search).
+    """
+
+    content: jax.Array
+    style: jax.Array
+    tv: jax.Array
+    content_layers: jax.Array
+    style_layers: jax.Array
+    learning_rate: jax.Array
+
+
+def loss_weights(
+    config: StylizeConfig,
+    *,
+    content_weight: float = 1.0,
+    style_weight: float = 1e3,
+    tv_weight: float = 1e-3,
+    content_layer_weights: Any = None,
+    style_layer_weights: Any = None,
+    learning_rate: float = 2e-2,
+) -> LossWeights:
+    """Builds :class:`LossWeights`; the defaults here are the library's (and the CLI's).
+
+    With the paper's normalisations (eqs. 1, 4) and the shipped weights, α/β = 1e-3
+    gives a balanced transfer at 256-512 px. Per-layer weights default to
+    ``1 / L`` for style (the paper's ``w_l = 1/5``) and 1 for content.
+
+    Raises:
+        NSTError: If a per-layer weights list does not match its layer list, or a weight is negative or not finite.
+    """
+    def layer_array(values, layers, default, what):
+        if values is None:
+            return np.full(len(layers), default, np.float32)
+        arr = np.asarray(values, np.float32).reshape(-1)
+        if arr.shape != (len(layers),):
+            raise NSTError(f"{len(arr)} {what} layer weights given for {len(layers)} {what} layers")
+        return arr
+
+    cw = layer_array(content_layer_weights, config.content_layers, 1.0, "content")
+    sw = layer_array(style_layer_weights, config.style_layers, 1.0 / max(len(config.style_layers), 1), "style")
+    scalars = {"content weight": content_weight, "style weight": style_weight, "tv weight": tv_weight,
+               "learning rate": learning_rate}
+    for name, value in list(scalars.items()) + [("content layer weight", v) for v in cw] + [
+            ("style layer weight", v) for v in sw]:
+        if not (math.isfinite(float(value)) and float(value) >= 0):
+            raise NSTError(f"{name} must be a finite number >= 0, got {value}")
+    return LossWeights(
+        content=jnp.float32(content_weight), style=jnp.float32(style_weight), tv=jnp.float32(tv_weight),
+        content_layers=jnp.asarray(cw), style_layers=jnp.asarray(sw), learning_rate=jnp.float32(learning_rate))
+
+
+class Targets(NamedTuple):
+    """What the loss matches, computed once before the optimisation.
+
+    Attributes:
+        content: ``{layer: [H_l, W_l, N_l]}`` features of the content photo.
+        style: ``{layer: [N_l, N_l]}`` Gram matrices of the style image, scaled
+            by ``M_out / M_style`` so they compare with the output's Grams.
+    """
+
+    content: dict[str, jax.Array]
+    style: dict[str, jax.Array]
+
+
+class RunState(NamedTuple):
+    """The optimisation's carry: image ``[H, W, 3]``, optimiser state, step counter."""
+
+    image: jax.Array
+    opt_state: Any
+    step: jax.Array
+
+
+def _features(params, image, config: StylizeConfig, convention: str, layers=None):
+    return extract_features(
+        params, image, layers=layers or config.feature_layers, convention=convention, pooling=config.pooling)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "convention", "output_shape"))
+def compute_targets(
+    params: Mapping, content: jax.Array | None, style: jax.Array | None, *,
+    config: StylizeConfig, convention: str, output_shape: tuple[int, int, int],
+) -> Targets:
+    """Content features and style Grams, computed once (outside the optimisation loop).
+
+    Args:
+        params: VGG-19 params.
+        content: ``[H, W, 3]`` content photo in [0, 1] (ignored in style mode).
+        style: ``[H_s, W_s, 3]`` style image in [0, 1] (ignored in content mode).
+        config: Static settings.
+        convention: The weights' input convention.
+        output_shape: ``(H, W, 3)`` of the image to be optimised.
+
+    Returns:
+        The targets.
+    """
+    content_targets, style_targets = {}, {}
+    if config.uses_content:
+        content_targets = _features(params, content, config, convention, config.content_layers)
+    if config.uses_style:
+        feats = _features(params, style, config, convention, config.style_layers)
+        out_shapes = jax.eval_shape(
+            lambda x: _features(params, x, config, convention, config.style_layers),
+            jax.ShapeDtypeStruct(output_shape, jnp.float32))
+        for name, f in feats.items():
+            m_out = out_shapes[name].shape[0] * out_shapes[name].shape[1]
+            style_targets[name] = losses.gram_matrix(f) * (m_out / (f.shape[0] * f.shape[1]))
+    return Targets(content_targets, style_targets)
+
+
+def loss_terms(
+    image: jax.Array, params: Mapping, targets: Targets, weights: LossWeights, *,
+    config: StylizeConfig, convention: str,
+) -> dict[str, jax.Array]:
+    """Weighted loss terms of one image: ``α·L_content``, ``β·L_style``, ``tv·L_tv`` and their sum.
+
+    Args:
+        image: ``[H, W, 3]`` RGB being optimised.
+        params: VGG-19 params.
+        targets: From :func:`compute_targets`.
+        weights: Dynamic weights.
+        config: Static settings.
+        convention: The weights' input convention.
+
+    Returns:
+        ``{"content", "style", "tv", "total"}`` scalars.
+    """
+    feats = _features(params, image, config, convention)
+    zero = jnp.zeros((), image.dtype)
+    content = zero
+    if config.uses_content:
+        content = weights.content * sum(
+            weights.content_layers[i] * losses.content_loss(feats[name], targets.content[name])
+            for i, name in enumerate(config.content_layers))
+    style = zero
+    if config.uses_style:
+        style = weights.style * losses.style_loss(feats, targets.style, config.style_layers, weights.style_layers)
+    tv = weights.tv * losses.tv_loss(image)
+    return {"content": content, "style": style, "tv": tv, "total": content + style + tv}
+
+
+def make_optimizer(config: StylizeConfig, weights: LossWeights) -> optax.GradientTransformationExtraArgs:
+    """The optax transformation for ``config.optimizer`` (Adam reads its step size from ``weights``)."""
+    if config.optimizer == "adam":
+        return optax.adam(weights.learning_rate)
+    return optax.lbfgs(memory_size=config.lbfgs_memory)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def init_state(image: jax.Array, weights: LossWeights, *, config: StylizeConfig) -> RunState:
+    """The optimisation state at step 0 for a starting image ``[H, W, 3]``."""
+    return RunState(image, make_optimizer(config, weights).init(image), jnp.zeros((), jnp.int32))
+
+
+def _run_chunk(
+    state: RunState, params: Mapping, targets: Targets, weights: LossWeights, num_steps: jax.Array, *,
+    config: StylizeConfig, convention: str,
+) -> tuple[RunState, jax.Array, dict[str, jax.Array]]:
+    """Runs ``num_steps <= config.chunk_size`` optimiser steps as one ``lax.fori_loop``.
+
+    Returns:
+        The new state, the total loss at the start of each step ``[chunk_size]``
+        (entries past ``num_steps`` are NaN), and the loss terms at the new image.
+    """
+    TRACE_COUNTS["run_chunk"] += 1
+    optimizer = make_optimizer(config, weights)
+
+    def value_fn(image):
+        return loss_terms(image, params, targets, weights, config=config, convention=convention)["total"]
+
+    if config.optimizer == "lbfgs":
+        # Reuses the value and gradient the line search computed at the accepted point.
+        value_and_grad = optax.value_and_grad_from_state(value_fn)
+    else:
+        value_and_grad = jax.value_and_grad(value_fn)
+
+    def body(i, carry):
+        state, totals = carry
+        if config.optimizer == "lbfgs":
+            value, grad = value_and_grad(state.image, state=state.opt_state)
+            updates, opt_state = optimizer.update(
+                grad, state.opt_state, state.image, value=value, grad=grad, value_fn=value_fn)
+        else:
+            value, grad = value_and_grad(state.image)
+            updates, opt_state = optimizer.update(grad, state.opt_state, state.image)
+        image = optax.apply_updates(state.image, updates)
+        return RunState(image, opt_state, state.step + 1), totals.at[i].set(value)
+
+    totals = jnp.full((config.chunk_size,), jnp.nan, jnp.float32)
+    state, totals = jax.lax.fori_loop(0, num_steps, body, (state, totals))
+    terms = loss_terms(state.image, params, targets, weights, config=config, convention=convention)
+    return state, totals, terms
+
+
+run_chunk = jax.jit(_run_chunk, static_argnames=("config", "convention"), donate_argnames=("state",))
+
+
+@dataclasses.dataclass
+class Progress:
+    """What a callback sees after each chunk.
+
+    Attributes:
+        step: Steps done so far.
+        iterations: Total steps of the run.
+        terms: ``{"content", "style", "tv", "total"}`` floats at ``image``.
+        image: ``[H, W, 3]`` current image (a device array; unclipped).
+        seconds: Wall time of the optimisation so far, compilation excluded.
+    """
+
+    step: int
+    iterations: int
+    terms: dict[str, float]
+    image: jax.Array
+    seconds: float
+
+
+@dataclasses.dataclass
+class StylizeResult:
+    """Result of :func:`stylize`.
+
+    Attributes:
+        image: ``[H, W, 3]`` float32 numpy RGB, clipped to [0, 1].
+        history: ``{"step": [K], "content": [K], "style": [K], "tv": [K], "total": [K]}``
+            weighted loss terms at step 0 and after every chunk, plus
+            ``"total_per_step": [iterations]``, the total at the start of each step.
+        compile_seconds: Time spent tracing and compiling.
+        run_seconds: Time spent in the optimisation loop.
+    """
+
+    image: np.ndarray
+    history: dict[str, np.ndarray]
+    compile_seconds: float
+    run_seconds: float
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.run_seconds / max(int(self.history["step"][-1]), 1)
+
+
+def initial_image(
+    config: StylizeConfig, shape: tuple[int, int, int], *, seed: int = 0,
+    content: np.ndarray | None = None, image: np.ndarray | None = None,
+) -> jax.Array:
+    """The starting image ``[H, W, 3]`` for ``config.init``."""
+    if config.init == "noise":
+        return jax.random.uniform(jax.random.key(seed), shape, jnp.float32)
+    source = content if config.init == "content" else image
+    if source is None:
+        raise NSTError(f"init {config.init!r} needs {'a content' if config.init == 'content' else 'an init'} image")
+    if tuple(source.shape) != tuple(shape):
+        raise NSTError(f"init image has shape {tuple(source.shape)}, expected {tuple(shape)}")
+    return jnp.asarray(source, jnp.float32)
+
+
+def stylize(
+    params: Mapping,
+    *,
+    convention: str,
+    content: np.ndarray | None = None,
+    style: np.ndarray | None = None,
+    init: np.ndarray | None = None,
+    config: StylizeConfig = StylizeConfig(),
+    weights: LossWeights | None = None,
+    seed: int = 0,
+    callback: Callable[[Progress], None] | None = None,
+) -> StylizeResult:
+    """Runs one Gatys optimisation.
+
+    Args:
+        params: VGG-19 params (``VGGWeights.params``), passed to the compiled
+            function as an argument.
+        convention: The weights' input convention (``VGGWeights.convention``).
+        content: ``[H, W, 3]`` content photo, RGB in [0, 1] (transfer and content modes).
+        style: ``[H_s, W_s, 3]`` style image, RGB in [0, 1] (transfer and style modes).
+        init: ``[H, W, 3]`` starting image when ``config.init == "image"``;
+            in style mode it also sets the output shape.
+        config: Static settings.
+        weights: Loss weights; ``loss_weights(config)`` if None.
+        seed: Seed of the noise initialisation.
+        callback: Called with a :class:`Progress` after every chunk.
+
+    Returns:
+        The stylized image and the loss history.
+    """
+    if config.uses_content and content is None:
+        raise NSTError(f"{config.mode} mode needs a content image")
+    if config.uses_style and style is None:
+        raise NSTError(f"{config.mode} mode needs a style image")
+    weights = loss_weights(config) if weights is None else weights
+    if config.uses_content:
+        shape = tuple(content.shape)
+    elif init is not None:
+        shape = tuple(init.shape)
+    else:
+        shape = tuple(style.shape)
+    t0 = time.perf_counter()
+    targets = compute_targets(
+        params, None if content is None else jnp.asarray(content), None if style is None else jnp.asarray(style),
+        config=config, convention=convention, output_shape=shape)
+    state = init_state(initial_image(config, shape, seed=seed, content=content, image=init), weights, config=config)
+    chunk = run_chunk.lower(
+        state, params, targets, weights, jnp.int32(0), config=config, convention=convention).compile()
+    state, _, terms0 = chunk(state, params, targets, weights, jnp.int32(0))  # zero steps: the initial terms
+    terms0 = jax.device_get(terms0)
+    compile_seconds = time.perf_counter() - t0
+
+    history = {name: [float(terms0[name])] for name in TERMS}
+    history["step"] = [0]
+    per_step = []
+    run_seconds = 0.0
+    done = 0
+    while done < config.iterations:
+        n = min(config.chunk_size, config.iterations - done)
+        t = time.perf_counter()
+        state, totals, terms = chunk(state, params, targets, weights, jnp.int32(n))
+        terms = {k: float(v) for k, v in jax.device_get(terms).items()}
+        run_seconds += time.perf_counter() - t
+        done += n
+        per_step.append(np.asarray(totals)[:n])
+        for name in TERMS:
+            history[name].append(terms[name])
+        history["step"].append(done)
+        if callback is not None:
+            callback(Progress(done, config.iterations, terms, state.image, run_seconds))
+    out = {k: np.asarray(v) for k, v in history.items()}
+    out["total_per_step"] = np.concatenate(per_step)
+    image = np.clip(np.asarray(state.image), 0.0, 1.0)
+    return StylizeResult(image, out, compile_seconds, run_seconds)

@@ -1,0 +1,125 @@
+"""VGG-19 feature extractor (Flax) and the input convention of its weights.
+
+Layer names follow the Gatys et al. paper: ``conv<b>_<i>`` is a convolution's
+output before its ReLU, ``relu<b>_<i>`` after it, ``pool<b>`` the pooling at
+the end of block ``b``. The paper's "conv4_2" etc. were Caffe blobs whose ReLU
+ran in place, so they correspond to ``relu4_2`` here, which is what the
+defaults use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from nst_jax.errors import NSTError
+from nst_jax.weights import CONV_LAYERS
+
+# ImageNet statistics for the two conventions in `nst_jax.weights.CONVENTIONS`.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+_CHANNELS = {name: c_out for name, _, c_out in CONV_LAYERS}
+
+
+def _layer_names() -> tuple[str, ...]:
+    names = []
+    for block in range(1, 6):
+        convs = sorted(n for n in _CHANNELS if n.startswith(f"conv{block}_"))
+        for conv in convs:
+            names += [conv, "relu" + conv[len("conv"):]]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+# Every layer the network can return, in order.
+LAYERS: tuple[str, ...] = _layer_names()
+POOLINGS = ("max", "avg")
+
+
+def check_layers(layers: Sequence[str]) -> None:
+    """Raises NSTError naming the first unknown layer."""
+    for name in layers:
+        if name not in LAYERS:
+            raise NSTError(f"unknown VGG-19 layer {name!r} (known: conv1_1..conv5_4, relu1_1..relu5_4, pool1..pool5)")
+
+
+def preprocess(rgb: jax.Array, convention: str) -> jax.Array:
+    """Maps an RGB image in [0, 1] to the network's input convention.
+
+    Args:
+        rgb: ``[H, W, 3]`` float RGB in [0, 1].
+        convention: ``"caffe"``: BGR, 0-255, the ImageNet mean pixel
+            ``CAFFE_MEAN_BGR`` subtracted (Keras/Caffe VGG-19). ``"torch"``: RGB
+            in [0, 1], ``(x - TORCH_MEAN_RGB) / TORCH_STD_RGB`` (torchvision).
+
+    Returns:
+        ``[H, W, 3]`` network input.
+    """
+    if convention == "caffe":
+        return rgb[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, rgb.dtype)
+    if convention == "torch":
+        return (rgb - jnp.asarray(TORCH_MEAN_RGB, rgb.dtype)) / jnp.asarray(TORCH_STD_RGB, rgb.dtype)
+    raise NSTError(f"unknown input convention {convention!r}")
+
+
+class VGG19(nn.Module):
+    """VGG-19 convolutional trunk returning named feature maps.
+
+    Runs only up to the deepest requested layer, so params of deeper layers
+    may be present but are unused.
+
+    Attributes:
+        outputs: Names from :data:`LAYERS` to return.
+        pooling: ``"max"`` or ``"avg"`` (2x2, stride 2).
+    """
+
+    outputs: tuple[str, ...]
+    pooling: str = "max"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Args: x: ``[H, W, 3]`` preprocessed image (see :func:`preprocess`), or batched ``[B, H, W, 3]``.
+
+        Returns:
+            ``{name: [H_l, W_l, C_l]}`` for every name in ``outputs``.
+        """
+        check_layers(self.outputs)
+        if self.pooling not in POOLINGS:
+            raise NSTError(f"unknown pooling {self.pooling!r} (choose from {', '.join(POOLINGS)})")
+        pool = nn.max_pool if self.pooling == "max" else nn.avg_pool
+        wanted = set(self.outputs)
+        last = max(LAYERS.index(name) for name in self.outputs)
+        features = {}
+        for name in LAYERS[: last + 1]:
+            if name.startswith("conv"):
+                x = nn.Conv(_CHANNELS[name], (3, 3), padding="SAME", name=name)(x)
+            elif name.startswith("relu"):
+                x = nn.relu(x)
+            else:
+                x = pool(x, (2, 2), strides=(2, 2))
+            if name in wanted:
+                features[name] = x
+        return features
+
+
+def extract_features(
+    params: Mapping, rgb: jax.Array, *, layers: Sequence[str], convention: str, pooling: str = "max"
+) -> dict[str, jax.Array]:
+    """Feature maps of one RGB image.
+
+    Args:
+        params: Flax params of :class:`VGG19` (``VGGWeights.params``).
+        rgb: ``[H, W, 3]`` RGB in [0, 1].
+        layers: Layer names to return.
+        convention: The weights' input convention (``VGGWeights.convention``).
+        pooling: ``"max"`` or ``"avg"``.
+
+    Returns:
+        ``{name: [H_l, W_l, C_l]}``.
+    """
+    return VGG19(outputs=tuple(layers), pooling=pooling).apply(params, preprocess(rgb, convention))

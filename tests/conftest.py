@@ -1,0 +1,31 @@
+import pathlib
+
+import numpy as np
+import pytest
+
+from nst_jax.weights import load_vgg19
+
+SHARED_IMAGES = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="session")
+def vgg():
+    """The shipped weights, decoded once per test session."""
+    return load_vgg19()
+
+
+@pytest.fixture(scope="session")
+def shared_images():
+    if not (SHARED_IMAGES / "tubingen.jpg").is_file():
+        pytest.skip("../shared/images is absent")
+    return SHARED_IMAGES
+
+
+def smooth_image(h, w, seed=0):
+    """A deterministic smooth RGB test image in [0, 1], ``[h, w, 3]``."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    channels = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform()))
+                for _ in range(3)]
+    return np.stack(channels, -1).astype(np.float32)

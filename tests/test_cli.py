@@ -1,0 +1,100 @@
+"""scripts/stylize.py end to end in real subprocesses."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from .conftest import EXAMPLES
+
+SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
+CONTENT = EXAMPLES / "chelsea.png"
+STYLE = EXAMPLES / "swirls.png"
+
+
+def stylize(*args, cwd=None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+
+
+def test_end_to_end_writes_image_and_reports(tmp_path):
+    out = tmp_path / "out.png"
+    proc = stylize("--content", CONTENT, "--style", STYLE, "--output", out, "--size", 48, "--iterations", 6,
+                   "--save-every", 3)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out) as im:
+        assert im.size == (48, 32) and im.mode == "RGB"
+    assert (tmp_path / "out_00003.png").is_file()
+    assert "time per iteration:" in proc.stdout and "final loss: content=" in proc.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_style_mode_needs_no_content(tmp_path):
+    out = tmp_path / "texture.jpg"
+    proc = stylize("--mode", "style", "--style", STYLE, "--output", out, "--size", 48, "--iterations", 2,
+                   "--style-layers", "relu1_1", "relu2_1", "--style-layer-weights", "1", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert np.asarray(Image.open(out)).shape == (36, 48, 3)
+
+
+def test_help_shows_defaults():
+    proc = stylize("--help")
+    assert proc.returncode == 0
+    assert "(default: lbfgs)" in proc.stdout and "relu4_2" in proc.stdout
+
+
+def _bad_cases(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    plain_file = tmp_path / "plainfile"
+    plain_file.write_text("x")
+    ok = ["--content", CONTENT, "--style", STYLE]
+    return {
+        "missing content": (["--content", tmp_path / "nope.jpg", "--style", STYLE], "no such file"),
+        "non-image style": (["--content", CONTENT, "--style", text], "not an image"),
+        "directory as image": (["--content", tmp_path, "--style", STYLE], "not a file"),
+        "unknown style layer": (ok + ["--style-layers", "relu1_1", "relu9_1"], "relu9_1"),
+        "unknown content layer": (ok + ["--content-layer", "conv4_7"], "conv4_7"),
+        "layer weights mismatch": (ok + ["--style-layer-weights", "1", "2"], "style layer weights"),
+        "size too small": (ok + ["--size", 16], "--size"),
+        "size absurd": (ok + ["--size", 100000], "--size"),
+        "zero iterations": (ok + ["--iterations", 0], "iterations"),
+        "negative style weight": (ok + ["--style-weight", "-1"], "style weight"),
+        "unknown optimizer": (ok + ["--optimizer", "sgd"], "invalid choice"),
+        "no content in transfer": (["--style", STYLE], "--content is required"),
+        "output dir is a file": (ok + ["--output", plain_file / "out.png"], "does not exist"),
+        "output unknown format": (ok + ["--output", tmp_path / "out.xyz"], "unknown image format"),
+    }
+
+
+def test_bad_input_one_line_no_output(tmp_path):
+    out = tmp_path / "out.png"
+    for name, (args, needle) in _bad_cases(tmp_path).items():
+        defaults = {"--output": out, "--size": 64, "--iterations": 2}
+        proc = stylize(*args, *[str(v) for k, v in defaults.items() if k not in args for v in (k, v)])
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert needle in lines[0], (name, lines[0])
+        assert not out.exists(), name
+
+
+def test_interrupt_leaves_no_output(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out.png"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    args = ["--content", CONTENT, "--style", STYLE, "--output", out, "--size", 64, "--iterations", 100000]
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(12)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert not out.exists()

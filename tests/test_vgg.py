@@ -1,0 +1,87 @@
+"""The Flax VGG-19 with the shipped weights against an independent NumPy computation."""
+
+import jax
+import numpy as np
+import pytest
+
+from nst_jax.errors import NSTError
+from nst_jax.vgg import LAYERS, VGG19, check_layers, extract_features, preprocess
+
+from .conftest import smooth_image
+
+
+def np_conv3x3(x, kernel, bias):
+    """Direct 'same' 3x3 cross-correlation: x [H, W, Ci], kernel [3, 3, Ci, Co]."""
+    h, w, _ = x.shape
+    xp = np.pad(x.astype(np.float64), ((1, 1), (1, 1), (0, 0)))
+    out = np.zeros((h, w, kernel.shape[-1]))
+    for dy in range(3):
+        for dx in range(3):
+            out += xp[dy:dy + h, dx:dx + w, :] @ kernel[dy, dx].astype(np.float64)
+    return out + bias
+
+
+def np_caffe_input(rgb):
+    return rgb[..., ::-1].astype(np.float64) * 255.0 - np.array([103.939, 116.779, 123.68])
+
+
+def test_preprocess_caffe_convention_by_hand():
+    red = np.zeros((1, 1, 3), np.float32)
+    red[..., 0] = 1.0
+    np.testing.assert_allclose(preprocess(red, "caffe")[0, 0], [-103.939, -116.779, 255 - 123.68], rtol=1e-6)
+    np.testing.assert_allclose(
+        preprocess(red, "torch")[0, 0], [(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225], rtol=1e-6)
+
+
+def test_first_layers_match_numpy(vgg):
+    rgb = smooth_image(12, 10)
+    p = vgg.params["params"]
+    conv1_1 = np_conv3x3(np_caffe_input(rgb), p["conv1_1"]["kernel"], p["conv1_1"]["bias"])
+    relu1_1 = np.maximum(conv1_1, 0)
+    conv1_2 = np_conv3x3(relu1_1, p["conv1_2"]["kernel"], p["conv1_2"]["bias"])
+    relu1_2 = np.maximum(conv1_2, 0)
+    pool1 = relu1_2.reshape(6, 2, 5, 2, 64).max(axis=(1, 3))
+    fn = jax.jit(lambda params, x: extract_features(
+        params, x, layers=("conv1_1", "relu1_1", "conv1_2", "pool1"), convention="caffe"))
+    got = fn(vgg.params, rgb)
+    for name, ref in [("conv1_1", conv1_1), ("relu1_1", relu1_1), ("conv1_2", conv1_2), ("pool1", pool1)]:
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(got[name], ref, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
+
+
+def test_kernel_layout_mirror_property(vgg):
+    """Mirroring the image left-right mirrors conv1_1 exactly when the kernels are mirrored along W.
+
+    Fails if the module read the kernels' H and W axes the other way round.
+    """
+    rgb = smooth_image(16, 20, seed=3)
+    params = vgg.params
+    conv1_1 = params["params"]["conv1_1"]
+    flipped = {"kernel": conv1_1["kernel"][:, ::-1], "bias": conv1_1["bias"]}
+    mirrored = {"params": dict(params["params"], conv1_1=flipped)}
+    f = extract_features(params, rgb, layers=("conv1_1",), convention="caffe")["conv1_1"]
+    f_flip = extract_features(mirrored, rgb[:, ::-1], layers=("conv1_1",), convention="caffe")["conv1_1"]
+    np.testing.assert_allclose(f_flip[:, ::-1], f, rtol=1e-4, atol=1e-3)
+    # The real filters are not mirror-symmetric, so without mirroring the kernels the maps differ.
+    f_plain = extract_features(params, rgb[:, ::-1], layers=("conv1_1",), convention="caffe")["conv1_1"]
+    assert np.abs(np.asarray(f_plain)[:, ::-1] - f).max() > 1.0
+
+
+def test_runs_only_to_deepest_requested_layer(vgg):
+    params = {"params": {k: v for k, v in vgg.params["params"].items() if k in ("conv1_1", "conv1_2", "conv2_1")}}
+    out = VGG19(outputs=("relu2_1", "conv1_1")).apply(params, np.zeros((32, 32, 3), np.float32))
+    assert set(out) == {"relu2_1", "conv1_1"}
+    assert out["relu2_1"].shape == (16, 16, 128)
+
+
+def test_every_layer_shape(vgg):
+    out = jax.jit(lambda p, x: VGG19(outputs=LAYERS, pooling="avg").apply(p, x))(
+        vgg.params, np.zeros((32, 64, 3), np.float32))
+    assert out["relu5_4"].shape == (2, 4, 512)
+    assert out["pool5"].shape == (1, 2, 512)
+    assert out["conv3_4"].shape == (8, 16, 256)
+
+
+def test_unknown_layer_refused():
+    with pytest.raises(NSTError, match="relu9_9"):
+        check_layers(["relu1_1", "relu9_9"])
