@@ -282,8 +282,10 @@ def _run_chunk(
     """Runs ``num_steps <= config.chunk_size`` optimiser steps as one ``lax.fori_loop``.
 
     Returns:
-        The new state, the total loss at the start of each step ``[chunk_size]``
-        (entries past ``num_steps`` are NaN), and the loss terms at the new image.
+        The new state; per-step records ``{"total": [chunk_size] float32, "evaluations":
+        [chunk_size] int32}``, the total loss at the start of each step and the number of
+        loss-and-gradient evaluations the step made (entries past ``num_steps`` are NaN / 0);
+        and the loss terms at the new image.
     """
     TRACE_COUNTS["run_chunk"] += 1
     optimizer = make_optimizer(config, weights)
@@ -298,21 +300,27 @@ def _run_chunk(
         value_and_grad = jax.value_and_grad(value_fn)
 
     def body(i, carry):
-        state, totals = carry
+        state, records = carry
         if config.optimizer == "lbfgs":
             value, grad = value_and_grad(state.image, state=state.opt_state)
             updates, opt_state = optimizer.update(
                 grad, state.opt_state, state.image, value=value, grad=grad, value_fn=value_fn)
+            # Line-search evaluations, plus the initial one before any value is cached.
+            evaluations = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps") + (state.step == 0)
         else:
             value, grad = value_and_grad(state.image)
             updates, opt_state = optimizer.update(grad, state.opt_state, state.image)
+            evaluations = 1
         image = optax.apply_updates(state.image, updates)
-        return RunState(image, opt_state, state.step + 1), totals.at[i].set(value)
+        records = {"total": records["total"].at[i].set(value),
+                   "evaluations": records["evaluations"].at[i].set(evaluations)}
+        return RunState(image, opt_state, state.step + 1), records
 
-    totals = jnp.full((config.chunk_size,), jnp.nan, jnp.float32)
-    state, totals = jax.lax.fori_loop(0, num_steps, body, (state, totals))
+    records = {"total": jnp.full((config.chunk_size,), jnp.nan, jnp.float32),
+               "evaluations": jnp.zeros((config.chunk_size,), jnp.int32)}
+    state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
     terms = loss_terms(state.image, params, targets, weights, config=config, convention=convention)
-    return state, totals, terms
+    return state, records, terms
 
 
 run_chunk = jax.jit(_run_chunk, static_argnames=("config", "convention"), donate_argnames=("state",))
@@ -345,7 +353,8 @@ class StylizeResult:
         image: ``[H, W, 3]`` float32 numpy RGB, clipped to [0, 1].
         history: ``{"step": [K], "content": [K], "style": [K], "tv": [K], "total": [K]}``
             weighted loss terms at step 0 and after every chunk, plus
-            ``"total_per_step": [iterations]``, the total at the start of each step.
+            ``"total_per_step": [iterations]``, the total at the start of each step, and
+            ``"evaluations_per_step": [iterations]``, loss-and-gradient evaluations of each step.
         compile_seconds: Time spent tracing and compiling.
         run_seconds: Time spent in the optimisation loop.
     """
@@ -435,17 +444,18 @@ def stylize(
     while done < config.iterations:
         n = min(config.chunk_size, config.iterations - done)
         t = time.perf_counter()
-        state, totals, terms = chunk(state, params, targets, weights, jnp.int32(n))
+        state, records, terms = chunk(state, params, targets, weights, jnp.int32(n))
         terms = {k: float(v) for k, v in jax.device_get(terms).items()}
         run_seconds += time.perf_counter() - t
         done += n
-        per_step.append(np.asarray(totals)[:n])
+        per_step.append({k: np.asarray(v)[:n] for k, v in records.items()})
         for name in TERMS:
             history[name].append(terms[name])
         history["step"].append(done)
         if callback is not None:
             callback(Progress(done, config.iterations, terms, state.image, run_seconds))
     out = {k: np.asarray(v) for k, v in history.items()}
-    out["total_per_step"] = np.concatenate(per_step)
+    out["total_per_step"] = np.concatenate([r["total"] for r in per_step])
+    out["evaluations_per_step"] = np.concatenate([r["evaluations"] for r in per_step])
     image = np.clip(np.asarray(state.image), 0.0, 1.0)
     return StylizeResult(image, out, compile_seconds, run_seconds)

@@ -123,9 +123,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
-    bar = tqdm(total=config.iterations, unit="it", dynamic_ncols=True)
+    h, w = (content if content is not None else init_image if init_image is not None else style).shape[:2]
+    print(f"compiling for {w}x{h} ...", flush=True)
+    bar = None
 
     def on_chunk(progress):
+        nonlocal bar
+        if bar is None:  # started after compilation, so it/s and ETA measure the optimisation only
+            bar = tqdm(total=config.iterations, unit="it", dynamic_ncols=True)
         bar.update(progress.step - bar.n)
         bar.set_postfix(loss=f"{progress.terms['total']:.4g}")
         if args.save_every and progress.step < progress.iterations:
@@ -136,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         result = stylize(vgg.params, convention=vgg.convention, content=content, style=style, init=init_image,
                          config=config, weights=weights, seed=args.seed, callback=on_chunk)
     except KeyboardInterrupt:
-        bar.close()
+        if bar is not None:
+            bar.close()
         print("error: interrupted; no output written", file=sys.stderr)
         return 130
     bar.close()
@@ -144,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     h, w = result.image.shape[:2]
     terms = "  ".join(f"{k}={result.history[k][-1]:.4g}" for k in ("content", "style", "tv", "total"))
     print(f"wrote {output} ({w}x{h})")
+    evaluations = int(result.history["evaluations_per_step"].sum())
     print(f"time per iteration: {result.seconds_per_iteration:.3f} s "
-          f"({config.iterations} iterations in {result.run_seconds:.1f} s, compile {result.compile_seconds:.1f} s)")
+          f"({config.iterations} iterations, {evaluations} loss evaluations, in {result.run_seconds:.1f} s; "
+          f"compile {result.compile_seconds:.1f} s)")
     print(f"final loss: {terms}")
     return 0
 

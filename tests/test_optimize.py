@@ -94,3 +94,12 @@ def test_bad_settings_refused():
         loss_weights(StylizeConfig(), style_layer_weights=[1, 2])
     with pytest.raises(NSTError, match="style weight must be"):
         loss_weights(StylizeConfig(), style_weight=float("nan"))
+
+
+def test_evaluations_counted_per_step(vgg):
+    adam = run(vgg, StylizeConfig(mode="content", content_layers=("relu1_1",), optimizer="adam", iterations=4),
+               content=CONTENT)
+    np.testing.assert_array_equal(adam.history["evaluations_per_step"], [1, 1, 1, 1])
+    lbfgs = run(vgg, StylizeConfig(mode="content", content_layers=("relu1_1",), iterations=6), content=CONTENT)
+    evals = lbfgs.history["evaluations_per_step"]
+    assert evals[0] >= 2 and (evals >= 1).all() and evals.shape == (6,)

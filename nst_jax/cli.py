@@ -1,0 +1,125 @@
+"""Pieces shared by the command-line tools: parser, defaults from the library, value lists."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import math
+
+import numpy as np
+
+from nst_jax import image as imageio
+from nst_jax.errors import NSTError
+from nst_jax.optimize import INITS, MODES, OPTIMIZERS, StylizeConfig, loss_weights
+from nst_jax.vgg import POOLINGS
+from nst_jax.weights import DEFAULT_WEIGHTS
+
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
+WEIGHT_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(loss_weights).parameters.items() if p.default is not p.empty}
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends each option's default (lists as words), except where there is none."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default is None or default is argparse.SUPPRESS or action.option_strings == ["-h", "--help"]:
+            return action.help
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{action.help} (default: {shown})"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit code 2."""
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=DefaultsFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Inputs and static settings common to every tool that runs an optimisation."""
+    p.add_argument("--content", help="content photo (transfer and content modes)")
+    p.add_argument("--style", help="style image (transfer and style modes)")
+    p.add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
+                   help="transfer; content reconstruction; style reconstruction (texture synthesis)")
+    p.add_argument("--size", type=int, default=imageio.DEFAULT_SIZE, help="longest side of the output, pixels")
+    p.add_argument("--iterations", type=int, default=CONFIG_DEFAULTS["iterations"], help="optimiser steps")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=CONFIG_DEFAULTS["optimizer"], help="pixel optimiser")
+    p.add_argument("--content-layer", nargs="+", default=list(CONFIG_DEFAULTS["content_layers"]), metavar="LAYER",
+                   help="content layer(s)")
+    p.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per content layer [default: 1 each]")
+    p.add_argument("--style-layers", nargs="+", default=list(CONFIG_DEFAULTS["style_layers"]), metavar="LAYER",
+                   help="style layer(s)")
+    p.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per style layer [default: 1/L each]")
+    p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
+                   help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
+    p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-19 weights file")
+
+
+def expand_values(tokens: list[str], what: str) -> list[float]:
+    """Numbers, or ``START:STOP:NUM`` for NUM log-spaced values from START to STOP inclusive.
+
+    Raises:
+        NSTError: On a malformed token or a non-finite value.
+    """
+    values = []
+    for token in tokens:
+        parts = token.split(":")
+        try:
+            if len(parts) == 3:
+                start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+                if start <= 0 or stop <= 0 or num < 1:
+                    raise ValueError
+                values += list(np.geomspace(start, stop, num)) if num > 1 else [start]
+            elif len(parts) == 1:
+                values.append(float(token))
+            else:
+                raise ValueError
+        except ValueError:
+            raise NSTError(f"{what}: {token!r} is neither a number nor START:STOP:NUM (positive, log-spaced)") from None
+    if not all(math.isfinite(v) for v in values):
+        raise NSTError(f"{what}: values must be finite")
+    return [float(v) for v in values]
+
+
+def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
+    """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
+    if not imageio.MIN_SIZE <= args.size <= imageio.MAX_SIZE:
+        raise NSTError(f"--size must be between {imageio.MIN_SIZE} and {imageio.MAX_SIZE}, got {args.size}")
+    init = args.init if args.init in INITS and args.init != "image" else "image"
+    return StylizeConfig(**{
+        "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
+        "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
+        **overrides})
+
+
+def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
+    """Loads the weights and the images a run needs, each checked, before any compute.
+
+    Returns:
+        ``(vgg, content, style, init_image)``, images ``[H, W, 3]`` in [0, 1] or None.
+    """
+    from nst_jax.weights import load_vgg19
+
+    if config.uses_content and not args.content:
+        raise NSTError(f"--content is required in {config.mode} mode")
+    if config.uses_style and not args.style:
+        raise NSTError(f"--style is required in {config.mode} mode")
+    vgg = load_vgg19(args.weights)
+    content = imageio.load_image(args.content, args.size) if config.uses_content else None
+    style = imageio.load_image(args.style, args.size) if config.uses_style else None
+    init_image = None
+    if config.init == "image":
+        init_image = imageio.load_image(args.init, args.size)
+        if content is not None and init_image.shape != content.shape:
+            raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
+                           f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
+    return vgg, content, style, init_image

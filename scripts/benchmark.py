@@ -1,0 +1,119 @@
+"""Time per optimisation step, FLOP rate, and the machine's own fp32 matmul peak, in one run.
+
+  python scripts/benchmark.py            # 512 px, L-BFGS and Adam
+  python scripts/benchmark.py --quick    # 256 px, fewer steps
+
+For each size and optimiser it reports seconds per step, loss evaluations per step (L-BFGS's line
+search may evaluate more than once), FLOPs per evaluation (XLA's cost analysis of the compiled
+value-and-gradient), the achieved GFLOP/s, and that as a fraction of the fp32 matmul peak measured
+at the start of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax.image import load_image
+from nst_jax.optimize import StylizeConfig, compute_targets, init_state, loss_terms, loss_weights, run_chunk
+from nst_jax.weights import load_vgg19
+
+SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def matmul_peak(n: int, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul on the default device."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    mm = jax.jit(lambda x, y: x @ y)
+    mm(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mm(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def images(size: int) -> tuple[np.ndarray, np.ndarray, str]:
+    if (SHARED / "tubingen.jpg").is_file():
+        return (load_image(SHARED / "tubingen.jpg", size), load_image(SHARED / "starry_night.jpg", size),
+                "tubingen + starry_night")
+    return load_image(EXAMPLES / "chelsea.png", size), load_image(EXAMPLES / "swirls.png", size), "examples/"
+
+
+def flops_per_eval(params, image, targets, weights, config, convention) -> float:
+    """XLA's FLOP count of one loss value-and-gradient evaluation."""
+    fn = jax.jit(jax.value_and_grad(
+        lambda x, p, t, w: loss_terms(x, p, t, w, config=config, convention=convention)["total"]))
+    cost = fn.lower(image, params, targets, weights).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"])
+
+
+def bench(vgg, content, style, optimizer: str, steps: int, warmup: int) -> dict:
+    """Times `steps` optimiser steps run as one compiled chunk, after `warmup` steps."""
+    config = StylizeConfig(optimizer=optimizer, chunk_size=steps, iterations=steps)
+    weights = loss_weights(config, style_weight=10.0)
+    t0 = time.perf_counter()
+    targets = compute_targets(vgg.params, content, style, config=config, convention=vgg.convention,
+                              output_shape=content.shape)
+    state = init_state(jax.random.uniform(jax.random.key(0), content.shape), weights, config=config)
+    chunk = run_chunk.lower(state, vgg.params, targets, weights, jnp.int32(1),
+                            config=config, convention=vgg.convention).compile()
+    compile_s = time.perf_counter() - t0
+    state, _, _ = chunk(state, vgg.params, targets, weights, jnp.int32(warmup))
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    state, records, _ = chunk(state, vgg.params, targets, weights, jnp.int32(steps))
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - t
+    evals = int(np.sum(records["evaluations"]))
+    # The chunk also evaluates the loss terms once (forward only) at its end; that is
+    # counted in the time but not in `evals`, so the FLOP rate is slightly understated.
+    return {"s_per_step": seconds / steps, "evals_per_step": evals / steps, "compile_s": compile_s,
+            "config": config, "weights": weights, "targets": targets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512])
+    parser.add_argument("--optimizers", nargs="+", default=["lbfgs", "adam"])
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--peak-n", type=int, default=4096, help="matmul size for the peak measurement")
+    parser.add_argument("--quick", action="store_true", help="256 px, 4 steps, 2048 matmul")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.steps, args.peak_n = [256], 4, 2048
+
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s); "
+          f"host: {platform.processor() or platform.machine()}, jax {jax.__version__}")
+    peak = matmul_peak(args.peak_n)
+    print(f"fp32 matmul peak ({args.peak_n}x{args.peak_n}): {peak:.1f} GFLOP/s")
+    vgg = load_vgg19()
+    header = f"{'size':>9} {'optimizer':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
+             f"{'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}"
+    print(header)
+    for size in args.sizes:
+        content, style, source = images(size)
+        for optimizer in args.optimizers:
+            r = bench(vgg, content, style, optimizer, args.steps, args.warmup)
+            image = jnp.asarray(content)
+            gflop = flops_per_eval(vgg.params, image, r["targets"], r["weights"], r["config"], vgg.convention) / 1e9
+            rate = gflop * r["evals_per_step"] / r["s_per_step"]
+            h, w = content.shape[:2]
+            print(f"{w:>4}x{h:<4} {optimizer:>9} {r['s_per_step']:>8.3f} {r['evals_per_step']:>10.2f} "
+                  f"{gflop:>10.1f} {rate:>8.1f} {100 * rate / peak:>6.1f}% {r['compile_s']:>9.1f}")
+    print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style")
+
+
+if __name__ == "__main__":
+    main()
