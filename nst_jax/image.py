@@ -64,10 +64,10 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise NSTError(f"{path}: cannot decode image, truncated or corrupt ({one_line(err)})") from None
 
 
-def one_line(err: BaseException) -> str:
-    """An exception as one short line: its message (or its type), whitespace collapsed."""
+def one_line(err: BaseException, limit: int | None = 200) -> str:
+    """An exception as one line: its message (or its type), whitespace collapsed, cut at ``limit`` characters."""
     text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
