@@ -330,8 +330,9 @@ def run(argv: list[str] | None) -> int:
     h, w = result.image.shape[:2]
     terms = "  ".join(f"{k}={result.history[k][-1]:.4g}" for k in ("content", "style", "tv", "total"))
     print(f"wrote {output} ({w}x{h})")
-    print(f"time per iteration: {result.seconds_per_iteration:.3f} s "
-          f"({config.iterations} iterations in {result.run_seconds:.1f} s, compile {result.compile_seconds:.1f} s)")
+    steps = config.iterations - (resume.step if resume else 0)
+    print(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
+          f"({steps} iterations in {result.run_seconds:.1f} s, compile {result.compile_seconds:.1f} s)")
     print(f"final loss: {terms}")
     return EXIT_OK
 
