@@ -7,3 +7,17 @@ class NSTError(Exception):
     Command-line tools print ``str(err)`` on stderr and exit non-zero; they
     never show a traceback for this type.
     """
+
+
+class NumericalError(NSTError):
+    """The loss or the image stopped being finite (NaN or Inf) during an optimisation.
+
+    Attributes:
+        step: The step of the last image that was still finite.
+        image: That image, ``[H, W, 3]`` float32 numpy (unclipped).
+    """
+
+    def __init__(self, message: str, *, step: int, image):
+        super().__init__(message)
+        self.step = step
+        self.image = image

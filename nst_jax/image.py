@@ -1,10 +1,15 @@
 """Image files in and out: RGB float32 ``[H, W, 3]`` in [0, 1].
 
-Input policy: the EXIF orientation is applied; grayscale, palette and CMYK
-images are converted to RGB; transparency is composited on white; 16-bit
-images are scaled to 8 bits; animated images use their first frame; files
-that do not fully decode are refused. Outputs are written to a temporary file
-in the target directory and renamed into place, so a reader never sees a
+Input policy: the EXIF orientation is applied; grayscale, palette, CMYK,
+YCbCr and Lab images are converted to RGB; transparency is composited on
+white (not dropped); 16-bit images are scaled to 8 bits, 32-bit float images
+in [0, 1] (or [0, 255]) likewise; animated and multi-page images use their
+first frame; files that do not fully decode (truncated or corrupt) are
+refused, as are images of more than :data:`MAX_INPUT_PIXELS` pixels
+(decompression bombs) and images whose shorter side would be below
+:data:`MIN_SIZE` after resizing. Every format Pillow reads is accepted (PNG,
+JPEG, GIF, BMP, WebP, TIFF, ...). Outputs are written to a temporary file in
+the target directory and renamed into place, so a reader never sees a
 partial file.
 """
 
@@ -53,11 +58,23 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise NSTError(f"{path}: image too large (more than {MAX_INPUT_PIXELS} pixels)") from None
     except Image.UnidentifiedImageError:
         raise NSTError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise NSTError(f"{path}: cannot decode image ({err})") from None
+    except MemoryError:
+        raise NSTError(f"{path}: not enough memory to decode this image") from None
+    except Exception as err:  # Pillow raises many types on corrupt files
+        raise NSTError(f"{path}: cannot decode image, truncated or corrupt ({one_line(err)})") from None
+
+
+def one_line(err: BaseException, limit: int | None = 200) -> str:
+    """An exception as one line: its message (or its type), whitespace collapsed, cut at ``limit`` characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "F":
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        peak = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 or im.mode.startswith("I;16") else 255.0

@@ -10,6 +10,15 @@ without retracing.
 
 Pixel range: the image is optimised unconstrained (L-BFGS's curvature pairs
 assume no projection) and clipped to [0, 1] only when written out.
+
+Numerics: after every chunk the loss terms, the per-step totals and the image
+are checked; anything not finite stops the run with a
+:class:`~nst_jax.errors.NumericalError` carrying the last finite image.
+
+Checkpoints: :meth:`Progress.checkpoint` snapshots a run between chunks and
+``stylize(resume=...)`` continues it; chunks are deterministic and the same
+compiled program runs any step count, so a resumed run is bitwise equal to an
+uninterrupted one (same platform, same config).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -27,14 +36,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from nst_jax import checkpoint as ckpt
 from nst_jax import losses
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, NumericalError
 from nst_jax.vgg import POOLINGS, check_layers, extract_features
 
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("noise", "content", "image")
 TERMS = ("content", "style", "tv", "total")
+
+# Per-step history entries (kept as lists of per-chunk arrays while running) and their dtypes.
+PER_STEP = {"total_per_step": np.float32, "evaluations_per_step": np.int32}
 
 # How often each compiled function's Python body has been traced (tests check chunks never retrace).
 TRACE_COUNTS: collections.Counter = collections.Counter()
@@ -326,6 +339,14 @@ def _run_chunk(
 run_chunk = jax.jit(_run_chunk, static_argnames=("config", "convention"), donate_argnames=("state",))
 
 
+def history_arrays(history: Mapping[str, list]) -> dict[str, np.ndarray]:
+    """The running history as arrays: per-chunk lists of :data:`PER_STEP` entries concatenated."""
+    out = {k: np.asarray(v) for k, v in history.items() if k not in PER_STEP}
+    for name, dtype in PER_STEP.items():
+        out[name] = np.concatenate([np.zeros(0, dtype), *history[name]])
+    return out
+
+
 @dataclasses.dataclass
 class Progress:
     """What a callback sees after each chunk.
@@ -336,6 +357,10 @@ class Progress:
         terms: ``{"content", "style", "tv", "total"}`` floats at ``image``.
         image: ``[H, W, 3]`` current image (a device array; unclipped).
         seconds: Wall time of the optimisation so far, compilation excluded.
+        state: The full optimisation state (valid until the callback returns:
+            the next chunk donates its buffers).
+        history: The loss history so far (lists; see :class:`StylizeResult`).
+        run: The run record (:func:`nst_jax.checkpoint.run_record`).
     """
 
     step: int
@@ -343,6 +368,14 @@ class Progress:
     terms: dict[str, float]
     image: jax.Array
     seconds: float
+    state: RunState | None = None
+    history: dict[str, list] | None = None
+    run: dict[str, Any] | None = None
+
+    def checkpoint(self, notes: Mapping[str, Any] | None = None) -> ckpt.Checkpoint:
+        """A host copy of this point of the run, for :func:`nst_jax.checkpoint.save_checkpoint`."""
+        leaves = [np.asarray(leaf) for leaf in jax.device_get(jax.tree_util.tree_leaves(self.state))]
+        return ckpt.Checkpoint(self.step, leaves, history_arrays(self.history), self.run, dict(notes or {}))
 
 
 @dataclasses.dataclass
@@ -384,6 +417,32 @@ def initial_image(
     return jnp.asarray(source, jnp.float32)
 
 
+@jax.jit
+def _all_finite(x: jax.Array) -> jax.Array:
+    return jnp.isfinite(x).all()
+
+
+def _describe(terms: Mapping[str, float]) -> str:
+    bad = [k for k in TERMS if not math.isfinite(terms[k])]
+    return f"{', '.join(bad)} loss not finite" if bad else "the image holds NaN or Inf"
+
+
+def _restore_state(resume: ckpt.Checkpoint, shape, weights: LossWeights, config: StylizeConfig) -> RunState:
+    """The checkpoint's leaves as a :class:`RunState` of this run's structure, shapes and dtypes checked."""
+    template = jax.eval_shape(
+        functools.partial(init_state, config=config), jax.ShapeDtypeStruct(shape, jnp.float32), weights)
+    specs, treedef = jax.tree_util.tree_flatten(template)
+    fits = len(specs) == len(resume.leaves) and all(
+        tuple(spec.shape) == leaf.shape and spec.dtype == leaf.dtype
+        for spec, leaf in zip(specs, resume.leaves, strict=True))
+    if not fits:
+        raise NSTError("cannot resume: the checkpoint's optimiser state does not fit this run (another version?)")
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(leaf) for leaf in resume.leaves])
+    if not 0 <= resume.step <= config.iterations or int(state.step) != resume.step:
+        raise NSTError(f"cannot resume: the checkpoint is at step {resume.step} of {config.iterations}")
+    return state
+
+
 def stylize(
     params: Mapping,
     *,
@@ -395,6 +454,9 @@ def stylize(
     weights: LossWeights | None = None,
     seed: int = 0,
     callback: Callable[[Progress], None] | None = None,
+    sync_every: Sequence[int] = (),
+    resume: ckpt.Checkpoint | None = None,
+    record: Mapping[str, Any] | None = None,
 ) -> StylizeResult:
     """Runs one Gatys optimisation.
 
@@ -409,10 +471,22 @@ def stylize(
         config: Static settings.
         weights: Loss weights; ``loss_weights(config)`` if None.
         seed: Seed of the noise initialisation.
-        callback: Called with a :class:`Progress` after every chunk.
+        callback: Called with a :class:`Progress` after every chunk; it may
+            save ``progress.checkpoint()`` and may raise to stop the run.
+        sync_every: Step counts (0 ignored) at whose multiples a chunk also
+            ends, so the callback sees those steps (intermediate saves,
+            checkpoints); this does not change the result.
+        resume: A checkpoint of this same run to continue from.
+        record: Extra entries for the run record (e.g. the weights file's
+            sha256); with ``resume``, they must match too.
 
     Returns:
         The stylized image and the loss history.
+
+    Raises:
+        NSTError: If ``resume`` belongs to a different run (the message lists
+            the differences) or its state does not fit.
+        NumericalError: If the loss or the image becomes NaN or Inf.
     """
     if config.uses_content and content is None:
         raise NSTError(f"{config.mode} mode needs a content image")
@@ -425,37 +499,64 @@ def stylize(
         shape = tuple(init.shape)
     else:
         shape = tuple(style.shape)
+    run = ckpt.run_record(config, weights, convention=convention, seed=seed, content=content, style=style,
+                          init=init, extra=record)
+    if resume is not None:
+        diffs = ckpt.differences(resume.run, run)
+        if diffs:
+            raise NSTError("cannot resume: the checkpoint belongs to a different run: " + "; ".join(diffs))
     t0 = time.perf_counter()
     targets = compute_targets(
         params, None if content is None else jnp.asarray(content), None if style is None else jnp.asarray(style),
         config=config, convention=convention, output_shape=shape)
-    state = init_state(initial_image(config, shape, seed=seed, content=content, image=init), weights, config=config)
+    if resume is None:
+        state = init_state(initial_image(config, shape, seed=seed, content=content, image=init), weights,
+                           config=config)
+    else:
+        state = _restore_state(resume, shape, weights, config)
     chunk = run_chunk.lower(
         state, params, targets, weights, jnp.int32(0), config=config, convention=convention).compile()
-    state, _, terms0 = chunk(state, params, targets, weights, jnp.int32(0))  # zero steps: the initial terms
-    terms0 = jax.device_get(terms0)
+    if resume is None:
+        state, _, terms0 = chunk(state, params, targets, weights, jnp.int32(0))  # zero steps: the initial terms
+        terms0 = {k: float(v) for k, v in jax.device_get(terms0).items()}
+        if not all(math.isfinite(v) for v in terms0.values()):
+            raise NumericalError(f"the loss is not finite at the start ({_describe(terms0)}); "
+                                 "check the weights and the loss weights", step=0, image=np.asarray(state.image))
+        history = {name: [terms0[name]] for name in TERMS}
+        history["step"] = [0]
+        history.update({name: [] for name in PER_STEP})
+        done = 0
+    else:
+        history = {k: [float(x) for x in resume.history[k]] for k in (*TERMS, "step")}
+        history.update({name: [np.asarray(resume.history[name], dtype)] for name, dtype in PER_STEP.items()})
+        done = resume.step
     compile_seconds = time.perf_counter() - t0
 
-    history = {name: [float(terms0[name])] for name in TERMS}
-    history["step"] = [0]
-    per_step = []
     run_seconds = 0.0
-    done = 0
     while done < config.iterations:
         n = min(config.chunk_size, config.iterations - done)
+        for every in sync_every:
+            if every > 0:
+                n = min(n, every - done % every)
         t = time.perf_counter()
+        last_good = jnp.copy(state.image)  # the chunk donates `state`
         state, records, terms = chunk(state, params, targets, weights, jnp.int32(n))
         terms = {k: float(v) for k, v in jax.device_get(terms).items()}
+        totals = np.asarray(records["total"])[:n]
+        if not (all(math.isfinite(v) for v in terms.values()) and np.isfinite(totals).all()
+                and bool(_all_finite(state.image))):
+            raise NumericalError(
+                f"the optimisation diverged between steps {done} and {done + n} ({_describe(terms)}); "
+                "lower the learning rate or the loss weights", step=done, image=np.asarray(last_good))
         run_seconds += time.perf_counter() - t
         done += n
-        per_step.append({k: np.asarray(v)[:n] for k, v in records.items()})
+        history["total_per_step"].append(totals)
+        history["evaluations_per_step"].append(np.asarray(records["evaluations"])[:n])
         for name in TERMS:
             history[name].append(terms[name])
         history["step"].append(done)
         if callback is not None:
-            callback(Progress(done, config.iterations, terms, state.image, run_seconds))
-    out = {k: np.asarray(v) for k, v in history.items()}
-    out["total_per_step"] = np.concatenate([r["total"] for r in per_step])
-    out["evaluations_per_step"] = np.concatenate([r["evaluations"] for r in per_step])
+            callback(Progress(done, config.iterations, terms, state.image, run_seconds, state, history, run))
+    out = history_arrays(history)
     image = np.clip(np.asarray(state.image), 0.0, 1.0)
     return StylizeResult(image, out, compile_seconds, run_seconds)

@@ -85,3 +85,23 @@ def test_every_layer_shape(vgg):
 def test_unknown_layer_refused():
     with pytest.raises(NSTError, match="relu9_9"):
         check_layers(["relu1_1", "relu9_9"])
+
+
+def test_conv3x3_gradients_match_autodiff_of_lax_conv():
+    from jax import lax
+
+    from nst_jax.vgg import conv3x3
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 7, 6, 4)).astype(np.float32)
+    k = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
+    ct = rng.normal(size=(2, 7, 6, 5)).astype(np.float32)
+
+    def ref(x, k):
+        return lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(conv3x3(x, k), ref(x, k), rtol=1e-5, atol=1e-5)
+    got = jax.vjp(conv3x3, x, k)[1](ct)
+    want = jax.vjp(ref, x, k)[1](ct)
+    for g, w, name in zip(got, want, ("input", "kernel"), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)

@@ -1,0 +1,129 @@
+"""A memory estimate for an optimisation, checked before anything is compiled.
+
+The estimate (:func:`estimate_bytes`) adds up, in float32:
+
+* activations: every VGG-19 map up to the deepest layer the loss uses, at the
+  output size (from ``jax.eval_shape``, nothing is computed), times 3 for the
+  forward pass kept for the backward pass, its cotangents and XLA's temporaries;
+* the optimiser state: Adam 2 images (moments) plus 3 (image, gradient,
+  update); L-BFGS ``2 * lbfgs_memory`` images (curvature pairs) plus 6 (image,
+  gradient, update, line-search points);
+* the targets (content features and style Grams), the VGG params, and the
+  forward pass over the style image (done once, before the optimisation).
+
+It is deliberately rough (within a factor of about 2) and errs high. The limit
+is ``NST_JAX_MEMORY_LIMIT_BYTES`` if set, else the accelerator's memory
+(``memory_stats()["bytes_limit"]``) or, on CPU, ``MemAvailable`` from
+``/proc/meminfo``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+
+from nst_jax.errors import NSTError
+from nst_jax.vgg import LAYERS, VGG19
+from nst_jax.weights import CONV_LAYERS
+
+ENV_LIMIT = "NST_JAX_MEMORY_LIMIT_BYTES"
+BACKWARD_FACTOR = 3
+_PARAM_BYTES = 4 * sum(9 * c_in * c_out + c_out for _, c_in, c_out in CONV_LAYERS)
+
+
+def _activation_bytes(shape: tuple[int, ...], layers: tuple[str, ...], pooling: str) -> tuple[int, dict]:
+    deepest = max(LAYERS.index(name) for name in layers)
+    every = LAYERS[: deepest + 1]
+    model = VGG19(outputs=every, pooling=pooling)
+    params = {"params": {name: {"kernel": jax.ShapeDtypeStruct((3, 3, c_in, c_out), jnp.float32),
+                                "bias": jax.ShapeDtypeStruct((c_out,), jnp.float32)}
+                         for name, c_in, c_out in CONV_LAYERS}}
+    maps = jax.eval_shape(model.apply, params, jax.ShapeDtypeStruct(tuple(shape), jnp.float32))
+    return sum(math.prod(m.shape) * 4 for m in maps.values()), maps
+
+
+def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None) -> dict:
+    """Estimated peak memory of :func:`nst_jax.optimize.stylize`, by part.
+
+    Args:
+        config: The ``StylizeConfig``.
+        shape: ``(H, W, 3)`` of the output.
+        style_shape: ``(H, W, 3)`` of the style image, if any.
+
+    Returns:
+        ``{"activations", "optimizer", "targets", "params", "total"}`` in bytes.
+    """
+    activations, maps = _activation_bytes(shape, config.feature_layers, config.pooling)
+    image = math.prod(shape) * 4
+    optimizer = (2 + 3) * image if config.optimizer == "adam" else (2 * config.lbfgs_memory + 6) * image
+    targets = 0
+    if config.uses_content:
+        targets += sum(math.prod(maps[name].shape) * 4 for name in config.content_layers)
+    if config.uses_style:
+        targets += sum(maps[name].shape[-1] ** 2 * 4 for name in config.style_layers)
+    style_pass = _activation_bytes(style_shape, config.style_layers, config.pooling)[0] if style_shape else 0
+    parts = {"activations": BACKWARD_FACTOR * activations, "optimizer": optimizer, "targets": targets,
+             "params": _PARAM_BYTES}
+    parts["total"] = sum(parts.values()) + max(0, style_pass - parts["activations"])
+    return parts
+
+
+def available_bytes() -> tuple[int, str]:
+    """The memory limit in bytes and where it came from."""
+    if os.environ.get(ENV_LIMIT):
+        try:
+            return int(float(os.environ[ENV_LIMIT])), ENV_LIMIT
+        except ValueError:
+            raise NSTError(f"{ENV_LIMIT} must be a number of bytes, got {os.environ[ENV_LIMIT]!r}") from None
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if stats.get("bytes_limit"):
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"{device.platform} memory"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available RAM"
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "available RAM"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(config, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None,
+                 *, min_side: int = 32) -> dict:
+    """Raises NSTError if the run would not fit in memory, with the estimate, the limit and a size that fits.
+
+    Returns:
+        The estimate (:func:`estimate_bytes`) when it fits.
+    """
+    parts = estimate_bytes(config, shape, style_shape)
+    limit, source = available_bytes()
+    if parts["total"] <= limit:
+        return parts
+    h, w = shape[:2]
+    scale = math.sqrt(limit / parts["total"])
+    fit = None
+    for _ in range(12):
+        new = (max(1, int(h * scale)), max(1, int(w * scale)), shape[2])
+        if min(new[:2]) < min_side:
+            break
+        style_new = None
+        if style_shape:
+            style_new = (max(1, int(style_shape[0] * scale)), max(1, int(style_shape[1] * scale)), style_shape[2])
+        if estimate_bytes(config, new, style_new)["total"] <= limit:
+            fit = max(new[:2])
+            break
+        scale *= 0.9
+    hint = f"; try --size {fit} or less" if fit else "; no size of at least 32 px fits"
+    raise NSTError(
+        f"a {w}x{h} {config.optimizer} run needs about {_gib(parts['total'])} "
+        f"(activations {_gib(parts['activations'])}, optimiser state {_gib(parts['optimizer'])}), "
+        f"more than the {_gib(limit)} of {source}{hint}")

@@ -1,0 +1,207 @@
+"""The CLI's reliability contract, in real subprocesses: bad inputs, signals, resume, numerical failure."""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+from nst_jax.weights import DEFAULT_WEIGHTS, sha256_of
+
+from .conftest import EXAMPLES
+from .image_cases import refused_cases
+
+SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
+CONTENT = EXAMPLES / "chelsea.png"
+STYLE = EXAMPLES / "swirls.png"
+SMALL = ["--size", "48", "--content-layer", "relu1_1", "--style-layers", "relu1_1", "relu2_1"]
+
+
+def env(**extra):
+    return dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+
+
+def stylize(*args, extra_env=None, cwd=None):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          env=env(**(extra_env or {})), cwd=cwd, timeout=600)
+
+
+def bad_weights(tmp_path):
+    """Weights files with each fault: ``{name: (path, words of the error)}``."""
+    d = tmp_path / "weights"
+    d.mkdir()
+    with np.load(DEFAULT_WEIGHTS) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+
+    def write(name, mutate):
+        a = dict(arrays)
+        mutate(a)
+        np.savez(d / name, **a)
+        (d / (name + ".sha256")).write_text(sha256_of(d / name) + "\n")
+        return d / name
+
+    def shape(a):
+        a["conv2_1/bias"] = np.zeros(7, np.float32)
+
+    def nan(a):
+        a["conv4_1/table"] = a["conv4_1/table"].copy()
+        a["conv4_1/table"][3] = np.nan
+
+    truncated = d / "truncated.npz"
+    truncated.write_bytes(DEFAULT_WEIGHTS.read_bytes()[:100_000])
+    shutil.copy(str(DEFAULT_WEIGHTS) + ".sha256", str(truncated) + ".sha256")
+    no_sidecar = d / "no_sidecar.npz"
+    shutil.copy(DEFAULT_WEIGHTS, no_sidecar)
+    wrong_sum = d / "wrong_sum.npz"
+    shutil.copy(DEFAULT_WEIGHTS, wrong_sum)
+    (d / "wrong_sum.npz.sha256").write_text("0" * 64 + "\n")
+    return {
+        "weights missing": (d / "nope.npz", "not found"),
+        "weights truncated": (truncated, "sha256"),
+        "weights wrong sha256": (wrong_sum, "sha256"),
+        "weights no checksum file": (no_sidecar, "checksum file"),
+        "weights wrong shape": (write("shape.npz", shape), "conv2_1/bias has shape (7,)"),
+        "weights NaN": (write("nan.npz", nan), "NaN"),
+    }
+
+
+def bad_cases(tmp_path):
+    """``{name: (arguments, words of the one-line error, extra environment)}``."""
+    ok = ["--content", CONTENT, "--style", STYLE]
+    cases = {}
+    for name, (path, needle) in refused_cases(tmp_path).items():
+        role = "--style" if len(cases) % 2 else "--content"
+        args = ["--content", CONTENT, "--style", STYLE]
+        args[args.index(role) + 1] = path
+        cases[f"image: {name} ({role})"] = (args, needle, None)
+    cases["image: bad --init file"] = (ok + ["--init", tmp_path / "empty.png"], "empty file", None)
+    cases["image: --init aspect differs"] = (ok + ["--init", STYLE], "same aspect ratio", None)
+    for name, (path, needle) in bad_weights(tmp_path).items():
+        cases[name] = (ok + ["--weights", path], needle, None)
+    plain_file = tmp_path / "plainfile"
+    plain_file.write_text("x")
+    (tmp_path / "existing.png").write_bytes(b"keep me")
+    (tmp_path / "junk.ckpt.npz").write_text("junk")
+    (tmp_path / "taken.ckpt.npz").write_text("someone's checkpoint")
+    cases.update({
+        "unknown style layer": (ok + ["--style-layers", "relu1_1", "relu9_1"], "relu9_1", None),
+        "style layer weights mismatch": (ok + ["--style-layer-weights", "1", "2"], "style layer weights", None),
+        "size too small": (ok + ["--size", 16], "--size", None),
+        "zero iterations": (ok + ["--iterations", 0], "iterations", None),
+        "negative checkpoint interval": (ok + ["--checkpoint-every", -5], "--checkpoint-every", None),
+        "NaN style weight": (ok + ["--style-weight", "nan"], "style weight", None),
+        "output directory missing": (ok + ["--output", plain_file / "out.png"], "does not exist", None),
+        "output format unknown": (ok + ["--output", tmp_path / "out.xyz"], "unknown image format", None),
+        "output exists": (ok + ["--output", tmp_path / "existing.png"], "--overwrite", None),
+        "checkpoint exists": (ok + ["--checkpoint", tmp_path / "taken.ckpt.npz"], "--resume", None),
+        "not enough memory": (ok + ["--size", 512], "try --size", {"NST_JAX_MEMORY_LIMIT_BYTES": "200e6"}),
+        "resume: missing checkpoint": (["--resume", tmp_path / "gone.ckpt.npz"], "not found", None),
+        "resume: not a checkpoint": (["--resume", tmp_path / "junk.ckpt.npz"], "not a readable", None),
+        "no output": (ok, "--output is required", None),
+    })
+    return cases
+
+
+def test_bad_inputs_each_one_line_and_nothing_written(tmp_path):
+    out = tmp_path / "out.png"
+    cases = bad_cases(tmp_path)
+    assert len(cases) >= 20
+    for name, (args, needle, extra_env) in cases.items():
+        defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
+        proc = stylize(*defaults, "--size", 64, "--iterations", 2, *args, extra_env=extra_env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, (name, lines)
+        assert needle in lines[0], (name, lines[0])
+        if name.startswith("weights"):
+            assert "convert_weights.py" in lines[0], (name, lines[0])
+        assert not out.exists() and not out.with_name("out.ckpt.npz").exists(), name
+    assert (tmp_path / "existing.png").read_bytes() == b"keep me"
+    assert (tmp_path / "taken.ckpt.npz").read_text() == "someone's checkpoint"
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+    # ... and a good input still works afterwards.
+    proc = stylize("--content", CONTENT, "--style", STYLE, "--output", out, *SMALL, "--iterations", 2)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (48, 32)
+
+
+def wait_for(path, proc, timeout=120):
+    start = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - start < timeout
+        time.sleep(0.02)
+
+
+def test_kill_and_resume_is_bitwise_equal(tmp_path):
+    content = tmp_path / "content.png"
+    shutil.copy(CONTENT, content)
+    common = ["--content", content, "--style", STYLE, *SMALL, "--iterations", 300, "--checkpoint-every", 10]
+    ref = stylize(*common, "--output", tmp_path / "ref.png")
+    assert ref.returncode == 0, ref.stderr
+
+    cut = tmp_path / "cut.png"
+    ckpt = tmp_path / "cut.ckpt.npz"
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, common), "--output", str(cut)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    wait_for(ckpt, proc)  # the first periodic checkpoint: the run is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err and "interrupted at step" in last and f"--resume {ckpt}" in last
+    assert not cut.exists()
+    step = int(last.split("interrupted at step ")[1].split()[0])
+    assert 0 < step < 300
+
+    # A different configuration, or a changed input, is refused, naming what differs.
+    proc2 = stylize("--resume", ckpt, "--style-weight", 5)
+    assert proc2.returncode == 2 and "--style-weight 5.0 (checkpoint: 1000.0)" in proc2.stderr, proc2.stderr
+    original = content.read_bytes()
+    Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
+    proc2 = stylize("--resume", ckpt)
+    assert proc2.returncode == 2 and "inputs.content" in proc2.stderr, proc2.stderr
+    content.write_bytes(original)
+
+    resumed = stylize("--resume", ckpt, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert cut.read_bytes() == (tmp_path / "ref.png").read_bytes()
+    with np.load(tmp_path / "ref.ckpt.npz") as a, np.load(ckpt) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            if k != "meta":
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        assert json.loads(str(a["meta"]))["step"] == json.loads(str(b["meta"]))["step"] == 300
+
+
+def test_sigterm_checkpoints_and_exits_3(tmp_path):
+    out = tmp_path / "out.png"
+    args = ["--content", CONTENT, "--style", STYLE, "--output", out, *SMALL, "--iterations", 100000,
+            "--save-every", 10]
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    wait_for(tmp_path / "out_00010.png", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    assert "checkpoint saved to" in err and (tmp_path / "out.ckpt.npz").is_file()
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_divergence_exits_4_with_last_good_image(tmp_path):
+    out = tmp_path / "out.png"
+    proc = stylize("--content", CONTENT, "--style", STYLE, "--output", out, *SMALL, "--iterations", 40,
+                   "--optimizer", "adam", "--learning-rate", "1e30")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 4, proc.stderr
+    assert "diverged" in lines[-1] and "last finite image" in lines[-1] and "Traceback" not in proc.stderr
+    assert not out.exists()
+    with Image.open(tmp_path / "out_last_good.png") as im:
+        assert im.size == (48, 32)

@@ -1,0 +1,33 @@
+"""The memory estimate and the refusal of runs that do not fit."""
+
+import pytest
+
+from nst_jax.errors import NSTError
+from nst_jax.memory import ENV_LIMIT, check_memory, estimate_bytes
+from nst_jax.optimize import StylizeConfig
+
+
+def test_estimate_grows_with_size_and_optimizer_state():
+    config = StylizeConfig()
+    small = estimate_bytes(config, (64, 64, 3), (64, 64, 3))
+    big = estimate_bytes(config, (256, 256, 3), (256, 256, 3))
+    assert 10 < big["activations"] / small["activations"] < 20  # ~16x the pixels
+    adam = estimate_bytes(StylizeConfig(optimizer="adam"), (256, 256, 3))
+    assert adam["optimizer"] < big["optimizer"]  # L-BFGS keeps 2 * memory images
+    assert big["optimizer"] >= 2 * config.lbfgs_memory * 256 * 256 * 3 * 4
+
+
+def test_refusal_names_estimate_limit_and_a_size_that_fits(monkeypatch):
+    config = StylizeConfig()
+    monkeypatch.setenv(ENV_LIMIT, "300e6")
+    assert check_memory(config, (128, 96, 3), (128, 96, 3))["total"] <= 300e6
+    with pytest.raises(NSTError, match=r"needs about .* more than the 286 MiB of NST_JAX_MEMORY_LIMIT_BYTES; "
+                                        r"try --size (\d+)") as info:
+        check_memory(config, (1024, 768, 3), (1024, 768, 3))
+    fit = int(str(info.value).rsplit(" ", 3)[-3])
+    assert 32 <= fit < 1024
+    h, w = fit, fit * 3 // 4
+    assert estimate_bytes(config, (h, w, 3), (h, w, 3))["total"] <= 300e6
+    monkeypatch.setenv(ENV_LIMIT, "lots")
+    with pytest.raises(NSTError, match="number of bytes"):
+        check_memory(config, (64, 64, 3))
