@@ -6,6 +6,9 @@ import argparse
 import dataclasses
 import inspect
 import math
+import os
+import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,6 +17,8 @@ from nst_jax.errors import NSTError
 from nst_jax.optimize import INITS, MODES, OPTIMIZERS, StylizeConfig, loss_weights
 from nst_jax.vgg import POOLINGS
 from nst_jax.weights import DEFAULT_WEIGHTS
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
 WEIGHT_DEFAULTS = {
@@ -123,3 +128,24 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
             raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
                            f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
     return vgg, content, style, init_image
+
+
+def guarded_main(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Runs a tool's ``run(argv)``; any error becomes one line on stderr and an exit code, never a traceback.
+
+    ``NST_JAX_DEBUG=1`` re-raises unexpected errors to show the traceback.
+    """
+    try:
+        return run(argv)
+    except NSTError as err:
+        print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if os.environ.get("NST_JAX_DEBUG"):
+            raise
+        print(f"error: internal error: {type(err).__name__}: {imageio.one_line(err)} "
+              "(set NST_JAX_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

@@ -15,8 +15,6 @@ OUTPUT_last_good). Nothing is written at OUTPUT unless the run finishes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import os
 import pathlib
 import re
@@ -25,71 +23,30 @@ import sys
 
 import numpy as np
 
+from nst_jax import cli
 from nst_jax import image as imageio
 from nst_jax.checkpoint import differences, load_checkpoint, run_record, save_checkpoint
+from nst_jax.cli import EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, WEIGHT_DEFAULTS
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.memory import check_memory
-from nst_jax.optimize import INITS, MODES, OPTIMIZERS, StylizeConfig, loss_weights, stylize
-from nst_jax.vgg import POOLINGS
-from nst_jax.weights import DEFAULT_WEIGHTS, load_vgg19
+from nst_jax.optimize import INITS, loss_weights, stylize
 
-CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
-WEIGHT_DEFAULTS = {
-    name: p.default for name, p in inspect.signature(loss_weights).parameters.items() if p.default is not p.empty}
-
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 # Options that may differ when resuming: they do not change the result.
 RESUME_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume")
 PATH_OPTIONS = ("content", "style", "output", "weights", "checkpoint")
 
 
-class DefaultsFormatter(argparse.HelpFormatter):
-    """Appends each option's default (lists as words), except where there is none."""
-
-    def _get_help_string(self, action):
-        default = action.default
-        if default is None or default is argparse.SUPPRESS or action.option_strings == ["-h", "--help"]:
-            return action.help
-        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        return f"{action.help} (default: {shown})"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr, exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsFormatter)
-    p.add_argument("--content", help="content photo (transfer and content modes)")
-    p.add_argument("--style", help="style image (transfer and style modes)")
+    p = cli.OneLineParser(description=__doc__.split("\n\n")[0])
+    cli.add_run_arguments(p)
     p.add_argument("--output", help="output image (.png, .jpg, ...); required unless --resume")
-    p.add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
-                   help="transfer; content reconstruction; style reconstruction (texture synthesis)")
-    p.add_argument("--size", type=int, default=imageio.DEFAULT_SIZE, help="longest side of the output, pixels")
-    p.add_argument("--iterations", type=int, default=CONFIG_DEFAULTS["iterations"], help="optimiser steps")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=CONFIG_DEFAULTS["optimizer"], help="pixel optimiser")
     p.add_argument("--learning-rate", type=float, default=WEIGHT_DEFAULTS["learning_rate"], help="Adam step size")
     p.add_argument("--content-weight", type=float, default=WEIGHT_DEFAULTS["content_weight"], help="alpha")
     p.add_argument("--style-weight", type=float, default=WEIGHT_DEFAULTS["style_weight"], help="beta")
     p.add_argument("--tv-weight", type=float, default=WEIGHT_DEFAULTS["tv_weight"], help="total-variation weight")
-    p.add_argument("--content-layer", nargs="+", default=list(CONFIG_DEFAULTS["content_layers"]), metavar="LAYER",
-                   help="content layer(s)")
-    p.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W",
-                   help="one weight per content layer [default: 1 each]")
-    p.add_argument("--style-layers", nargs="+", default=list(CONFIG_DEFAULTS["style_layers"]), metavar="LAYER",
-                   help="style layer(s)")
-    p.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W",
-                   help="one weight per style layer [default: 1/L each]")
-    p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
-                   help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise initialisation")
-    p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
     p.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (0: never)")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-19 weights file")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output, intermediate saves and checkpoint (else they are refused)")
     p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file [default: OUTPUT_STEM.ckpt.npz]")
@@ -174,26 +131,14 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
         args, resume = with_resumed_args(args, given if given is not None else set())
     if not args.output:
         raise NSTError("--output is required (unless --resume)")
-    if not imageio.MIN_SIZE <= args.size <= imageio.MAX_SIZE:
-        raise NSTError(f"--size must be between {imageio.MIN_SIZE} and {imageio.MAX_SIZE}, got {args.size}")
     for name in ("save_every", "checkpoint_every"):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    init_path = None
-    init = args.init
-    if init not in INITS or init == "image":
-        init_path, init = args.init, "image"
-    config = StylizeConfig(
-        mode=args.mode, content_layers=tuple(args.content_layer), style_layers=tuple(args.style_layers),
-        pooling=args.pooling, optimizer=args.optimizer, iterations=args.iterations, init=init)
+    config = cli.run_config(args)
     weights = loss_weights(
         config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
         learning_rate=args.learning_rate)
-    if config.uses_content and not args.content:
-        raise NSTError(f"--content is required in {config.mode} mode")
-    if config.uses_style and not args.style:
-        raise NSTError(f"--style is required in {config.mode} mode")
     output = imageio.check_output_path(args.output)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
@@ -208,16 +153,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
         if earlier:
             raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
     args.checkpoint = str(checkpoint)
-    vgg = load_vgg19(args.weights)
-    content = imageio.load_image(args.content, args.size) if config.uses_content else None
-    style = imageio.load_image(args.style, args.size) if config.uses_style else None
-    init_image = None
-    if init_path is not None:
-        reference = content if content is not None else style
-        init_image = imageio.load_image(init_path, args.size)
-        if config.uses_content and init_image.shape != reference.shape:
-            raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
-                           f"the content to {reference.shape[1]}x{reference.shape[0]}; give them the same aspect ratio")
+    vgg, content, style, init_image = cli.load_run_inputs(args, config)
     shape = (content if content is not None else init_image if init_image is not None else style).shape
     check_memory(config, tuple(shape), None if style is None else tuple(style.shape))
     if resume is not None:
@@ -256,17 +192,7 @@ class SignalFlag:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(argv)
-    except KeyboardInterrupt:
-        print("error: interrupted before the run started; nothing written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as err:  # never a traceback for the user; NST_JAX_DEBUG=1 shows it
-        if os.environ.get("NST_JAX_DEBUG"):
-            raise
-        print(f"error: internal error: {type(err).__name__}: {imageio.one_line(err)} "
-              "(set NST_JAX_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+    return cli.guarded_main(run, argv)
 
 
 def run(argv: list[str] | None) -> int:

@@ -70,13 +70,13 @@ def label(kwargs, seed, swept):
 
 
 def main(argv=None) -> int:
+    return cli.guarded_main(run, argv)
+
+
+def run(argv) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        config, members, weights, out_dir, swept, grids = prepare(args)
-        vgg, content, style, init_image = cli.load_run_inputs(args, config)
-    except NSTError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config, members, weights, out_dir, swept, grids = prepare(args)
+    vgg, content, style, init_image = cli.load_run_inputs(args, config)
     import jax
     from tqdm import tqdm
 
