@@ -306,16 +306,21 @@ def _run_chunk(
     def value_fn(image):
         return loss_terms(image, params, targets, weights, config=config, convention=convention)["total"]
 
-    if config.optimizer == "lbfgs":
-        # Reuses the value and gradient the line search computed at the accepted point.
-        value_and_grad = optax.value_and_grad_from_state(value_fn)
-    else:
-        value_and_grad = jax.value_and_grad(value_fn)
+    value_and_grad = jax.value_and_grad(value_fn)
+
+    def cached_value_and_grad(state):
+        # L-BFGS reuses the value and gradient its line search computed at the accepted
+        # point; only step 0 has none yet. Deciding on the step counter (shared by all
+        # members of a sweep, which vmaps it unbatched) keeps this a real branch under vmap.
+        return jax.lax.cond(
+            state.step == 0, lambda: value_and_grad(state.image),
+            lambda: (optax.tree_utils.tree_get(state.opt_state, "value"),
+                     optax.tree_utils.tree_get(state.opt_state, "grad")))
 
     def body(i, carry):
         state, records = carry
         if config.optimizer == "lbfgs":
-            value, grad = value_and_grad(state.image, state=state.opt_state)
+            value, grad = cached_value_and_grad(state)
             updates, opt_state = optimizer.update(
                 grad, state.opt_state, state.image, value=value, grad=grad, value_fn=value_fn)
             # Line-search evaluations, plus the initial one before any value is cached.

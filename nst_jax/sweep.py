@@ -27,6 +27,7 @@ from nst_jax.optimize import (
     TERMS,
     LossWeights,
     Progress,
+    RunState,
     StylizeConfig,
     _run_chunk,
     compute_targets,
@@ -130,10 +131,15 @@ def sweep(
     targets = jax.device_put(targets, replicated)
     images = jnp.stack([initial_image(config, shape, seed=int(s), content=content, image=init) for s in seeds])
     weights = jax.device_put(weights, members)
-    state = jax.jit(jax.vmap(functools.partial(init_state, config=config)), out_shardings=members)(
+    # The step counter is shared by all members (unbatched), the image and optimiser state are per member.
+    state_axes = RunState(image=0, opt_state=0, step=None)
+    state = jax.jit(jax.vmap(functools.partial(init_state, config=config), out_axes=state_axes))(
         jax.device_put(images, members), weights)
+    state = jax.device_put(state, RunState(members, jax.tree_util.tree_map(lambda _: members, state.opt_state),
+                                           replicated))
     chunk_fn = jax.jit(
-        jax.vmap(functools.partial(_run_chunk, config=config, convention=convention), in_axes=(0, None, None, 0, None)),
+        jax.vmap(functools.partial(_run_chunk, config=config, convention=convention),
+                 in_axes=(state_axes, None, None, 0, None), out_axes=(state_axes, 0, 0)),
         donate_argnums=0)
     chunk = chunk_fn.lower(state, params, targets, weights, jnp.int32(0)).compile()
     state, _, terms = chunk(state, params, targets, weights, jnp.int32(0))
