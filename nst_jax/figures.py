@@ -48,7 +48,10 @@ def labelled_grid(
     font = ImageFont.load_default(size=font_size)
     present = [t for row in tiles for t in row if t is not None]
     cell_h = max(t.shape[0] for t in present)
-    cell_w = max(t.shape[1] for t in present)
+    caption_w = max((font.getlength(line) for row in (labels or []) for s in row for line in s.split("\n")),
+                    default=0)
+    col_w = max((font.getlength(t) for t in col_titles or []), default=0)
+    cell_w = int(max(max(t.shape[1] for t in present), caption_w + 2, col_w + 2))
     n_rows, n_cols = len(tiles), max(len(row) for row in tiles)
     caption_lines = max((len(s.split("\n")) for row in (labels or []) for s in row), default=0)
     caption_h = _text_height(font, caption_lines) if caption_lines else 0
@@ -96,3 +99,9 @@ def save_json(path: str | os.PathLike, data) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def psnr(image: np.ndarray, reference: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two ``[H, W, 3]`` images in [0, 1] (image clipped first)."""
+    mse = float(np.mean((np.clip(image, 0.0, 1.0) - reference) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)

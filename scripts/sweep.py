@@ -25,8 +25,8 @@ from nst_jax.optimize import TERMS, loss_weights
 from nst_jax.sweep import stack_weights, sweep
 
 SWEPT = {  # option -> (loss_weights argument, label)
-    "content_weights": ("content_weight", "α"),
-    "style_weights": ("style_weight", "β"),
+    "content_weights": ("content_weight", "alpha"),
+    "style_weights": ("style_weight", "beta"),
     "tv_weights": ("tv_weight", "tv"),
     "learning_rates": ("learning_rate", "lr"),
 }

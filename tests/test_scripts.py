@@ -1,0 +1,76 @@
+"""scripts/sweep.py and scripts/reproduce_paper.py end to end (small sizes)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_jax.cli import expand_values
+from nst_jax.errors import NSTError
+from nst_jax.figures import labelled_grid, psnr
+
+from .conftest import EXAMPLES, SHARED_IMAGES
+
+SCRIPTS = pathlib.Path(__file__).resolve().parent.parent / "scripts"
+
+
+def run_script(name, *args):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=900)
+
+
+def test_expand_values():
+    np.testing.assert_allclose(expand_values(["1e1:1e4:4"], "x"), [10, 100, 1000, 10000], rtol=1e-12)
+    assert expand_values(["2", "3.5"], "x") == [2.0, 3.5]
+    with pytest.raises(NSTError, match="START:STOP:NUM"):
+        expand_values(["1:0:3"], "--style-weights")
+    with pytest.raises(NSTError, match="START:STOP:NUM"):
+        expand_values(["abc"], "--style-weights")
+
+
+def test_psnr_and_grid():
+    a = np.zeros((4, 5, 3), np.float32)
+    np.testing.assert_allclose(psnr(a + 0.1, a), 20.0, rtol=1e-6)  # MSE 0.01 -> 20 dB
+    sheet = labelled_grid([[a, a], [a, None]], [["x", "y"], ["z", ""]], col_titles=["c1", "c2"], row_titles=["r"] * 2)
+    assert sheet.size[0] > 10 and sheet.size[1] > 8
+
+
+def test_sweep_cli(tmp_path):
+    proc = run_script("sweep.py", "--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png",
+                      "--output-dir", tmp_path / "sw", "--size", 48, "--iterations", 3, "--optimizer", "adam",
+                      "--style-weights", "1e1:1e3:2", "--seeds", 0, 1, "--style-layers", "relu1_1", "relu2_1",
+                      "--content-layer", "relu2_1")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "sw" / "losses.json").read_text())
+    members = report["members"]
+    assert [(m["style_weight"], m["seed"]) for m in members] == [(10.0, 0), (10.0, 1), (1000.0, 0), (1000.0, 1)]
+    for m in members:
+        assert (tmp_path / "sw" / m["file"]).is_file() and np.isfinite(m["final"]["total"])
+    assert members[2]["final"]["style"] > members[0]["final"]["style"]  # beta scales the weighted style term
+    assert Image.open(tmp_path / "sw" / "contact_sheet.png").size[0] > 80
+
+
+def test_sweep_cli_bad_range(tmp_path):
+    proc = run_script("sweep.py", "--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png",
+                      "--output-dir", tmp_path / "sw", "--style-weights", "1e3:1e1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.skipif(not (SHARED_IMAGES / "tubingen.jpg").is_file(), reason="../shared/images is absent")
+def test_reproduce_paper_quick(tmp_path):
+    proc = run_script("reproduce_paper.py", "--output-dir", tmp_path / "paper", "--quick")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "paper" / "metrics.json").read_text())
+    for fig in ("1a", "1b", "2", "3"):
+        assert (tmp_path / "paper" / f"fig{fig}.png").is_file()
+    psnrs = [metrics["fig1a"][f"relu{b}_1"]["psnr_db"] for b in range(1, 6)]
+    assert all(np.isfinite(psnrs)) and psnrs[0] > psnrs[-1]  # lower layers reconstruct better
+    assert all(v["factor"] > 1 for k, v in metrics["fig1b"].items() if k != "seconds_total")
+    assert len(metrics["fig3"]) == 6  # five rows + timing
