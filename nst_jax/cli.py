@@ -13,9 +13,10 @@ from collections.abc import Callable
 import numpy as np
 
 from nst_jax import image as imageio
+from nst_jax.cache import default_cache_dir, enable_compilation_cache
 from nst_jax.errors import NSTError
 from nst_jax.optimize import INITS, MODES, OPTIMIZERS, StylizeConfig, loss_weights
-from nst_jax.vgg import POOLINGS
+from nst_jax.vgg import POOLINGS, PRECISIONS
 from nst_jax.weights import DEFAULT_WEIGHTS
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
@@ -66,7 +67,15 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
                    help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
     p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
+    p.add_argument("--precision", choices=PRECISIONS, default=CONFIG_DEFAULTS["precision"],
+                   help="VGG convolutions in float32, or bf16 with float32 accumulation (losses stay float32)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-19 weights file")
+    add_cache_argument(p)
+
+
+def add_cache_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
+                   help="persistent compilation cache directory, or 'off' (env NST_JAX_CACHE_DIR)")
 
 
 def expand_values(tokens: list[str], what: str) -> list[float]:
@@ -103,6 +112,7 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     return StylizeConfig(**{
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
+        "precision": args.precision,
         **overrides})
 
 
@@ -114,6 +124,7 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
     """
     from nst_jax.weights import load_vgg19
 
+    enable_compilation_cache(args.compile_cache)
     if config.uses_content and not args.content:
         raise NSTError(f"--content is required in {config.mode} mode")
     if config.uses_style and not args.style:

@@ -12,6 +12,7 @@ at the start of the same run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import platform
 import time
@@ -28,11 +29,11 @@ SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "ima
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def matmul_peak(n: int, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul on the default device."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    mm = jax.jit(lambda x, y: x @ y)
+def matmul_peak(n: int, dtype=jnp.float32, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n matmul on the default device (float32 accumulation)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
+    mm = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
     mm(a, b).block_until_ready()
     best = float("inf")
     for _ in range(repeats):
@@ -58,10 +59,10 @@ def flops_per_eval(params, image, targets, weights, config, convention) -> float
     return float(cost["flops"])
 
 
-def bench(vgg, content, style, optimizer: str, steps: int, warmup: int) -> dict:
+def bench(vgg, content, style, optimizer: str, steps: int, warmup: int, precision: str) -> dict:
     """Times `steps` optimiser steps run as one compiled chunk, after `warmup` steps."""
-    config = StylizeConfig(optimizer=optimizer, chunk_size=steps, iterations=steps)
-    weights = loss_weights(config, style_weight=10.0)
+    config = StylizeConfig(optimizer=optimizer, chunk_size=max(steps, warmup), iterations=steps, precision=precision)
+    weights = loss_weights(config)
     t0 = time.perf_counter()
     targets = compute_targets(vgg.params, content, style, config=config, convention=vgg.convention,
                               output_shape=content.shape)
@@ -72,20 +73,22 @@ def bench(vgg, content, style, optimizer: str, steps: int, warmup: int) -> dict:
     state, _, _ = chunk(state, vgg.params, targets, weights, jnp.int32(warmup))
     jax.block_until_ready(state)
     t = time.perf_counter()
-    state, records, _ = chunk(state, vgg.params, targets, weights, jnp.int32(steps))
+    state, records, terms = chunk(state, vgg.params, targets, weights, jnp.int32(steps))
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t
     evals = int(np.sum(records["evaluations"]))
     # The chunk also evaluates the loss terms once (forward only) at its end; that is
     # counted in the time but not in `evals`, so the FLOP rate is slightly understated.
     return {"s_per_step": seconds / steps, "evals_per_step": evals / steps, "compile_s": compile_s,
-            "config": config, "weights": weights, "targets": targets}
+            "config": config, "weights": weights, "targets": targets,
+            "terms": {k: float(v) for k, v in jax.device_get(terms).items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--optimizers", nargs="+", default=["lbfgs", "adam"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--peak-n", type=int, default=4096, help="matmul size for the peak measurement")
@@ -97,22 +100,39 @@ def main() -> None:
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s); "
           f"host: {platform.processor() or platform.machine()}, jax {jax.__version__}")
     peak = matmul_peak(args.peak_n)
-    print(f"fp32 matmul peak ({args.peak_n}x{args.peak_n}): {peak:.1f} GFLOP/s")
+    print(f"fp32 matmul peak ({args.peak_n}x{args.peak_n}): {peak:.1f} GFLOP/s; "
+          f"bf16 matmul peak (float32 accumulation): {matmul_peak(args.peak_n, jnp.bfloat16):.1f} GFLOP/s")
     vgg = load_vgg19()
-    header = f"{'size':>9} {'optimizer':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
-             f"{'GFLOP/s':>8} {'% peak':>7} {'compile s':>9}"
+    header = f"{'size':>9} {'optimizer':>9} {'precision':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
+             f"{'GFLOP/s':>8} {'%fp32pk':>7} {'compile s':>9}"
     print(header)
+    notes = []
     for size in args.sizes:
         content, style, source = images(size)
         for optimizer in args.optimizers:
-            r = bench(vgg, content, style, optimizer, args.steps, args.warmup)
-            image = jnp.asarray(content)
-            gflop = flops_per_eval(vgg.params, image, r["targets"], r["weights"], r["config"], vgg.convention) / 1e9
-            rate = gflop * r["evals_per_step"] / r["s_per_step"]
-            h, w = content.shape[:2]
-            print(f"{w:>4}x{h:<4} {optimizer:>9} {r['s_per_step']:>8.3f} {r['evals_per_step']:>10.2f} "
-                  f"{gflop:>10.1f} {rate:>8.1f} {100 * rate / peak:>6.1f}% {r['compile_s']:>9.1f}")
-    print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style")
+            runs = {}
+            for precision in args.precisions:
+                r = runs[precision] = bench(vgg, content, style, optimizer, args.steps, args.warmup, precision)
+                if precision == args.precisions[0] or "fp32" not in runs:
+                    # Useful work: the float32 evaluation's FLOPs (bf16's shifted matmuls also touch padding).
+                    config = dataclasses.replace(r["config"], precision="fp32")
+                    gflop = flops_per_eval(vgg.params, jnp.asarray(content), r["targets"], r["weights"], config,
+                                           vgg.convention) / 1e9
+                rate = gflop * r["evals_per_step"] / r["s_per_step"]
+                h, w = content.shape[:2]
+                print(f"{w:>4}x{h:<4} {optimizer:>9} {precision:>9} {r['s_per_step']:>8.3f} "
+                      f"{r['evals_per_step']:>10.2f} {gflop:>10.1f} {rate:>8.1f} {100 * rate / peak:>6.1f}% "
+                      f"{r['compile_s']:>9.1f}", flush=True)
+            if "fp32" in runs and "bf16" in runs:
+                a, b = runs["fp32"], runs["bf16"]
+                diffs = ", ".join(f"{k} {abs(b['terms'][k] - a['terms'][k]) / abs(a['terms'][k]):.2%}"
+                                  for k in ("content", "style", "total"))
+                notes.append(f"{w}x{h} {optimizer}: bf16 per-step speed-up {a['s_per_step'] / b['s_per_step']:.2f}x; "
+                             f"loss terms after {args.warmup + args.steps} steps differ by {diffs}")
+    for note in notes:
+        print(note)
+    print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style; GFLOP/eval from XLA's "
+          "cost analysis of the float32 value-and-gradient; %fp32pk: achieved rate / fp32 matmul peak")
 
 
 if __name__ == "__main__":

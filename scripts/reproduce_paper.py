@@ -25,6 +25,7 @@ import numpy as np
 
 from nst_jax import cli
 from nst_jax import image as imageio
+from nst_jax.cache import enable_compilation_cache
 from nst_jax.errors import NSTError
 from nst_jax.figures import labelled_grid, psnr, save_json, save_sheet
 from nst_jax.optimize import TERMS, StylizeConfig, loss_weights, stylize
@@ -53,6 +54,7 @@ def build_parser():
     p.add_argument("--ratios", type=float, nargs="+", default=[1.0, 1e-1, 1e-2, 1e-3], help="Fig. 3 alpha/beta")
     p.add_argument("--quick", action="store_true", help="64 px, 20 steps: every figure in a few minutes")
     p.add_argument("--weights", default=None, help="VGG-19 weights file (default: shipped)")
+    cli.add_cache_argument(p)
     return p
 
 
@@ -152,6 +154,7 @@ def _main(argv) -> int:
         raise NSTError(f"--output-dir {out} exists and is not a directory")
     imageio.check_output_path((out if out.is_dir() else out.parent) / "probe.png")
     vgg = load_vgg19(args.weights)
+    enable_compilation_cache(args.compile_cache)
     out.mkdir(exist_ok=True)
 
     def log(line):

@@ -32,7 +32,7 @@ from nst_jax.memory import check_memory
 from nst_jax.optimize import INITS, loss_weights, stylize
 
 # Options that may differ when resuming: they do not change the result.
-RESUME_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume")
+RESUME_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume", "compile_cache")
 PATH_OPTIONS = ("content", "style", "output", "weights", "checkpoint")
 
 

@@ -1,9 +1,14 @@
+import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
 
 from nst_jax.weights import load_vgg19
+
+# Tests (and the tools they start) compile into a cache of their own, never the user's.
+os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax_test_cache_"))
 
 SHARED_IMAGES = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"

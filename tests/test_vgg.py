@@ -105,3 +105,32 @@ def test_conv3x3_gradients_match_autodiff_of_lax_conv():
     want = jax.vjp(ref, x, k)[1](ct)
     for g, w, name in zip(got, want, ("input", "kernel"), strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("channels", [8, 256])  # XLA bf16 convolution, shifted bf16 matmul
+def test_conv3x3_bf16_close_to_fp32(channels):
+    from nst_jax.vgg import conv3x3
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 9, 7, channels)).astype(np.float32)
+    k = rng.normal(size=(3, 3, channels, 16)).astype(np.float32) / np.sqrt(9 * channels)
+    ct = rng.normal(size=(1, 9, 7, 16)).astype(np.float32)
+    ref, ref_vjp = jax.vjp(lambda x: conv3x3(x, k), x)
+    got, got_vjp = jax.vjp(lambda x: conv3x3(x, k, "bf16"), x)
+    assert got.dtype == np.float32
+    scale = np.abs(np.asarray(ref)).max()
+    np.testing.assert_allclose(got, ref, atol=2e-2 * scale)
+    g_ref, g_got = ref_vjp(ct)[0], got_vjp(ct)[0]
+    np.testing.assert_allclose(g_got, g_ref, atol=2e-2 * np.abs(np.asarray(g_ref)).max())
+    # bf16 really rounds: the result is not bitwise the fp32 one.
+    assert np.abs(np.asarray(got) - np.asarray(ref)).max() > 0
+
+
+def test_bf16_features_close_to_fp32(vgg):
+    rgb = smooth_image(40, 48, seed=4)
+    f = {p: extract_features(vgg.params, rgb, layers=("relu3_2", "relu4_2"), convention="caffe", precision=p)
+         for p in ("fp32", "bf16")}
+    for name in ("relu3_2", "relu4_2"):
+        ref = np.asarray(f["fp32"][name])
+        rel = np.abs(np.asarray(f["bf16"][name]) - ref).max() / np.abs(ref).max()
+        assert rel < 3e-2, (name, rel)
