@@ -22,7 +22,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.image import load_image
-from nst_jax.optimize import StylizeConfig, compute_targets, init_state, loss_terms, loss_weights, run_chunk
+from nst_jax.optimize import (
+    StylizeConfig,
+    compute_targets,
+    init_state,
+    loss_terms,
+    loss_weights,
+    run_chunk,
+    stylize,
+)
+from nst_jax.sweep import stack_weights, sweep
 from nst_jax.weights import load_vgg19
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
@@ -84,6 +93,66 @@ def bench(vgg, content, style, optimizer: str, steps: int, warmup: int, precisio
             "terms": {k: float(v) for k, v in jax.device_get(terms).items()}}
 
 
+def bench_sweep(vgg, content, style, optimizer: str, members: int, steps: int) -> None:
+    """One vmapped sweep of `members` style weights vs the same runs one after another."""
+    config = StylizeConfig(optimizer=optimizer, iterations=steps, chunk_size=steps)
+    betas = np.geomspace(3.0, 300.0, members)
+    weights = [loss_weights(config, style_weight=float(b)) for b in betas]
+    t = time.perf_counter()
+    batched = sweep(vgg.params, convention=vgg.convention, weights=stack_weights(weights), content=content,
+                    style=style, config=config)
+    np.asarray(batched.images)
+    sweep_wall = time.perf_counter() - t
+    seq_run = seq_compile = 0.0
+    t = time.perf_counter()
+    for w in weights:
+        r = stylize(vgg.params, convention=vgg.convention, content=content, style=style, config=config, weights=w)
+        seq_run += r.run_seconds
+        seq_compile += r.compile_seconds
+    seq_wall = time.perf_counter() - t
+    h, w_ = content.shape[:2]
+    print(f"sweep {w_}x{h} {optimizer}, {members} members x {steps} steps: one vmapped call {sweep_wall:.1f} s "
+          f"(compile {batched.compile_seconds:.1f} s, run {batched.run_seconds:.1f} s); "
+          f"{members} runs in sequence {seq_wall:.1f} s (compile {seq_compile:.1f} s, run {seq_run:.1f} s); "
+          f"sequential/sweep: wall {seq_wall / sweep_wall:.2f}x, run {seq_run / batched.run_seconds:.2f}x")
+
+
+MEMORY_CHILD = """
+import resource, sys
+import numpy as np
+from nst_jax.optimize import StylizeConfig, stylize
+from nst_jax.weights import load_vgg19
+size, optimizer, precision = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+vgg = load_vgg19()
+rng = np.random.default_rng(0)
+content = rng.uniform(size=(size, size, 3)).astype(np.float32)
+style = rng.uniform(size=(size, size, 3)).astype(np.float32)
+config = StylizeConfig(optimizer=optimizer, iterations=2, chunk_size=2, precision=precision)
+stylize(vgg.params, convention=vgg.convention, content=content, style=style, config=config)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def bench_memory(sizes: list[int], optimizer: str, precision: str) -> None:
+    """Peak resident memory of a 2-step run per square size (fresh process each), and a linear fit in pixels."""
+    import subprocess
+    import sys
+
+    pixels, peaks = [], []
+    for size in sizes:
+        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(size), optimizer, precision],
+                             capture_output=True, text=True, check=True)
+        peaks.append(int(out.stdout.strip().splitlines()[-1]))
+        pixels.append(size * size)
+        print(f"peak memory {size}x{size} {optimizer} {precision}: {peaks[-1] / 2**30:.2f} GiB", flush=True)
+    if len(sizes) >= 2:
+        slope, intercept = np.polyfit(pixels, peaks, 1)
+        fit = np.polyval([slope, intercept], pixels)
+        worst = max(abs(f - p) / p for f, p in zip(fit, peaks, strict=True))
+        print(f"linear fit: {slope / 1024:.1f} KiB per pixel + {intercept / 2**30:.2f} GiB "
+              f"(largest deviation {worst:.1%})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
@@ -93,16 +162,33 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--peak-n", type=int, default=4096, help="matmul size for the peak measurement")
     parser.add_argument("--quick", action="store_true", help="256 px, 4 steps, 2048 matmul")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead: a sweep of --sweep-members style weights vs the same runs in sequence")
+    parser.add_argument("--sweep-members", type=int, default=8)
+    parser.add_argument("--sweep-size", type=int, default=256)
+    parser.add_argument("--sweep-steps", type=int, default=20)
+    parser.add_argument("--memory", action="store_true",
+                        help="instead: peak resident memory per --sizes (fresh process each) and a linear fit")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.peak_n = [256], 4, 2048
 
+    if args.memory:
+        for precision in args.precisions:
+            bench_memory(args.sizes, args.optimizers[0], precision)
+        return
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s); "
           f"host: {platform.processor() or platform.machine()}, jax {jax.__version__}")
     peak = matmul_peak(args.peak_n)
     print(f"fp32 matmul peak ({args.peak_n}x{args.peak_n}): {peak:.1f} GFLOP/s; "
           f"bf16 matmul peak (float32 accumulation): {matmul_peak(args.peak_n, jnp.bfloat16):.1f} GFLOP/s")
     vgg = load_vgg19()
+    if args.sweep:
+        content, style, source = images(args.sweep_size)
+        for optimizer in args.optimizers:
+            bench_sweep(vgg, content, style, optimizer, args.sweep_members, args.sweep_steps)
+        print(f"images: {source}")
+        return
     header = f"{'size':>9} {'optimizer':>9} {'precision':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
              f"{'GFLOP/s':>8} {'%fp32pk':>7} {'compile s':>9}"
     print(header)
