@@ -66,6 +66,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="one weight per style layer [default: 1/L each]")
     p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
                    help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
+    p.add_argument("--noise-scale", type=float, default=CONFIG_DEFAULTS["noise_scale"],
+                   help="std of the white-noise start around mid-grey (--init noise)")
     p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
     p.add_argument("--precision", choices=PRECISIONS, default=CONFIG_DEFAULTS["precision"],
                    help="VGG convolutions in float32, or bf16 with float32 accumulation (losses stay float32)")
@@ -112,7 +114,7 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     return StylizeConfig(**{
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
-        "precision": args.precision,
+        "precision": args.precision, "noise_scale": args.noise_scale,
         **overrides})
 
 

@@ -39,9 +39,9 @@ def test_content_reconstruction_converges(vgg, optimizer, steps, factor):
     h = result.history
     assert h["style"][-1] == 0.0
     assert h["total"][0] / h["total"][-1] > factor, (h["total"][0], h["total"][-1])
-    # Reconstructing from relu1_1 brings the pixels towards the photo: the mean
-    # absolute error of the uniform-noise start (0.33) at least halves.
-    assert np.abs(result.image - CONTENT).mean() < 0.16
+    # Reconstructing from relu1_1 brings the pixels close to the photo, from a mid-grey start
+    # whose mean absolute error is about 0.3.
+    assert np.abs(result.image - CONTENT).mean() < 0.05
 
 
 def test_chunking_does_not_change_the_result(vgg):
@@ -72,7 +72,7 @@ def test_seed_changes_noise_and_is_reproducible(vgg):
     config = StylizeConfig(mode="style", style_layers=("relu1_1",), iterations=3)
     a, b, c = (run(vgg, config, style=STYLE, seed=s).image for s in (0, 0, 1))
     np.testing.assert_array_equal(a, b)
-    assert np.abs(a - c).max() > 0.1
+    assert np.abs(a - c).max() > 1e-4
 
 
 def test_real_images_transfer_cuts_loss(vgg, shared_images):
