@@ -153,6 +153,28 @@ def bench_memory(sizes: list[int], optimizer: str, precision: str) -> None:
               f"(largest deviation {worst:.1%})")
 
 
+def bench_warm_start(size: int) -> None:
+    """Compile-and-prepare time of scripts/stylize.py, cold then warm (persistent cache), in fresh processes."""
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    script = pathlib.Path(__file__).resolve().parent / "stylize.py"
+    content = SHARED / "tubingen.jpg" if (SHARED / "tubingen.jpg").is_file() else EXAMPLES / "chelsea.png"
+    style = SHARED / "starry_night.jpg" if (SHARED / "tubingen.jpg").is_file() else EXAMPLES / "swirls.png"
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in ("cold", "warm"):
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, str(script), "--content", str(content), "--style", str(style),
+                                  "--size", str(size), "--iterations", "1", "--output", f"{tmp}/o.png", "--overwrite",
+                                  "--compile-cache", f"{tmp}/cache"], capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t
+            compile_s = float(re.search(r"compile ([0-9.]+) s", out.stdout).group(1))
+            print(f"{label} start at {size} px: {compile_s:.2f} s from loaded inputs to the first step "
+                  f"(trace, compile or load from cache, targets, initial loss); process wall {wall:.1f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
@@ -167,12 +189,18 @@ def main() -> None:
     parser.add_argument("--sweep-members", type=int, default=8)
     parser.add_argument("--sweep-size", type=int, default=256)
     parser.add_argument("--sweep-steps", type=int, default=20)
+    parser.add_argument("--warm-start", action="store_true",
+                        help="instead: cold vs warm (compilation cache) start of scripts/stylize.py at --sizes")
     parser.add_argument("--memory", action="store_true",
                         help="instead: peak resident memory per --sizes (fresh process each) and a linear fit")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.peak_n = [256], 4, 2048
 
+    if args.warm_start:
+        for size in args.sizes:
+            bench_warm_start(size)
+        return
     if args.memory:
         for precision in args.precisions:
             bench_memory(args.sizes, args.optimizers[0], precision)
