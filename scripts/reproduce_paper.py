@@ -45,7 +45,7 @@ def build_parser():
     p.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES), help="figures to make")
     p.add_argument("--size", type=int, default=256, help="longest side, pixels")
     p.add_argument("--iterations", type=int, default=500, help="L-BFGS steps per reconstruction / transfer")
-    p.add_argument("--sweep-iterations", type=int, default=200, help="L-BFGS steps per Fig. 3 cell")
+    p.add_argument("--sweep-iterations", type=int, default=150, help="L-BFGS steps per Fig. 3 cell")
     p.add_argument("--layer-index", type=int, choices=(1, 2), default=1, help="Fig. 1: use the _1 or _2 layers")
     p.add_argument("--layer-kind", choices=("relu", "conv"), default="relu",
                    help="feature maps after (relu, as the paper's Caffe blobs) or before the ReLU")
