@@ -14,7 +14,7 @@ import numpy as np
 
 from nst_jax import image as imageio
 from nst_jax.errors import NSTError
-from nst_jax.optimize import INITS, MODES, OPTIMIZERS, StylizeConfig, loss_weights
+from nst_jax.optimize import INITS, MODES, OPTIMIZERS, STYLE_LOSSES, StylizeConfig, loss_weights
 from nst_jax.vgg import POOLINGS
 from nst_jax.weights import DEFAULT_WEIGHTS
 
@@ -66,6 +66,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
                    help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
     p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
+    p.add_argument("--style-loss", choices=STYLE_LOSSES, default=CONFIG_DEFAULTS["style_loss"],
+                   help="style statistics: Gram matrices (paper), mean + covariance, or Wasserstein-2 between "
+                        "Gaussian fits (feature^2 units: use a style weight around 1e7)")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-19 weights file")
 
 
@@ -103,7 +106,7 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     return StylizeConfig(**{
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
-        **overrides})
+        "style_loss": args.style_loss, **overrides})
 
 
 def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):

@@ -30,8 +30,11 @@ from nst_jax.optimize import (
     StylizeConfig,
     _run_chunk,
     compute_targets,
+    finish_image,
     init_state,
     initial_image,
+    output_image,
+    prepare_inputs,
 )
 
 BATCH_AXIS = "members"
@@ -108,10 +111,8 @@ def sweep(
     seeds = np.zeros(k, np.int64) if seeds is None else np.asarray(seeds)
     if seeds.shape != (k,):
         raise NSTError(f"{len(seeds)} seeds given for {k} sweep members")
-    if config.uses_content and content is None:
-        raise NSTError(f"{config.mode} mode needs a content image")
-    if config.uses_style and style is None:
-        raise NSTError(f"{config.mode} mode needs a style image")
+    inputs = prepare_inputs(config, content=content, style=style, init=init)
+    content, init = inputs.content, inputs.init
     mesh = mesh if mesh is not None else batch_mesh()
     padded = -(-k // mesh.size) * mesh.size
     pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - k, axis=0)]) if padded > k else a  # noqa: E731
@@ -120,12 +121,13 @@ def sweep(
 
     members = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
-    shape = tuple((content if config.uses_content else init if init is not None else style).shape)
+    shape = inputs.shape
 
     t0 = time.perf_counter()
     params = jax.device_put(params, replicated)
     targets = compute_targets(
-        params, None if content is None else jnp.asarray(content), None if style is None else jnp.asarray(style),
+        params, None if content is None else jnp.asarray(content),
+        None if inputs.styles is None else [jnp.asarray(s) for s in inputs.styles],
         config=config, convention=convention, output_shape=shape)
     targets = jax.device_put(targets, replicated)
     images = jnp.stack([initial_image(config, shape, seed=int(s), content=content, image=init) for s in seeds])
@@ -159,7 +161,10 @@ def sweep(
     out = {name: np.stack(history[name], axis=1) for name in TERMS}
     out["step"] = np.asarray(steps)
     out["evaluations_per_step"] = np.concatenate(evaluations, axis=1)
-    images = jax.jit(lambda x: jnp.clip(x, 0.0, 1.0), out_shardings=members)(state.image)
+    images = jax.jit(lambda s, w: jnp.clip(jax.vmap(output_image)(s, w), 0.0, 1.0), out_shardings=members)(
+        state, weights)
     if padded > k:
         images = images[:k]
+    if config.preserve_colour == "luminance":
+        images = jnp.stack([finish_image(config, im, inputs) for im in np.asarray(images)])
     return SweepResult(images, out, compile_seconds, run_seconds)

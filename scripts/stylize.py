@@ -81,7 +81,7 @@ def with_resumed_args(args: argparse.Namespace, given: set[str]):
     if diffs:
         raise NSTError(f"cannot resume {args.resume} with different settings: {', '.join(diffs)}; "
                        "drop them to continue the run as it was")
-    merged = argparse.Namespace(**saved)
+    merged = argparse.Namespace(**{**vars(build_parser().parse_args([])), **saved})  # options added since
     for k in RESUME_FREE:
         if k in given:
             setattr(merged, k, getattr(args, k))
