@@ -276,7 +276,7 @@ def _features(params, image, config: StylizeConfig, convention: str, layers=None
 
 def _pool_mask(mask: jax.Array) -> jax.Array:
     h, w = mask.shape[0] // 2, mask.shape[1] // 2
-    return mask[: 2 * h, : 2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))
+    return mask[: 2 * h, : 2 * w].reshape(h, 2, w, 2, *mask.shape[2:]).mean(axis=(1, 3))
 
 
 def mask_pyramid(masks: jax.Array, layer_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, jax.Array]:

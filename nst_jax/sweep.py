@@ -81,6 +81,7 @@ def sweep(
     content: np.ndarray | None = None,
     style: np.ndarray | None = None,
     init: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
     config: StylizeConfig,
     mesh: Mesh | None = None,
     callback: Callable[[Progress], None] | None = None,
@@ -93,7 +94,7 @@ def sweep(
         weights: :class:`LossWeights` whose every leaf has a leading member axis
             ``[K, ...]`` (see :func:`stack_weights`).
         seeds: ``K`` seeds of the noise initialisation (default: all 0).
-        content, style, init: As in :func:`nst_jax.optimize.stylize`, shared by all members.
+        content, style, init, masks: As in :func:`nst_jax.optimize.stylize`, shared by all members.
         config: Static settings shared by all members.
         mesh: 1-D device mesh; :func:`batch_mesh` over all devices if None. When
             ``K`` is not a multiple of the mesh size, the last member is repeated to
@@ -111,7 +112,7 @@ def sweep(
     seeds = np.zeros(k, np.int64) if seeds is None else np.asarray(seeds)
     if seeds.shape != (k,):
         raise NSTError(f"{len(seeds)} seeds given for {k} sweep members")
-    inputs = prepare_inputs(config, content=content, style=style, init=init)
+    inputs = prepare_inputs(config, content=content, style=style, init=init, masks=masks)
     content, init = inputs.content, inputs.init
     mesh = mesh if mesh is not None else batch_mesh()
     padded = -(-k // mesh.size) * mesh.size
@@ -128,7 +129,8 @@ def sweep(
     targets = compute_targets(
         params, None if content is None else jnp.asarray(content),
         None if inputs.styles is None else [jnp.asarray(s) for s in inputs.styles],
-        config=config, convention=convention, output_shape=shape)
+        config=config, convention=convention, output_shape=shape,
+        masks=None if inputs.masks is None else jnp.asarray(inputs.masks))
     targets = jax.device_put(targets, replicated)
     images = jnp.stack([initial_image(config, shape, seed=int(s), content=content, image=init) for s in seeds])
     weights = jax.device_put(weights, members)

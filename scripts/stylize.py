@@ -33,7 +33,7 @@ from nst_jax.optimize import INITS, loss_weights, stylize
 
 # Options that may differ when resuming: they do not change the result.
 RESUME_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume")
-PATH_OPTIONS = ("content", "style", "output", "weights", "checkpoint")
+PATH_OPTIONS = ("content", "style", "masks", "output", "weights", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=WEIGHT_DEFAULTS["content_weight"], help="alpha")
     p.add_argument("--style-weight", type=float, default=WEIGHT_DEFAULTS["style_weight"], help="beta")
     p.add_argument("--tv-weight", type=float, default=WEIGHT_DEFAULTS["tv_weight"], help="total-variation weight")
+    p.add_argument("--style-blend", nargs="+", type=float, metavar="B",
+                   help="blend weights of several --style images, normalised to sum 1 [default: equal]")
+    p.add_argument("--ema", type=float, default=WEIGHT_DEFAULTS["ema_decay"], metavar="DECAY",
+                   help="output the exponential moving average of the image over steps with this decay "
+                        "(0: the last iterate)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise initialisation")
     p.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (0: never)")
@@ -92,9 +97,12 @@ def with_resumed_args(args: argparse.Namespace, given: set[str]):
 def normalised(args: argparse.Namespace) -> dict:
     """The arguments as JSON values, with absolute paths (a checkpoint resumes from any directory)."""
     out = dict(vars(args))
+    absolute = lambda path: str(pathlib.Path(path).expanduser().absolute())  # noqa: E731
     for k in PATH_OPTIONS + ("init",):
-        if out.get(k) is not None and (k != "init" or out[k] not in INITS):
-            out[k] = str(pathlib.Path(out[k]).expanduser().absolute())
+        if isinstance(out.get(k), list):
+            out[k] = [absolute(v) for v in out[k]]
+        elif out.get(k) is not None and (k != "init" or out[k] not in INITS):
+            out[k] = absolute(out[k])
     return out
 
 
@@ -123,7 +131,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
     """Validates every argument and loads every input; raises NSTError before any compute.
 
     Returns:
-        ``(args, config, weights, output, vgg, content, style, init_image, resume)``,
+        ``(args, config, weights, output, vgg, content, style, init_image, masks, resume)``,
         ``args`` completed from the checkpoint when resuming.
     """
     resume = None
@@ -138,7 +146,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
     weights = loss_weights(
         config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
-        learning_rate=args.learning_rate)
+        learning_rate=args.learning_rate, style_blend=args.style_blend, ema_decay=args.ema)
     output = imageio.check_output_path(args.output)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
@@ -153,16 +161,18 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
         if earlier:
             raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
     args.checkpoint = str(checkpoint)
-    vgg, content, style, init_image = cli.load_run_inputs(args, config)
-    shape = (content if content is not None else init_image if init_image is not None else style).shape
-    check_memory(config, tuple(shape), None if style is None else tuple(style.shape))
+    vgg, content, style, init_image, masks = cli.load_run_inputs(args, config)
+    styles = style if isinstance(style, list) else [style]
+    shape = (content if content is not None else init_image if init_image is not None else styles[0]).shape
+    check_memory(config, tuple(shape), None if style is None else max((s.shape for s in styles),
+                                                                       key=lambda s: s[0] * s[1]))
     if resume is not None:
         record = run_record(config, weights, convention=vgg.convention, seed=args.seed, content=content,
-                            style=style, init=init_image, extra={"weights_sha256": vgg.sha256})
+                            style=style, init=init_image, masks=masks, extra={"weights_sha256": vgg.sha256})
         diffs = differences(resume.run, record)
         if diffs:
             raise NSTError(f"cannot resume {args.resume}: the run differs from the checkpoint's: {'; '.join(diffs)}")
-    return args, config, weights, output, vgg, content, style, init_image, resume
+    return args, config, weights, output, vgg, content, style, init_image, masks, resume
 
 
 class Interrupted(Exception):
@@ -198,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        (args, config, weights, output, vgg, content, style, init_image,
+        (args, config, weights, output, vgg, content, style, init_image, masks,
          resume) = prepare(args, given_options(argv) if args.resume else None)
     except NSTError as err:
         print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
@@ -209,7 +219,8 @@ def run(argv: list[str] | None) -> int:
     checkpoint_path = pathlib.Path(args.checkpoint)
     notes = {"args": normalised(args)}
     resume_hint = f"resume with: python scripts/stylize.py --resume {checkpoint_path}"
-    h, w = (content if content is not None else init_image if init_image is not None else style).shape[:2]
+    h, w = (content if content is not None else init_image if init_image is not None else
+            style if not isinstance(style, list) else style[0]).shape[:2]
     print(f"compiling for {w}x{h} ...", flush=True)
     bar = None
 
@@ -237,7 +248,8 @@ def run(argv: list[str] | None) -> int:
 
         try:
             result = stylize(vgg.params, convention=vgg.convention, content=content, style=style,
-                             init=init_image, config=config, weights=weights, seed=args.seed, callback=on_chunk,
+                             init=init_image, config=config, weights=weights, seed=args.seed, masks=masks,
+                             callback=on_chunk,
                              sync_every=(args.save_every, args.checkpoint_every), resume=resume,
                              record={"weights_sha256": vgg.sha256})
         except Interrupted as stop:

@@ -1,9 +1,16 @@
 """The quality-control flags of scripts/stylize.py reach the library (checked in-process with prepare())."""
 
 import importlib.util
+import os
 import pathlib
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+from PIL import Image
+
+from nst_jax.errors import NSTError
 
 from .conftest import EXAMPLES
 
@@ -20,9 +27,10 @@ def stylize_script():
     return module
 
 
-def prepared(script, tmp_path, *extra):
+def prepared(script, tmp_path, *extra, size=64):
     args = script.build_parser().parse_args(
-        ["--content", CONTENT, "--style", STYLE, "--output", str(tmp_path / "out.png"), "--size", "64", *extra])
+        ["--content", CONTENT, "--style", STYLE, "--output", str(tmp_path / "out.png"), "--size", str(size),
+         *map(str, extra)])
     return script.prepare(args)
 
 
@@ -31,3 +39,48 @@ def test_style_loss_flag(stylize_script, tmp_path):
     assert prepared(stylize_script, tmp_path, "--style-loss", "w2")[1].style_loss == "w2"
     with pytest.raises(SystemExit):
         prepared(stylize_script, tmp_path, "--style-loss", "l1")
+
+
+def test_quality_flags_reach_config_and_weights(stylize_script, tmp_path):
+    _, config, weights, *_ = prepared(stylize_script, tmp_path, "--ema", "0.9")
+    assert float(weights.ema_decay) == pytest.approx(0.9)
+    out = prepared(stylize_script, tmp_path, "--style", STYLE, CONTENT, "--style-blend", "0.7", "0.3")
+    config, weights, style = out[1], out[2], out[6]
+    assert config.num_styles == 2 and isinstance(style, list) and len(style) == 2
+    np.testing.assert_allclose(weights.style_blend, [0.7, 0.3])
+    out = prepared(stylize_script, tmp_path, "--style-scale", "0.5", "--preserve-colour", "luminance", size=96)
+    assert out[1].style_scale == 0.5 and out[1].preserve_colour == "luminance"
+    assert max(out[6].shape[:2]) == 48  # loaded at 0.5 x --size 96
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.tile(np.r_[np.zeros(10), 255 * np.ones(10)].astype(np.uint8), (12, 1))).save(mask)
+    out = prepared(stylize_script, tmp_path, "--style", STYLE, STYLE, "--masks", mask, mask)
+    content, masks = out[5], out[8]
+    assert masks.shape == (2, *content.shape[:2]) and masks[0, :, :20].max() < 0.05 and masks[0, :, -20:].min() > 0.95
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--style-blend", "1", "2"], "2 style blend weights given for 1 style images"),
+    (["--ema", "1.0"], "EMA decay"),
+    (["--style-scale", "0.1"], "smaller than"),
+    (["--masks", STYLE, STYLE], "2 masks given for 1 style images"),
+    (["--mode", "style", "--preserve-colour", "match"], "transfer mode"),
+])
+def test_quality_flags_refused_before_compute(stylize_script, tmp_path, extra, needle):
+    with pytest.raises(NSTError, match=needle):
+        prepared(stylize_script, tmp_path, *extra)
+
+
+def test_end_to_end_with_quality_flags(tmp_path):
+    mask = tmp_path / "left.png"
+    Image.fromarray(np.tile(np.r_[255 * np.ones(8), np.zeros(8)].astype(np.uint8), (8, 1))).save(mask)
+    inverse = tmp_path / "right.png"
+    Image.fromarray(255 - np.asarray(Image.open(mask))).save(inverse)
+    out = tmp_path / "out.png"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--content", CONTENT, "--style", STYLE, CONTENT, "--masks", mask, inverse,
+         "--style-loss", "meancov", "--ema", "0.5", "--preserve-colour", "match", "--style-scale", "0.8",
+         "--size", "64", "--iterations", "4", "--style-layers", "relu1_1", "relu2_1", "--output", str(out)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert np.asarray(Image.open(out)).shape[1] == 64
