@@ -29,6 +29,7 @@ from nst_jax.checkpoint import differences, load_checkpoint, run_record, save_ch
 from nst_jax.cli import EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, WEIGHT_DEFAULTS
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.memory import check_memory
+from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
 from nst_jax.optimize import INITS, loss_weights, stylize
 
 # Options that may differ when resuming: they do not change the result.
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the checkpoint every N iterations and at the end (0: only when interrupted)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted run; its settings come from the checkpoint")
+    p.add_argument("--scales", type=int, default=1, metavar="N",
+                   help="coarse-to-fine: optimise at N sizes, geometric from --min-size to --size, each level "
+                        "starting from the previous one upsampled (not checkpointed)")
+    p.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE, metavar="PX",
+                   help="longest side of the coarsest level with --scales")
+    p.add_argument("--scale-iterations", type=int, nargs="+", metavar="N",
+                   help="steps at each level, coarse to fine [default: --iterations at each]")
     return p
 
 
@@ -143,6 +151,17 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     config = cli.run_config(args)
+    args.sizes = pyramid_sizes(args.size, args.scales, args.min_size)
+    if args.scales > 1:
+        for name in ("save_every", "checkpoint_every"):
+            if getattr(args, name):
+                raise NSTError(f"--{name.replace('_', '-')} is not supported with --scales > 1")
+        if args.scale_iterations is not None and len(args.scale_iterations) != args.scales:
+            raise NSTError(f"{len(args.scale_iterations)} --scale-iterations given for {args.scales} scales")
+        if any(n < 1 for n in args.scale_iterations or []):
+            raise NSTError("--scale-iterations must be >= 1")
+    elif args.scale_iterations is not None:
+        raise NSTError("--scale-iterations needs --scales > 1")
     weights = loss_weights(
         config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
@@ -228,6 +247,9 @@ def run(argv: list[str] | None) -> int:
         if bar is not None:
             bar.close()
 
+    if args.scales > 1:
+        return run_multiscale(args, config, weights, output, vgg, content, style, init_image, masks)
+
     with SignalFlag() as flag:
         def on_chunk(progress):
             nonlocal bar
@@ -282,6 +304,54 @@ def run(argv: list[str] | None) -> int:
     evaluations = int(result.history["evaluations_per_step"][-steps:].sum()) if steps else 0
     print(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
           f"({steps} iterations, {evaluations} loss evaluations, in {result.run_seconds:.1f} s; "
+          f"compile {result.compile_seconds:.1f} s)")
+    print(f"final loss: {terms}")
+    return EXIT_OK
+
+
+def run_multiscale(args, config, weights, output, vgg, content, style, init_image, masks) -> int:
+    """--scales > 1: one stylize() per level (no checkpoints; SIGINT/SIGTERM stop between chunks)."""
+    from tqdm import tqdm
+
+    iterations = args.scale_iterations or [config.iterations] * args.scales
+    print(f"{args.scales} scales, longest sides {', '.join(map(str, args.sizes))} px, "
+          f"{', '.join(map(str, iterations))} iterations", flush=True)
+    bars = {}
+    with SignalFlag() as flag:
+        def on_chunk(level, progress):
+            if level not in bars:
+                for bar in bars.values():
+                    bar.close()
+                bars[level] = tqdm(total=progress.iterations, unit="it", dynamic_ncols=True,
+                                   desc=f"{args.sizes[level]} px")
+            bars[level].update(progress.step - bars[level].n)
+            bars[level].set_postfix(loss=f"{progress.terms['total']:.4g}")
+            if flag.signum is not None:
+                raise Interrupted(progress.step)
+
+        try:
+            result = stylize_multiscale(vgg.params, convention=vgg.convention, sizes=args.sizes, content=content,
+                                        style=style, init=init_image, masks=masks, config=config, weights=weights,
+                                        iterations=iterations, seed=args.seed, callback=on_chunk)
+        except (Interrupted, KeyboardInterrupt):
+            for bar in bars.values():
+                bar.close()
+            print("error: interrupted; multi-scale runs are not checkpointed, nothing written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except NumericalError as err:
+            for bar in bars.values():
+                bar.close()
+            print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
+            return EXIT_NUMERICAL
+        for bar in bars.values():
+            bar.close()
+        imageio.save_image(output, result.image)
+    h, w = result.image.shape[:2]
+    final = result.levels[-1].history
+    terms = "  ".join(f"{k}={final[k][-1]:.4g}" for k in ("content", "style", "tv", "total"))
+    print(f"wrote {output} ({w}x{h})")
+    print(f"time: {result.run_seconds:.1f} s over {len(args.sizes)} scales "
+          f"({', '.join(f'{lv.run_seconds:.1f}' for lv in result.levels)} s; "
           f"compile {result.compile_seconds:.1f} s)")
     print(f"final loss: {terms}")
     return EXIT_OK

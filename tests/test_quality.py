@@ -3,6 +3,8 @@
 Each test fails if its feature does nothing.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,21 @@ def test_masks_give_each_region_its_styles_statistics(vgg):
     assert redness(left) > redness(red) / 2 and redness(right) < redness(blue) / 2, (redness(left), redness(right))
     # Swapping the masks swaps the sides (same seed, so ignoring the masks would change nothing).
     assert redness(swapped[:, 4:16]) < redness(blue) / 2 < redness(red) / 2 < redness(swapped[:, 24:36])
+
+
+def test_multiscale_pyramid_and_warm_start(vgg):
+    from nst_jax import optimize
+    from nst_jax.multiscale import pyramid_sizes, stylize_multiscale
+
+    assert pyramid_sizes(512, 3, 128) == [128, 256, 512] and pyramid_sizes(300, 1) == [300]
+    content = smooth_image(48, 64, seed=1)
+    config = StylizeConfig(style_layers=("relu1_1", "relu2_1"), iterations=15, chunk_size=15)
+    before = optimize.TRACE_COUNTS["run_chunk"]
+    multi = stylize_multiscale(vgg.params, convention=vgg.convention, sizes=[32, 64], iterations=[15, 5],
+                               content=content, style=STYLE, config=config)
+    assert optimize.TRACE_COUNTS["run_chunk"] - before == 2  # one compilation per size
+    assert multi.image.shape == (48, 64, 3) and [r.image.shape[1] for r in multi.levels] == [32, 64]
+    single = run(vgg, dataclasses.replace(config, iterations=5), content=content, style=STYLE)
+    # The fine level starts from the upsampled coarse result, below a noise start, and ends lower.
+    assert multi.levels[1].history["total"][0] < 0.8 * single.history["total"][0]
+    assert multi.levels[1].history["total"][-1] < single.history["total"][-1]

@@ -84,3 +84,12 @@ def test_end_to_end_with_quality_flags(tmp_path):
         capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert np.asarray(Image.open(out)).shape[1] == 64
+
+
+def test_scales_flags(stylize_script, tmp_path):
+    args = prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", size=128)[0]
+    assert args.sizes == [32, 64, 128]
+    with pytest.raises(NSTError, match="2 --scale-iterations given for 3 scales"):
+        prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 5)
+    with pytest.raises(NSTError, match="not supported with --scales"):
+        prepared(stylize_script, tmp_path, "--scales", "2", "--min-size", "32", "--checkpoint-every", 5)
