@@ -172,3 +172,29 @@ def test_multiscale_pyramid_and_warm_start(vgg):
     # The fine level starts from the upsampled coarse result, below a noise start, and ends lower.
     assert multi.levels[1].history["total"][0] < 0.8 * single.history["total"][0]
     assert multi.levels[1].history["total"][-1] < single.history["total"][-1]
+
+
+def test_content_layer_blend_is_a_dynamic_weight(vgg):
+    """relu4_2 + relu5_2 content layers blended by LossWeights.content_layers (vmappable, so sweeps vary it)."""
+    import jax
+
+    two = StylizeConfig(mode="content", content_layers=("relu4_2", "relu5_2"))
+    targets = compute_targets(vgg.params, CONTENT, None, config=two, convention=vgg.convention,
+                              output_shape=CONTENT.shape)
+    image = smooth_image(32, 32, seed=5)
+
+    def content(blend):
+        weights = loss_weights(two)._replace(content_layers=blend)
+        return loss_terms(image, vgg.params, targets, weights, config=two, convention=vgg.convention)["content"]
+
+    single = {}
+    for layer in two.content_layers:
+        one = StylizeConfig(mode="content", content_layers=(layer,))
+        t = compute_targets(vgg.params, CONTENT, None, config=one, convention=vgg.convention,
+                            output_shape=CONTENT.shape)
+        single[layer] = float(loss_terms(image, vgg.params, t, loss_weights(one), config=one,
+                                         convention=vgg.convention)["content"])
+    blends = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]], np.float32)
+    got = np.asarray(jax.vmap(content)(blends))
+    np.testing.assert_allclose(got[:2], [single["relu4_2"], single["relu5_2"]], rtol=1e-4)
+    np.testing.assert_allclose(got[2], 0.3 * single["relu4_2"] + 0.7 * single["relu5_2"], rtol=1e-4)
