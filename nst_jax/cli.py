@@ -18,6 +18,7 @@ from nst_jax.optimize import COLOURS, INITS, MODES, OPTIMIZERS, STYLE_LOSSES, St
 from nst_jax.vgg import POOLINGS
 from nst_jax.weights import DEFAULT_WEIGHTS
 
+WEIGHT_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
@@ -80,7 +81,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masks", nargs="+", metavar="MASK",
                    help="spatial control: one mask image per style (white = that style's region), "
                         "resized to the output")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-19 weights file")
+    p.add_argument("--weights", default="original", metavar="original|normalized|FILE",
+                   help=f"VGG-19 weights: the shipped ones ({DEFAULT_WEIGHTS.name}), the shipped ones normalised "
+                        "so every filter's mean activation is 1 (as in the paper; wants other loss weights), "
+                        "or a converted weights file")
 
 
 def expand_values(tokens: list[str], what: str) -> list[float]:
@@ -137,7 +141,11 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
         raise NSTError(f"--content is required in {config.mode} mode")
     if config.uses_style and not args.style:
         raise NSTError(f"--style is required in {config.mode} mode")
-    vgg = load_vgg19(args.weights)
+    vgg = load_vgg19(None if args.weights in WEIGHT_CHOICES else args.weights)
+    if args.weights == "normalized":
+        from nst_jax.normalize import normalize
+
+        vgg = normalize(vgg)
     content = imageio.load_image(args.content, args.size) if config.uses_content else None
     style = None
     if config.uses_style:

@@ -109,7 +109,8 @@ def normalised(args: argparse.Namespace) -> dict:
     for k in PATH_OPTIONS + ("init",):
         if isinstance(out.get(k), list):
             out[k] = [absolute(v) for v in out[k]]
-        elif out.get(k) is not None and (k != "init" or out[k] not in INITS):
+        elif out.get(k) is not None and not (k == "init" and out[k] in INITS) and not (
+                k == "weights" and out[k] in cli.WEIGHT_CHOICES):
             out[k] = absolute(out[k])
     return out
 

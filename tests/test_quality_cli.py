@@ -93,3 +93,10 @@ def test_scales_flags(stylize_script, tmp_path):
         prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 5)
     with pytest.raises(NSTError, match="not supported with --scales"):
         prepared(stylize_script, tmp_path, "--scales", "2", "--min-size", "32", "--checkpoint-every", 5)
+
+
+def test_weights_normalized_flag(stylize_script, tmp_path):
+    vgg = prepared(stylize_script, tmp_path)[4]
+    normed = prepared(stylize_script, tmp_path, "--weights", "normalized")[4]
+    assert "normalization" in normed.meta and "normalization" not in vgg.meta
+    assert not np.allclose(normed.params["params"]["conv1_1"]["bias"], vgg.params["params"]["conv1_1"]["bias"])
