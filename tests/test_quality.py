@@ -126,18 +126,19 @@ def test_colour_matching_of_the_style_to_the_content():
     assert np.abs(cov(matched) - cov(CONTENT)).max() < 0.2 * np.abs(cov(style) - cov(CONTENT)).max()
 
 
-@pytest.mark.parametrize("mode", ["luminance", "match"])
-def test_preserve_colour_keeps_the_contents_chroma(vgg, mode):
+def test_preserve_colour_keeps_the_contents_chroma(vgg):
     style = stripes(32, 8)[..., [0, 2, 1]] * np.array([1.0, 0.3, 0.2], np.float32)  # reds, unlike the content
     results = {}
-    for preserve in ("none", mode):
+    for preserve in ("none", "luminance", "match"):
         config = StylizeConfig(style_layers=("relu1_1", "relu2_1"), iterations=30, chunk_size=30,
                                preserve_colour=preserve)
         results[preserve] = run(vgg, config, content=CONTENT, style=style,
                                 weights=loss_weights(config, content_weight=1e-3)).image
-    kept = results[mode]
-    assert chroma_distance(kept, CONTENT) < 0.5 * chroma_distance(kept, style), mode
-    assert chroma_distance(kept, CONTENT) < 0.5 * chroma_distance(results["none"], CONTENT), mode
+    assert chroma_distance(results["none"], CONTENT) > chroma_distance(results["none"], style)
+    for mode in ("luminance", "match"):
+        kept = results[mode]
+        assert chroma_distance(kept, CONTENT) < 0.5 * chroma_distance(kept, style), mode
+        assert chroma_distance(kept, CONTENT) < 0.5 * chroma_distance(results["none"], CONTENT), mode
 
 
 def test_masks_give_each_region_its_styles_statistics(vgg):
