@@ -71,7 +71,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
     p.add_argument("--style-loss", choices=STYLE_LOSSES, default=CONFIG_DEFAULTS["style_loss"],
                    help="style statistics: Gram matrices (paper), mean + covariance, or Wasserstein-2 between "
-                        "Gaussian fits (feature^2 units: use a style weight around 1e7)")
+                        "Gaussian fits (feature^2 units: use a style weight 1e3-1e4 times the Gram one)")
     p.add_argument("--style-scale", type=float, default=CONFIG_DEFAULTS["style_scale"], metavar="S",
                    help="resize the style image(s) to S times the output's longest side; larger S, larger "
                         "brush strokes [default: the style at --size, i.e. 1]")

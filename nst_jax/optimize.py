@@ -202,8 +202,8 @@ def loss_weights(
     With the paper's normalisations (eqs. 1, 4) and the shipped weights, α/β = 1e-3
     gives a balanced transfer at 256-512 px. Per-layer weights default to
     ``1 / L`` for style (the paper's ``w_l = 1/5``) and 1 for content; the style blend
-    to equal weights. For ``style_loss="w2"`` (feature² units) a style weight around 1e7
-    gives a comparable balance at 256 px.
+    to equal weights. For ``style_loss="w2"`` (feature² units) a style weight about 1e3-1e4
+    times the Gram loss's looked comparable at 128-192 px.
 
     Raises:
         NSTError: If a per-layer weights list does not match its layer list, or a weight is negative or not finite.

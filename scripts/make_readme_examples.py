@@ -32,7 +32,7 @@ OUT = ROOT / "docs" / "quality"
 RUNS = {
     "baseline": ({}, {}, {}),
     "style_loss_meancov": ({"style_loss": "meancov"}, {}, {}),
-    "style_loss_w2": ({"style_loss": "w2"}, {"style_weight": 1e5}, {}),
+    "style_loss_w2": ({"style_loss": "w2"}, {"style_weight": 3e5}, {}),
     "two_styles_blend": ({"num_styles": 2}, {"style_blend": [0.5, 0.5]}, {"styles": 2}),
     "style_scale_0.5": ({"style_scale": 0.5}, {}, {}),
     "style_scale_2": ({"style_scale": 2.0}, {}, {}),
