@@ -74,8 +74,8 @@ def _jsonable(value: Any) -> Any:
 
 def run_record(
     config: Any, weights: Any, *, convention: str, seed: int,
-    content: np.ndarray | None = None, style: np.ndarray | None = None, init: np.ndarray | None = None,
-    extra: Mapping[str, Any] | None = None,
+    content: np.ndarray | None = None, style: Any = None, init: np.ndarray | None = None,
+    masks: np.ndarray | None = None, extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything that determines a run's result, as plain JSON values.
 
@@ -84,7 +84,7 @@ def run_record(
         weights: The ``LossWeights``.
         convention: The weights' input convention.
         seed: Seed of the noise start.
-        content, style, init: The input arrays (hashed).
+        content, style, init, masks: The input arrays (hashed; ``style`` may be a list of images).
         extra: Further entries that must match to resume (e.g. the weights file's sha256).
     """
     return _jsonable({
@@ -93,7 +93,9 @@ def run_record(
         "convention": convention,
         "seed": int(seed),
         "rng": "jax.random.key(seed), used only for the noise start",
-        "inputs": {"content": array_digest(content), "style": array_digest(style), "init": array_digest(init)},
+        "inputs": {"content": array_digest(content), "init": array_digest(init), "masks": array_digest(masks),
+                   "style": [array_digest(s) for s in style] if isinstance(style, (list, tuple))
+                   else array_digest(style)},
         "extra": dict(extra or {}),
     })
 

@@ -15,10 +15,11 @@ import numpy as np
 from nst_jax import image as imageio
 from nst_jax.cache import default_cache_dir, enable_compilation_cache
 from nst_jax.errors import NSTError
-from nst_jax.optimize import INITS, MODES, OPTIMIZERS, StylizeConfig, loss_weights
+from nst_jax.optimize import COLOURS, INITS, MODES, OPTIMIZERS, STYLE_LOSSES, StylizeConfig, loss_weights
 from nst_jax.vgg import POOLINGS, PRECISIONS
 from nst_jax.weights import DEFAULT_WEIGHTS
 
+WEIGHT_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
@@ -50,7 +51,9 @@ class OneLineParser(argparse.ArgumentParser):
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Inputs and static settings common to every tool that runs an optimisation."""
     p.add_argument("--content", help="content photo (transfer and content modes)")
-    p.add_argument("--style", help="style image (transfer and style modes)")
+    p.add_argument("--style", nargs="+", metavar="IMAGE",
+                   help="style image(s) (transfer and style modes); several are blended (--style-blend) "
+                        "or each styles one --masks region")
     p.add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
                    help="transfer; content reconstruction; style reconstruction (texture synthesis)")
     p.add_argument("--size", type=int, default=imageio.DEFAULT_SIZE, help="longest side of the output, pixels")
@@ -71,7 +74,22 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
     p.add_argument("--precision", choices=PRECISIONS, default=CONFIG_DEFAULTS["precision"],
                    help="VGG convolutions in float32, or bf16 with float32 accumulation (losses stay float32)")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-19 weights file")
+    p.add_argument("--style-loss", choices=STYLE_LOSSES, default=CONFIG_DEFAULTS["style_loss"],
+                   help="style statistics: Gram matrices (paper), mean + covariance, or Wasserstein-2 between "
+                        "Gaussian fits (feature^2 units: use a style weight 1e3-1e4 times the Gram one)")
+    p.add_argument("--style-scale", type=float, default=CONFIG_DEFAULTS["style_scale"], metavar="S",
+                   help="resize the style image(s) to S times the output's longest side; larger S, larger "
+                        "brush strokes [default: the style at --size, i.e. 1]")
+    p.add_argument("--preserve-colour", choices=COLOURS, default=CONFIG_DEFAULTS["preserve_colour"],
+                   help="keep the content's colours: luminance-only transfer, or the style's colours matched "
+                        "to the content's mean and covariance first")
+    p.add_argument("--masks", nargs="+", metavar="MASK",
+                   help="spatial control: one mask image per style (white = that style's region), "
+                        "resized to the output")
+    p.add_argument("--weights", default="original", metavar="original|normalized|FILE",
+                   help=f"VGG-19 weights: the shipped ones ({DEFAULT_WEIGHTS.name}), the shipped ones normalised "
+                        "so every filter's mean activation is 1 (as in the paper; wants other loss weights), "
+                        "or a converted weights file")
     add_cache_argument(p)
 
 
@@ -111,10 +129,14 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     if not imageio.MIN_SIZE <= args.size <= imageio.MAX_SIZE:
         raise NSTError(f"--size must be between {imageio.MIN_SIZE} and {imageio.MAX_SIZE}, got {args.size}")
     init = args.init if args.init in INITS and args.init != "image" else "image"
+    styles = args.style or []
+    if args.masks is not None and len(args.masks) != max(len(styles), 1):
+        raise NSTError(f"{len(args.masks)} masks given for {len(styles)} style images; give one mask per style")
     return StylizeConfig(**{
+        "num_styles": max(len(styles), 1), "style_scale": args.style_scale, "preserve_colour": args.preserve_colour,
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
-        "precision": args.precision, "noise_scale": args.noise_scale,
+        "precision": args.precision, "noise_scale": args.noise_scale, "style_loss": args.style_loss,
         **overrides})
 
 
@@ -122,7 +144,8 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
     """Loads the weights and the images a run needs, each checked, before any compute.
 
     Returns:
-        ``(vgg, content, style, init_image)``, images ``[H, W, 3]`` in [0, 1] or None.
+        ``(vgg, content, style, init_image, masks)``: images ``[H, W, 3]`` in [0, 1] or None
+        (``style`` a list when several are given); masks ``[S, H, W]`` in [0, 1] or None.
     """
     from nst_jax.weights import load_vgg19
 
@@ -131,16 +154,33 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
         raise NSTError(f"--content is required in {config.mode} mode")
     if config.uses_style and not args.style:
         raise NSTError(f"--style is required in {config.mode} mode")
-    vgg = load_vgg19(args.weights)
+    vgg = load_vgg19(None if args.weights in WEIGHT_CHOICES else args.weights)
+    if args.weights == "normalized":
+        from nst_jax.normalize import normalize
+
+        vgg = normalize(vgg)
     content = imageio.load_image(args.content, args.size) if config.uses_content else None
-    style = imageio.load_image(args.style, args.size) if config.uses_style else None
+    style = None
+    if config.uses_style:
+        # Loaded at the size the style scale asks for (the library's resize is then a no-op).
+        style_size = args.size if config.style_scale is None else round(config.style_scale * args.size)
+        style = [imageio.load_image(path, style_size) for path in args.style]
+        style = style[0] if len(style) == 1 else style
     init_image = None
     if config.init == "image":
         init_image = imageio.load_image(args.init, args.size)
         if content is not None and init_image.shape != content.shape:
             raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
                            f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
-    return vgg, content, style, init_image
+    if args.masks is not None:
+        from nst_jax.colour import resize
+
+        shape = (content if content is not None else init_image if init_image is not None else
+                 style if not isinstance(style, list) else style[0]).shape
+        return vgg, content, style, init_image, np.stack(
+            [resize(np.asarray(imageio.open_image(path), np.float32).mean(-1) / 255.0, shape[:2])
+             for path in args.masks])
+    return vgg, content, style, init_image, None
 
 
 def guarded_main(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -31,8 +31,11 @@ from nst_jax.optimize import (
     StylizeConfig,
     _run_chunk,
     compute_targets,
+    finish_image,
     init_state,
     initial_image,
+    output_image,
+    prepare_inputs,
 )
 
 BATCH_AXIS = "members"
@@ -79,6 +82,7 @@ def sweep(
     content: np.ndarray | None = None,
     style: np.ndarray | None = None,
     init: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
     config: StylizeConfig,
     mesh: Mesh | None = None,
     callback: Callable[[Progress], None] | None = None,
@@ -91,7 +95,7 @@ def sweep(
         weights: :class:`LossWeights` whose every leaf has a leading member axis
             ``[K, ...]`` (see :func:`stack_weights`).
         seeds: ``K`` seeds of the noise initialisation (default: all 0).
-        content, style, init: As in :func:`nst_jax.optimize.stylize`, shared by all members.
+        content, style, init, masks: As in :func:`nst_jax.optimize.stylize`, shared by all members.
         config: Static settings shared by all members.
         mesh: 1-D device mesh; :func:`batch_mesh` over all devices if None. When
             ``K`` is not a multiple of the mesh size, the last member is repeated to
@@ -109,10 +113,8 @@ def sweep(
     seeds = np.zeros(k, np.int64) if seeds is None else np.asarray(seeds)
     if seeds.shape != (k,):
         raise NSTError(f"{len(seeds)} seeds given for {k} sweep members")
-    if config.uses_content and content is None:
-        raise NSTError(f"{config.mode} mode needs a content image")
-    if config.uses_style and style is None:
-        raise NSTError(f"{config.mode} mode needs a style image")
+    inputs = prepare_inputs(config, content=content, style=style, init=init, masks=masks)
+    content, init = inputs.content, inputs.init
     mesh = mesh if mesh is not None else batch_mesh()
     padded = -(-k // mesh.size) * mesh.size
     pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], padded - k, axis=0)]) if padded > k else a  # noqa: E731
@@ -121,22 +123,24 @@ def sweep(
 
     members = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
-    shape = tuple((content if config.uses_content else init if init is not None else style).shape)
+    shape = inputs.shape
 
     t0 = time.perf_counter()
     params = jax.device_put(params, replicated)
     targets = compute_targets(
-        params, None if content is None else jnp.asarray(content), None if style is None else jnp.asarray(style),
-        config=config, convention=convention, output_shape=shape)
+        params, None if content is None else jnp.asarray(content),
+        None if inputs.styles is None else [jnp.asarray(s) for s in inputs.styles],
+        config=config, convention=convention, output_shape=shape,
+        masks=None if inputs.masks is None else jnp.asarray(inputs.masks))
     targets = jax.device_put(targets, replicated)
     images = jnp.stack([initial_image(config, shape, seed=int(s), content=content, image=init) for s in seeds])
     weights = jax.device_put(weights, members)
-    # The step counter is shared by all members (unbatched), the image and optimiser state are per member.
-    state_axes = RunState(image=0, opt_state=0, step=None)
+    # The step counter is shared by all members (unbatched); image, optimiser state and average are per member.
+    state_axes = RunState(image=0, opt_state=0, step=None, ema=0)
     state = jax.jit(jax.vmap(functools.partial(init_state, config=config), out_axes=state_axes))(
         jax.device_put(images, members), weights)
     state = jax.device_put(state, RunState(members, jax.tree_util.tree_map(lambda _: members, state.opt_state),
-                                           replicated))
+                                           replicated, members))
     chunk_fn = jax.jit(
         jax.vmap(functools.partial(_run_chunk, config=config, convention=convention),
                  in_axes=(state_axes, None, None, 0, None), out_axes=(state_axes, 0, 0)),
@@ -165,7 +169,11 @@ def sweep(
     out = {name: np.stack(history[name], axis=1) for name in TERMS}
     out["step"] = np.asarray(steps)
     out["evaluations_per_step"] = np.concatenate(evaluations, axis=1)
-    images = jax.jit(lambda x: jnp.clip(x, 0.0, 1.0), out_shardings=members)(state.image)
+    images = jax.jit(lambda s, w: jnp.clip(jax.vmap(output_image, in_axes=(state_axes, 0))(s, w), 0.0, 1.0),
+                     out_shardings=members)(
+        state, weights)
     if padded > k:
         images = images[:k]
+    if config.preserve_colour == "luminance":
+        images = jnp.stack([finish_image(config, im, inputs) for im in np.asarray(images)])
     return SweepResult(images, out, compile_seconds, run_seconds)

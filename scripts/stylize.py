@@ -29,11 +29,12 @@ from nst_jax.checkpoint import differences, load_checkpoint, run_record, save_ch
 from nst_jax.cli import EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE, WEIGHT_DEFAULTS
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.memory import check_memory
+from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
 from nst_jax.optimize import INITS, loss_weights, stylize
 
 # Options that may differ when resuming: they do not change the result.
 RESUME_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume", "compile_cache")
-PATH_OPTIONS = ("content", "style", "output", "weights", "checkpoint")
+PATH_OPTIONS = ("content", "style", "masks", "output", "weights", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=WEIGHT_DEFAULTS["content_weight"], help="alpha")
     p.add_argument("--style-weight", type=float, default=WEIGHT_DEFAULTS["style_weight"], help="beta")
     p.add_argument("--tv-weight", type=float, default=WEIGHT_DEFAULTS["tv_weight"], help="total-variation weight")
+    p.add_argument("--style-blend", nargs="+", type=float, metavar="B",
+                   help="blend weights of several --style images, normalised to sum 1 [default: equal]")
+    p.add_argument("--ema", type=float, default=WEIGHT_DEFAULTS["ema_decay"], metavar="DECAY",
+                   help="output the exponential moving average of the image over steps with this decay "
+                        "(0: the last iterate)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise initialisation")
     p.add_argument("--save-every", type=int, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (0: never)")
@@ -54,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the checkpoint every N iterations and at the end (0: only when interrupted)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted run; its settings come from the checkpoint")
+    p.add_argument("--scales", type=int, default=1, metavar="N",
+                   help="coarse-to-fine: optimise at N sizes, geometric from --min-size to --size, each level "
+                        "starting from the previous one upsampled (not checkpointed)")
+    p.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE, metavar="PX",
+                   help="longest side of the coarsest level with --scales")
+    p.add_argument("--scale-iterations", type=int, nargs="+", metavar="N",
+                   help="steps at each level, coarse to fine [default: --iterations at each]")
     return p
 
 
@@ -81,7 +94,7 @@ def with_resumed_args(args: argparse.Namespace, given: set[str]):
     if diffs:
         raise NSTError(f"cannot resume {args.resume} with different settings: {', '.join(diffs)}; "
                        "drop them to continue the run as it was")
-    merged = argparse.Namespace(**saved)
+    merged = argparse.Namespace(**{**vars(build_parser().parse_args([])), **saved})  # options added since
     for k in RESUME_FREE:
         if k in given:
             setattr(merged, k, getattr(args, k))
@@ -92,9 +105,13 @@ def with_resumed_args(args: argparse.Namespace, given: set[str]):
 def normalised(args: argparse.Namespace) -> dict:
     """The arguments as JSON values, with absolute paths (a checkpoint resumes from any directory)."""
     out = dict(vars(args))
+    absolute = lambda path: str(pathlib.Path(path).expanduser().absolute())  # noqa: E731
     for k in PATH_OPTIONS + ("init",):
-        if out.get(k) is not None and (k != "init" or out[k] not in INITS):
-            out[k] = str(pathlib.Path(out[k]).expanduser().absolute())
+        if isinstance(out.get(k), list):
+            out[k] = [absolute(v) for v in out[k]]
+        elif out.get(k) is not None and not (k == "init" and out[k] in INITS) and not (
+                k == "weights" and out[k] in cli.WEIGHT_CHOICES):
+            out[k] = absolute(out[k])
     return out
 
 
@@ -123,7 +140,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
     """Validates every argument and loads every input; raises NSTError before any compute.
 
     Returns:
-        ``(args, config, weights, output, vgg, content, style, init_image, resume)``,
+        ``(args, config, weights, output, vgg, content, style, init_image, masks, resume)``,
         ``args`` completed from the checkpoint when resuming.
     """
     resume = None
@@ -135,10 +152,21 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     config = cli.run_config(args)
+    args.sizes = pyramid_sizes(args.size, args.scales, args.min_size)
+    if args.scales > 1:
+        for name in ("save_every", "checkpoint_every"):
+            if getattr(args, name):
+                raise NSTError(f"--{name.replace('_', '-')} is not supported with --scales > 1")
+        if args.scale_iterations is not None and len(args.scale_iterations) != args.scales:
+            raise NSTError(f"{len(args.scale_iterations)} --scale-iterations given for {args.scales} scales")
+        if any(n < 1 for n in args.scale_iterations or []):
+            raise NSTError("--scale-iterations must be >= 1")
+    elif args.scale_iterations is not None:
+        raise NSTError("--scale-iterations needs --scales > 1")
     weights = loss_weights(
         config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
-        learning_rate=args.learning_rate)
+        learning_rate=args.learning_rate, style_blend=args.style_blend, ema_decay=args.ema)
     output = imageio.check_output_path(args.output)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
@@ -153,16 +181,18 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None):
         if earlier:
             raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
     args.checkpoint = str(checkpoint)
-    vgg, content, style, init_image = cli.load_run_inputs(args, config)
-    shape = (content if content is not None else init_image if init_image is not None else style).shape
-    check_memory(config, tuple(shape), None if style is None else tuple(style.shape))
+    vgg, content, style, init_image, masks = cli.load_run_inputs(args, config)
+    styles = style if isinstance(style, list) else [style]
+    shape = (content if content is not None else init_image if init_image is not None else styles[0]).shape
+    check_memory(config, tuple(shape), None if style is None else max((s.shape for s in styles),
+                                                                       key=lambda s: s[0] * s[1]))
     if resume is not None:
         record = run_record(config, weights, convention=vgg.convention, seed=args.seed, content=content,
-                            style=style, init=init_image, extra={"weights_sha256": vgg.sha256})
+                            style=style, init=init_image, masks=masks, extra={"weights_sha256": vgg.sha256})
         diffs = differences(resume.run, record)
         if diffs:
             raise NSTError(f"cannot resume {args.resume}: the run differs from the checkpoint's: {'; '.join(diffs)}")
-    return args, config, weights, output, vgg, content, style, init_image, resume
+    return args, config, weights, output, vgg, content, style, init_image, masks, resume
 
 
 class Interrupted(Exception):
@@ -198,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        (args, config, weights, output, vgg, content, style, init_image,
+        (args, config, weights, output, vgg, content, style, init_image, masks,
          resume) = prepare(args, given_options(argv) if args.resume else None)
     except NSTError as err:
         print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
@@ -209,13 +239,17 @@ def run(argv: list[str] | None) -> int:
     checkpoint_path = pathlib.Path(args.checkpoint)
     notes = {"args": normalised(args)}
     resume_hint = f"resume with: python scripts/stylize.py --resume {checkpoint_path}"
-    h, w = (content if content is not None else init_image if init_image is not None else style).shape[:2]
+    h, w = (content if content is not None else init_image if init_image is not None else
+            style if not isinstance(style, list) else style[0]).shape[:2]
     print(f"compiling for {w}x{h} ...", flush=True)
     bar = None
 
     def close_bar():
         if bar is not None:
             bar.close()
+
+    if args.scales > 1:
+        return run_multiscale(args, config, weights, output, vgg, content, style, init_image, masks)
 
     with SignalFlag() as flag:
         def on_chunk(progress):
@@ -237,7 +271,8 @@ def run(argv: list[str] | None) -> int:
 
         try:
             result = stylize(vgg.params, convention=vgg.convention, content=content, style=style,
-                             init=init_image, config=config, weights=weights, seed=args.seed, callback=on_chunk,
+                             init=init_image, config=config, weights=weights, seed=args.seed, masks=masks,
+                             callback=on_chunk,
                              sync_every=(args.save_every, args.checkpoint_every), resume=resume,
                              record={"weights_sha256": vgg.sha256})
         except Interrupted as stop:
@@ -270,6 +305,54 @@ def run(argv: list[str] | None) -> int:
     evaluations = int(result.history["evaluations_per_step"][-steps:].sum()) if steps else 0
     print(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
           f"({steps} iterations, {evaluations} loss evaluations, in {result.run_seconds:.1f} s; "
+          f"compile {result.compile_seconds:.1f} s)")
+    print(f"final loss: {terms}")
+    return EXIT_OK
+
+
+def run_multiscale(args, config, weights, output, vgg, content, style, init_image, masks) -> int:
+    """--scales > 1: one stylize() per level (no checkpoints; SIGINT/SIGTERM stop between chunks)."""
+    from tqdm import tqdm
+
+    iterations = args.scale_iterations or [config.iterations] * args.scales
+    print(f"{args.scales} scales, longest sides {', '.join(map(str, args.sizes))} px, "
+          f"{', '.join(map(str, iterations))} iterations", flush=True)
+    bars = {}
+    with SignalFlag() as flag:
+        def on_chunk(level, progress):
+            if level not in bars:
+                for bar in bars.values():
+                    bar.close()
+                bars[level] = tqdm(total=progress.iterations, unit="it", dynamic_ncols=True,
+                                   desc=f"{args.sizes[level]} px")
+            bars[level].update(progress.step - bars[level].n)
+            bars[level].set_postfix(loss=f"{progress.terms['total']:.4g}")
+            if flag.signum is not None:
+                raise Interrupted(progress.step)
+
+        try:
+            result = stylize_multiscale(vgg.params, convention=vgg.convention, sizes=args.sizes, content=content,
+                                        style=style, init=init_image, masks=masks, config=config, weights=weights,
+                                        iterations=iterations, seed=args.seed, callback=on_chunk)
+        except (Interrupted, KeyboardInterrupt):
+            for bar in bars.values():
+                bar.close()
+            print("error: interrupted; multi-scale runs are not checkpointed, nothing written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except NumericalError as err:
+            for bar in bars.values():
+                bar.close()
+            print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
+            return EXIT_NUMERICAL
+        for bar in bars.values():
+            bar.close()
+        imageio.save_image(output, result.image)
+    h, w = result.image.shape[:2]
+    final = result.levels[-1].history
+    terms = "  ".join(f"{k}={final[k][-1]:.4g}" for k in ("content", "style", "tv", "total"))
+    print(f"wrote {output} ({w}x{h})")
+    print(f"time: {result.run_seconds:.1f} s over {len(args.sizes)} scales "
+          f"({', '.join(f'{lv.run_seconds:.1f}' for lv in result.levels)} s; "
           f"compile {result.compile_seconds:.1f} s)")
     print(f"final loss: {terms}")
     return EXIT_OK

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 def run(argv) -> int:
     args = build_parser().parse_args(argv)
     config, members, weights, out_dir, swept, grids = prepare(args)
-    vgg, content, style, init_image = cli.load_run_inputs(args, config)
+    vgg, content, style, init_image, masks = cli.load_run_inputs(args, config)
     import jax
     from tqdm import tqdm
 
@@ -91,7 +91,8 @@ def run(argv) -> int:
         bar.set_postfix(mean_loss=f"{progress.terms['total']:.4g}")
 
     result = sweep(vgg.params, convention=vgg.convention, weights=weights, seeds=[s for _, s in members],
-                   content=content, style=style, init=init_image, config=config, callback=on_chunk)
+                   content=content, style=style, init=init_image, masks=masks, config=config,
+                   callback=on_chunk)
     bar.close()
     out_dir.mkdir(exist_ok=True)
     images = np.asarray(result.images)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 from PIL import Image
 
+from nst_jax.cli import WEIGHT_DEFAULTS
 from nst_jax.weights import DEFAULT_WEIGHTS, sha256_of
 
 from .conftest import EXAMPLES
@@ -162,7 +163,8 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
 
     # A different configuration, or a changed input, is refused, naming what differs.
     proc2 = stylize("--resume", ckpt, "--style-weight", 5)
-    assert proc2.returncode == 2 and "--style-weight 5.0 (checkpoint: 1000.0)" in proc2.stderr, proc2.stderr
+    default = WEIGHT_DEFAULTS["style_weight"]
+    assert proc2.returncode == 2 and f"--style-weight 5.0 (checkpoint: {default})" in proc2.stderr, proc2.stderr
     original = content.read_bytes()
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
     proc2 = stylize("--resume", ckpt)

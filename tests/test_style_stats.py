@@ -1,0 +1,117 @@
+"""Alternative style statistics (mean + covariance, Wasserstein-2) against NumPy/SciPy, and the
+stable matrix square root."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from nst_jax import losses
+from nst_jax.optimize import StylizeConfig, compute_targets, loss_terms, loss_weights
+
+from .conftest import smooth_image
+
+
+@pytest.fixture
+def feats():
+    rng = np.random.default_rng(0)
+    # ReLU-like non-negative features, fewer positions than filters in the second (rank deficient).
+    return (np.maximum(rng.normal(size=(6, 5, 4)), 0).astype(np.float32),
+            np.maximum(rng.normal(size=(7, 4, 4)) + 0.5, 0).astype(np.float32))
+
+
+def np_stats(f, mask=None):
+    f = f.reshape(-1, f.shape[-1]).astype(np.float64)
+    w = np.ones(len(f)) if mask is None else mask.reshape(-1).astype(np.float64)
+    mu = w @ f / w.sum()
+    c = ((f - mu) * w[:, None]).T @ (f - mu) / w.sum()
+    return mu, c
+
+
+def test_feature_stats_against_numpy(feats):
+    f, _ = feats
+    mask = np.random.default_rng(1).uniform(size=f.shape[:2]).astype(np.float32)
+    for m in (None, mask):
+        mu, c = jax.jit(losses.feature_stats)(f, m)
+        mu_np, c_np = np_stats(f, m)
+        np.testing.assert_allclose(mu, mu_np, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(c, c_np, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np_stats(f)[1], np.cov(f.reshape(-1, 4), rowvar=False, bias=True), atol=1e-12)
+
+
+def test_meancov_loss_against_numpy(feats):
+    f, s = feats
+    mu_s, c_s = np_stats(s)
+    mu, c = np_stats(f)
+    n = 4
+    expected = (np.sum((c - c_s) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mu_s, mu_s)) ** 2)) / (4 * n**2)
+    got = jax.jit(losses.meancov_layer_loss)(f, jnp.float32(mu_s), jnp.float32(c_s))
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    assert float(losses.meancov_layer_loss(s, *map(jnp.float32, np_stats(s)))) < 1e-10
+
+
+def test_sqrtm_against_scipy():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 6))
+    spd = a @ a.T + 0.1 * np.eye(6)
+    np.testing.assert_allclose(jax.jit(losses.sqrtm_psd)(spd.astype(np.float32)), scipy.linalg.sqrtm(spd).real,
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_w2_loss_against_scipy(feats):
+    f, s = feats
+    mu_s, c_s = np_stats(s)
+    mu, c = np_stats(f)
+    root = scipy.linalg.sqrtm(c_s).real
+    cross = scipy.linalg.sqrtm(root @ c @ root).real
+    expected = (np.sum((mu - mu_s) ** 2) + np.trace(c) + np.trace(c_s) - 2 * np.trace(cross)) / 4
+    args = [jnp.float32(x) for x in (mu_s, c_s, root)]
+    got = jax.jit(losses.w2_layer_loss)(f, *args)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    # W2 of a Gaussian with itself is 0 (up to float32 round-off of the square roots).
+    self_args = [jnp.float32(x) for x in (mu, c, scipy.linalg.sqrtm(c).real)]
+    assert abs(float(losses.w2_layer_loss(f, *self_args))) < 1e-3 * np.trace(c)
+
+
+def test_trace_sqrtm_gradient_is_stable_and_correct():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 5))
+    spd = a @ a.T + 0.5 * np.eye(5)
+    np.testing.assert_allclose(jax.jit(losses.trace_sqrtm_psd)(jnp.float32(spd)),
+                               np.trace(scipy.linalg.sqrtm(spd).real), rtol=1e-5)
+    grad = jax.grad(losses.trace_sqrtm_psd)(jnp.float32(spd))
+    np.testing.assert_allclose(grad, 0.5 * np.linalg.inv(scipy.linalg.sqrtm(spd).real), rtol=1e-3, atol=1e-4)
+    # Rank one, repeated zero eigenvalues: autodiff through eigh gives NaN, this does not.
+    low = np.outer(a[0], a[0])
+    assert np.isfinite(np.asarray(jax.grad(losses.trace_sqrtm_psd)(jnp.float32(low)))).all()
+
+
+@pytest.mark.parametrize("style_loss", ["meancov", "w2"])
+def test_loss_terms_use_the_chosen_statistics(vgg, style_loss):
+    """The style term of the pipeline equals the chosen layer loss on the VGG features (and not the Gram loss)."""
+    content, style, image = smooth_image(32, 32, 1), smooth_image(36, 40, 2), smooth_image(32, 32, 3)
+    terms = {}
+    for kind in ("gram", style_loss):
+        config = StylizeConfig(style_layers=("relu1_1",), style_loss=kind)
+        weights = loss_weights(config, style_weight=1.0)
+        targets = compute_targets(vgg.params, content, style, config=config, convention=vgg.convention,
+                                  output_shape=image.shape)
+        terms[kind] = float(loss_terms(image, vgg.params, targets, weights, config=config,
+                                       convention=vgg.convention)["style"])
+    from nst_jax.vgg import extract_features
+
+    f = np.asarray(extract_features(vgg.params, image, layers=["relu1_1"], convention=vgg.convention)["relu1_1"])
+    s = np.asarray(extract_features(vgg.params, style, layers=["relu1_1"], convention=vgg.convention)["relu1_1"])
+    mu_s, c_s = np_stats(s)
+    mu, c = np_stats(f)
+    n = f.shape[-1]
+    if style_loss == "meancov":
+        expected = (np.sum((c - c_s) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mu_s, mu_s)) ** 2)) / (4 * n**2)
+    else:
+        root = scipy.linalg.sqrtm(c_s).real
+        expected = (np.sum((mu - mu_s) ** 2) + np.trace(c) + np.trace(c_s)
+                    - 2 * np.trace(scipy.linalg.sqrtm(root @ c @ root).real)) / n
+    # W2 on real VGG features: float32 eigh of a ~1e11-conditioned matrix (see w2_layer_loss).
+    np.testing.assert_allclose(terms[style_loss], expected, rtol=2e-3 if style_loss == "meancov" else 3e-2)
+    assert not np.isclose(terms[style_loss], terms["gram"], rtol=0.1)
