@@ -27,13 +27,13 @@ import io
 import json
 import os
 import pathlib
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
 
 FORMAT = "nst_jax-checkpoint-1"
@@ -128,18 +128,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     meta = {"format": FORMAT, "step": int(checkpoint.step), "num_leaves": len(checkpoint.leaves),
             "run": checkpoint.run, "notes": checkpoint.notes}
     payload["meta"] = np.array(json.dumps(_jsonable(meta), sort_keys=True))
-    directory = path.parent if str(path.parent) else pathlib.Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, fsync=True) as f:
+        np.savez(f, **payload)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from nst_jax.atomic import atomic_open
 from nst_jax.image import to_uint8
 
 PAD = 6
@@ -81,24 +81,15 @@ def labelled_grid(
 
 def save_sheet(path: str | os.PathLike, sheet: Image.Image) -> None:
     """Writes a PIL image atomically (temporary file in the same directory + rename)."""
-    from nst_jax.image import save_image
-
-    save_image(path, np.asarray(sheet, np.float32) / 255.0)
+    with atomic_open(path) as f:
+        sheet.save(f, format=Image.registered_extensions()[pathlib.Path(path).suffix.lower()])
 
 
 def save_json(path: str | os.PathLike, data) -> None:
     """Writes JSON atomically (temporary file in the same directory + rename)."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False)
+        f.write("\n")
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
 
 DEFAULT_SIZE = 512  # longest side of the output, pixels
@@ -145,12 +145,5 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Writes ``[H, W, 3]`` RGB in [0, 1] atomically (temporary file + rename)."""
     path = pathlib.Path(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(to_uint8(image), "RGB").save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        Image.fromarray(to_uint8(image), "RGB").save(f, format=fmt)
