@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from nst_jax import checkpoint as ckpt
-from nst_jax import losses
+from nst_jax import linesearch, losses
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, extract_features
 
@@ -66,7 +66,8 @@ class StylizeConfig:
         content_layers: Layers whose features the content loss matches.
         style_layers: Layers whose Gram matrices the style loss matches.
         pooling: ``"max"`` or ``"avg"``.
-        optimizer: ``"lbfgs"`` (optax.lbfgs with zoom line search) or ``"adam"``.
+        optimizer: ``"lbfgs"`` (optax's L-BFGS direction with the vmap-friendly strong-Wolfe
+            line search of :mod:`nst_jax.linesearch`) or ``"adam"``.
         iterations: Optimiser steps (one L-BFGS step may evaluate the loss
             more than once in its line search).
         chunk_size: Steps per compiled chunk; progress is reported and
@@ -472,7 +473,8 @@ def make_optimizer(config: StylizeConfig, weights: LossWeights) -> optax.Gradien
     """The optax transformation for ``config.optimizer`` (Adam reads its step size from ``weights``)."""
     if config.optimizer == "adam":
         return optax.adam(weights.learning_rate)
-    return optax.lbfgs(memory_size=config.lbfgs_memory)
+    return optax.chain(optax.scale_by_lbfgs(memory_size=config.lbfgs_memory), optax.scale(-1.0),
+                       linesearch.scale_by_wolfe_linesearch())
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
