@@ -501,18 +501,26 @@ def _run_chunk(
     Returns:
         The new state; per-step records ``{"total": [chunk_size] float32, "evaluations":
         [chunk_size] int32}``, the total loss at the start of each step and the number of
-        loss-and-gradient evaluations the step made (entries past ``num_steps`` are NaN / 0);
+        loss-and-gradient evaluations the step made (entries past ``num_steps`` are NaN / 0),
+        plus ``"start"``: the terms at the start of the chunk's first step where that step
+        evaluated them (always for Adam; for L-BFGS at step 0 only, later steps reuse the line
+        search's value), else NaN, so a run learns its initial loss without a separate pass;
         and the loss terms at the new iterate (``state.image``, not the moving average).
     """
     TRACE_COUNTS["run_chunk"] += 1
     optimizer = make_optimizer(config, weights)
     reference = style_reference(targets, weights, config=config) if config.uses_style else None
 
-    def value_fn(image):
-        return loss_terms(image, params, targets, weights, config=config, convention=convention,
-                          reference=reference)["total"]
+    def terms_fn(image):
+        terms = loss_terms(image, params, targets, weights, config=config, convention=convention,
+                           reference=reference)
+        return terms["total"], terms
 
-    value_and_grad = jax.value_and_grad(value_fn)
+    def value_fn(image):
+        return terms_fn(image)[0]
+
+    value_and_grad = jax.value_and_grad(terms_fn, has_aux=True)
+    unknown = {name: jnp.full((), jnp.nan, jnp.float32) for name in TERMS}
 
     def cached_value_and_grad(state):
         # L-BFGS reuses the value and gradient its line search computed at the accepted
@@ -520,29 +528,32 @@ def _run_chunk(
         # members of a sweep, which vmaps it unbatched) keeps this a real branch under vmap.
         return jax.lax.cond(
             state.step == 0, lambda: value_and_grad(state.image),
-            lambda: (optax.tree_utils.tree_get(state.opt_state, "value"),
+            lambda: ((optax.tree_utils.tree_get(state.opt_state, "value"), unknown),
                      optax.tree_utils.tree_get(state.opt_state, "grad")))
 
     def body(i, carry):
         state, records = carry
         if config.optimizer == "lbfgs":
-            value, grad = cached_value_and_grad(state)
+            (value, terms), grad = cached_value_and_grad(state)
             updates, opt_state = optimizer.update(
                 grad, state.opt_state, state.image, value=value, grad=grad, value_fn=value_fn)
             # Line-search evaluations, plus the initial one before any value is cached.
             evaluations = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps") + (state.step == 0)
         else:
-            value, grad = value_and_grad(state.image)
+            (value, terms), grad = value_and_grad(state.image)
             updates, opt_state = optimizer.update(grad, state.opt_state, state.image)
             evaluations = 1
         image = optax.apply_updates(state.image, updates)
         ema = weights.ema_decay * state.ema + (1.0 - weights.ema_decay) * image
         records = {"total": records["total"].at[i].set(value),
-                   "evaluations": records["evaluations"].at[i].set(evaluations)}
+                   "evaluations": records["evaluations"].at[i].set(evaluations),
+                   "start": jax.tree_util.tree_map(lambda new, old: jnp.where(i == 0, new, old),
+                                                   terms, records["start"])}
         return RunState(image, opt_state, state.step + 1, ema), records
 
     records = {"total": jnp.full((config.chunk_size,), jnp.nan, jnp.float32),
-               "evaluations": jnp.zeros((config.chunk_size,), jnp.int32)}
+               "evaluations": jnp.zeros((config.chunk_size,), jnp.int32),
+               "start": unknown}
     state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
     terms = loss_terms(state.image, params, targets, weights, config=config, convention=convention,
                        reference=reference)
@@ -815,15 +826,10 @@ def stylize(
         state = _restore_state(resume, shape, weights, config)
     chunk = run_chunk.lower(
         state, params, targets, weights, jnp.int32(0), config=config, convention=convention).compile()
+    jax.block_until_ready(targets)  # dispatched asynchronously; counted here, not in the first chunk
     if resume is None:
-        state, _, terms0 = chunk(state, params, targets, weights, jnp.int32(0))  # zero steps: the initial terms
-        terms0 = {k: float(v) for k, v in jax.device_get(terms0).items()}
-        if not all(math.isfinite(v) for v in terms0.values()):
-            raise NumericalError(f"the loss is not finite at the start ({_describe(terms0)}); "
-                                 "check the weights and the loss weights", step=0, image=np.asarray(state.image))
-        history = {name: [terms0[name]] for name in TERMS}
-        history["step"] = [0]
-        history.update({name: [] for name in PER_STEP})
+        # The step-0 terms come from the first chunk's first evaluation (records["start"]).
+        history = {name: [] for name in (*TERMS, "step", *PER_STEP)}
         done = 0
     else:
         history = {k: [float(x) for x in resume.history[k]] for k in (*TERMS, "step")}
@@ -841,6 +847,14 @@ def stylize(
         last_good = jnp.copy(state.image)  # the chunk donates `state`
         state, records, terms = chunk(state, params, targets, weights, jnp.int32(n))
         terms = {k: float(v) for k, v in jax.device_get(terms).items()}
+        if done == 0:
+            terms0 = {k: float(v) for k, v in jax.device_get(records["start"]).items()}
+            if not all(math.isfinite(v) for v in terms0.values()):
+                raise NumericalError(f"the loss is not finite at the start ({_describe(terms0)}); "
+                                     "check the weights and the loss weights", step=0, image=np.asarray(last_good))
+            for name in TERMS:
+                history[name].append(terms0[name])
+            history["step"].append(0)
         totals = np.asarray(records["total"])[:n]
         if not (all(math.isfinite(v) for v in terms.values()) and np.isfinite(totals).all()
                 and bool(_all_finite(state.image))):

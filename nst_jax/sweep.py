@@ -146,10 +146,11 @@ def sweep(
                  in_axes=(state_axes, None, None, 0, None), out_axes=(state_axes, 0, 0)),
         donate_argnums=0)
     chunk = chunk_fn.lower(state, params, targets, weights, jnp.int32(0)).compile()
-    state, _, terms = chunk(state, params, targets, weights, jnp.int32(0))
+    jax.block_until_ready(targets)
     compile_seconds = time.perf_counter() - t0
 
-    history = {name: [np.asarray(terms[name])[:k]] for name in TERMS}
+    # The step-0 terms come from the first chunk's first evaluation (records["start"]).
+    history = {name: [] for name in TERMS}
     steps, evaluations = [0], []
     run_seconds, done = 0.0, 0
     while done < config.iterations:
@@ -158,6 +159,10 @@ def sweep(
         state, records, terms = chunk(state, params, targets, weights, jnp.int32(n))
         terms = jax.device_get(terms)
         run_seconds += time.perf_counter() - t
+        if done == 0:
+            start = jax.device_get(records["start"])
+            for name in TERMS:
+                history[name].append(np.asarray(start[name])[:k])
         done += n
         steps.append(done)
         evaluations.append(np.asarray(records["evaluations"])[:k, :n])

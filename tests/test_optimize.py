@@ -1,5 +1,7 @@
 """The compiled optimisation: convergence, no retracing, chunk invariance, modes."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,9 @@ def test_style_mode_synthesises_texture(vgg):
 def test_init_from_content_starts_at_zero_content_loss(vgg):
     config = StylizeConfig(init="content", iterations=1, style_layers=("relu1_1",))
     result = run(vgg, config, content=CONTENT, style=STYLE)
-    assert result.history["content"][0] == 0.0
+    noise = run(vgg, dataclasses.replace(config, init="noise"), content=CONTENT, style=STYLE)
+    # Zero up to float rounding: the targets and the in-loop features are different XLA programs.
+    assert 0.0 <= result.history["content"][0] < 1e-9 * noise.history["content"][0]
     assert result.history["style"][0] > 0.0
 
 
