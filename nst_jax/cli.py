@@ -83,6 +83,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preserve-colour", choices=COLOURS, default=CONFIG_DEFAULTS["preserve_colour"],
                    help="keep the content's colours: luminance-only transfer, or the style's colours matched "
                         "to the content's mean and covariance first")
+    p.add_argument("--tile-size", type=int, default=CONFIG_DEFAULTS["tile_size"], metavar="N",
+                   help="evaluate the loss and its gradient in N x N tiles (a multiple of 16) with a halo: the "
+                        "same result in the memory of one tile, for outputs too large for one pass, at more "
+                        "compute; 0 = off (Gram style loss only, no masks)")
     p.add_argument("--masks", nargs="+", metavar="MASK",
                    help="spatial control: one mask image per style (white = that style's region), "
                         "resized to the output")
@@ -132,12 +136,14 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     styles = args.style or []
     if args.masks is not None and len(args.masks) != max(len(styles), 1):
         raise NSTError(f"{len(args.masks)} masks given for {len(styles)} style images; give one mask per style")
+    if args.masks is not None and args.tile_size:
+        raise NSTError("--masks cannot be combined with --tile-size")
     return StylizeConfig(**{
         "num_styles": max(len(styles), 1), "style_scale": args.style_scale, "preserve_colour": args.preserve_colour,
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
         "precision": args.precision, "noise_scale": args.noise_scale, "style_loss": args.style_loss,
-        **overrides})
+        "tile_size": args.tile_size, **overrides})
 
 
 def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):

@@ -50,10 +50,23 @@ def style_layer_loss(features: jax.Array, target_gram: jax.Array) -> jax.Array:
     Returns:
         Scalar loss.
     """
-    h, w, n = features.shape
-    m = h * w
-    diff = gram_matrix(features) - target_gram
-    return jnp.sum(jnp.square(diff)) / (4.0 * n**2 * m**2)
+    h, w, _ = features.shape
+    return gram_layer_loss(gram_matrix(features), target_gram, num_positions=h * w)
+
+
+def gram_layer_loss(gram: jax.Array, target_gram: jax.Array, *, num_positions: int) -> jax.Array:
+    """:func:`style_layer_loss` from a Gram matrix already summed: ``Σ (G − A)² / (4 N² M²)``.
+
+    Args:
+        gram: ``[N, N]`` Gram matrix ``G`` of the image being optimised.
+        target_gram: ``[N, N]`` target ``A``.
+        num_positions: ``M``, the number of positions ``G`` sums over.
+
+    Returns:
+        Scalar loss.
+    """
+    n = gram.shape[-1]
+    return jnp.sum(jnp.square(gram - target_gram)) / (4.0 * n**2 * num_positions**2)
 
 
 def style_loss(

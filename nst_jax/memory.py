@@ -11,6 +11,10 @@ The estimate (:func:`estimate_bytes`) adds up, in float32:
 * the targets (content features and style Grams), the VGG params, and the
   forward pass over the style image (done once, before the optimisation).
 
+With ``config.tile_size`` (:mod:`nst_jax.tiled`) the VGG maps are those of one tile of side
+``tile_size + 2 * halo`` (for the style image's pass too), plus the zero-padded image and
+gradient (2 images) and a padded copy of the content features.
+
 It is deliberately rough (within a factor of about 2) and errs high. The limit
 is ``NST_JAX_MEMORY_LIMIT_BYTES`` if set, else the accelerator's memory
 (``memory_stats()["bytes_limit"]``) or, on CPU, ``MemAvailable`` from
@@ -19,18 +23,22 @@ is ``NST_JAX_MEMORY_LIMIT_BYTES`` if set, else the accelerator's memory
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
 import jax
 import jax.numpy as jnp
 
+from nst_jax import tiled
 from nst_jax.errors import NSTError
 from nst_jax.vgg import LAYERS, VGG19
 from nst_jax.weights import CONV_LAYERS
 
 ENV_LIMIT = "NST_JAX_MEMORY_LIMIT_BYTES"
 BACKWARD_FACTOR = 3
+# Tile sizes the "too big" message may suggest, largest (least halo overhead) first.
+SUGGESTED_TILE_SIZES = (1024, 512, 256)
 _PARAM_BYTES = 4 * sum(9 * c_in * c_out + c_out for _, c_in, c_out in CONV_LAYERS)
 
 
@@ -57,15 +65,27 @@ def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, 
         ``{"activations", "optimizer", "targets", "params", "total"}`` in bytes.
     """
     activations, maps = _activation_bytes(shape, config.feature_layers, config.pooling)
+    activations *= BACKWARD_FACTOR
     image = math.prod(shape) * 4
+    tile_shape = None
+    if config.tile_size:
+        grid = tiled.tile_grid(shape, config.tile_size, config.feature_layers)
+        tile_shape = (grid.span, grid.span, shape[2])
+        padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
+        activations = BACKWARD_FACTOR * _activation_bytes(tile_shape, config.feature_layers, config.pooling)[0] + (
+            2 * padded)
     optimizer = (2 + 3) * image if config.optimizer == "adam" else (2 * config.lbfgs_memory + 6) * image
     targets = 0
     if config.uses_content:
-        targets += sum(math.prod(maps[name].shape) * 4 for name in config.content_layers)
+        targets += (2 if config.tile_size else 1) * sum(
+            math.prod(maps[name].shape) * 4 for name in config.content_layers)
     if config.uses_style:
         targets += sum(maps[name].shape[-1] ** 2 * 4 for name in config.style_layers)
-    style_pass = _activation_bytes(style_shape, config.style_layers, config.pooling)[0] if style_shape else 0
-    parts = {"activations": BACKWARD_FACTOR * activations, "optimizer": optimizer, "targets": targets,
+    style_pass = 0
+    if style_shape:
+        style_pass = _activation_bytes(tile_shape if config.tile_size else style_shape, config.style_layers,
+                                       config.pooling)[0]
+    parts = {"activations": activations, "optimizer": optimizer, "targets": targets,
              "params": _PARAM_BYTES}
     parts["total"] = sum(parts.values()) + max(0, style_pass - parts["activations"])
     return parts
@@ -109,6 +129,14 @@ def check_memory(config, shape: tuple[int, int, int], style_shape: tuple[int, in
     if parts["total"] <= limit:
         return parts
     h, w = shape[:2]
+    tile_hint = ""
+    if not config.tile_size and (config.style_loss == "gram" or not config.uses_style):
+        align = tiled.tile_alignment(config.feature_layers)
+        for size in SUGGESTED_TILE_SIZES:
+            if size % align == 0 and size < max(h, w) and estimate_bytes(
+                    dataclasses.replace(config, tile_size=size), shape, style_shape)["total"] <= limit:
+                tile_hint = f"--tile-size {size} (same result, more compute), or "
+                break
     scale = math.sqrt(limit / parts["total"])
     fit = None
     for _ in range(12):
@@ -122,7 +150,10 @@ def check_memory(config, shape: tuple[int, int, int], style_shape: tuple[int, in
             fit = max(new[:2])
             break
         scale *= 0.9
-    hint = f"; try --size {fit} or less" if fit else "; no size of at least 32 px fits"
+    if fit:
+        hint = f"; try {tile_hint}--size {fit} or less"
+    else:
+        hint = f"; try {tile_hint.removesuffix(', or ')}" if tile_hint else "; no size of at least 32 px fits"
     raise NSTError(
         f"a {w}x{h} {config.optimizer} run needs about {_gib(parts['total'])} "
         f"(activations {_gib(parts['activations'])}, optimiser state {_gib(parts['optimizer'])}), "

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 
 from nst_jax import checkpoint as ckpt
-from nst_jax import linesearch, losses
+from nst_jax import linesearch, losses, tiled
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, extract_features
 
@@ -95,6 +95,12 @@ class StylizeConfig:
         preserve_colour: ``"none"`` (the style's colours), ``"luminance"`` (luminance-only
             transfer, the content's chroma kept) or ``"match"`` (the style's colours matched
             to the content's mean and covariance first); see :mod:`nst_jax.colour`.
+        tile_size: 0 (off), or the core size ``T`` of square tiles in which the loss, its
+            gradient and the targets are evaluated (:mod:`nst_jax.tiled`): the same values up
+            to float32 rounding, with VGG activation memory of one ``T + 2 * halo`` tile
+            instead of the whole image, at about ``((T + 2 halo) / T)²`` times the compute
+            (halo 96 px for layers up to conv5_1). A multiple of 16 (32 with pool5); Gram
+            style loss only, no region masks.
     """
 
     mode: str = "transfer"
@@ -112,6 +118,7 @@ class StylizeConfig:
     num_styles: int = 1
     style_scale: float | None = None
     preserve_colour: str = "none"
+    tile_size: int = 0
 
     def __post_init__(self):
         for field in ("content_layers", "style_layers"):
@@ -153,6 +160,12 @@ class StylizeConfig:
             object.__setattr__(self, "style_scale", float(self.style_scale))
             if not (math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
                 raise NSTError(f"style scale must be between 0.05 and 8, got {self.style_scale}")
+        if self.tile_size:
+            align = tiled.tile_alignment(self.feature_layers)
+            if not (isinstance(self.tile_size, int) and self.tile_size > 0 and self.tile_size % align == 0):
+                raise NSTError(f"tile size must be 0 (off) or a positive multiple of {align}, got {self.tile_size}")
+            if self.uses_style and self.style_loss != "gram":
+                raise NSTError(f"tiled evaluation supports only the Gram style loss, not {self.style_loss!r}")
 
     @property
     def uses_content(self) -> bool:
@@ -318,6 +331,14 @@ def mask_pyramid(masks: jax.Array, layer_shapes: Mapping[str, tuple[int, ...]]) 
     return out
 
 
+def _style_grams(params, image, config: StylizeConfig, convention: str) -> dict[str, tuple[jax.Array, int]]:
+    """``{layer: (G, M)}``: each style layer's Gram matrix of one image and the positions it sums over."""
+    if config.tile_size:
+        return tiled.grams(params, image, layers=config.style_layers, config=config, convention=convention)
+    feats = _features(params, image, config, convention, config.style_layers)
+    return {name: (losses.gram_matrix(f), f.shape[0] * f.shape[1]) for name, f in feats.items()}
+
+
 @functools.partial(jax.jit, static_argnames=("config", "convention", "output_shape"))
 def compute_targets(
     params: Mapping, content: jax.Array | None, style: jax.Array | Sequence[jax.Array] | None, *,
@@ -340,7 +361,11 @@ def compute_targets(
     """
     content_targets, style_targets, mask_targets = {}, {}, None
     if config.uses_content:
-        content_targets = _features(params, content, config, convention, config.content_layers)
+        if config.tile_size:
+            content_targets = tiled.features(params, content, layers=config.content_layers, config=config,
+                                             convention=convention)
+        else:
+            content_targets = _features(params, content, config, convention, config.content_layers)
     if config.uses_style:
         styles = [style] if not isinstance(style, (list, tuple)) else list(style)
         if len(styles) != config.num_styles:
@@ -351,16 +376,19 @@ def compute_targets(
         if masks is not None:
             mask_targets = mask_pyramid(jnp.asarray(masks, jnp.float32),
                                         {k: v.shape for k, v in out_shapes.items()})
-        per_style = [_features(params, s, config, convention, config.style_layers) for s in styles]
+        if config.style_loss == "gram":
+            per_style = [_style_grams(params, s, config, convention) for s in styles]
+        else:
+            per_style = [_features(params, s, config, convention, config.style_layers) for s in styles]
         for name in config.style_layers:
             stats = {}
             if config.style_loss == "gram":
                 m_out = out_shapes[name].shape[0] * out_shapes[name].shape[1]
                 grams = []
-                for k, feats in enumerate(per_style):
-                    f = feats[name]
+                for k, style_grams in enumerate(per_style):
+                    gram, positions = style_grams[name]
                     mass = m_out if mask_targets is None else jnp.sum(jnp.square(mask_targets[name][k]))
-                    grams.append(losses.gram_matrix(f) * (mass / (f.shape[0] * f.shape[1])))
+                    grams.append(gram * (mass / positions))
                 stats["gram"] = jnp.stack(grams)
             else:
                 means, covs = zip(*(losses.feature_stats(feats[name]) for feats in per_style), strict=True)
@@ -404,8 +432,8 @@ def _style_layer(features: jax.Array, ref: Mapping[str, jax.Array], config: Styl
                  mask: jax.Array | None = None) -> jax.Array:
     if config.style_loss == "gram":
         f = features if mask is None else features * mask[:, :, None]
-        h, w, n = features.shape
-        return jnp.sum(jnp.square(losses.gram_matrix(f) - ref["gram"])) / (4.0 * n**2 * (h * w) ** 2)
+        h, w, _ = features.shape
+        return losses.gram_layer_loss(losses.gram_matrix(f), ref["gram"], num_positions=h * w)
     if config.style_loss == "meancov":
         return losses.meancov_layer_loss(features, ref["mean"], ref["cov"], mask)
     return losses.w2_layer_loss(features, ref["mean"], ref["cov"], ref["cov_sqrt"], mask)
@@ -512,8 +540,11 @@ def _run_chunk(
     reference = style_reference(targets, weights, config=config) if config.uses_style else None
 
     def terms_fn(image):
-        terms = loss_terms(image, params, targets, weights, config=config, convention=convention,
-                           reference=reference)
+        if config.tile_size:  # same values and gradient, evaluated tile by tile
+            terms = tiled.differentiable_terms(image, params, targets, weights, reference, config, convention)
+        else:
+            terms = loss_terms(image, params, targets, weights, config=config, convention=convention,
+                               reference=reference)
         return terms["total"], terms
 
     def value_fn(image):
@@ -555,8 +586,8 @@ def _run_chunk(
                "evaluations": jnp.zeros((config.chunk_size,), jnp.int32),
                "start": unknown}
     state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
-    terms = loss_terms(state.image, params, targets, weights, config=config, convention=convention,
-                       reference=reference)
+    terms = (tiled.loss_terms if config.tile_size else loss_terms)(
+        state.image, params, targets, weights, config=config, convention=convention, reference=reference)
     return state, records, terms
 
 
@@ -709,6 +740,8 @@ def prepare_inputs(
         if init is not None:
             init = colour.luminance_image(init)
     if masks is not None:
+        if config.tile_size:
+            raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
         masks = np.asarray(masks, np.float32)
         if masks.ndim != 3 or masks.shape[0] != config.num_styles:
             raise NSTError(f"masks must be [S, H, W] with S = {config.num_styles} style images, "

@@ -43,6 +43,29 @@ LAYERS: tuple[str, ...] = _layer_names()
 POOLINGS = ("max", "avg")
 
 
+def layer_level(name: str) -> int:
+    """Number of 2x2 poolings before layer ``name``: its map is ``floor(H / 2^k) x floor(W / 2^k)``."""
+    return sum(1 for n in LAYERS[: LAYERS.index(name) + 1] if n.startswith("pool"))
+
+
+def receptive_radius(layers: Sequence[str]) -> int:
+    """One-sided receptive-field radius, in input pixels, of the deepest of ``layers``.
+
+    Each 3x3 convolution widens the field by one position of its level (``jump`` input pixels)
+    on each side; each 2x2 stride-2 pooling by at most one position, then doubles ``jump``.
+    For ``conv5_1`` (or ``relu5_1``) this is 85.
+    """
+    deepest = max(LAYERS.index(name) for name in layers)
+    radius, jump = 0, 1
+    for name in LAYERS[: deepest + 1]:
+        if name.startswith("conv"):
+            radius += jump
+        elif name.startswith("pool"):
+            radius += jump
+            jump *= 2
+    return radius
+
+
 def check_layers(layers: Sequence[str]) -> None:
     """Raises NSTError naming the first unknown layer."""
     for name in layers:
@@ -155,8 +178,15 @@ class VGG19(nn.Module):
     precision: str = "fp32"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        """Args: x: ``[H, W, 3]`` preprocessed image (see :func:`preprocess`), or batched ``[B, H, W, 3]``.
+    def __call__(self, x: jax.Array, level_masks: Sequence[jax.Array] | None = None) -> dict[str, jax.Array]:
+        """Feature maps of a preprocessed image.
+
+        Args:
+            x: ``[H, W, 3]`` preprocessed image (see :func:`preprocess`), or batched ``[B, H, W, 3]``.
+            level_masks: Optional, for evaluating a crop of a larger image exactly: ``level_masks[k]``
+                ``[H / 2^k, W / 2^k]`` multiplies the input of every convolution after ``k``
+                poolings (1 where the position lies inside the larger image's map at that level,
+                0 outside), so the crop's zero padding is the larger image's (see :mod:`nst_jax.tiled`).
 
         Returns:
             ``{name: [H_l, W_l, C_l]}`` for every name in ``outputs``.
@@ -171,13 +201,17 @@ class VGG19(nn.Module):
         wanted = set(self.outputs)
         last = max(LAYERS.index(name) for name in self.outputs)
         features = {}
+        level = 0
         for name in LAYERS[: last + 1]:
             if name.startswith("conv"):
+                if level_masks is not None:
+                    x = x * level_masks[level][..., None].astype(x.dtype)
                 x = nn.Conv(_CHANNELS[name], (3, 3), padding="SAME", name=name, conv_general_dilated=conv)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:
                 x = pool(x, (2, 2), strides=(2, 2))
+                level += 1
             if name in wanted:
                 features[name] = x
         return features
@@ -185,7 +219,7 @@ class VGG19(nn.Module):
 
 def extract_features(
     params: Mapping, rgb: jax.Array, *, layers: Sequence[str], convention: str, pooling: str = "max",
-    precision: str = "fp32",
+    precision: str = "fp32", level_masks: Sequence[jax.Array] | None = None,
 ) -> dict[str, jax.Array]:
     """Feature maps of one RGB image.
 
@@ -196,9 +230,10 @@ def extract_features(
         convention: The weights' input convention (``VGGWeights.convention``).
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"`` convolutions (see :class:`VGG19`).
+        level_masks: Optional per-level validity masks of a crop (see :class:`VGG19`).
 
     Returns:
         ``{name: [H_l, W_l, C_l]}``.
     """
     return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision).apply(
-        params, preprocess(rgb, convention))
+        params, preprocess(rgb, convention), level_masks)

@@ -31,3 +31,15 @@ def test_refusal_names_estimate_limit_and_a_size_that_fits(monkeypatch):
     monkeypatch.setenv(ENV_LIMIT, "lots")
     with pytest.raises(NSTError, match="number of bytes"):
         check_memory(config, (64, 64, 3))
+
+
+def test_tiling_bounds_the_activations_and_lets_large_runs_through(monkeypatch):
+    tiled = StylizeConfig(tile_size=512)
+    small, large = (estimate_bytes(tiled, (s, s, 3), (s, s, 3)) for s in (1024, 4096))
+    untiled = estimate_bytes(StylizeConfig(), (4096, 4096, 3), (4096, 4096, 3))
+    assert large["activations"] < 1.2 * small["activations"]  # one tile's maps, whatever the image size
+    assert large["total"] < untiled["total"] / 10
+    monkeypatch.setenv(ENV_LIMIT, str(20 * 2**30))
+    check_memory(tiled, (4096, 4096, 3), (4096, 4096, 3))
+    with pytest.raises(NSTError, match=r"try --tile-size 1024 \(same result, more compute\), or --size \d+ or less"):
+        check_memory(StylizeConfig(), (4096, 4096, 3), (4096, 4096, 3))
