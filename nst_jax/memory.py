@@ -68,7 +68,8 @@ def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, 
     activations *= BACKWARD_FACTOR
     image = math.prod(shape) * 4
     tile_shape = None
-    if config.tile_size:
+    tiling = tiled.tiles(config, shape)
+    if tiling:
         grid = tiled.tile_grid(shape, config.tile_size, config.feature_layers)
         tile_shape = (grid.span, grid.span, shape[2])
         padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
@@ -77,13 +78,16 @@ def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, 
     optimizer = (2 + 3) * image if config.optimizer == "adam" else (2 * config.lbfgs_memory + 6) * image
     targets = 0
     if config.uses_content:
-        targets += (2 if config.tile_size else 1) * sum(
+        targets += (2 if tiling else 1) * sum(
             math.prod(maps[name].shape) * 4 for name in config.content_layers)
     if config.uses_style:
         targets += sum(maps[name].shape[-1] ** 2 * 4 for name in config.style_layers)
     style_pass = 0
     if style_shape:
-        style_pass = _activation_bytes(tile_shape if config.tile_size else style_shape, config.style_layers,
+        if tiled.tiles(config, style_shape):
+            span = tiled.tile_grid(style_shape, config.tile_size, config.feature_layers).span
+            style_shape = (span, span, style_shape[2])
+        style_pass = _activation_bytes(style_shape, config.style_layers,
                                        config.pooling)[0]
     parts = {"activations": activations, "optimizer": optimizer, "targets": targets,
              "params": _PARAM_BYTES}

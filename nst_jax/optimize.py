@@ -333,7 +333,7 @@ def mask_pyramid(masks: jax.Array, layer_shapes: Mapping[str, tuple[int, ...]]) 
 
 def _style_grams(params, image, config: StylizeConfig, convention: str) -> dict[str, tuple[jax.Array, int]]:
     """``{layer: (G, M)}``: each style layer's Gram matrix of one image and the positions it sums over."""
-    if config.tile_size:
+    if tiled.tiles(config, image.shape):
         return tiled.grams(params, image, layers=config.style_layers, config=config, convention=convention)
     feats = _features(params, image, config, convention, config.style_layers)
     return {name: (losses.gram_matrix(f), f.shape[0] * f.shape[1]) for name, f in feats.items()}
@@ -361,7 +361,7 @@ def compute_targets(
     """
     content_targets, style_targets, mask_targets = {}, {}, None
     if config.uses_content:
-        if config.tile_size:
+        if tiled.tiles(config, content.shape):
             content_targets = tiled.features(params, content, layers=config.content_layers, config=config,
                                              convention=convention)
         else:
@@ -540,7 +540,7 @@ def _run_chunk(
     reference = style_reference(targets, weights, config=config) if config.uses_style else None
 
     def terms_fn(image):
-        if config.tile_size:  # same values and gradient, evaluated tile by tile
+        if tiled.tiles(config, image.shape):  # same values and gradient, evaluated tile by tile
             terms = tiled.differentiable_terms(image, params, targets, weights, reference, config, convention)
         else:
             terms = loss_terms(image, params, targets, weights, config=config, convention=convention,
@@ -586,7 +586,7 @@ def _run_chunk(
                "evaluations": jnp.zeros((config.chunk_size,), jnp.int32),
                "start": unknown}
     state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
-    terms = (tiled.loss_terms if config.tile_size else loss_terms)(
+    terms = (tiled.loss_terms if tiled.tiles(config, state.image.shape) else loss_terms)(
         state.image, params, targets, weights, config=config, convention=convention, reference=reference)
     return state, records, terms
 

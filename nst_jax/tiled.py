@@ -88,6 +88,12 @@ class TileGrid(NamedTuple):
         return self.tile + 2 * self.halo
 
 
+def tiles(config: Any, shape: Sequence[int]) -> bool:
+    """Whether an image of ``shape`` ``(H, W, ...)`` is evaluated in tiles: ``config.tile_size`` is set
+    and smaller than the image's longest side (one tile covering everything would only add halo)."""
+    return bool(config.tile_size) and max(shape[0], shape[1]) > config.tile_size
+
+
 def tile_grid(shape: Sequence[int], tile_size: int, layers: Sequence[str], halo: int | None = None) -> TileGrid:
     """The tiling of an image of ``shape`` ``(H, W, ...)`` for ``layers``.
 

@@ -149,3 +149,9 @@ def test_cli_flag_reaches_the_config(tmp_path):
                    "--style-layers", "relu1_1", "relu2_1")
     assert proc.returncode == 0, proc.stderr
     assert out.is_file()
+
+
+def test_one_tile_images_are_not_tiled():
+    config = StylizeConfig(tile_size=32)
+    assert not tiled.tiles(config, (32, 24, 3)) and tiled.tiles(config, (24, 33, 3))
+    assert not tiled.tiles(StylizeConfig(), (4096, 4096, 3))
