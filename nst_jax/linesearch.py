@@ -86,6 +86,7 @@ def scale_by_wolfe_linesearch(
     approx_dec_rtol: float = 1e-6,
     increase_factor: float = 2.0,
     initial_step: float = 1.0,
+    first_step_from_value: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     """Scales a descent direction by a step size meeting the strong Wolfe conditions.
 
@@ -105,6 +106,11 @@ def scale_by_wolfe_linesearch(
         approx_dec_rtol: ``ε`` of the approximate sufficient decrease.
         increase_factor: Growth of the trial step while bracketing.
         initial_step: First trial step of every search (1 suits quasi-Newton directions).
+        first_step_from_value: If True, the very first search (when the direction has no
+            curvature information yet: L-BFGS's first direction is the gradient scaled to
+            unit norm) starts instead at ``f(x) / |<∇f(x), d>|``, the step that would reach
+            zero on the linear model. For a loss bounded below by 0 that is the right order of
+            magnitude, where a start at 1 would take many doublings on a large image.
 
     Returns:
         An optax transformation with extra arguments.
@@ -123,10 +129,16 @@ def scale_by_wolfe_linesearch(
         updates: optax.Updates, state: WolfeState, params: optax.Params, *,
         value: jax.Array, grad: optax.Updates, value_fn: Callable[..., jax.Array], **extra_args,
     ) -> tuple[optax.Updates, WolfeState]:
-        del state, extra_args
+        del extra_args
         value_and_grad = jax.value_and_grad(value_fn)
         value = jnp.asarray(value, jnp.float32)
         slope0 = optax.tree.real(optax.tree.vdot(grad, updates)).astype(jnp.float32)
+        first_trial = jnp.asarray(initial_step, jnp.float32)
+        if first_step_from_value:
+            from_value = jnp.abs(value) / jnp.maximum(jnp.abs(slope0), jnp.finfo(jnp.float32).tiny)
+            first_search = ~jnp.isfinite(state.value)  # init_fn's value: no search has run yet
+            first_trial = jnp.where(first_search & jnp.isfinite(from_value) & (from_value > 0), from_value,
+                                    first_trial)
         origin = _Point(jnp.zeros((), jnp.float32), value, slope0)
         armijo_bound = lambda t: value + c1 * t * slope0  # noqa: E731
         approx_bound = value + approx_dec_rtol * jnp.abs(value)
@@ -170,7 +182,7 @@ def scale_by_wolfe_linesearch(
         inf_point = _Point(jnp.zeros((), jnp.float32), jnp.asarray(jnp.inf, jnp.float32), jnp.zeros((), jnp.float32))
         start = _Search(
             i=jnp.zeros((), jnp.int32), done=jnp.zeros((), bool), bracketed=jnp.zeros((), bool),
-            trial=jnp.asarray(initial_step, jnp.float32), prev=origin, lo=origin, hi=origin,
+            trial=first_trial, prev=origin, lo=origin, hi=origin,
             best=inf_point, best_grad=grad)
         s = jax.lax.while_loop(lambda s: ~s.done & (s.i < max_steps), body, start)
         t = s.best.t

@@ -62,7 +62,7 @@ def test_out_of_evaluations_takes_lowest_trial_and_reports_failure():
     f, _ = quadratic(1e4)
     x = jnp.full(6, 0.5)
     d = -jax.grad(f)(x)
-    _, state = search(f, x, d, max_steps=1)
+    _, state = search(f, x, d, max_steps=1, first_step_from_value=False)
     assert bool(state.failed) and int(state.num_linesearch_steps) == 1
     assert float(state.learning_rate) == 1.0
 
@@ -123,3 +123,17 @@ def test_vmapped_search_equals_members_and_has_no_cond():
         alone = jax.jit(one)(scale)
         for b, a in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(alone), strict=True):
             np.testing.assert_allclose(np.asarray(b)[k], np.asarray(a), rtol=1e-5)
+
+
+def test_first_search_starts_from_the_linear_model():
+    # Far from its minimum along a unit-norm direction, t = 1 needs many doublings; the first
+    # search starts at f / |slope| instead (the step to zero on the linear model).
+    f = lambda x: 0.5 * jnp.sum(x * x)  # noqa: E731
+    x = jnp.full(4, 100.0)
+    g = jax.grad(f)(x)
+    d = -g / jnp.linalg.norm(g)
+    _, fast = search(f, x, d)
+    _, slow = search(f, x, d, first_step_from_value=False)
+    # Minimiser at t = 200; f / |slope| = 100 meets the Wolfe conditions at once.
+    assert int(fast.num_linesearch_steps) == 1 and float(fast.learning_rate) == 100.0
+    assert int(slow.num_linesearch_steps) >= 6 and float(slow.value) > float(fast.value)
