@@ -1,11 +1,13 @@
 """The Flax VGG-19 with the shipped weights against an independent NumPy computation."""
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from nst_jax.errors import NSTError
-from nst_jax.vgg import LAYERS, VGG19, check_layers, extract_features, preprocess
+from nst_jax.vgg import LAYERS, VGG19, avg_pool2x2, check_layers, extract_features, max_pool2x2, preprocess
 
 from .conftest import smooth_image
 
@@ -134,3 +136,17 @@ def test_bf16_features_close_to_fp32(vgg):
         ref = np.asarray(f["fp32"][name])
         rel = np.abs(np.asarray(f["bf16"][name]) - ref).max() / np.abs(ref).max()
         assert rel < 3e-2, (name, rel)
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 3), (2, 7, 9, 4)])
+def test_pools_equal_flax_reduce_window_with_ties(shape):
+    # Small integers: many windows hold their maximum twice or more, so the tie rule is exercised.
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 3, size=shape).astype(np.float32))
+    cot = jnp.asarray(np.random.default_rng(1).normal(size=(*shape[:-3], shape[-3] // 2, shape[-2] // 2, shape[-1]))
+                      .astype(np.float32))
+    for ours, flax_pool in [(max_pool2x2, nn.max_pool), (avg_pool2x2, nn.avg_pool)]:
+        ref = lambda a, p=flax_pool: p(a, (2, 2), strides=(2, 2))  # noqa: E731
+        np.testing.assert_allclose(ours(x), ref(x), rtol=1e-6)
+        g_ours = jax.vjp(ours, x)[1](cot)[0]
+        g_ref = jax.vjp(ref, x)[1](cot)[0]
+        np.testing.assert_allclose(g_ours, g_ref, rtol=1e-6, atol=1e-7)
