@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from nst_jax.errors import NSTError
-from nst_jax.vgg import LAYERS, VGG19, avg_pool2x2, check_layers, extract_features, max_pool2x2, preprocess
+from nst_jax.vgg import (
+    LAYERS,
+    VGG19,
+    avg_pool2x2,
+    check_layers,
+    conv3x3,
+    extract_features,
+    max_pool2x2,
+    preprocess,
+)
 
 from .conftest import smooth_image
 
@@ -150,3 +159,18 @@ def test_pools_equal_flax_reduce_window_with_ties(shape):
         g_ours = jax.vjp(ours, x)[1](cot)[0]
         g_ref = jax.vjp(ref, x)[1](cot)[0]
         np.testing.assert_allclose(g_ours, g_ref, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_conv3x3_gradients_equal_autodiff_of_xla_convolution(precision):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(2, 5, 7, 4)).astype(np.float32))
+    k = jnp.asarray(rng.normal(size=(3, 3, 4, 6)).astype(np.float32))
+    cot = jnp.asarray(rng.normal(size=(2, 5, 7, 6)).astype(np.float32))
+    ref = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+        x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    dx, dk = jax.vjp(lambda x, k: conv3x3(x, k, precision), x, k)[1](cot)
+    dx_ref, dk_ref = jax.vjp(ref, x, k)[1](cot)
+    tol = 1e-5 if precision == "fp32" else 3e-2  # bf16 input gradient: bf16 products
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol * float(jnp.abs(dx_ref).max()))
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(dk_ref).max()))
