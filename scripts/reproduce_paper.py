@@ -51,6 +51,10 @@ def build_parser():
                    help="feature maps after (relu, as the paper's Caffe blobs) or before the ReLU")
     p.add_argument("--style", default="starry_night", choices=sorted(STYLES), help="painting of Fig. 1 and 3")
     p.add_argument("--style-weight", type=float, default=30.0, help="beta of Fig. 2 (alpha = 1)")
+    p.add_argument("--fig1-tv-weight", type=float, default=None,
+                   help="TV weight of the Fig. 1 top reconstructions (default: the library's). Without it "
+                        "(0, the paper's bare objective) the image drifts along directions the layer cannot "
+                        "see: relu2_1 at 256 px measured 28.4 dB at 500 steps and 25.6 dB at 1000")
     p.add_argument("--ratios", type=float, nargs="+", default=[1.0, 1e-1, 1e-2, 1e-3], help="Fig. 3 alpha/beta")
     p.add_argument("--quick", action="store_true", help="64 px, 20 steps: every figure in a few minutes")
     p.add_argument("--weights", default=None, help="VGG-19 weights file (default: shipped)")
@@ -76,13 +80,16 @@ def fig1a(vgg, photo, args, log):
     for block in range(1, 6):
         name = layer(block, args.layer_index, args.layer_kind)
         config = StylizeConfig(mode="content", content_layers=(name,), iterations=args.iterations, chunk_size=50)
-        result = run(vgg, content=photo, config=config, tv_weight=0.0)
+        tv = {} if args.fig1_tv_weight is None else {"tv_weight": args.fig1_tv_weight}
+        result = run(vgg, content=photo, config=config, **tv)
         value = psnr(result.image, photo)
-        metrics[name] = {"psnr_db": value, **final_terms(result.history), "seconds": result.run_seconds}
+        metrics[name] = {"psnr_db": value, **final_terms(result.history), "seconds": result.run_seconds,
+                         "tv_weight": float(loss_weights(config, **tv).tv)}
         tiles.append(result.image)
         labels.append(f"{name}\nPSNR {value:.1f} dB")
         log(f"fig 1a  {name}: PSNR {value:.2f} dB ({result.run_seconds:.0f} s)")
-    return labelled_grid([tiles], [labels], title="Fig. 1 (top): content reconstructions from white noise"), metrics
+    return labelled_grid([tiles], [labels], title="Fig. 1 (top): content reconstructions from white noise "
+                         f"(TV weight {metrics[name]['tv_weight']:g})"), metrics
 
 
 def fig1b(vgg, painting, args, log):
