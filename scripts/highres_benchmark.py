@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--tile-size", type=int, default=1024, help="tile core size for levels larger than it")
     p.add_argument("--scales", type=int, default=4)
     p.add_argument("--min-size", type=int, default=512)
-    p.add_argument("--scale-iterations", type=int, nargs="+", default=[100, 40, 10, 4],
+    p.add_argument("--scale-iterations", type=int, nargs="+", default=[100, 40, 6, 2],
                    help="L-BFGS steps per level, coarse to fine")
     p.add_argument("--style-weight", type=float, default=None,
                    help="β (default: the library's β x (size / 256)²)")
@@ -87,6 +87,8 @@ def main(argv=None) -> int:
             rows.append({"size": size, "steps": progress.iterations, "run_seconds": progress.seconds,
                          "wall_seconds": time.perf_counter() - t_level[0], "peak_rss_gib": peak_rss_gib(),
                          "total": progress.terms["total"]})
+            print(f"level {size} px done: {progress.iterations} steps in {progress.seconds:.0f} s, "
+                  f"peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
             t_level[0] = time.perf_counter()
 
     t = time.perf_counter()

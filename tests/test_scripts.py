@@ -85,3 +85,15 @@ def test_benchmark_peer_missing(tmp_path):
                            "fp32", "--peer"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and ".[peer]" in proc.stderr
+
+
+def test_highres_benchmark_small(tmp_path):
+    # 64 px output, levels 32 and 64, the 64 px level in 32 px tiles: the tiled multi-scale path end to end.
+    out, summary = tmp_path / "hr.png", tmp_path / "hr.json"
+    proc = run_script("highres_benchmark.py", "--size", 64, "--tile-size", 32, "--scales", 2, "--min-size", 32,
+                      "--scale-iterations", 2, 2, "--output", out, "--json", summary)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (64, 64)
+    levels = json.loads(summary.read_text())["levels"]
+    assert [row["size"] for row in levels] == [32, 64] and all(row["peak_rss_gib"] > 0 for row in levels)
+    assert "peak RSS" in proc.stdout
