@@ -20,7 +20,7 @@ import numpy as np
 
 from nst_jax import colour
 from nst_jax.errors import NSTError
-from nst_jax.optimize import LossWeights, Progress, StylizeConfig, StylizeResult, stylize
+from nst_jax.optimize import LossWeights, Progress, StylizeConfig, StylizeResult, loss_weights, stylize
 
 DEFAULT_MIN_SIZE = 128
 
@@ -80,6 +80,7 @@ def stylize_multiscale(
     iterations: Sequence[int] | None = None,
     seed: int = 0,
     callback: Callable[[int, Progress], None] | None = None,
+    keep_balance: bool = False,
 ) -> MultiScaleResult:
     """Coarse-to-fine Gatys optimisation.
 
@@ -91,6 +92,10 @@ def stylize_multiscale(
             :func:`pyramid_sizes`).
         iterations: Steps per level (default ``config.iterations`` at each).
         callback: Called as ``callback(level, progress)`` after every chunk.
+        keep_balance: If True, each level's style weight β is scaled by the level's share of
+            the output's pixels. The content term sums over positions while the normalised
+            style term does not, so with one β for all levels the coarse levels weigh style
+            more than the full size does; scaled, every level has the output's balance.
 
     Returns:
         The output and every level's result.
@@ -105,6 +110,7 @@ def stylize_multiscale(
                                                                   else [style])]
     reference = content if content is not None else init if init is not None else styles[0]
     full = max(reference.shape[:2])
+    weights = loss_weights(config) if weights is None else weights
     levels, previous = [], None
     for level, (size, steps) in enumerate(zip(sizes, iterations, strict=True)):
         shape = colour.shape_for_longest(reference.shape, size)
@@ -121,8 +127,12 @@ def stylize_multiscale(
             level_init = colour.resize(previous, shape)
         if level_styles is not None and config.num_styles == 1:
             level_styles = level_styles[0]
+        level_weights = weights
+        if keep_balance:
+            share = (shape[0] * shape[1]) / (reference.shape[0] * reference.shape[1])
+            level_weights = weights._replace(style=weights.style * share)
         result = stylize(params, convention=convention, content=level_content, style=level_styles,
-                         init=level_init, masks=masks, config=level_config, weights=weights, seed=seed,
+                         init=level_init, masks=masks, config=level_config, weights=level_weights, seed=seed,
                          callback=None if callback is None else (lambda p, level=level: callback(level, p)))
         levels.append(result)
         previous = result.image

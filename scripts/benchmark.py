@@ -179,7 +179,8 @@ def bench_warm_start(size: int) -> None:
             wall = time.perf_counter() - t
             compile_s = float(re.search(r"compile ([0-9.]+) s", out.stdout).group(1))
             print(f"{label} start at {size} px: {compile_s:.2f} s from loaded inputs to the first step "
-                  f"(trace, compile or load from the cache, style and content targets); process wall {wall:.1f} s", flush=True)
+                  f"(trace, compile or load from the cache, style and content targets); "
+                  f"process wall {wall:.1f} s", flush=True)
 
 
 PEER_CHECK = "import pastiche, torch; print(pastiche.__version__, torch.__version__)"

@@ -7,7 +7,8 @@ goes coarse to fine (:func:`nst_jax.multiscale.stylize_multiscale`); levels larg
 --tile-size are evaluated tile by tile (:mod:`nst_jax.tiled`: the same loss and gradient in
 the memory of one tile). The content term grows with the pixel count while the normalised
 style term does not, so the style weight defaults to the library's β scaled by
-(size / 256)², the balance the defaults were tuned for at 256 px. After each level the
+(size / 256)², the balance the defaults were tuned for at 256 px, and each level's β by its
+share of the output's pixels (``keep_balance``), so every level has that balance. After each level the
 script prints its steps, loss evaluations, optimisation time (compilation separate) and
 the process's peak resident memory so far (levels grow, so that is the level's peak).
 """
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     result = stylize_multiscale(vgg.params, convention=vgg.convention, sizes=sizes, config=config, content=content,
-                                style=style, weights=weights, iterations=args.scale_iterations, callback=report)
+                                style=style, weights=weights, iterations=args.scale_iterations, callback=report,
+                                keep_balance=True)
     wall = time.perf_counter() - t
     for row, level in zip(rows, result.levels, strict=True):
         row["evaluations"] = int(level.history["evaluations_per_step"].sum())

@@ -175,6 +175,20 @@ def test_multiscale_pyramid_and_warm_start(vgg):
     assert multi.levels[1].history["total"][-1] < single.history["total"][-1]
 
 
+def test_multiscale_keep_balance_scales_beta_by_pixel_share(vgg):
+    from nst_jax.multiscale import stylize_multiscale
+
+    content = smooth_image(48, 64, seed=1)
+    config = StylizeConfig(style_layers=("relu1_1",), iterations=1, chunk_size=1)
+    runs = [stylize_multiscale(vgg.params, convention=vgg.convention, sizes=[32, 64], iterations=[1, 1],
+                               content=content, style=STYLE, config=config, keep_balance=keep)
+            for keep in (False, True)]
+    plain, kept = (r.levels[0].history for r in runs)
+    # Level 0 is 24x32 of a 48x64 output: a quarter of the pixels, so a quarter of the style term.
+    np.testing.assert_allclose(kept["style"][0], 0.25 * plain["style"][0], rtol=1e-5)
+    np.testing.assert_allclose(kept["content"][0], plain["content"][0], rtol=1e-5)
+
+
 def test_content_layer_blend_is_a_dynamic_weight(vgg):
     """relu4_2 + relu5_2 content layers blended by LossWeights.content_layers (vmappable, so sweeps vary it)."""
     import jax
