@@ -44,7 +44,7 @@ from jax import lax
 
 from nst_jax import losses
 from nst_jax.errors import NSTError
-from nst_jax.vgg import extract_features, layer_level, receptive_radius
+from nst_jax.vgg import extract_features, layer_channels, layer_level, receptive_radius
 
 # Tile sizes and halos are multiples of this (and of 2^k for k poolings before the deepest layer).
 TILE_ALIGNMENT = 16
@@ -180,10 +180,9 @@ def _for_each_tile(grid: TileGrid, body, init):
     return lax.fori_loop(0, grid.rows * grid.cols, lambda i, carry: body(i // grid.cols, i % grid.cols, carry), init)
 
 
-def _check(config: Any, targets: Any = None) -> None:
-    if config.style_loss != "gram" and config.uses_style:
-        raise NSTError(f"tiled evaluation supports only the Gram style loss, not {config.style_loss!r}")
-    if targets is not None and targets.masks is not None:
+def _check(targets: Any) -> None:
+    # StylizeConfig already refuses tiling with a non-Gram style loss; masks arrive with the targets.
+    if targets.masks is not None:
         raise NSTError("tiled evaluation does not support region masks")
 
 
@@ -206,9 +205,8 @@ def features(
     """
     grid = tile_grid(image.shape, config.tile_size, layers, halo)
     padded = _pad(image, grid)
-    channels = _channels(params, layers, config, convention)
     sizes = {name: grid.tile >> layer_level(name) for name in layers}
-    init = {name: jnp.zeros((grid.rows * sizes[name], grid.cols * sizes[name], channels[name]), jnp.float32)
+    init = {name: jnp.zeros((grid.rows * sizes[name], grid.cols * sizes[name], layer_channels(name)), jnp.float32)
             for name in layers}
 
     def body(row, col, maps):
@@ -240,7 +238,7 @@ def grams(
     """
     grid = tile_grid(image.shape, config.tile_size, layers, halo)
     padded = _pad(image, grid)
-    init = {name: jnp.zeros((n, n), jnp.float32) for name, n in _channels(params, layers, config, convention).items()}
+    init = {name: jnp.zeros((layer_channels(name),) * 2, jnp.float32) for name in layers}
 
     def body(row, col, total):
         core = _core_features(params, _tile_pixels(padded, grid, row, col), row, col, grid, layers=layers,
@@ -249,13 +247,6 @@ def grams(
 
     total = _for_each_tile(grid, body, init)
     return {name: (g, _positions(grid, name)) for name, g in total.items()}
-
-
-def _channels(params, layers, config, convention) -> dict[str, int]:
-    shapes = jax.eval_shape(
-        lambda p, x: extract_features(p, x, layers=layers, convention=convention, pooling=config.pooling),
-        params, jax.ShapeDtypeStruct((32, 32, 3), jnp.float32))
-    return {name: s.shape[-1] for name, s in shapes.items()}
 
 
 def _positions(grid: TileGrid, name: str) -> int:
@@ -272,7 +263,7 @@ class _Pieces(NamedTuple):
 
 
 def _pieces(image, targets, config, halo) -> _Pieces:
-    _check(config, targets)
+    _check(targets)
     grid = tile_grid(image.shape, config.tile_size, config.feature_layers, halo)
     content_targets = {}
     if config.uses_content:
@@ -319,8 +310,7 @@ def _style_value(total_grams: Mapping[str, jax.Array], reference: Mapping, weigh
 def _pass_sums(params, weights, pieces: _Pieces, *, config, convention, content: bool):
     """Pass 1 (forward only): the Gram matrices and (if ``content``) the content loss, summed over tiles."""
     layers = config.style_layers if config.uses_style else ()
-    init = ({name: jnp.zeros((n, n), jnp.float32)
-             for name, n in _channels(params, layers, config, convention).items()} if layers else {},
+    init = ({name: jnp.zeros((layer_channels(name),) * 2, jnp.float32) for name in layers},
             jnp.zeros((), jnp.float32))
 
     def body(row, col, carry):

@@ -48,6 +48,11 @@ def layer_level(name: str) -> int:
     return sum(1 for n in LAYERS[: LAYERS.index(name) + 1] if n.startswith("pool"))
 
 
+def layer_channels(name: str) -> int:
+    """Channels of layer ``name``'s map: those of the last convolution at or before it."""
+    return _CHANNELS[[n for n in LAYERS[: LAYERS.index(name) + 1] if n.startswith("conv")][-1]]
+
+
 def receptive_radius(layers: Sequence[str]) -> int:
     """One-sided receptive-field radius, in input pixels, of the deepest of ``layers``.
 

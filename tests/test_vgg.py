@@ -174,3 +174,11 @@ def test_conv3x3_gradients_equal_autodiff_of_xla_convolution(precision):
     tol = 1e-5 if precision == "fp32" else 3e-2  # bf16 input gradient: bf16 products
     np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol * float(jnp.abs(dx_ref).max()))
     np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5 * float(jnp.abs(dk_ref).max()))
+
+
+def test_layer_channels_match_the_feature_maps(vgg):
+    from nst_jax.vgg import layer_channels
+
+    shapes = jax.eval_shape(lambda p, x: extract_features(p, x, layers=LAYERS, convention=vgg.convention),
+                            vgg.params, jax.ShapeDtypeStruct((32, 32, 3), jnp.float32))
+    assert {name: layer_channels(name) for name in LAYERS} == {name: s.shape[-1] for name, s in shapes.items()}
