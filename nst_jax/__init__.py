@@ -1,9 +1,72 @@
-"""Neural style transfer (Gatys et al.) in JAX/Flax."""
+"""nst_jax: neural style transfer (Gatys, Ecker & Bethge) in JAX.
 
-import os
+The data path, one stage per name::
 
-# jaxlib's CPU LAPACK kernels (eigh, used by the W2 style loss) run on SciPy's OpenBLAS, whose
-# own thread pool competes with XLA's: measured 0.02 s vs 0.8-3 s per 512x512 eigh on 2 busy
-# cores. One OpenBLAS thread unless the user chose otherwise (effective when nst_jax is imported
-# before SciPy's OpenBLAS is loaded, i.e. before jax runs its first LAPACK call).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    image [H, W, 3] in [0, 1]
+      -> extract_features(vgg, image, layers=...)            VGG-19 feature maps
+      -> gram_matrix / content_loss / style_loss / tv_loss     the paper's loss terms
+      -> compute_targets + loss_terms / make_loss              the objective of one image
+      -> make_stylizer(config) -> (init, step)                 one pure optimiser step
+      -> stylize / sweep / stylize_multiscale                  the host loop over steps
+
+Every function takes one image (``[H, W, 3]``) or feature map (``[H, W, N]``); batches and
+sweeps are ``jax.vmap`` at the call site (4-D input is refused with that hint). Static
+settings are frozen dataclasses (:class:`LossConfig`, :class:`StylizeConfig`), numbers a sweep
+may vary a pytree (:class:`LossWeights`), and the VGG parameters travel with their input
+convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
+with one line. Importing the package changes no environment variable and no JAX setting.
+"""
+
+__version__ = "0.2.0"
+
+from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
+from nst_jax.config import LossConfig, LossWeights, StylizeConfig, loss_weights, stack_weights
+from nst_jax.driver import Progress, member_mesh
+from nst_jax.errors import NSTError, NumericalError
+from nst_jax.image import load_image, save_image
+from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
+from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, stylize_multiscale
+from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
+from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
+from nst_jax.vgg import LAYERS, VGG19, VGGParams, extract_features
+from nst_jax.vgg_io import load_vgg19
+
+__all__ = [
+    "LAYERS",
+    "VGG19",
+    "LossConfig",
+    "LossWeights",
+    "MultiScaleResult",
+    "NSTError",
+    "NumericalError",
+    "Progress",
+    "RunState",
+    "StepInfo",
+    "StylizeConfig",
+    "StylizeResult",
+    "Stylizer",
+    "SweepResult",
+    "Targets",
+    "VGGParams",
+    "__version__",
+    "compute_targets",
+    "content_loss",
+    "extract_features",
+    "gram_matrix",
+    "load_image",
+    "load_vgg19",
+    "loss_terms",
+    "loss_weights",
+    "make_loss",
+    "make_stylizer",
+    "member_mesh",
+    "pyramid_sizes",
+    "save_image",
+    "stack_weights",
+    "style_layer_loss",
+    "style_loss",
+    "stylize",
+    "stylize_multiscale",
+    "sweep",
+    "tv_loss",
+]

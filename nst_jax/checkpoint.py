@@ -3,21 +3,19 @@
 A checkpoint is one ``.npz`` file, written atomically (temporary file in the
 target directory + rename), holding:
 
-* ``state/<i>``: the flattened leaves of the :class:`~nst_jax.optimize.RunState`
-  pytree (image, optimiser state, step counter), bit for bit;
+* ``state/<i>``: the flattened leaves of the :class:`~nst_jax.step.RunState`
+  pytree (image, optimiser state, step counter, ...), with a leading member axis, bit for bit;
 * ``history/<name>``: the loss history so far (see ``StylizeResult.history``);
 * ``meta``: JSON with the format tag, the step, the *run record* and free-form
   notes (the CLI keeps its arguments there).
 
-The run record (:func:`run_record`) is everything that determines the result:
-the static config, the loss weights, the weights' input convention, the seed
-and the random number generator, and a sha256 of every input array (after
-loading and resizing), plus whatever the caller adds (the CLI adds the weights
-file's sha256). A run resumes only with an identical record; since the chunks
-are deterministic, a resumed run then finishes bitwise equal to an
-uninterrupted one on the same platform. The noise start is the only use of
-randomness (``jax.random.key(seed)``), so the seed is the whole RNG state.
-"""
+The run record (:func:`run_record`) is everything that determines the result: the static config,
+the loss weights, the VGG parameters' input convention and file sha256, the seed and the random
+number generator, and a sha256 of every input array (after loading and resizing), plus whatever
+the caller adds. A run resumes only with an identical record; since the chunks are
+deterministic, a resumed run then finishes bitwise equal to an uninterrupted one on the same
+platform. The noise start is the only use of randomness (``jax.random.key(seed)``), so the seed
+is the whole RNG state. """
 
 from __future__ import annotations
 
@@ -36,7 +34,7 @@ import numpy as np
 from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
 
-FORMAT = "nst_jax-checkpoint-1"
+FORMAT = "nst_jax-checkpoint-2"
 
 
 @dataclasses.dataclass
@@ -45,7 +43,8 @@ class Checkpoint:
 
     Attributes:
         step: Steps done.
-        leaves: Flattened ``RunState`` leaves (numpy), in ``jax.tree_util`` order.
+        leaves: Flattened ``RunState`` leaves (numpy), in ``jax.tree_util`` order, each with a
+            leading member axis (1 for a single run).
         history: Loss history so far: ``"step"``, ``"content"``, ``"style"``,
             ``"tv"``, ``"total"`` (one entry per chunk, from step 0) and
             ``"total_per_step"`` (one entry per step).
@@ -73,7 +72,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def run_record(
-    config: Any, weights: Any, *, convention: str, seed: int,
+    config: Any, weights: Any, *, vgg: Any, seed: int,
     content: np.ndarray | None = None, style: Any = None, init: np.ndarray | None = None,
     masks: np.ndarray | None = None, extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -82,15 +81,16 @@ def run_record(
     Args:
         config: The ``StylizeConfig``.
         weights: The ``LossWeights``.
-        convention: The weights' input convention.
+        vgg: The ``VGGParams`` (their input convention and file sha256 are recorded).
         seed: Seed of the noise start.
         content, style, init, masks: The input arrays (hashed; ``style`` may be a list of images).
-        extra: Further entries that must match to resume (e.g. the weights file's sha256).
+        extra: Further entries that must match to resume (e.g. a sweep's seeds).
     """
     return _jsonable({
         "config": dataclasses.asdict(config),
         "weights": {name: np.asarray(value, np.float32).tolist() for name, value in weights._asdict().items()},
-        "convention": convention,
+        "convention": vgg.convention,
+        "vgg_sha256": vgg.sha256,
         "seed": int(seed),
         "rng": "jax.random.key(seed), used only for the noise start",
         "inputs": {"content": array_digest(content), "init": array_digest(init), "masks": array_digest(masks),

@@ -14,10 +14,12 @@ class NumericalError(NSTError):
 
     Attributes:
         step: The step of the last image that was still finite.
-        image: That image, ``[H, W, 3]`` float32 numpy (unclipped).
+        image: That image, ``[H, W, 3]`` float32 numpy (unclipped); ``[K, H, W, 3]`` from a sweep.
+        members: Indices of the sweep members that failed (``[0]`` for a single run).
     """
 
-    def __init__(self, message: str, *, step: int, image):
+    def __init__(self, message: str, *, step: int, image, members=(0,)):
         super().__init__(message)
         self.step = step
         self.image = image
+        self.members = [int(m) for m in members]

@@ -15,12 +15,15 @@ partial file.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
@@ -29,6 +32,7 @@ DEFAULT_SIZE = 512  # longest side of the output, pixels
 MIN_SIZE = 32  # smallest side the network can process (five 2x2 poolings leave one position)
 MAX_SIZE = 8192
 MAX_INPUT_PIXELS = 200_000_000  # refuse decompression bombs beyond this many pixels
+RECORD_KEY = "nst_jax"  # PNG text chunk (iTXt) holding a written image's run record, as JSON
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -141,9 +145,50 @@ def check_output_path(path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Writes ``[H, W, 3]`` RGB in [0, 1] atomically (temporary file + rename)."""
+def save_image(path: str | os.PathLike, image: np.ndarray, *, record: Mapping[str, Any] | None = None) -> None:
+    """Writes ``[H, W, 3]`` RGB in [0, 1] atomically (temporary file + rename).
+
+    Args:
+        path: Destination; the format follows the extension.
+        image: ``[H, W, 3]`` float RGB, clipped to [0, 1].
+        record: JSON-able run record stored in the file: a PNG ``iTXt`` chunk named
+            :data:`RECORD_KEY`, or the comment of a JPEG; other formats carry none.
+    """
     path = pathlib.Path(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
+    options: dict[str, Any] = {}
+    if record is not None:
+        text = json.dumps(record, sort_keys=True)
+        if fmt == "PNG":
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt(RECORD_KEY, text, zip=True)
+            options["pnginfo"] = info
+        elif fmt == "JPEG":
+            options["comment"] = text.encode()
     with atomic_open(path) as f:
-        Image.fromarray(to_uint8(image), "RGB").save(f, format=fmt)
+        Image.fromarray(to_uint8(image), "RGB").save(f, format=fmt, **options)
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The run record :func:`save_image` stored in an image, or None if it carries none.
+
+    Raises:
+        NSTError: If the file is not a readable image.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise NSTError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            text = im.text.get(RECORD_KEY) if hasattr(im, "text") else None
+            if text is None and isinstance(im.info.get("comment"), bytes):
+                text = im.info["comment"].decode(errors="replace")
+    except (OSError, Image.UnidentifiedImageError):
+        raise NSTError(f"{path}: not an image file Pillow can read") from None
+    if not text:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("format") == RECORD_KEY else None

@@ -34,6 +34,7 @@ class WolfeState(NamedTuple):
         num_linesearch_steps: Evaluations the last search made.
         failed: True if the last search ran out of evaluations without meeting the
             Wolfe conditions (it then took the lowest trial point).
+        num_searches: Searches made so far (0 before the first).
     """
 
     learning_rate: jax.Array
@@ -41,6 +42,7 @@ class WolfeState(NamedTuple):
     grad: optax.Updates
     num_linesearch_steps: jax.Array
     failed: jax.Array
+    num_searches: jax.Array
 
 
 class _Point(NamedTuple):
@@ -123,7 +125,8 @@ def scale_by_wolfe_linesearch(
             value=jnp.asarray(jnp.inf, jnp.float32),
             grad=optax.tree.zeros_like(params),
             num_linesearch_steps=jnp.zeros((), jnp.int32),
-            failed=jnp.zeros((), bool))
+            failed=jnp.zeros((), bool),
+            num_searches=jnp.zeros((), jnp.int32))
 
     def update_fn(
         updates: optax.Updates, state: WolfeState, params: optax.Params, *,
@@ -136,7 +139,7 @@ def scale_by_wolfe_linesearch(
         first_trial = jnp.asarray(initial_step, jnp.float32)
         if first_step_from_value:
             from_value = jnp.abs(value) / jnp.maximum(jnp.abs(slope0), jnp.finfo(jnp.float32).tiny)
-            first_search = ~jnp.isfinite(state.value)  # init_fn's value: no search has run yet
+            first_search = state.num_searches == 0
             first_trial = jnp.where(first_search & jnp.isfinite(from_value) & (from_value > 0), from_value,
                                     first_trial)
         origin = _Point(jnp.zeros((), jnp.float32), value, slope0)
@@ -188,6 +191,6 @@ def scale_by_wolfe_linesearch(
         t = s.best.t
         new_updates = jax.tree_util.tree_map(lambda u: (t * u).astype(u.dtype), updates)
         failed = ~s.done | (s.best.value > value + approx_dec_rtol * jnp.abs(value))
-        return new_updates, WolfeState(t, s.best.value, s.best_grad, s.i, failed)
+        return new_updates, WolfeState(t, s.best.value, s.best_grad, s.i, failed, state.num_searches + 1)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

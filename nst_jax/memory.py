@@ -31,9 +31,9 @@ import jax
 import jax.numpy as jnp
 
 from nst_jax import tiled
+from nst_jax.config import tile_alignment
 from nst_jax.errors import NSTError
-from nst_jax.vgg import LAYERS, VGG19
-from nst_jax.weights import CONV_LAYERS
+from nst_jax.vgg import CONV_LAYERS, LAYERS, VGG19
 
 ENV_LIMIT = "NST_JAX_MEMORY_LIMIT_BYTES"
 BACKWARD_FACTOR = 3
@@ -54,7 +54,7 @@ def _activation_bytes(shape: tuple[int, ...], layers: tuple[str, ...], pooling: 
 
 
 def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None) -> dict:
-    """Estimated peak memory of :func:`nst_jax.optimize.stylize`, by part.
+    """Estimated peak memory of :func:`nst_jax.stylize`, by part.
 
     Args:
         config: The ``StylizeConfig``.
@@ -135,7 +135,7 @@ def check_memory(config, shape: tuple[int, int, int], style_shape: tuple[int, in
     h, w = shape[:2]
     tile_hint = ""
     if not config.tile_size and (config.style_loss == "gram" or not config.uses_style):
-        align = tiled.tile_alignment(config.feature_layers)
+        align = tile_alignment(config.feature_layers)
         for size in SUGGESTED_TILE_SIZES:
             if size % align == 0 and size < max(h, w) and estimate_bytes(
                     dataclasses.replace(config, tile_size=size), shape, style_shape)["total"] <= limit:

@@ -30,14 +30,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.errors import NSTError
-from nst_jax.vgg import extract_features
-from nst_jax.weights import CONV_LAYERS, VGGWeights, sha256_of
+from nst_jax.vgg import CONV_LAYERS, VGGParams, extract_features
+from nst_jax.vgg_io import sha256_of, shipped_file
 
-DEFAULT_SCALES = pathlib.Path(__file__).resolve().parent.parent / "weights" / "vgg19_normalization.npz"
+DEFAULT_SCALES = shipped_file("vgg19_normalization.npz")
 RELUS = tuple("relu" + name[len("conv"):] for name, _, _ in CONV_LAYERS)
 
 
-def channel_means(vgg: VGGWeights, images: Iterable[np.ndarray], pooling: str = "max") -> dict[str, np.ndarray]:
+def channel_means(vgg: VGGParams, images: Iterable[np.ndarray], pooling: str = "max") -> dict[str, np.ndarray]:
     """Mean of every ReLU channel of every conv layer over images and positions.
 
     Each image counts in proportion to its number of positions at each layer (the mean is over
@@ -54,8 +54,7 @@ def channel_means(vgg: VGGWeights, images: Iterable[np.ndarray], pooling: str = 
     sums = {name: 0.0 for name, _, _ in CONV_LAYERS}
     counts = {name: 0 for name, _, _ in CONV_LAYERS}
     for image in images:
-        feats = extract_features(vgg.params, jnp.asarray(image), layers=RELUS, convention=vgg.convention,
-                                 pooling=pooling)
+        feats = extract_features(vgg, jnp.asarray(image, jnp.float32), layers=RELUS, pooling=pooling)
         for (name, _, _), relu in zip(CONV_LAYERS, RELUS, strict=True):
             f = np.asarray(feats[relu], np.float64)
             sums[name] = sums[name] + f.sum(axis=(0, 1))
@@ -115,9 +114,9 @@ def load_scales(path: str | os.PathLike | None = None) -> tuple[dict[str, np.nda
     return {name: arrays[name] for name, _, _ in CONV_LAYERS}, meta, digest
 
 
-def normalize(vgg: VGGWeights, path: str | os.PathLike | None = None) -> VGGWeights:
+def normalize(vgg: VGGParams, path: str | os.PathLike | None = None) -> VGGParams:
     """``vgg`` with the stored normalisation applied; its ``sha256`` combines both files' digests."""
     means, meta, digest = load_scales(path)
     combined = hashlib.sha256(f"{vgg.sha256}+{digest}".encode()).hexdigest()
     return dataclasses.replace(vgg, params=normalized_params(vgg.params, means), sha256=combined,
-                               meta={**vgg.meta, "normalization": meta})
+                               meta_json=json.dumps({**vgg.meta, "normalization": meta}, sort_keys=True))

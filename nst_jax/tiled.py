@@ -36,24 +36,20 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from nst_jax import losses
+from nst_jax.config import LossConfig, LossWeights, tile_alignment
 from nst_jax.errors import NSTError
-from nst_jax.vgg import extract_features, layer_channels, layer_level, receptive_radius
+from nst_jax.vgg import VGGParams, layer_channels, layer_level, receptive_radius
+from nst_jax.vgg import features as vgg_features
 
-# Tile sizes and halos are multiples of this (and of 2^k for k poolings before the deepest layer).
-TILE_ALIGNMENT = 16
-
-
-def tile_alignment(layers: Sequence[str]) -> int:
-    """What tile sizes and halos must be multiples of for ``layers``: ``max(16, 2^k)``, ``k`` the
-    number of poolings before the deepest layer (so pooling windows line up across tiles)."""
-    return max(TILE_ALIGNMENT, 2 ** max(layer_level(name) for name in layers))
+if TYPE_CHECKING:  # objective imports this module: the type only, for annotations
+    from nst_jax.objective import Targets
 
 
 def halo_size(layers: Sequence[str]) -> int:
@@ -88,7 +84,7 @@ class TileGrid(NamedTuple):
         return self.tile + 2 * self.halo
 
 
-def tiles(config: Any, shape: Sequence[int]) -> bool:
+def tiles(config: LossConfig, shape: Sequence[int]) -> bool:
     """Whether an image of ``shape`` ``(H, W, ...)`` is evaluated in tiles: ``config.tile_size`` is set
     and smaller than the image's longest side (one tile covering everything would only add halo)."""
     return bool(config.tile_size) and max(shape[0], shape[1]) > config.tile_size
@@ -139,20 +135,19 @@ def _level_masks(grid: TileGrid, row: jax.Array, col: jax.Array, levels: int) ->
 
 
 def _core_features(
-    params: Mapping, pixels: jax.Array, row: jax.Array, col: jax.Array, grid: TileGrid, *, layers: Sequence[str],
-    config: Any, convention: str,
+    vgg: VGGParams, pixels: jax.Array, row: jax.Array, col: jax.Array, grid: TileGrid, *, layers: Sequence[str],
+    config: LossConfig,
 ) -> dict[str, tuple[jax.Array, jax.Array]]:
     """Features of one tile at its core positions.
 
     Args:
-        params: VGG-19 params.
+        vgg: VGG-19 parameters.
         pixels: ``[span, span, 3]`` the tile's pixels, halo included (from the padded image).
         row: Tile row (traced int).
         col: Tile column (traced int).
         grid: The tiling.
         layers: Layers to return.
-        config: ``StylizeConfig`` (pooling, precision).
-        convention: The weights' input convention.
+        config: Loss settings (pooling, precision).
 
     Returns:
         ``{layer: (features [T_l, T_l, N_l], valid [T_l, T_l])}`` with ``T_l = T / 2^k``; ``valid``
@@ -160,8 +155,8 @@ def _core_features(
     """
     levels = max(layer_level(name) for name in layers)
     masks = _level_masks(grid, row, col, levels)
-    feats = extract_features(params, pixels, layers=layers, convention=convention, pooling=config.pooling,
-                             precision=config.precision, level_masks=masks)
+    feats = vgg_features(vgg, pixels, layers=layers, pooling=config.pooling, precision=config.precision,
+                         level_masks=masks)
     out = {}
     for name in layers:
         k = layer_level(name)
@@ -180,24 +175,22 @@ def _for_each_tile(grid: TileGrid, body, init):
     return lax.fori_loop(0, grid.rows * grid.cols, lambda i, carry: body(i // grid.cols, i % grid.cols, carry), init)
 
 
-def _check(targets: Any) -> None:
+def _check(targets: Targets) -> None:
     # StylizeConfig already refuses tiling with a non-Gram style loss; masks arrive with the targets.
     if targets.masks is not None:
         raise NSTError("tiled evaluation does not support region masks")
 
 
 def features(
-    params: Mapping, image: jax.Array, *, layers: Sequence[str], config: Any, convention: str,
-    halo: int | None = None,
+    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, halo: int | None = None,
 ) -> dict[str, jax.Array]:
     """Whole-image feature maps assembled from tiles (equal to ``extract_features`` up to rounding).
 
     Args:
-        params: VGG-19 params.
+        vgg: VGG-19 parameters.
         image: ``[H, W, 3]`` RGB in [0, 1].
         layers: Layer names to return.
-        config: ``StylizeConfig`` with ``tile_size > 0`` (pooling, precision, tile size).
-        convention: The weights' input convention.
+        config: Loss settings with ``tile_size > 0`` (pooling, precision, tile size).
         halo: Override of :func:`halo_size`.
 
     Returns:
@@ -210,8 +203,8 @@ def features(
             for name in layers}
 
     def body(row, col, maps):
-        core = _core_features(params, _tile_pixels(padded, grid, row, col), row, col, grid, layers=layers,
-                              config=config, convention=convention)
+        core = _core_features(vgg, _tile_pixels(padded, grid, row, col), row, col, grid, layers=layers,
+                              config=config)
         return {name: lax.dynamic_update_slice(maps[name], f * m[:, :, None], (row * sizes[name], col * sizes[name], 0))
                 for name, (f, m) in core.items()}
 
@@ -220,17 +213,15 @@ def features(
 
 
 def grams(
-    params: Mapping, image: jax.Array, *, layers: Sequence[str], config: Any, convention: str,
-    halo: int | None = None,
+    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, halo: int | None = None,
 ) -> dict[str, tuple[jax.Array, int]]:
     """Whole-image Gram matrices summed over tiles (equal to ``gram_matrix`` of the features up to rounding).
 
     Args:
-        params: VGG-19 params.
+        vgg: VGG-19 parameters.
         image: ``[H, W, 3]`` RGB in [0, 1].
         layers: Layer names.
-        config: ``StylizeConfig`` with ``tile_size > 0``.
-        convention: The weights' input convention.
+        config: Loss settings with ``tile_size > 0``.
         halo: Override of :func:`halo_size`.
 
     Returns:
@@ -241,8 +232,8 @@ def grams(
     init = {name: jnp.zeros((layer_channels(name),) * 2, jnp.float32) for name in layers}
 
     def body(row, col, total):
-        core = _core_features(params, _tile_pixels(padded, grid, row, col), row, col, grid, layers=layers,
-                              config=config, convention=convention)
+        core = _core_features(vgg, _tile_pixels(padded, grid, row, col), row, col, grid, layers=layers,
+                              config=config)
         return {name: total[name] + losses.gram_matrix(f * m[:, :, None]) for name, (f, m) in core.items()}
 
     total = _for_each_tile(grid, body, init)
@@ -255,35 +246,41 @@ def _positions(grid: TileGrid, name: str) -> int:
 
 
 class _Pieces(NamedTuple):
-    """What one evaluation shares between its passes (all closed over by the tile loop bodies)."""
+    """What one evaluation shares between its passes (all closed over by the tile loop bodies).
+
+    ``content_factors[l]`` turns layer ``l``'s summed squared error into its loss: ``1 / ‖P_l‖²``
+    over the whole target (relative units) or ``½`` (paper units), so tiles add up exactly.
+    """
 
     grid: TileGrid
     padded: jax.Array
     content_targets: dict[str, jax.Array]
+    content_factors: dict[str, jax.Array]
 
 
-def _pieces(image, targets, config, halo) -> _Pieces:
+def _pieces(image, targets: Targets, config: LossConfig, halo) -> _Pieces:
     _check(targets)
     grid = tile_grid(image.shape, config.tile_size, config.feature_layers, halo)
-    content_targets = {}
+    content_targets, factors = {}, {}
     if config.uses_content:
         # Padded to whole tiles so each tile's core slice has a static shape.
         for name in config.content_layers:
             t, size = targets.content[name], grid.tile >> layer_level(name)
             content_targets[name] = jnp.pad(t, ((0, grid.rows * size - t.shape[0]),
                                                 (0, grid.cols * size - t.shape[1]), (0, 0)))
-    return _Pieces(grid, _pad(image, grid), content_targets)
+            factors[name] = losses.content_factor(t, units=config.loss_units)
+    return _Pieces(grid, _pad(image, grid), content_targets, factors)
 
 
 def _tile_stats(
-    pixels: jax.Array, row: jax.Array, col: jax.Array, params: Mapping, weights: Any, pieces: _Pieces, *,
-    config: Any, convention: str, style: bool, content: bool,
+    pixels: jax.Array, row: jax.Array, col: jax.Array, vgg: VGGParams, weights: LossWeights, pieces: _Pieces, *,
+    config: LossConfig, style: bool, content: bool,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
-    """One tile's Gram matrices ``{layer: [N, N]}`` over its core (if ``style``) and its weighted
-    content loss ``α Σ_l c_l ½ Σ (F − P)²`` over its core (if ``content``; else 0)."""
+    """One tile's Gram matrices ``{layer: [N, N]}`` over its core (if ``style``) and its share of the
+    weighted content loss ``α Σ_l c_l L_l`` (if ``content``; else 0)."""
     grid = pieces.grid
     layers = tuple(dict.fromkeys((config.content_layers if content else ()) + (config.style_layers if style else ())))
-    core = _core_features(params, pixels, row, col, grid, layers=layers, config=config, convention=convention)
+    core = _core_features(vgg, pixels, row, col, grid, layers=layers, config=config)
     tile_grams = {name: losses.gram_matrix(core[name][0] * core[name][1][:, :, None])
                   for name in (config.style_layers if style else ())}
     content_value = jnp.zeros((), jnp.float32)
@@ -292,22 +289,23 @@ def _tile_stats(
             f, m = core[name]
             size = f.shape[0]
             target = lax.dynamic_slice(pieces.content_targets[name], (row * size, col * size, 0), f.shape)
-            content_value += weights.content_layers[i] * losses.content_loss(f * m[:, :, None], target * m[:, :, None])
+            error = jnp.sum(jnp.square((f - target) * m[:, :, None]))
+            content_value += weights.content_layers[i] * pieces.content_factors[name] * error
         content_value = weights.content * content_value
     return tile_grams, content_value
 
 
-def _style_value(total_grams: Mapping[str, jax.Array], reference: Mapping, weights: Any, grid: TileGrid,
-                 config: Any) -> jax.Array:
-    """``β Σ_l w_l E_l`` from the whole image's Gram matrices (as ``optimize.style_term`` without masks)."""
+def _style_value(total_grams: Mapping[str, jax.Array], reference: Mapping, weights: LossWeights, grid: TileGrid,
+                 config: LossConfig) -> jax.Array:
+    """``β Σ_l w_l E_l`` from the whole image's Gram matrices (as ``objective.style_term`` without masks)."""
     value = jnp.zeros((), jnp.float32)
     for i, name in enumerate(config.style_layers):
         value += weights.style_layers[i] * losses.gram_layer_loss(
-            total_grams[name], reference[name]["gram"], num_positions=_positions(grid, name))
+            total_grams[name], reference[name]["gram"], num_positions=_positions(grid, name), units=config.loss_units)
     return weights.style * value
 
 
-def _pass_sums(params, weights, pieces: _Pieces, *, config, convention, content: bool):
+def _pass_sums(vgg: VGGParams, weights: LossWeights, pieces: _Pieces, *, config: LossConfig, content: bool):
     """Pass 1 (forward only): the Gram matrices and (if ``content``) the content loss, summed over tiles."""
     layers = config.style_layers if config.uses_style else ()
     init = ({name: jnp.zeros((layer_channels(name),) * 2, jnp.float32) for name in layers},
@@ -315,43 +313,41 @@ def _pass_sums(params, weights, pieces: _Pieces, *, config, convention, content:
 
     def body(row, col, carry):
         pixels = _tile_pixels(pieces.padded, pieces.grid, row, col)
-        g, c = _tile_stats(pixels, row, col, params, weights, pieces, config=config, convention=convention,
-                           style=config.uses_style, content=content)
+        g, c = _tile_stats(pixels, row, col, vgg, weights, pieces, config=config, style=config.uses_style,
+                           content=content)
         return {name: carry[0][name] + g[name] for name in g}, carry[1] + c
 
     return _for_each_tile(pieces.grid, body, init)
 
 
 def loss_terms(
-    image: jax.Array, params: Mapping, targets: Any, weights: Any, *, config: Any, convention: str,
+    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, *, config: LossConfig,
     reference: Mapping | None = None, halo: int | None = None,
 ) -> dict[str, jax.Array]:
-    """:func:`nst_jax.optimize.loss_terms`, evaluated tile by tile (one forward pass over the tiles).
+    """:func:`nst_jax.objective.loss_terms`, evaluated tile by tile (one forward pass over the tiles).
 
     Args:
         image: ``[H, W, 3]`` RGB being optimised.
-        params: VGG-19 params.
-        targets: ``optimize.Targets`` (no masks).
-        weights: ``optimize.LossWeights``.
-        config: ``StylizeConfig`` with ``tile_size > 0`` and the Gram style loss.
-        convention: The weights' input convention.
-        reference: ``optimize.style_reference(targets, weights)`` (needed when the config uses style).
+        vgg: VGG-19 parameters.
+        targets: ``objective.Targets`` (no masks).
+        weights: Loss weights.
+        config: Loss settings with ``tile_size > 0`` and the Gram style loss.
+        reference: ``objective.style_reference(targets, weights)`` (needed when the config uses style).
         halo: Override of :func:`halo_size`.
 
     Returns:
         ``{"content", "style", "tv", "total"}`` scalars.
     """
     pieces = _pieces(image, targets, config, halo)
-    total_grams, content = _pass_sums(params, weights, pieces, config=config, convention=convention,
-                                      content=config.uses_content)
+    total_grams, content = _pass_sums(vgg, weights, pieces, config=config, content=config.uses_content)
     style = _style_value(total_grams, reference, weights, pieces.grid, config) if config.uses_style else (
         jnp.zeros((), jnp.float32))
-    tv = weights.tv * losses.tv_loss(image)
+    tv = weights.tv * losses.tv_loss(image, units=config.loss_units)
     return {"content": content, "style": style, "tv": tv, "total": content + style + tv}
 
 
 def terms_and_grad(
-    image: jax.Array, params: Mapping, targets: Any, weights: Any, *, config: Any, convention: str,
+    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, *, config: LossConfig,
     reference: Mapping | None = None, halo: int | None = None,
 ) -> tuple[dict[str, jax.Array], jax.Array]:
     """The loss terms and the total's gradient ``[H, W, 3]`` with respect to the image, tile by tile.
@@ -364,13 +360,13 @@ def terms_and_grad(
     grid = pieces.grid
     style, style_grads = jnp.zeros((), jnp.float32), {}
     if config.uses_style:
-        total_grams, _ = _pass_sums(params, weights, pieces, config=config, convention=convention, content=False)
+        total_grams, _ = _pass_sums(vgg, weights, pieces, config=config, content=False)
         style, style_grads = jax.value_and_grad(_style_value)(total_grams, reference, weights, grid, config)
         style_grads = lax.stop_gradient(style_grads)
 
     def tile_objective(pixels, row, col):
-        g, c = _tile_stats(pixels, row, col, params, weights, pieces, config=config, convention=convention,
-                           style=config.uses_style, content=config.uses_content)
+        g, c = _tile_stats(pixels, row, col, vgg, weights, pieces, config=config, style=config.uses_style,
+                           content=config.uses_content)
         linear = sum((jnp.sum(style_grads[name] * g[name]) for name in g), jnp.zeros((), jnp.float32))
         return linear + c, c
 
@@ -383,34 +379,32 @@ def terms_and_grad(
         return grad, content + c
 
     padded_grad, content = _for_each_tile(grid, body, (jnp.zeros_like(pieces.padded), jnp.zeros((), jnp.float32)))
-    tv, tv_grad = jax.value_and_grad(lambda x: weights.tv * losses.tv_loss(x))(image)
+    tv, tv_grad = jax.value_and_grad(lambda x: weights.tv * losses.tv_loss(x, units=config.loss_units))(image)
     grad = padded_grad[grid.halo:grid.halo + grid.height, grid.halo:grid.halo + grid.width] + tv_grad
     return {"content": content, "style": style, "tv": tv, "total": content + style + tv}, grad
 
 
 def value_and_grad(
-    image: jax.Array, params: Mapping, targets: Any, weights: Any, *, config: Any, convention: str,
+    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, *, config: LossConfig,
     reference: Mapping | None = None, halo: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The total loss and its gradient ``[H, W, 3]``, tile by tile (see :func:`terms_and_grad`)."""
-    terms, grad = terms_and_grad(image, params, targets, weights, config=config, convention=convention,
-                                 reference=reference, halo=halo)
+    terms, grad = terms_and_grad(image, vgg, targets, weights, config=config, reference=reference, halo=halo)
     return terms["total"], grad
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _total_and_terms(image, params, targets, weights, reference, config, convention):
-    terms = loss_terms(image, params, targets, weights, config=config, convention=convention, reference=reference)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _total_and_terms(image, vgg, targets, weights, reference, config):
+    terms = loss_terms(image, vgg, targets, weights, config=config, reference=reference)
     return terms["total"], terms
 
 
-def _total_and_terms_fwd(image, params, targets, weights, reference, config, convention):
-    terms, grad = terms_and_grad(image, params, targets, weights, config=config, convention=convention,
-                                 reference=reference)
-    return (terms["total"], terms), (grad, params, targets, weights, reference)
+def _total_and_terms_fwd(image, vgg, targets, weights, reference, config):
+    terms, grad = terms_and_grad(image, vgg, targets, weights, config=config, reference=reference)
+    return (terms["total"], terms), (grad, vgg, targets, weights, reference)
 
 
-def _total_and_terms_bwd(config, convention, residuals, cotangents):
+def _total_and_terms_bwd(config, residuals, cotangents):
     # The terms are reported, not differentiated (differentiable_terms stops their gradient).
     grad, *others = residuals
     zeros = jax.tree_util.tree_map(jnp.zeros_like, tuple(others))
@@ -421,8 +415,8 @@ _total_and_terms.defvjp(_total_and_terms_fwd, _total_and_terms_bwd)
 
 
 def differentiable_terms(
-    image: jax.Array, params: Mapping, targets: Any, weights: Any, reference: Mapping | None, config: Any,
-    convention: str,
+    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, reference: Mapping | None,
+    config: LossConfig,
 ) -> dict[str, jax.Array]:
     """The tiled loss terms ``{"content", "style", "tv", "total"}``; ``"total"`` is differentiable in
     ``image`` ``[H, W, 3]``.
@@ -431,16 +425,16 @@ def differentiable_terms(
     ``jax.value_and_grad`` it runs :func:`terms_and_grad` instead of differentiating through the
     tile loop. Only the image gets a gradient (zeros for every other argument), and only through
     ``"total"``: the other entries are reported values (their gradient is stopped). Positional
-    arguments only: ``config`` and ``convention`` are static.
+    arguments only: ``config`` is static.
     """
-    total, terms = _total_and_terms(image, params, targets, weights, reference, config, convention)
+    total, terms = _total_and_terms(image, vgg, targets, weights, reference, config)
     reported = lax.stop_gradient({k: v for k, v in terms.items() if k != "total"})
     return {**reported, "total": total}
 
 
 def total_loss(
-    image: jax.Array, params: Mapping, targets: Any, weights: Any, reference: Mapping | None, config: Any,
-    convention: str,
+    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, reference: Mapping | None,
+    config: LossConfig,
 ) -> jax.Array:
     """The tiled total loss as a differentiable function of ``image`` (see :func:`differentiable_terms`)."""
-    return differentiable_terms(image, params, targets, weights, reference, config, convention)["total"]
+    return differentiable_terms(image, vgg, targets, weights, reference, config)["total"]

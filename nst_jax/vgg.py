@@ -9,18 +9,34 @@ defaults use.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from nst_jax import checks
 from nst_jax.errors import NSTError
-from nst_jax.weights import CONV_LAYERS
 
-# ImageNet statistics for the two conventions in `nst_jax.weights.CONVENTIONS`.
+# (name, C_in, C_out) of every conv layer, in network order.
+CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
+    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
+    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
+    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
+    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
+    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
+)
+
+# Input conventions a parameter file can declare. Callers always hand the network RGB in [0, 1];
+# `preprocess` applies the convention.
+#   caffe: BGR, 0-255, minus the ImageNet mean pixel (Keras/Caffe VGG-19).
+#   torch: RGB, 0-1, minus mean and divided by std (torchvision VGG-19).
+CONVENTIONS = ("caffe", "torch")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
@@ -71,11 +87,31 @@ def receptive_radius(layers: Sequence[str]) -> int:
     return radius
 
 
-def check_layers(layers: Sequence[str]) -> None:
-    """Raises NSTError naming the first unknown layer."""
-    for name in layers:
+def check_layers(layers: Sequence[str], what: str = "layers") -> tuple[str, ...]:
+    """``layers`` as a tuple of known layer names.
+
+    Raises:
+        NSTError: For a bare string instead of a sequence, or naming the first unknown layer.
+    """
+    names = checks.layer_tuple(layers, what)
+    for name in names:
         if name not in LAYERS:
             raise NSTError(f"unknown VGG-19 layer {name!r} (known: conv1_1..conv5_4, relu1_1..relu5_4, pool1..pool5)")
+    return names
+
+
+def check_fits(shape: Sequence[int], layers: Sequence[str], what: str = "image") -> None:
+    """Refuses an ``(H, W, ...)`` image too small to leave one position at the deepest of ``layers``.
+
+    After ``k`` 2x2 poolings a map is ``floor(H / 2^k) x floor(W / 2^k)``; a map with no
+    position has no features, and a Gram matrix over it no meaning.
+    """
+    k = max((layer_level(name) for name in layers), default=0)
+    h, w = int(shape[0]), int(shape[1])
+    if min(h, w) >> k < 1:
+        deepest = max(layers, key=LAYERS.index)
+        raise NSTError(f"{what} of {w}x{h} px is too small for layer {deepest}: "
+                       f"its {k} poolings need at least {2**k} px on each side")
 
 
 def preprocess(rgb: jax.Array, convention: str) -> jax.Array:
@@ -259,7 +295,7 @@ class VGG19(nn.Module):
         Returns:
             ``{name: [H_l, W_l, C_l]}`` for every name in ``outputs``.
         """
-        check_layers(self.outputs)
+        check_layers(self.outputs, "outputs")
         if self.pooling not in POOLINGS:
             raise NSTError(f"unknown pooling {self.pooling!r} (choose from {', '.join(POOLINGS)})")
         if self.precision not in PRECISIONS:
@@ -285,23 +321,73 @@ class VGG19(nn.Module):
         return features
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["params"],
+                   meta_fields=["convention", "sha256", "meta_json"])
+@dataclasses.dataclass(frozen=True)
+class VGGParams:
+    """VGG-19 parameters and their input convention, as one pytree.
+
+    ``params`` is the pytree's only leaf-bearing field (pass the object to ``jax.jit``,
+    ``jax.device_put`` or a sharding like any params tree); the convention and provenance are
+    static, so code traced for one set of parameters is reused for another of the same kind.
+
+    Attributes:
+        params: Flax params ``{"params": {"conv1_1": {"kernel", "bias"}, ...}}``, float32 HWIO
+            kernels.
+        convention: One of :data:`CONVENTIONS`: what :func:`preprocess` does to an RGB image.
+        sha256: Hex digest of the file the parameters came from ("" if none).
+        meta_json: The file's metadata as a JSON string (see :attr:`meta`).
+    """
+
+    params: dict[str, Any]
+    convention: str = "caffe"
+    sha256: str = ""
+    meta_json: str = "{}"
+
+    def __post_init__(self):
+        if self.convention not in CONVENTIONS:
+            raise NSTError(f"unknown input convention {self.convention!r} (choose from {', '.join(CONVENTIONS)})")
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The parameter file's metadata dictionary."""
+        return json.loads(self.meta_json)
+
+
 def extract_features(
-    params: Mapping, rgb: jax.Array, *, layers: Sequence[str], convention: str, pooling: str = "max",
-    precision: str = "fp32", level_masks: Sequence[jax.Array] | None = None,
+    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], pooling: str = "max", precision: str = "fp32",
 ) -> dict[str, jax.Array]:
     """Feature maps of one RGB image.
 
     Args:
-        params: Flax params of :class:`VGG19` (``VGGWeights.params``).
-        rgb: ``[H, W, 3]`` RGB in [0, 1].
-        layers: Layer names to return.
-        convention: The weights' input convention (``VGGWeights.convention``).
+        vgg: The network's parameters and input convention (:func:`nst_jax.load_vgg19`).
+        image: ``[H, W, 3]`` float RGB in [0, 1] (one image: ``jax.vmap`` for a batch).
+        layers: Layer names to return, e.g. ``("relu1_1", "relu4_2")``.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"`` convolutions (see :class:`VGG19`).
-        level_masks: Optional per-level validity masks of a crop (see :class:`VGG19`).
 
     Returns:
-        ``{name: [H_l, W_l, C_l]}``.
+        ``{name: [H_l, W_l, C_l]}`` float32, ``H_l = floor(H / 2^k)`` after ``k`` poolings.
+
+    Raises:
+        NSTError: On a batch, a shape other than ``[H, W, 3]``, an integer dtype, a bare string
+            or unknown name in ``layers``, or an image too small for the deepest layer.
+    """
+    layers = check_layers(layers)
+    shape = checks.check_image(image)
+    check_fits(shape, layers)
+    return features(vgg, jnp.asarray(image, jnp.float32), layers=layers, pooling=pooling, precision=precision)
+
+
+def features(
+    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], pooling: str = "max", precision: str = "fp32",
+    level_masks: Sequence[jax.Array] | None = None,
+) -> dict[str, jax.Array]:
+    """:func:`extract_features` without the argument checks, for callers that made them once.
+
+    Args:
+        vgg, image, layers, pooling, precision: As in :func:`extract_features`.
+        level_masks: Optional per-level validity masks of a crop (see :class:`VGG19`).
     """
     return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision).apply(
-        params, preprocess(rgb, convention), level_masks)
+        vgg.params, preprocess(image, vgg.convention), level_masks)

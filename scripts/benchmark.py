@@ -32,18 +32,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.image import load_image
-from nst_jax.optimize import (
+from nst_jax import (
     StylizeConfig,
     compute_targets,
-    init_state,
+    load_image,
+    load_vgg19,
     loss_terms,
     loss_weights,
-    run_chunk,
+    make_stylizer,
+    stack_weights,
     stylize,
+    sweep,
 )
-from nst_jax.sweep import stack_weights, sweep
-from nst_jax.weights import load_vgg19
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -75,13 +75,27 @@ def images(size: int) -> tuple[np.ndarray, np.ndarray, str]:
     return load_image(content, size), load_image(style, size), source
 
 
-def flops_per_eval(params, image, targets, weights, config, convention) -> float:
+def flops_per_eval(vgg, image, targets, weights, config) -> float:
     """XLA's FLOP count of one loss value-and-gradient evaluation."""
-    fn = jax.jit(jax.value_and_grad(
-        lambda x, p, t, w: loss_terms(x, p, t, w, config=config, convention=convention)["total"]))
-    cost = fn.lower(image, params, targets, weights).compile().cost_analysis()
+    fn = jax.jit(jax.value_and_grad(lambda x, v, t, w: loss_terms(v, x, t, w, config=config)["total"]))
+    cost = fn.lower(image, vgg, targets, weights).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost["flops"])
+
+
+def compiled_chunk(config: StylizeConfig):
+    """``make_stylizer``'s pure step run ``n`` times in one ``lax.fori_loop``, jitted: (state, evaluations)."""
+    stylizer = make_stylizer(config)
+
+    def chunk(state, vgg, targets, weights, n):
+        def body(i, carry):
+            state, evaluations = carry
+            state, info = stylizer.step(vgg, targets, weights, state)
+            return state, evaluations + info.evaluations
+
+        return jax.lax.fori_loop(0, n, body, (state, jnp.zeros((), jnp.int32)))
+
+    return stylizer, jax.jit(chunk, donate_argnums=0)
 
 
 def bench(vgg, content, style, optimizer: str, steps: int, warmup: int, precision: str) -> dict:
@@ -89,62 +103,63 @@ def bench(vgg, content, style, optimizer: str, steps: int, warmup: int, precisio
     config = StylizeConfig(optimizer=optimizer, chunk_size=max(steps, warmup), iterations=steps, precision=precision)
     weights = loss_weights(config)
     t0 = time.perf_counter()
-    targets = compute_targets(vgg.params, content, style, config=config, convention=vgg.convention,
-                              output_shape=content.shape)
-    state = init_state(jax.random.uniform(jax.random.key(0), content.shape), weights, config=config)
-    chunk = run_chunk.lower(state, vgg.params, targets, weights, jnp.int32(1),
-                            config=config, convention=vgg.convention).compile()
+    vgg = jax.device_put(vgg)
+    targets = jax.jit(lambda v, c, s: compute_targets(v, content=c, style=s, config=config))(vgg, content, style)
+    stylizer, chunk_fn = compiled_chunk(config)
+    state = jax.jit(stylizer.init)(vgg, targets, weights, jax.random.uniform(jax.random.key(0), content.shape))
+    chunk = chunk_fn.lower(state, vgg, targets, weights, jnp.int32(1)).compile()
+    jax.block_until_ready(state)
     compile_s = time.perf_counter() - t0
-    state, _, _ = chunk(state, vgg.params, targets, weights, jnp.int32(warmup))
+    state, _ = chunk(state, vgg, targets, weights, jnp.int32(warmup))
     jax.block_until_ready(state)
     t = time.perf_counter()
-    state, records, terms = chunk(state, vgg.params, targets, weights, jnp.int32(steps))
+    state, evaluations = chunk(state, vgg, targets, weights, jnp.int32(steps))
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t
-    evals = int(np.sum(records["evaluations"]))
-    # The chunk also evaluates the loss terms once (forward only) at its end; that is
-    # counted in the time but not in `evals`, so the FLOP rate is slightly understated.
-    return {"s_per_step": seconds / steps, "evals_per_step": evals / steps, "compile_s": compile_s,
+    terms = jax.jit(lambda v, x, t, w: loss_terms(v, x, t, w, config=config))(vgg, state.image, targets, weights)
+    return {"s_per_step": seconds / steps, "evals_per_step": int(evaluations) / steps, "compile_s": compile_s,
             "config": config, "weights": weights, "targets": targets,
             "terms": {k: float(v) for k, v in jax.device_get(terms).items()}}
 
 
-def bench_sweep(vgg, content, style, optimizer: str, members: int, steps: int) -> None:
-    """One vmapped sweep of `members` style weights vs the same runs one after another."""
+def bench_sweep(vgg, content, style, optimizer: str, members: int, steps: int,
+                batch_sizes: list[int] | None = None) -> None:
+    """A sweep of `members` style weights vs the same runs one after another (one sweep per batch size)."""
     config = StylizeConfig(optimizer=optimizer, iterations=steps, chunk_size=steps)
-    betas = np.geomspace(3.0, 300.0, members)
+    betas = np.geomspace(1.0, 100.0, members)
     weights = [loss_weights(config, style_weight=float(b)) for b in betas]
-    t = time.perf_counter()
-    batched = sweep(vgg.params, convention=vgg.convention, weights=stack_weights(weights), content=content,
-                    style=style, config=config)
-    np.asarray(batched.images)
-    sweep_wall = time.perf_counter() - t
     seq_run = seq_compile = 0.0
     t = time.perf_counter()
     for w in weights:
-        r = stylize(vgg.params, convention=vgg.convention, content=content, style=style, config=config, weights=w)
+        r = stylize(vgg, content=content, style=style, config=config, weights=w)
         seq_run += r.run_seconds
         seq_compile += r.compile_seconds
     seq_wall = time.perf_counter() - t
     h, w_ = content.shape[:2]
-    print(f"sweep {w_}x{h} {optimizer}, {members} members x {steps} steps: one vmapped call {sweep_wall:.1f} s "
-          f"(compile {batched.compile_seconds:.1f} s, run {batched.run_seconds:.1f} s); "
-          f"{members} runs in sequence {seq_wall:.1f} s (compile {seq_compile:.1f} s, run {seq_run:.1f} s); "
-          f"sequential/sweep: wall {seq_wall / sweep_wall:.2f}x, run {seq_run / batched.run_seconds:.2f}x")
+    print(f"{w_}x{h} {optimizer}, {members} members x {steps} steps; {members} runs in sequence: {seq_wall:.1f} s "
+          f"(compile {seq_compile:.1f} s, run {seq_run:.1f} s)", flush=True)
+    for batch in batch_sizes or [None]:
+        t = time.perf_counter()
+        result = sweep(vgg, weights=stack_weights(weights), content=content, style=style, config=config,
+                       batch_size=batch)
+        wall = time.perf_counter() - t
+        label = "default batch size" if batch is None else f"batch size {batch}"
+        print(f"  sweep, {label}: {wall:.1f} s (compile {result.compile_seconds:.1f} s, run "
+              f"{result.run_seconds:.1f} s); sequential/sweep: wall {seq_wall / wall:.2f}x, "
+              f"run {seq_run / result.run_seconds:.2f}x", flush=True)
 
 
 MEMORY_CHILD = """
 import resource, sys
 import numpy as np
-from nst_jax.optimize import StylizeConfig, stylize
-from nst_jax.weights import load_vgg19
+from nst_jax import StylizeConfig, load_vgg19, stylize
 size, optimizer, precision = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 vgg = load_vgg19()
 rng = np.random.default_rng(0)
 content = rng.uniform(size=(size, size, 3)).astype(np.float32)
 style = rng.uniform(size=(size, size, 3)).astype(np.float32)
 config = StylizeConfig(optimizer=optimizer, iterations=2, chunk_size=2, precision=precision)
-stylize(vgg.params, convention=vgg.convention, content=content, style=style, config=config)
+stylize(vgg, content=content, style=style, config=config)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
@@ -284,6 +299,9 @@ def main() -> int:
     parser.add_argument("--sweep-members", type=int, default=8)
     parser.add_argument("--sweep-size", type=int, default=256)
     parser.add_argument("--sweep-steps", type=int, default=20)
+    parser.add_argument("--sweep-batch-sizes", type=int, nargs="+",
+                        help="with --sweep: members vmapped together per device, one sweep each [default: the "
+                             "library's default, 1 on CPUs]")
     parser.add_argument("--warm-start", action="store_true",
                         help="instead: cold vs warm (compilation cache) start of scripts/stylize.py at --sizes")
     parser.add_argument("--memory", action="store_true",
@@ -324,7 +342,7 @@ def main() -> int:
     if args.sweep:
         content, style, source = images(args.sweep_size)
         for optimizer in args.optimizers:
-            bench_sweep(vgg, content, style, optimizer, args.sweep_members, args.sweep_steps)
+            bench_sweep(vgg, content, style, optimizer, args.sweep_members, args.sweep_steps, args.sweep_batch_sizes)
         print(f"images: {source}")
         return 0
     header = f"{'size':>9} {'optimizer':>9} {'precision':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
@@ -340,8 +358,7 @@ def main() -> int:
                 if precision == args.precisions[0] or "fp32" not in runs:
                     # Useful work: the float32 evaluation's FLOPs (bf16's shifted matmuls also touch padding).
                     config = dataclasses.replace(r["config"], precision="fp32")
-                    gflop = flops_per_eval(vgg.params, jnp.asarray(content), r["targets"], r["weights"], config,
-                                           vgg.convention) / 1e9
+                    gflop = flops_per_eval(vgg, jnp.asarray(content), r["targets"], r["weights"], config) / 1e9
                 rate = gflop * r["evals_per_step"] / r["s_per_step"]
                 h, w = content.shape[:2]
                 print(f"{w:>4}x{h:<4} {optimizer:>9} {precision:>9} {r['s_per_step']:>8.3f} "

@@ -5,10 +5,9 @@
 The content photo is centre-cropped to a square (so the output is size x size) and the run
 goes coarse to fine (:func:`nst_jax.multiscale.stylize_multiscale`); levels larger than
 --tile-size are evaluated tile by tile (:mod:`nst_jax.tiled`: the same loss and gradient in
-the memory of one tile). The content term grows with the pixel count while the normalised
-style term does not, so the style weight defaults to the library's β scaled by
-(size / 256)², the balance the defaults were tuned for at 256 px, and each level's β by its
-share of the output's pixels (``keep_balance``), so every level has that balance. After each level the
+the memory of one tile). The library's relative loss units give every level, and every output
+size, the same balance of content and style, so the library's default weights serve at 4096 px
+as at 256 px. After each level the
 script prints its steps, loss evaluations, optimisation time (compilation separate) and
 the process's peak resident memory so far (levels grow, so that is the level's peak).
 """
@@ -23,17 +22,20 @@ import time
 
 import numpy as np
 
-from nst_jax import colour
-from nst_jax.image import load_image, save_image
+from nst_jax import (
+    StylizeConfig,
+    colour,
+    load_image,
+    load_vgg19,
+    loss_weights,
+    pyramid_sizes,
+    save_image,
+    stylize_multiscale,
+)
 from nst_jax.memory import check_memory
-from nst_jax.multiscale import pyramid_sizes, stylize_multiscale
-from nst_jax.optimize import StylizeConfig, loss_weights
-from nst_jax.weights import load_vgg19
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
-DEFAULTS = StylizeConfig()
-TUNED_SIZE = 256  # the size the default loss weights were tuned at
 
 
 def peak_rss_gib() -> float:
@@ -54,8 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-size", type=int, default=512)
     p.add_argument("--scale-iterations", type=int, nargs="+", default=[100, 40, 6, 2],
                    help="L-BFGS steps per level, coarse to fine")
-    p.add_argument("--style-weight", type=float, default=None,
-                   help="β (default: the library's β x (size / 256)²)")
+    p.add_argument("--style-weight", type=float, default=None, help="β (default: the library's)")
     p.add_argument("--output", type=pathlib.Path, help="write the final image here (PNG)")
     p.add_argument("--json", type=pathlib.Path, help="write the per-level figures here")
     args = p.parse_args(argv)
@@ -66,10 +67,8 @@ def main(argv=None) -> int:
         content_path, style_path = ROOT / "examples" / "chelsea.png", ROOT / "examples" / "swirls.png"
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
     config = StylizeConfig(tile_size=args.tile_size, chunk_size=2)
-    beta = args.style_weight
-    if beta is None:
-        beta = float(loss_weights(config).style) * (args.size / TUNED_SIZE) ** 2
-    weights = loss_weights(config, style_weight=beta)
+    weights = loss_weights(config, style_weight=args.style_weight)
+    beta = float(weights.style)
     vgg = load_vgg19()
     photo = centre_square(load_image(content_path))
     content = colour.resize(photo, (args.size, args.size))
@@ -93,9 +92,8 @@ def main(argv=None) -> int:
             t_level[0] = time.perf_counter()
 
     t = time.perf_counter()
-    result = stylize_multiscale(vgg.params, convention=vgg.convention, sizes=sizes, config=config, content=content,
-                                style=style, weights=weights, iterations=args.scale_iterations, callback=report,
-                                keep_balance=True)
+    result = stylize_multiscale(vgg, sizes=sizes, config=config, content=content, style=style, weights=weights,
+                                iterations=args.scale_iterations, callback=report)
     wall = time.perf_counter() - t
     for row, level in zip(rows, result.levels, strict=True):
         row["evaluations"] = int(level.history["evaluations_per_step"].sum())

@@ -19,11 +19,8 @@ import time
 
 import numpy as np
 
-from nst_jax.image import load_image, save_image
-from nst_jax.multiscale import stylize_multiscale
+from nst_jax import StylizeConfig, load_image, load_vgg19, loss_weights, save_image, stylize, stylize_multiscale
 from nst_jax.normalize import normalize
-from nst_jax.optimize import StylizeConfig, loss_weights, stylize
-from nst_jax.weights import load_vgg19
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "quality"
@@ -71,12 +68,12 @@ def main(argv=None) -> int:
         if extra.get("sizes"):
             half = args.iterations // 2
             result = stylize_multiscale(
-                net.params, convention=net.convention, sizes=[args.size // 2, args.size], content=content,
+                net, sizes=[args.size // 2, args.size], content=content,
                 style=style, config=config, weights=weights, iterations=[args.iterations, half])
             final = result.levels[-1].history
             steps = f"{args.iterations} at {args.size // 2} px + {half} at {args.size} px"
         else:
-            result = stylize(net.params, convention=net.convention, content=content, style=styles,
+            result = stylize(net, content=content, style=styles,
                              config=dataclasses.replace(config), weights=weights,
                              masks=masks if extra.get("masks") else None)
             final, steps = result.history, f"{args.iterations}"

@@ -21,19 +21,26 @@ import sys
 
 import jax.numpy as jnp
 
-from nst_jax.image import load_image, save_image
-from nst_jax.multiscale import pyramid_sizes, stylize_multiscale
-from nst_jax.optimize import StylizeConfig, compute_targets, loss_terms, loss_weights, stylize
-from nst_jax.weights import load_vgg19
+from nst_jax import (
+    StylizeConfig,
+    compute_targets,
+    load_image,
+    load_vgg19,
+    loss_terms,
+    loss_weights,
+    pyramid_sizes,
+    save_image,
+    stylize,
+    stylize_multiscale,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"
 
 
 def full_size_loss(vgg, image, content, style, config, weights) -> dict[str, float]:
-    targets = compute_targets(vgg.params, jnp.asarray(content), jnp.asarray(style), config=config,
-                              convention=vgg.convention, output_shape=content.shape)
-    terms = loss_terms(jnp.asarray(image), vgg.params, targets, weights, config=config, convention=vgg.convention)
+    targets = compute_targets(vgg, content=content, style=style, config=config)
+    terms = loss_terms(vgg, jnp.asarray(image), targets, weights, config=config)
     return {k: float(v) for k, v in terms.items()}
 
 
@@ -60,9 +67,9 @@ def main(argv=None) -> int:
     config = StylizeConfig(iterations=args.iterations, chunk_size=25)
     weights = loss_weights(config)
 
-    single = stylize(vgg.params, convention=vgg.convention, content=content, style=style, config=config,
+    single = stylize(vgg, content=content, style=style, config=config,
                      weights=weights)
-    multi = stylize_multiscale(vgg.params, convention=vgg.convention, sizes=sizes, content=content, style=style,
+    multi = stylize_multiscale(vgg, sizes=sizes, content=content, style=style,
                                config=config, weights=weights, iterations=iterations)
     rows = {
         "single": {"steps": [args.iterations], "sizes": [args.size], "run_seconds": single.run_seconds,

@@ -15,7 +15,7 @@ import sys
 
 from nst_jax.image import load_image
 from nst_jax.normalize import DEFAULT_SCALES, channel_means, save_scales
-from nst_jax.weights import DEFAULT_WEIGHTS, load_vgg19
+from nst_jax.vgg_io import DEFAULT_WEIGHTS, load_vgg19
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 

@@ -9,10 +9,13 @@ for the _2 layers). Metric: PSNR against the photo.
 Fig. 1 bottom: style reconstructions from white noise over growing layer sets {1_1}, {1_1, 2_1},
 ... Metric: the factor by which the style loss fell.
 Fig. 2: the content photo in three styles (Shipwreck, Starry Night, The Scream).
-Fig. 3: rows = the five style-layer sets, columns = alpha/beta ratios; each row is one vmapped
-compiled call (nst_jax.sweep). The paper's ratios (1e-5 ... 1e-2) refer to its normalised VGG;
+Fig. 3: rows = the five style-layer sets, columns = alpha/beta ratios; each row is one compiled
+sweep (nst_jax.sweep). The paper's ratios (1e-5 ... 1e-2) refer to its normalised VGG;
 with the shipped un-normalised weights the loss units differ, so the default columns span the
 same four decades where this network shows the same progression (see --ratios).
+
+Every figure uses the paper's loss units (eqs. 1 and 4, StylizeConfig(loss_units="paper")),
+where its alpha/beta ratios have their meaning; the weights given here are in those units.
 """
 
 from __future__ import annotations
@@ -21,16 +24,13 @@ import pathlib
 import sys
 import time
 
-import numpy as np
-
-from nst_jax import cli
 from nst_jax import image as imageio
+from nst_jax import load_vgg19, loss_weights, stack_weights, stylize, sweep
 from nst_jax.cache import enable_compilation_cache
+from nst_jax.cli import args as cli
+from nst_jax.config import TERMS, StylizeConfig
 from nst_jax.errors import NSTError
 from nst_jax.figures import labelled_grid, psnr, save_json, save_sheet
-from nst_jax.optimize import TERMS, StylizeConfig, loss_weights, stylize
-from nst_jax.sweep import stack_weights, sweep
-from nst_jax.weights import load_vgg19
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 STYLES = {"shipwreck": "Shipwreck (Turner)", "starry_night": "The Starry Night (van Gogh)",
@@ -50,7 +50,7 @@ def build_parser():
     p.add_argument("--layer-kind", choices=("relu", "conv"), default="relu",
                    help="feature maps after (relu, as the paper's Caffe blobs) or before the ReLU")
     p.add_argument("--style", default="starry_night", choices=sorted(STYLES), help="painting of Fig. 1 and 3")
-    p.add_argument("--style-weight", type=float, default=30.0, help="beta of Fig. 2 (alpha = 1)")
+    p.add_argument("--style-weight", type=float, default=30.0, help="beta of Fig. 2 (alpha = 1), paper units")
     p.add_argument("--fig1-tv-weight", type=float, default=None,
                    help="TV weight of the Fig. 1 top reconstructions (default: the library's). Without it "
                         "(0, the paper's bare objective) the image drifts along directions the layer cannot "
@@ -66,9 +66,13 @@ def layer(block: int, index: int, kind: str) -> str:
     return f"{kind}{block}_{index}"
 
 
+def paper_config(**kwargs) -> StylizeConfig:
+    """A config in the paper's loss units."""
+    return StylizeConfig(loss_units="paper", **kwargs)
+
+
 def run(vgg, *, content=None, style=None, config, **weights):
-    return stylize(vgg.params, convention=vgg.convention, content=content, style=style, config=config,
-                   weights=loss_weights(config, **weights))
+    return stylize(vgg, content=content, style=style, config=config, weights=loss_weights(config, **weights))
 
 
 def final_terms(history, i=None):
@@ -79,7 +83,7 @@ def fig1a(vgg, photo, args, log):
     tiles, labels, metrics = [photo], ["photo"], {}
     for block in range(1, 6):
         name = layer(block, args.layer_index, args.layer_kind)
-        config = StylizeConfig(mode="content", content_layers=(name,), iterations=args.iterations, chunk_size=50)
+        config = paper_config(mode="content", content_layers=(name,), iterations=args.iterations, chunk_size=50)
         tv = {} if args.fig1_tv_weight is None else {"tv_weight": args.fig1_tv_weight}
         result = run(vgg, content=photo, config=config, **tv)
         value = psnr(result.image, photo)
@@ -96,7 +100,7 @@ def fig1b(vgg, painting, args, log):
     tiles, labels, metrics = [painting], ["style image"], {}
     for block in range(1, 6):
         layers = tuple(layer(b, 1, args.layer_kind) for b in range(1, block + 1))
-        config = StylizeConfig(mode="style", style_layers=layers, iterations=args.iterations, chunk_size=50)
+        config = paper_config(mode="style", style_layers=layers, iterations=args.iterations, chunk_size=50)
         result = run(vgg, style=painting, config=config, tv_weight=0.0)
         h = result.history
         factor = float(h["style"][0] / h["style"][-1])
@@ -110,7 +114,7 @@ def fig1b(vgg, painting, args, log):
 
 
 def fig2(vgg, photo, paintings, args, log):
-    config = StylizeConfig(iterations=args.iterations, chunk_size=50)
+    config = paper_config(iterations=args.iterations, chunk_size=50)
     tiles, labels, metrics = [photo], ["photo"], {}
     for key, painting in paintings.items():
         result = run(vgg, content=photo, style=painting, config=config, style_weight=args.style_weight)
@@ -125,16 +129,15 @@ def fig3(vgg, photo, painting, args, log):
     rows, metrics, titles = [], {}, []
     for block in range(1, 6):
         layers = tuple(layer(b, 1, args.layer_kind) for b in range(1, block + 1))
-        config = StylizeConfig(style_layers=layers, iterations=args.sweep_iterations, chunk_size=50)
+        config = paper_config(style_layers=layers, iterations=args.sweep_iterations, chunk_size=50)
         weights = stack_weights([loss_weights(config, content_weight=1.0, style_weight=1.0 / r) for r in args.ratios])
         t = time.perf_counter()
-        result = sweep(vgg.params, convention=vgg.convention, weights=weights, content=photo, style=painting,
-                       config=config)
-        images = np.asarray(result.images)
+        result = sweep(vgg, weights=weights, content=photo, style=painting, config=config)
+        images = result.images
         rows.append(list(images))
         titles.append(f"to {layers[-1]}")
         metrics["+".join(layers)] = {f"{r:g}": final_terms(result.history, i) for i, r in enumerate(args.ratios)}
-        log(f"fig 3   row up to {layers[-1]}: one vmapped call of {len(args.ratios)} members, "
+        log(f"fig 3   row up to {layers[-1]}: one sweep of {len(args.ratios)} members, "
             f"{time.perf_counter() - t:.0f} s (compile {result.compile_seconds:.0f} s)")
     sheet = labelled_grid(rows, row_titles=titles, col_titles=[f"a/b = {r:g}" for r in args.ratios],
                           title="Fig. 3: style layers (rows) x content/style ratio (columns)")

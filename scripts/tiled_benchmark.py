@@ -24,10 +24,8 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 CHILD = """
 import json, resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
-from nst_jax import colour, tiled
-from nst_jax.image import load_image
-from nst_jax.optimize import StylizeConfig, compute_targets, loss_terms, loss_weights, style_reference
-from nst_jax.weights import load_vgg19
+from nst_jax import StylizeConfig, colour, compute_targets, load_image, load_vgg19, loss_terms, loss_weights, tiled
+from nst_jax.objective import style_reference
 
 size, tile_size, content_path, style_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -37,15 +35,14 @@ style = jnp.asarray(colour.resize(load_image(style_path, size), (size, size)))
 config = StylizeConfig(tile_size=tile_size)
 weights = loss_weights(config)
 t0 = time.perf_counter()
-targets = compute_targets(vgg.params, content, style, config=config, convention=vgg.convention,
-                          output_shape=content.shape)
+targets = compute_targets(vgg, content=content, style=style, config=config)
 reference = style_reference(targets, weights, config=config)
 if tile_size:
-    value = lambda x, p, t, w, r: tiled.total_loss(x, p, t, w, r, config, vgg.convention)
+    value = lambda x, v, t, w, r: tiled.total_loss(x, v, t, w, r, config)
 else:
-    value = lambda x, p, t, w, r: loss_terms(x, p, t, w, config=config, convention=vgg.convention, reference=r)["total"]
+    value = lambda x, v, t, w, r: loss_terms(v, x, t, w, config=config, reference=r)["total"]
 image = jax.random.uniform(jax.random.key(0), content.shape)
-args = (image, vgg.params, targets, weights, reference)
+args = (image, vgg, targets, weights, reference)
 fn = jax.jit(jax.value_and_grad(value)).lower(*args).compile()
 jax.block_until_ready(reference)
 prepare_s, before = time.perf_counter() - t0, rss()

@@ -5,7 +5,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from nst_jax.weights import load_vgg19
+from nst_jax import load_vgg19
 
 # Tests (and the tools they start) compile into a cache of their own, never the user's.
 os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax_test_cache_"))

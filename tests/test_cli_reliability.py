@@ -12,8 +12,9 @@ import time
 import numpy as np
 from PIL import Image
 
-from nst_jax.cli import WEIGHT_DEFAULTS
-from nst_jax.weights import DEFAULT_WEIGHTS, sha256_of
+from nst_jax.config import DEFAULT_WEIGHTS as DEFAULT_LOSS_WEIGHTS
+from nst_jax.image import read_record
+from nst_jax.vgg_io import DEFAULT_WEIGHTS, sha256_of
 
 from .conftest import EXAMPLES
 from .image_cases import refused_cases
@@ -84,7 +85,7 @@ def bad_cases(tmp_path):
     cases["image: bad --init file"] = (ok + ["--init", tmp_path / "empty.png"], "empty file", None)
     cases["image: --init aspect differs"] = (ok + ["--init", STYLE], "same aspect ratio", None)
     for name, (path, needle) in bad_weights(tmp_path).items():
-        cases[name] = (ok + ["--weights", path], needle, None)
+        cases[name] = (ok + ["--vgg", path], needle, None)
     plain_file = tmp_path / "plainfile"
     plain_file.write_text("x")
     (tmp_path / "existing.png").write_bytes(b"keep me")
@@ -163,8 +164,8 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
 
     # A different configuration, or a changed input, is refused, naming what differs.
     proc2 = stylize("--resume", ckpt, "--style-weight", 5)
-    default = WEIGHT_DEFAULTS["style_weight"]
-    assert proc2.returncode == 2 and f"--style-weight 5.0 (checkpoint: {default})" in proc2.stderr, proc2.stderr
+    default = DEFAULT_LOSS_WEIGHTS["relative"]["style_weight"]
+    assert proc2.returncode == 2 and f"--style-weight 5.0 (recorded: {default})" in proc2.stderr, proc2.stderr
     original = content.read_bytes()
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
     proc2 = stylize("--resume", ckpt)
@@ -173,7 +174,9 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
 
     resumed = stylize("--resume", ckpt, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert cut.read_bytes() == (tmp_path / "ref.png").read_bytes()
+    # The same pixels, and the same run in the records they carry (their arguments name other outputs).
+    np.testing.assert_array_equal(np.asarray(Image.open(cut)), np.asarray(Image.open(tmp_path / "ref.png")))
+    assert read_record(cut)["run"] == read_record(tmp_path / "ref.png")["run"]
     with np.load(tmp_path / "ref.ckpt.npz") as a, np.load(ckpt) as b:
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:

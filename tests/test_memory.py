@@ -2,9 +2,9 @@
 
 import pytest
 
+from nst_jax import StylizeConfig
 from nst_jax.errors import NSTError
 from nst_jax.memory import ENV_LIMIT, check_memory, estimate_bytes
-from nst_jax.optimize import StylizeConfig
 
 
 def test_estimate_grows_with_size_and_optimizer_state():

@@ -6,8 +6,7 @@ import pytest
 
 from nst_jax import normalize
 from nst_jax.image import load_image
-from nst_jax.vgg import extract_features
-from nst_jax.weights import CONV_LAYERS
+from nst_jax.vgg import CONV_LAYERS, VGGParams, extract_features
 
 from .conftest import EXAMPLES, smooth_image
 
@@ -15,7 +14,7 @@ LAYERS = ("relu1_1", "relu2_2", "relu3_4", "relu4_2", "relu5_1", "relu5_4")
 
 
 def relus(params, image, convention):
-    feats = extract_features(params, jnp.asarray(image), layers=normalize.RELUS, convention=convention)
+    feats = extract_features(VGGParams(params, convention), jnp.asarray(image, jnp.float32), layers=normalize.RELUS)
     return {name: np.asarray(f, np.float64) for name, f in feats.items()}
 
 

@@ -1,6 +1,5 @@
-"""The quality-control flags of scripts/stylize.py reach the library (checked in-process with prepare())."""
+"""The quality-control flags of the command line reach the library (checked in-process with prepare())."""
 
-import importlib.util
 import os
 import pathlib
 import subprocess
@@ -21,10 +20,9 @@ STYLE = str(EXAMPLES / "swirls.png")
 
 @pytest.fixture(scope="module")
 def stylize_script():
-    spec = importlib.util.spec_from_file_location("stylize_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from nst_jax.cli import stylize
+
+    return stylize
 
 
 def prepared(script, tmp_path, *extra, size=64):
@@ -35,26 +33,26 @@ def prepared(script, tmp_path, *extra, size=64):
 
 
 def test_style_loss_flag(stylize_script, tmp_path):
-    assert prepared(stylize_script, tmp_path)[1].style_loss == "gram"
-    assert prepared(stylize_script, tmp_path, "--style-loss", "w2")[1].style_loss == "w2"
+    assert prepared(stylize_script, tmp_path).config.style_loss == "gram"
+    assert prepared(stylize_script, tmp_path, "--style-loss", "w2").config.style_loss == "w2"
     with pytest.raises(SystemExit):
         prepared(stylize_script, tmp_path, "--style-loss", "l1")
 
 
 def test_quality_flags_reach_config_and_weights(stylize_script, tmp_path):
-    _, config, weights, *_ = prepared(stylize_script, tmp_path, "--ema", "0.9")
+    weights = prepared(stylize_script, tmp_path, "--ema", "0.9").weights
     assert float(weights.ema_decay) == pytest.approx(0.9)
     out = prepared(stylize_script, tmp_path, "--style", STYLE, CONTENT, "--style-blend", "0.7", "0.3")
-    config, weights, style = out[1], out[2], out[6]
+    config, weights, style = out.config, out.weights, out.style
     assert config.num_styles == 2 and isinstance(style, list) and len(style) == 2
     np.testing.assert_allclose(weights.style_blend, [0.7, 0.3])
     out = prepared(stylize_script, tmp_path, "--style-scale", "0.5", "--preserve-colour", "luminance", size=96)
-    assert out[1].style_scale == 0.5 and out[1].preserve_colour == "luminance"
-    assert max(out[6].shape[:2]) == 48  # loaded at 0.5 x --size 96
+    assert out.config.style_scale == 0.5 and out.config.preserve_colour == "luminance"
+    assert max(out.style.shape[:2]) == 48  # loaded at 0.5 x --size 96
     mask = tmp_path / "mask.png"
     Image.fromarray(np.tile(np.r_[np.zeros(10), 255 * np.ones(10)].astype(np.uint8), (12, 1))).save(mask)
     out = prepared(stylize_script, tmp_path, "--style", STYLE, STYLE, "--masks", mask, mask)
-    content, masks = out[5], out[8]
+    content, masks = out.content, out.masks
     assert masks.shape == (2, *content.shape[:2]) and masks[0, :, :20].max() < 0.05 and masks[0, :, -20:].min() > 0.95
 
 
@@ -87,16 +85,15 @@ def test_end_to_end_with_quality_flags(tmp_path):
 
 
 def test_scales_flags(stylize_script, tmp_path):
-    args = prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", size=128)[0]
-    assert args.sizes == [32, 64, 128]
+    assert prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", size=128).sizes == [32, 64, 128]
     with pytest.raises(NSTError, match="2 --scale-iterations given for 3 scales"):
         prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 5)
     with pytest.raises(NSTError, match="not supported with --scales"):
         prepared(stylize_script, tmp_path, "--scales", "2", "--min-size", "32", "--checkpoint-every", 5)
 
 
-def test_weights_normalized_flag(stylize_script, tmp_path):
-    vgg = prepared(stylize_script, tmp_path)[4]
-    normed = prepared(stylize_script, tmp_path, "--weights", "normalized")[4]
+def test_vgg_normalized_flag(stylize_script, tmp_path):
+    vgg = prepared(stylize_script, tmp_path).vgg
+    normed = prepared(stylize_script, tmp_path, "--vgg", "normalized").vgg
     assert "normalization" in normed.meta and "normalization" not in vgg.meta
     assert not np.allclose(normed.params["params"]["conv1_1"]["bias"], vgg.params["params"]["conv1_1"]["bias"])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax.cli import expand_values
+from nst_jax.cli.args import expand_values
 from nst_jax.errors import NSTError
 from nst_jax.figures import labelled_grid, psnr
 
@@ -52,6 +52,8 @@ def test_sweep_cli(tmp_path):
     assert [(m["style_weight"], m["seed"]) for m in members] == [(10.0, 0), (10.0, 1), (1000.0, 0), (1000.0, 1)]
     for m in members:
         assert (tmp_path / "sw" / m["file"]).is_file() and np.isfinite(m["final"]["total"])
+        assert set(m["ratios"]) == {"style_ratio", "content_ratio", "speckle_ratio"}, m
+        assert all(np.isfinite(v) and v >= 0 for v in m["ratios"].values()), m
     assert members[2]["final"]["style"] > members[0]["final"]["style"]  # beta scales the weighted style term
     assert Image.open(tmp_path / "sw" / "contact_sheet.png").size[0] > 80
 

@@ -1,14 +1,15 @@
 """Alternative style statistics (mean + covariance, Wasserstein-2) against NumPy/SciPy, and the
 stable matrix square root."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
 
-from nst_jax import losses
-from nst_jax.optimize import StylizeConfig, compute_targets, loss_terms, loss_weights
+from nst_jax import StylizeConfig, compute_targets, loss_terms, loss_weights, losses
 
 from .conftest import smooth_image
 
@@ -45,9 +46,11 @@ def test_meancov_loss_against_numpy(feats):
     mu_s, c_s = np_stats(s)
     mu, c = np_stats(f)
     n = 4
-    expected = (np.sum((c - c_s) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mu_s, mu_s)) ** 2)) / (4 * n**2)
-    got = jax.jit(losses.meancov_layer_loss)(f, jnp.float32(mu_s), jnp.float32(c_s))
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    error = np.sum((c - c_s) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mu_s, mu_s)) ** 2)
+    paper = jax.jit(functools.partial(losses.meancov_layer_loss, units="paper"))
+    np.testing.assert_allclose(paper(f, jnp.float32(mu_s), jnp.float32(c_s)), error / (4 * n**2), rtol=1e-4)
+    relative = jax.jit(losses.meancov_layer_loss)(f, jnp.float32(mu_s), jnp.float32(c_s))
+    np.testing.assert_allclose(relative, error / (np.sum(c_s**2) + np.sum(np.outer(mu_s, mu_s) ** 2)), rtol=1e-4)
     assert float(losses.meancov_layer_loss(s, *map(jnp.float32, np_stats(s)))) < 1e-10
 
 
@@ -65,13 +68,15 @@ def test_w2_loss_against_scipy(feats):
     mu, c = np_stats(f)
     root = scipy.linalg.sqrtm(c_s).real
     cross = scipy.linalg.sqrtm(root @ c @ root).real
-    expected = (np.sum((mu - mu_s) ** 2) + np.trace(c) + np.trace(c_s) - 2 * np.trace(cross)) / 4
+    w2 = np.sum((mu - mu_s) ** 2) + np.trace(c) + np.trace(c_s) - 2 * np.trace(cross)
     args = [jnp.float32(x) for x in (mu_s, c_s, root)]
+    got = jax.jit(functools.partial(losses.w2_layer_loss, units="paper"))(f, *args)
+    np.testing.assert_allclose(got, w2 / 4, rtol=1e-3, atol=1e-4)
     got = jax.jit(losses.w2_layer_loss)(f, *args)
-    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got, w2 / (np.sum(mu_s**2) + np.trace(c_s)), rtol=1e-3, atol=1e-4)
     # W2 of a Gaussian with itself is 0 (up to float32 round-off of the square roots).
     self_args = [jnp.float32(x) for x in (mu, c, scipy.linalg.sqrtm(c).real)]
-    assert abs(float(losses.w2_layer_loss(f, *self_args))) < 1e-3 * np.trace(c)
+    assert abs(float(losses.w2_layer_loss(f, *self_args, units="paper"))) < 1e-3 * np.trace(c)
 
 
 def test_trace_sqrtm_gradient_is_stable_and_correct():
@@ -93,16 +98,15 @@ def test_loss_terms_use_the_chosen_statistics(vgg, style_loss):
     content, style, image = smooth_image(32, 32, 1), smooth_image(36, 40, 2), smooth_image(32, 32, 3)
     terms = {}
     for kind in ("gram", style_loss):
-        config = StylizeConfig(style_layers=("relu1_1",), style_loss=kind)
+        config = StylizeConfig(style_layers=("relu1_1",), style_loss=kind, loss_units="paper")
         weights = loss_weights(config, style_weight=1.0)
-        targets = compute_targets(vgg.params, content, style, config=config, convention=vgg.convention,
+        targets = compute_targets(vgg, content=content, style=style, config=config,
                                   output_shape=image.shape)
-        terms[kind] = float(loss_terms(image, vgg.params, targets, weights, config=config,
-                                       convention=vgg.convention)["style"])
+        terms[kind] = float(loss_terms(vgg, image, targets, weights, config=config)["style"])
     from nst_jax.vgg import extract_features
 
-    f = np.asarray(extract_features(vgg.params, image, layers=["relu1_1"], convention=vgg.convention)["relu1_1"])
-    s = np.asarray(extract_features(vgg.params, style, layers=["relu1_1"], convention=vgg.convention)["relu1_1"])
+    f = np.asarray(extract_features(vgg, image, layers=["relu1_1"])["relu1_1"])
+    s = np.asarray(extract_features(vgg, style, layers=["relu1_1"])["relu1_1"])
     mu_s, c_s = np_stats(s)
     mu, c = np_stats(f)
     n = f.shape[-1]

@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import cli, tiled
+from nst_jax import StylizeConfig, VGGParams, compute_targets, loss_terms, loss_weights, stylize, tiled
+from nst_jax.cli import args as cli
 from nst_jax.errors import NSTError
-from nst_jax.optimize import StylizeConfig, compute_targets, loss_terms, loss_weights, style_reference, stylize
+from nst_jax.objective import style_reference
 from nst_jax.vgg import receptive_radius
 
 from .conftest import EXAMPLES, smooth_image
@@ -32,23 +33,23 @@ def untiled_and_tiled(vgg, config, *, halo=None, seed=0):
     untiled_config = dataclasses.replace(config, tile_size=0)
     content = jnp.asarray(smooth_image(*SHAPE[:2], seed=1))
     style = jnp.asarray(smooth_image(36, 44, seed=2))
-    targets = compute_targets(vgg.params, content, style, config=untiled_config, convention=vgg.convention,
+    targets = compute_targets(vgg, content=content, style=style, config=untiled_config,
                               output_shape=SHAPE)
     weights = loss_weights(config)
     reference = style_reference(targets, weights, config=config) if config.uses_style else None
     image = jnp.asarray(np.random.default_rng(seed).uniform(size=SHAPE).astype(np.float32))
 
     def untiled(x):
-        return loss_terms(x, vgg.params, targets, weights, config=untiled_config, convention=vgg.convention)
+        return loss_terms(vgg, x, targets, weights, config=untiled_config)
 
     if halo is None:
         tiled_vg = jax.value_and_grad(
-            lambda x: tiled.total_loss(x, vgg.params, targets, weights, reference, config, vgg.convention))
+            lambda x: tiled.total_loss(x, vgg, targets, weights, reference, config))
     else:
         tiled_vg = lambda x: tiled.value_and_grad(  # noqa: E731
-            x, vgg.params, targets, weights, config=config, convention=vgg.convention, reference=reference, halo=halo)
+            x, vgg, targets, weights, config=config, reference=reference, halo=halo)
     tiled_terms = lambda x: tiled.loss_terms(  # noqa: E731
-        x, vgg.params, targets, weights, config=config, convention=vgg.convention, reference=reference, halo=halo)
+        x, vgg, targets, weights, config=config, reference=reference, halo=halo)
     return (jax.jit(jax.value_and_grad(lambda x: untiled(x)["total"]))(image), jax.jit(tiled_vg)(image),
             jax.jit(untiled)(image), jax.jit(tiled_terms)(image))
 
@@ -98,8 +99,8 @@ def test_too_small_halo_is_detected(vgg):
 
 def test_targets_equal_untiled(vgg):
     content, style = jnp.asarray(smooth_image(40, 56, seed=1)), jnp.asarray(smooth_image(36, 44, seed=2))
-    want, got = (compute_targets(vgg.params, content, [style, style[::-1]], config=StylizeConfig(
-        **SHALLOW, num_styles=2, tile_size=t), convention=vgg.convention, output_shape=(40, 56, 3)) for t in (0, 16))
+    want, got = (compute_targets(vgg, content=content, style=[style, style[::-1]], config=StylizeConfig(
+        **SHALLOW, num_styles=2, tile_size=t), output_shape=(40, 56, 3)) for t in (0, 16))
     for a, b in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got), strict=True):
         assert a.shape == b.shape
         assert rel_err(b, a) < 1e-5
@@ -108,7 +109,7 @@ def test_targets_equal_untiled(vgg):
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_stylize_tiled_equals_untiled(vgg, optimizer):
     content, style = smooth_image(40, 56, seed=1), smooth_image(36, 44, seed=2)
-    results = [stylize(vgg.params, convention=vgg.convention, content=content, style=[style, style[::-1]],
+    results = [stylize(vgg, content=content, style=[style, style[::-1]],
                        config=StylizeConfig(**SHALLOW, optimizer=optimizer, iterations=4, chunk_size=4, num_styles=2,
                                             tile_size=t))
                for t in (0, 16)]
@@ -131,7 +132,7 @@ def test_unsupported_combinations_refused():
     config = StylizeConfig(mode="style", style_layers=("relu1_1",), tile_size=16, num_styles=2)
     style = smooth_image(32, 32)
     with pytest.raises(NSTError, match="masks are not supported"):
-        stylize({}, convention="caffe", style=[style, style], config=config, masks=np.ones((2, 32, 32)))
+        stylize(VGGParams({}), style=[style, style], config=config, masks=np.ones((2, 32, 32)))
 
 
 def test_cli_flag_reaches_the_config(tmp_path):

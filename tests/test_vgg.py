@@ -10,6 +10,7 @@ from nst_jax.errors import NSTError
 from nst_jax.vgg import (
     LAYERS,
     VGG19,
+    VGGParams,
     avg_pool2x2,
     check_layers,
     conv3x3,
@@ -52,9 +53,8 @@ def test_first_layers_match_numpy(vgg):
     conv1_2 = np_conv3x3(relu1_1, p["conv1_2"]["kernel"], p["conv1_2"]["bias"])
     relu1_2 = np.maximum(conv1_2, 0)
     pool1 = relu1_2.reshape(6, 2, 5, 2, 64).max(axis=(1, 3))
-    fn = jax.jit(lambda params, x: extract_features(
-        params, x, layers=("conv1_1", "relu1_1", "conv1_2", "pool1"), convention="caffe"))
-    got = fn(vgg.params, rgb)
+    fn = jax.jit(lambda vgg, x: extract_features(vgg, x, layers=("conv1_1", "relu1_1", "conv1_2", "pool1")))
+    got = fn(vgg, rgb)
     for name, ref in [("conv1_1", conv1_1), ("relu1_1", relu1_1), ("conv1_2", conv1_2), ("pool1", pool1)]:
         scale = np.abs(ref).max()
         np.testing.assert_allclose(got[name], ref, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
@@ -69,12 +69,12 @@ def test_kernel_layout_mirror_property(vgg):
     params = vgg.params
     conv1_1 = params["params"]["conv1_1"]
     flipped = {"kernel": conv1_1["kernel"][:, ::-1], "bias": conv1_1["bias"]}
-    mirrored = {"params": dict(params["params"], conv1_1=flipped)}
-    f = extract_features(params, rgb, layers=("conv1_1",), convention="caffe")["conv1_1"]
-    f_flip = extract_features(mirrored, rgb[:, ::-1], layers=("conv1_1",), convention="caffe")["conv1_1"]
+    mirrored = VGGParams({"params": dict(params["params"], conv1_1=flipped)}, "caffe")
+    f = extract_features(vgg, rgb, layers=("conv1_1",))["conv1_1"]
+    f_flip = extract_features(mirrored, rgb[:, ::-1], layers=("conv1_1",))["conv1_1"]
     np.testing.assert_allclose(f_flip[:, ::-1], f, rtol=1e-4, atol=1e-3)
     # The real filters are not mirror-symmetric, so without mirroring the kernels the maps differ.
-    f_plain = extract_features(params, rgb[:, ::-1], layers=("conv1_1",), convention="caffe")["conv1_1"]
+    f_plain = extract_features(vgg, rgb[:, ::-1], layers=("conv1_1",))["conv1_1"]
     assert np.abs(np.asarray(f_plain)[:, ::-1] - f).max() > 1.0
 
 
@@ -139,7 +139,7 @@ def test_conv3x3_bf16_close_to_fp32(channels):
 
 def test_bf16_features_close_to_fp32(vgg):
     rgb = smooth_image(40, 48, seed=4)
-    f = {p: extract_features(vgg.params, rgb, layers=("relu3_2", "relu4_2"), convention="caffe", precision=p)
+    f = {p: extract_features(vgg, rgb, layers=("relu3_2", "relu4_2"), precision=p)
          for p in ("fp32", "bf16")}
     for name in ("relu3_2", "relu4_2"):
         ref = np.asarray(f["fp32"][name])
@@ -179,6 +179,6 @@ def test_conv3x3_gradients_equal_autodiff_of_xla_convolution(precision):
 def test_layer_channels_match_the_feature_maps(vgg):
     from nst_jax.vgg import layer_channels
 
-    shapes = jax.eval_shape(lambda p, x: extract_features(p, x, layers=LAYERS, convention=vgg.convention),
-                            vgg.params, jax.ShapeDtypeStruct((32, 32, 3), jnp.float32))
+    shapes = jax.eval_shape(lambda v, x: extract_features(v, x, layers=LAYERS),
+                            vgg, jax.ShapeDtypeStruct((32, 32, 3), jnp.float32))
     assert {name: layer_channels(name) for name in LAYERS} == {name: s.shape[-1] for name, s in shapes.items()}

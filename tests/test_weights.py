@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 
 from nst_jax.errors import NSTError
-from nst_jax.vgg import extract_features
-from nst_jax.weights import CONV_LAYERS, DEFAULT_WEIGHTS, load_vgg19, save_vgg19
+from nst_jax.vgg import CONV_LAYERS, extract_features
+from nst_jax.vgg_io import DEFAULT_WEIGHTS, load_vgg19, save_vgg19
 
 from .conftest import smooth_image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "scripts"))
 import convert_weights  # noqa: E402
+import make_torch_reference  # noqa: E402
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+TORCH_REFERENCE = pathlib.Path(__file__).resolve().parent / "data" / "torch_reference.npz"
+TORCH_REFERENCE_RTOL = 1e-3  # max |nst_jax - torch| over a layer's samples, relative to the layer's max |value|
 
 
 def test_shipped_weights_shapes_and_convention(vgg):
@@ -63,7 +66,7 @@ def _rewrite(tmp_path, mutate):
     arrays_ok = dict(arrays)
     # Write bypassing save_vgg19's checks so the loader sees the fault.
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays_ok)
-    from nst_jax.weights import sha256_of
+    from nst_jax.vgg_io import sha256_of
     pathlib.Path(str(path) + ".sha256").write_text(sha256_of(path) + "\n")
     return path
 
@@ -123,7 +126,63 @@ def test_legacy_pickle_reader_matches_torch_load(tmp_path):
         np.testing.assert_array_equal(got[k], v.numpy(), err_msg=k)
 
 
-@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the convert extra)")
+def _torch_reference():
+    with np.load(TORCH_REFERENCE) as npz:
+        return {k: npz[k] for k in npz.files} | {"meta": json.loads(str(npz["meta"]))}
+
+
+def _reference_errors(ref, feats):
+    """Per layer: max |sampled nst_jax - torch| / torch max |value|, the same for the map's max |value| and mean."""
+    errors = {}
+    for i, name in enumerate(ref["meta"]["layers"]):
+        got = np.asarray(feats[name], np.float64)
+        assert list(got.shape) == ref["meta"]["shapes"][name], name
+        scale = ref["max_abs"][i]
+        errors[name] = (np.abs(got.reshape(-1)[ref["index"][i]] - ref["value"][i]).max() / scale,
+                        abs(np.abs(got).max() - scale) / scale, abs(got.mean() - ref["mean"][i]) / scale)
+    return errors
+
+
+def test_features_match_committed_torch_reference(vgg):
+    """nst_jax's features agree with values a float64 PyTorch forward pass computed once (no torch needed).
+
+    tests/data/torch_reference.npz comes from `python scripts/make_torch_reference.py` (the
+    crosscheck extra); rerun it when the shipped weights change.
+    """
+    ref = _torch_reference()
+    meta = ref["meta"]
+    assert meta["weights_sha256"] == vgg.sha256, (
+        f"{TORCH_REFERENCE.name} was made for weights {meta['weights_sha256'][:12]}..., the shipped ones are "
+        f"{vgg.sha256[:12]}...: rerun `{meta['command']}` (pip install -e '.[crosscheck]')")
+    image = meta["image"]
+    rgb = smooth_image(image["h"], image["w"], seed=image["seed"])
+    assert make_torch_reference.image_sha256(rgb) == image["sha256"], "tests/conftest.py smooth_image changed"
+    assert tuple(meta["layers"]) == make_torch_reference.LAYERS
+    feats = jax.jit(lambda v, im: extract_features(v, im, layers=tuple(meta["layers"])))(vgg, rgb)
+    for name, (samples, max_abs, mean) in _reference_errors(ref, feats).items():
+        assert samples < TORCH_REFERENCE_RTOL, (name, samples)
+        assert max_abs < TORCH_REFERENCE_RTOL and mean < TORCH_REFERENCE_RTOL, (name, max_abs, mean)
+
+
+def test_torch_reference_script_needs_torch(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)  # find_spec("torch") -> None, as when it is not installed
+    assert make_torch_reference.main(["--output", str(tmp_path / "r.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "crosscheck" in err[0], err
+    assert not (tmp_path / "r.npz").exists()
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the crosscheck extra)")
+def test_torch_reference_is_reproducible(vgg):
+    """The committed fixture is what scripts/make_torch_reference.py computes with this torch."""
+    ref = _torch_reference()
+    feats = make_torch_reference.torch_features(vgg, smooth_image(48, 40, seed=5))
+    for i, name in enumerate(ref["meta"]["layers"]):
+        np.testing.assert_allclose(feats[name].reshape(-1)[ref["index"][i]], ref["value"][i], rtol=1e-6,
+                                   atol=1e-6 * ref["max_abs"][i], err_msg=name)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not installed (the crosscheck extra)")
 def test_relu4_2_matches_pytorch(vgg):
     """Features from an independent PyTorch forward pass of the same weights (NCHW, OIHW)."""
     import torch
@@ -139,7 +198,7 @@ def test_relu4_2_matches_pytorch(vgg):
         b = torch.from_numpy(np.asarray(vgg.params["params"][name]["bias"])).double()
         x = F.relu(F.conv2d(x, k, b, padding=1))
     ref = x[0].permute(1, 2, 0).numpy()
-    got = jax.jit(lambda p, im: extract_features(p, im, layers=("relu4_2",), convention="caffe"))(vgg.params, rgb)
+    got = jax.jit(lambda v, im: extract_features(v, im, layers=("relu4_2",)))(vgg, rgb)
     got = np.asarray(got["relu4_2"], np.float64)
     rel = np.abs(got - ref).max() / np.abs(ref).max()
     assert rel < 1e-3, rel

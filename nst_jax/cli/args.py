@@ -1,4 +1,4 @@
-"""Pieces shared by the command-line tools: parser, defaults from the library, value lists."""
+"""Pieces shared by the command-line tools: parser, defaults read from the library, value lists."""
 
 from __future__ import annotations
 
@@ -14,15 +14,27 @@ import numpy as np
 
 from nst_jax import image as imageio
 from nst_jax.cache import default_cache_dir, enable_compilation_cache
+from nst_jax.config import (
+    COLOURS,
+    DEFAULT_WEIGHTS,
+    INITS,
+    LOSS_UNITS,
+    MODES,
+    OPTIMIZERS,
+    STYLE_LOSSES,
+    StylizeConfig,
+    loss_weights,
+)
 from nst_jax.errors import NSTError
-from nst_jax.optimize import COLOURS, INITS, MODES, OPTIMIZERS, STYLE_LOSSES, StylizeConfig, loss_weights
+from nst_jax.inputs import output_shape
 from nst_jax.vgg import POOLINGS, PRECISIONS
-from nst_jax.weights import DEFAULT_WEIGHTS
+from nst_jax.vgg_io import DEFAULT_WEIGHTS as DEFAULT_VGG_FILE
 
-WEIGHT_CHOICES = ("original", "normalized")
+VGG_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
+# loss_weights' defaults; content, style and TV weights depend on the loss units (DEFAULT_WEIGHTS).
 WEIGHT_DEFAULTS = {
     name: p.default for name, p in inspect.signature(loss_weights).parameters.items() if p.default is not p.empty}
 
@@ -61,12 +73,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=CONFIG_DEFAULTS["optimizer"], help="pixel optimiser")
     p.add_argument("--content-layer", nargs="+", default=list(CONFIG_DEFAULTS["content_layers"]), metavar="LAYER",
                    help="content layer(s)")
-    p.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W",
-                   help="one weight per content layer [default: 1 each]")
     p.add_argument("--style-layers", nargs="+", default=list(CONFIG_DEFAULTS["style_layers"]), metavar="LAYER",
                    help="style layer(s)")
-    p.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W",
-                   help="one weight per style layer [default: 1/L each]")
     p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
                    help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
     p.add_argument("--noise-scale", type=float, default=CONFIG_DEFAULTS["noise_scale"],
@@ -83,6 +91,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preserve-colour", choices=COLOURS, default=CONFIG_DEFAULTS["preserve_colour"],
                    help="keep the content's colours: luminance-only transfer, or the style's colours matched "
                         "to the content's mean and covariance first")
+    p.add_argument("--loss-units", choices=LOSS_UNITS, default=CONFIG_DEFAULTS["loss_units"],
+                   help="relative: every term normalised, the same weights at any size; paper: Gatys et al.'s "
+                        "eqs. 1 and 4 (the content term grows with the pixel count)")
     p.add_argument("--tile-size", type=int, default=CONFIG_DEFAULTS["tile_size"], metavar="N",
                    help="evaluate the loss and its gradient in N x N tiles (a multiple of 16) with a halo: the "
                         "same result in the memory of one tile, for outputs too large for one pass, at more "
@@ -90,10 +101,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masks", nargs="+", metavar="MASK",
                    help="spatial control: one mask image per style (white = that style's region), "
                         "resized to the output")
-    p.add_argument("--weights", default="original", metavar="original|normalized|FILE",
-                   help=f"VGG-19 weights: the shipped ones ({DEFAULT_WEIGHTS.name}), the shipped ones normalised "
-                        "so every filter's mean activation is 1 (as in the paper; wants other loss weights), "
-                        "or a converted weights file")
+    p.add_argument("--vgg", default="original", metavar="original|normalized|FILE",
+                   help=f"VGG-19 parameters: the shipped ones ({DEFAULT_VGG_FILE.name}), the shipped ones normalised "
+                        "so every filter's mean activation is 1 (as in the paper), or a converted parameter file")
     add_cache_argument(p)
 
 
@@ -128,6 +138,28 @@ def expand_values(tokens: list[str], what: str) -> list[float]:
     return [float(v) for v in values]
 
 
+def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> None:
+    """α, β, TV weight, per-layer weights, learning rate: loss_weights' arguments and defaults."""
+    for option, name, label in (("content-weight", "content_weight", "alpha, the content weight"),
+                                ("style-weight", "style_weight", "beta, the style weight"),
+                                ("tv-weight", "tv_weight", "total-variation weight")):
+        default = " / ".join(f"{DEFAULT_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS)
+        if swept:
+            p.add_argument(f"--{option}s", nargs="+", metavar="V",
+                           help=f"{label}: values or START:STOP:NUM [default: {default}]")
+        else:
+            p.add_argument(f"--{option}", type=float, help=f"{label} [default: {default}]")
+    p.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per content layer [default: 1 each]")
+    p.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per style layer [default: 1/L each]")
+    if swept:
+        p.add_argument("--learning-rates", nargs="+", default=[str(WEIGHT_DEFAULTS["learning_rate"])], metavar="V",
+                       help="Adam step sizes: values or START:STOP:NUM")
+    else:
+        p.add_argument("--learning-rate", type=float, default=WEIGHT_DEFAULTS["learning_rate"], help="Adam step size")
+
+
 def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
     if not imageio.MIN_SIZE <= args.size <= imageio.MAX_SIZE:
@@ -143,28 +175,35 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
         "precision": args.precision, "noise_scale": args.noise_scale, "style_loss": args.style_loss,
-        "tile_size": args.tile_size, **overrides})
+        "tile_size": args.tile_size, "loss_units": args.loss_units, **overrides})
+
+
+def load_vgg(choice: str):
+    """The VGG-19 parameters for ``--vgg``: ``original``, ``normalized`` or a file."""
+    from nst_jax.vgg_io import load_vgg19
+
+    vgg = load_vgg19(None if choice in VGG_CHOICES else choice)
+    if choice == "normalized":
+        from nst_jax.normalize import normalize
+
+        vgg = normalize(vgg)
+    return vgg
 
 
 def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
-    """Loads the weights and the images a run needs, each checked, before any compute.
+    """Loads the VGG parameters and the images a run needs, each checked, before any compute.
 
     Returns:
-        ``(vgg, content, style, init_image, masks)``: images ``[H, W, 3]`` in [0, 1] or None
+        ``(vgg, content, style, init_image, masks)``: the :class:`~nst_jax.vgg.VGGParams`, images
+        ``[H, W, 3]`` in [0, 1] or None
         (``style`` a list when several are given); masks ``[S, H, W]`` in [0, 1] or None.
     """
-    from nst_jax.weights import load_vgg19
-
     enable_compilation_cache(args.compile_cache)
     if config.uses_content and not args.content:
         raise NSTError(f"--content is required in {config.mode} mode")
     if config.uses_style and not args.style:
         raise NSTError(f"--style is required in {config.mode} mode")
-    vgg = load_vgg19(None if args.weights in WEIGHT_CHOICES else args.weights)
-    if args.weights == "normalized":
-        from nst_jax.normalize import normalize
-
-        vgg = normalize(vgg)
+    vgg = load_vgg(args.vgg)
     content = imageio.load_image(args.content, args.size) if config.uses_content else None
     style = None
     if config.uses_style:
@@ -181,8 +220,7 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
     if args.masks is not None:
         from nst_jax.colour import resize
 
-        shape = (content if content is not None else init_image if init_image is not None else
-                 style if not isinstance(style, list) else style[0]).shape
+        shape = output_shape(config, content=content, init=init_image, style=style)
         return vgg, content, style, init_image, np.stack(
             [resize(np.asarray(imageio.open_image(path), np.float32).mean(-1) / 255.0, shape[:2])
              for path in args.masks])

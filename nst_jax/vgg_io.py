@@ -1,4 +1,4 @@
-"""VGG-19 weight files: the on-disk format, loading, checking and decoding.
+"""VGG-19 parameter files: the on-disk format, loading, checking and decoding.
 
 A weights file is an ``.npz`` archive with, for each of the 16 conv layers
 ``conv1_1`` ... ``conv5_4``:
@@ -20,7 +20,6 @@ Keras/TensorFlow use them), never flipped.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -31,43 +30,26 @@ from typing import Any
 import numpy as np
 
 from nst_jax.errors import NSTError
+from nst_jax.vgg import CONV_LAYERS, CONVENTIONS, VGGParams
 
-# (name, C_in, C_out) of every conv layer, in network order.
-CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
-    ("conv1_1", 3, 64), ("conv1_2", 64, 64),
-    ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-    ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-    ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
-    ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
-)
 
-# Input conventions a weights file can declare. Callers always hand the
-# network RGB in [0, 1]; `nst_jax.vgg.preprocess` applies the convention.
-#   caffe: BGR, 0-255, minus the ImageNet mean pixel (Keras/Caffe VGG-19).
-#   torch: RGB, 0-1, minus mean and divided by std (torchvision VGG-19).
-CONVENTIONS = ("caffe", "torch")
+def shipped_file(name: str) -> pathlib.Path:
+    """Where a file shipped in the repository's top-level ``weights/`` folder lies.
 
-DEFAULT_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / "weights" / "vgg19.npz"
+    An installed package carries them in ``nst_jax/_weights`` (the wheel maps ``weights/``
+    there, see ``pyproject.toml``); a source checkout or an editable install reads them from
+    ``weights/`` beside the package.
+    """
+    here = pathlib.Path(__file__).resolve().parent
+    for folder in (here / "_weights", here.parent / "weights"):
+        if (folder / name).is_file():
+            return folder / name
+    return here / "_weights" / name
+
+
+DEFAULT_WEIGHTS = shipped_file("vgg19.npz")
 
 REGENERATE_HINT = "regenerate it with scripts/convert_weights.py (see weights/README.md)"
-
-
-@dataclasses.dataclass(frozen=True)
-class VGGWeights:
-    """Decoded VGG-19 weights.
-
-    Attributes:
-        params: Flax params ``{"params": {"conv1_1": {"kernel", "bias"}, ...}}``
-            with float32 HWIO kernels.
-        convention: One of :data:`CONVENTIONS`.
-        sha256: Hex digest of the file they came from.
-        meta: The file's metadata dictionary.
-    """
-
-    params: dict[str, Any]
-    convention: str
-    sha256: str
-    meta: dict[str, Any]
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -106,14 +88,14 @@ def save_vgg19(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dic
     return digest
 
 
-def load_vgg19(path: str | os.PathLike | None = None) -> VGGWeights:
-    """Loads, checks and decodes a weights file.
+def load_vgg19(path: str | os.PathLike | None = None) -> VGGParams:
+    """Loads, checks and decodes a VGG-19 parameter file.
 
     Args:
-        path: The ``.npz`` file; the shipped ``weights/vgg19.npz`` if None.
+        path: The ``.npz`` file; the shipped ImageNet VGG-19 (``weights/vgg19.npz``) if None.
 
     Returns:
-        The decoded weights.
+        The parameters with their input convention and the file's sha256.
 
     Raises:
         NSTError: If the file or its sidecar is missing, the digest differs,
@@ -155,7 +137,8 @@ def load_vgg19(path: str | os.PathLike | None = None) -> VGGWeights:
         if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
             raise NSTError(f"weights file {path}: layer {name} holds NaN or Inf values; {REGENERATE_HINT}")
         params[name] = {"kernel": kernel, "bias": bias}
-    return VGGWeights(params={"params": params}, convention=convention, sha256=actual, meta=meta)
+    return VGGParams({"params": params}, convention=convention, sha256=actual,
+                     meta_json=json.dumps(meta, sort_keys=True))
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:

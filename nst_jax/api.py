@@ -1,0 +1,246 @@
+"""The user-level entry points: :func:`stylize` (one image) and :func:`sweep` (``K`` members).
+
+Both check their inputs (:mod:`nst_jax.inputs`), build the start images and hand everything to
+the one host loop (:func:`nst_jax.driver.run`), which runs the pure step of
+:func:`nst_jax.make_stylizer`. Their results and histories have the same types and keys: a
+sweep's carry a leading member axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from nst_jax import checkpoint as ckpt
+from nst_jax import driver
+from nst_jax.config import TERMS, LossWeights, StylizeConfig, loss_weights
+from nst_jax.driver import Progress
+from nst_jax.errors import NSTError, NumericalError
+from nst_jax.inputs import check_seeds, finish_image, prepare_inputs, targets_inputs
+from nst_jax.step import initial_image
+from nst_jax.vgg import VGGParams
+
+
+@dataclasses.dataclass
+class StylizeResult:
+    """Result of :func:`stylize`.
+
+    Attributes:
+        image: ``[H, W, 3]`` float32 numpy RGB, clipped to [0, 1].
+        history: ``{"step": [C], "content"|"style"|"tv"|"total": [C]}``, the weighted loss terms
+            at step 0 and after every chunk, plus ``"total_per_step": [T]``, the total at the
+            start of each of the ``T`` steps, and ``"evaluations_per_step": [T]``, the
+            loss-and-gradient evaluations of each step (step 0's include the start's).
+        compile_seconds: Time spent tracing, compiling and computing the targets.
+        run_seconds: Time spent in the optimisation loop.
+    """
+
+    image: np.ndarray
+    history: dict[str, np.ndarray]
+    compile_seconds: float
+    run_seconds: float
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.run_seconds / max(int(self.history["step"][-1]), 1)
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Result of :func:`sweep`: as :class:`StylizeResult`, with a leading member axis.
+
+    Attributes:
+        images: ``[K, H, W, 3]`` float32 numpy RGB, clipped to [0, 1].
+        history: As ``StylizeResult.history``, each entry but ``"step"`` with a leading ``[K]`` axis.
+        compile_seconds: Time spent tracing, compiling and computing the targets.
+        run_seconds: Time spent in the optimisation loop, all members together.
+    """
+
+    images: np.ndarray
+    history: dict[str, np.ndarray]
+    compile_seconds: float
+    run_seconds: float
+
+
+def _check_vgg(vgg: Any) -> VGGParams:
+    if not isinstance(vgg, VGGParams):
+        raise NSTError(f"expected the VGGParams returned by nst_jax.load_vgg19(), got {type(vgg).__name__}")
+    return vgg
+
+
+def _check_config(config: Any) -> StylizeConfig:
+    config = StylizeConfig() if config is None else config
+    if not isinstance(config, StylizeConfig):
+        raise NSTError(f"config must be a StylizeConfig (optimiser settings included), got {type(config).__name__}")
+    return config
+
+
+def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> LossWeights:
+    """``weights`` as a LossWeights for ``config``, unbatched (``members=None``) or with ``[members]``."""
+    if not isinstance(weights, LossWeights):
+        raise NSTError(f"weights must be the LossWeights of nst_jax.loss_weights, got {type(weights).__name__}")
+    lead = () if members is None else (members,)
+    expected = LossWeights(lead, lead, lead, lead + (len(config.content_layers),), lead + (len(config.style_layers),),
+                           lead + (config.num_styles,), lead, lead)
+    for name, want, leaf in zip(LossWeights._fields, expected, weights, strict=True):
+        if tuple(np.shape(leaf)) != want:
+            hint = ("; stylize takes unbatched weights (nst_jax.sweep takes stacked ones)" if members is None
+                    else "; stack one LossWeights per member with nst_jax.stack_weights")
+            raise NSTError(f"weights.{name} has shape {tuple(np.shape(leaf))}, expected {want}{hint}")
+    return weights
+
+
+def _record(config, weights, vgg, seed, content, style, init, masks, record) -> dict[str, Any]:
+    return ckpt.run_record(config, weights, vgg=vgg, seed=seed, content=content, style=style, init=init,
+                           masks=masks, extra=record)
+
+
+def _check_resume(resume: ckpt.Checkpoint | None, run: Mapping[str, Any]) -> None:
+    if resume is not None:
+        diffs = ckpt.differences(resume.run, run)
+        if diffs:
+            raise NSTError("cannot resume: the checkpoint belongs to a different run: " + "; ".join(diffs))
+
+
+def stylize(
+    vgg: VGGParams,
+    *,
+    content: Any = None,
+    style: Any = None,
+    init: Any = None,
+    config: StylizeConfig | None = None,
+    weights: LossWeights | None = None,
+    seed: int = 0,
+    masks: Any = None,
+    callback: Callable[[Progress], None] | None = None,
+    sync_every: Sequence[int] = (),
+    resume: ckpt.Checkpoint | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> StylizeResult:
+    """Runs one Gatys optimisation.
+
+    Args:
+        vgg: VGG-19 parameters (:func:`nst_jax.load_vgg19`).
+        content: ``[H, W, 3]`` content photo, float RGB in [0, 1] (transfer and content modes).
+        style: ``[H_s, W_s, 3]`` style image, float RGB in [0, 1] (transfer and style modes), or
+            a list of ``config.num_styles`` of them (blended, or one per mask region).
+        init: ``[H, W, 3]`` starting image when ``config.init == "image"``; in style mode it also
+            sets the output shape.
+        config: Static settings (``StylizeConfig()`` if None).
+        weights: Loss weights; ``loss_weights(config)`` if None.
+        seed: Seed of the noise start.
+        masks: Spatial control: ``[S, H', W']`` masks in [0, 1], one per style image, resized to
+            the output size; region ``k`` of the output takes style ``k``'s statistics.
+        callback: Called with a :class:`~nst_jax.driver.Progress` after every chunk; it may save
+            ``progress.checkpoint()`` and may raise to stop the run.
+        sync_every: Step counts (0 ignored) at whose multiples a chunk also ends, so the
+            callback sees those steps (intermediate saves, checkpoints); this does not change
+            the result.
+        resume: A checkpoint of this same run to continue from.
+        record: Extra entries for the run record (they must match too when resuming).
+
+    Returns:
+        The stylized image and the loss history.
+
+    Raises:
+        NSTError: On a bad input, or if ``resume`` belongs to a different run (the message
+            lists the differences) or its state does not fit.
+        NumericalError: If the loss or the image becomes NaN or Inf.
+    """
+    vgg, config = _check_vgg(vgg), _check_config(config)
+    inputs = prepare_inputs(config, content=content, style=style, init=init, masks=masks)
+    weights = _check_weights(loss_weights(config) if weights is None else weights, config, None)
+    run = _record(config, weights, vgg, seed, content, style, init, masks, record)
+    _check_resume(resume, run)
+    start = initial_image(config, inputs.shape, seed=seed, content=inputs.content, image=inputs.init)
+
+    def on_chunk(progress: Progress) -> None:
+        image = progress.image[0]
+        if config.preserve_colour == "luminance":
+            image = finish_image(config, image, inputs)
+        callback(dataclasses.replace(progress, terms={k: float(v[0]) for k, v in progress.terms.items()},
+                                     image=image))
+
+    try:
+        result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights),
+                            images=np.asarray(start)[None], targets_args=targets_inputs(inputs),
+                            callback=None if callback is None else on_chunk, sync_every=sync_every,
+                            resume=resume, run_record=run)
+    except NumericalError as err:
+        err.image = err.image[0]
+        raise
+    history = {name: value if name == "step" else value[0] for name, value in result.history.items()}
+    return StylizeResult(finish_image(config, result.images[0], inputs), history, result.compile_seconds,
+                         result.run_seconds)
+
+
+def sweep(
+    vgg: VGGParams,
+    *,
+    weights: LossWeights,
+    seeds: Sequence[int] | None = None,
+    content: Any = None,
+    style: Any = None,
+    init: Any = None,
+    masks: Any = None,
+    config: StylizeConfig | None = None,
+    mesh: Mesh | None = None,
+    batch_size: int | None = None,
+    callback: Callable[[Progress], None] | None = None,
+    sync_every: Sequence[int] = (),
+    resume: ckpt.Checkpoint | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> SweepResult:
+    """Runs ``K`` optimisations that differ only in loss weights and seed, as one compiled program.
+
+    The members share the images, the VGG parameters, the targets and the static config. Their
+    member axis is laid out over ``mesh`` (every device of every process by default); on each
+    device ``batch_size`` members at a time are ``jax.vmap``-ed together (see
+    :mod:`nst_jax.driver`). Each member equals the same run done alone with :func:`stylize`.
+
+    Args:
+        vgg: VGG-19 parameters, replicated on every device.
+        weights: :class:`~nst_jax.config.LossWeights` with a leading ``[K]`` member axis on
+            every leaf (:func:`nst_jax.stack_weights`).
+        seeds: ``K`` seeds of the noise start (default: all 0).
+        content, style, init, masks: As in :func:`stylize`, shared by all members.
+        config: Static settings shared by all members (``StylizeConfig()`` if None).
+        mesh: 1-D mesh with axis ``"members"`` (:func:`nst_jax.driver.member_mesh`); every
+            device by default. ``K`` is padded to fill it, the copies dropped from the results.
+        batch_size: Members vmapped together on a device: 1 on CPUs, all of a device's members
+            on accelerators by default.
+        callback, sync_every, resume, record: As in :func:`stylize`; the callback's ``terms``
+            are ``[K]`` arrays and its ``image`` the ``[K, H, W, 3]`` outputs.
+
+    Returns:
+        The members' images and loss histories.
+    """
+    vgg, config = _check_vgg(vgg), _check_config(config)
+    leaves = jax.tree_util.tree_leaves(weights)
+    k = int(np.shape(leaves[0])[0]) if leaves and np.ndim(leaves[0]) else 0
+    if k == 0:
+        raise NSTError("sweep weights need one leading member axis on every leaf (use nst_jax.stack_weights)")
+    weights = _check_weights(weights, config, k)
+    seeds = check_seeds(seeds, k)
+    inputs = prepare_inputs(config, content=content, style=style, init=init, masks=masks)
+    run = _record(config, weights, vgg, 0, content, style, init, masks, {**dict(record or {}),
+                                                                           "seeds": seeds.tolist()})
+    _check_resume(resume, run)
+    starts = np.stack([np.asarray(initial_image(config, inputs.shape, seed=int(s), content=inputs.content,
+                                                image=inputs.init)) for s in seeds])
+    result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights), images=starts,
+                        targets_args=targets_inputs(inputs), mesh=driver.member_mesh() if mesh is None else mesh,
+                        batch_size=batch_size, callback=callback,
+                        sync_every=sync_every, resume=resume, run_record=run)
+    images = np.stack([finish_image(config, image, inputs) for image in result.images])
+    return SweepResult(images, result.history, result.compile_seconds, result.run_seconds)
+
+
+def final_terms(history: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The loss terms after the last step: floats for a single run, ``[K]`` arrays for a sweep."""
+    return {name: history[name][..., -1] for name in TERMS}

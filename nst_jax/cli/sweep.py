@@ -1,0 +1,183 @@
+"""A grid of style transfers differing in loss weights, learning rate or seed, as one compiled program.
+
+  nst-jax-sweep --content photo.jpg --style painting.jpg --output-dir sweep/ --style-weights 1:100:5 --size 256
+
+Every list option takes numbers or START:STOP:NUM (log-spaced); the members are all
+combinations. The members run as one compiled optimisation whose member axis is laid out over
+every device JAX sees (:func:`nst_jax.sweep`); with --distributed, over every device of every
+process started with the same command (JAX's multi-controller runtime). Writes member_NN.png,
+contact_sheet.png (the swept values under each tile) and losses.json (per member: the settings,
+the loss terms at the start and the end, and the quality ratios of :mod:`nst_jax.metrics`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+from nst_jax import image as imageio
+from nst_jax.cli import args as cli
+from nst_jax.config import TERMS, loss_weights, stack_weights
+from nst_jax.errors import NSTError
+
+SWEPT = {  # option -> (loss_weights argument, label)
+    "content_weights": ("content_weight", "alpha"),
+    "style_weights": ("style_weight", "beta"),
+    "tv_weights": ("tv_weight", "tv"),
+    "learning_rates": ("learning_rate", "lr"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.OneLineParser(prog="nst-jax-sweep", description=__doc__.split("\n\n")[0])
+    cli.add_run_arguments(p)
+    p.add_argument("--output-dir", required=True, help="directory for the images and losses.json (created)")
+    cli.add_weight_arguments(p, swept=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="noise seeds")
+    p.add_argument("--columns", type=int, default=0,
+                   help="contact sheet columns (0: as many as values of the last swept option)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="members vmapped together on a device [default: 1 on CPUs, all on accelerators]")
+    p.add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
+    p.add_argument("--distributed", action="store_true",
+                   help="start JAX's multi-controller runtime first (jax.distributed.initialize) and lay the members "
+                        "over every process's devices; run the same command in every process. Without the three "
+                        "options below JAX reads the cluster from its environment (Slurm, Open MPI, TPU pods)")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator (--distributed)")
+    p.add_argument("--num-processes", type=int, help="number of processes (--distributed)")
+    p.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (--distributed)")
+    return p
+
+
+def start_distributed(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` from the options (or the cluster's environment), before any JAX work."""
+    explicit = [args.coordinator, args.num_processes, args.process_id]
+    if any(v is not None for v in explicit) and not args.distributed:
+        raise NSTError("--coordinator, --num-processes and --process-id need --distributed")
+    if not args.distributed:
+        return
+    if any(v is None for v in explicit) and any(v is not None for v in explicit):
+        raise NSTError("give all of --coordinator, --num-processes and --process-id, or none (from the environment)")
+    import jax
+
+    # CPU processes exchange results through gloo (cross-process collectives of the CPU backend);
+    # accelerators use their own, so this is harmless there.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    kwargs = {} if args.coordinator is None else {
+        "coordinator_address": args.coordinator, "num_processes": args.num_processes, "process_id": args.process_id}
+    try:
+        jax.distributed.initialize(**kwargs)
+    except (RuntimeError, ValueError) as err:
+        raise NSTError(f"cannot start the distributed runtime: {imageio.one_line(err)}") from None
+
+
+def members_of(args: argparse.Namespace) -> tuple[list[tuple[dict, int]], dict[str, list[float]]]:
+    """Every combination of the swept values (the last option varying fastest) and the value lists."""
+    grids = {option: cli.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
+             if getattr(args, option) is not None else [None] for option in SWEPT}
+    members = []
+    for values in itertools.product(*grids.values(), args.seeds):
+        kwargs = {SWEPT[o][0]: v for o, v in zip(grids, values[:-1], strict=True) if v is not None}
+        members.append((kwargs, values[-1]))
+    if len(members) > 4096:
+        raise NSTError(f"{len(members)} sweep members is too many (at most 4096)")
+    return members, grids
+
+
+def prepare(args: argparse.Namespace):
+    config = cli.run_config(args)
+    members, grids = members_of(args)
+    weights = [loss_weights(config, content_layer_weights=args.content_layer_weights,
+                            style_layer_weights=args.style_layer_weights, **kw) for kw, _ in members]
+    if args.batch_size is not None and args.batch_size < 1:
+        raise NSTError(f"--batch-size must be at least 1, got {args.batch_size}")
+    out_dir = pathlib.Path(args.output_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
+    imageio.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
+    swept = [o for o in SWEPT if len(grids[o]) > 1] + (["seeds"] if len(args.seeds) > 1 else [])
+    return config, members, weights, out_dir, swept, grids
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``nst-jax-sweep`` console script."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see nst_jax.cli.stylize.main
+    return cli.guarded_main(run, argv)
+
+
+def run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    start_distributed(args)
+    config, members, weights, out_dir, swept, grids = prepare(args)
+    vgg, content, style, init_image, masks = cli.load_run_inputs(args, config)
+    import jax
+    from tqdm import tqdm
+
+    from nst_jax.api import sweep
+    from nst_jax.figures import labelled_grid, save_json, save_sheet
+
+    writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
+    print(f"{len(members)} members on {devices} device(s) of {processes} process(es); compiling ...", flush=True)
+    bar = None
+
+    def on_chunk(progress):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=config.iterations, unit="it", dynamic_ncols=True, disable=not writer)
+        bar.update(progress.step - bar.n)
+        bar.set_postfix(mean_loss=f"{float(np.mean(progress.terms['total'])):.4g}")
+
+    result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], content=content, style=style,
+                   init=init_image, masks=masks, config=config, batch_size=args.batch_size, callback=on_chunk)
+    bar.close()
+    if args.distributed:
+        # Every process holds every result now. Leave the runtime here, all together: at exit its shutdown
+        # barrier would hold the other processes while process 0 writes, and abort them all after 300 s.
+        jax.distributed.shutdown()
+    if not writer:
+        return 0
+    ratios = None
+    if not args.no_metrics and config.mode == "transfer":
+        from nst_jax.metrics import Evaluator
+
+        evaluator = Evaluator(vgg, content=content, style=style if not isinstance(style, list) else style[0],
+                              shape=result.images.shape[1:3])
+        ratios = [evaluator(image) for image in result.images]
+    out_dir.mkdir(exist_ok=True)
+    records = []
+    for i, ((_, seed), image, w) in enumerate(zip(members, result.images, weights, strict=True)):
+        name = f"member_{i:02d}.png"
+        imageio.save_image(out_dir / name, image)
+        settings = {arg: float(getattr(w, field)) for arg, field in (
+            ("content_weight", "content"), ("style_weight", "style"), ("tv_weight", "tv"),
+            ("learning_rate", "learning_rate"))}
+        records.append({"file": name, **settings, "seed": seed,
+                        "final": {t: float(result.history[t][i, -1]) for t in TERMS},
+                        "initial": {t: float(result.history[t][i, 0]) for t in TERMS},
+                        **({"ratios": ratios[i]} if ratios is not None else {})})
+    # Members are all combinations, the last list varying fastest: one row per combination of the others.
+    sizes = [len(grids[o]) for o in SWEPT] + [len(args.seeds)]
+    columns = args.columns or next((n for n in reversed(sizes) if n > 1), len(members))
+    rows = [list(range(r, min(r + columns, len(members)))) for r in range(0, len(members), columns)]
+    labels = [[" ".join([f"{SWEPT[o][1]}={records[i][SWEPT[o][0]]:.3g}" for o in swept if o in SWEPT]
+                        + ([f"seed={members[i][1]}"] if "seeds" in swept else [])) for i in row] for row in rows]
+    sheet = labelled_grid([[result.images[i] for i in row] for row in rows], labels,
+                          title=f"{len(members)} members, {config.iterations} {config.optimizer} steps")
+    save_sheet(out_dir / "contact_sheet.png", sheet)
+    save_json(out_dir / "losses.json", {
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
+        "devices": devices, "processes": processes,
+        "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds, "members": records})
+    print(f"wrote {len(members)} images, contact_sheet.png and losses.json to {out_dir}")
+    print(f"{result.run_seconds / config.iterations:.3f} s per iteration for all {len(members)} members "
+          f"(compile {result.compile_seconds:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""One optimiser step over the pixels, as a pure ``init`` / ``step`` pair (:func:`make_stylizer`).
+
+In the manner of optax and Flax's ``train_step``: :func:`make_stylizer` takes the static
+:class:`~nst_jax.config.StylizeConfig` and returns two pure functions of arrays only,
+
+* ``init(vgg, targets, weights, image) -> RunState`` and
+* ``step(vgg, targets, weights, state) -> (RunState, StepInfo)``,
+
+which the caller wraps in ``jax.jit``, ``jax.vmap`` (over images, weights or both),
+``lax.fori_loop`` or a sharding as it likes. The library's own host loop
+(:mod:`nst_jax.driver`) runs ``step`` in chunks inside one compiled ``lax.fori_loop``.
+
+Pixel range: the image is optimised unconstrained (L-BFGS's curvature pairs assume no
+projection) and clipped to [0, 1] only when written out (:func:`output_image` does not clip).
+
+L-BFGS: ``init`` evaluates the loss and gradient at the start image once and stores them in
+the line search's state; every step reuses the value and gradient its previous line search
+computed at the accepted point, so a step makes exactly the line search's evaluations and no
+branch on the step counter is needed (under ``vmap`` such a branch would become a select that
+evaluates both sides for every member).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nst_jax import linesearch, objective
+from nst_jax.config import LossWeights, StylizeConfig
+from nst_jax.errors import NSTError
+from nst_jax.objective import Targets
+from nst_jax.vgg import VGGParams
+
+
+class RunState(NamedTuple):
+    """The optimisation's state, a pytree of arrays.
+
+    Attributes:
+        image: ``[H, W, 3]`` the current iterate (unclipped).
+        opt_state: The optax state (L-BFGS: curvature pairs and the line search's cached value
+            and gradient; Adam: moments).
+        step: Steps taken, int32.
+        ema: ``[H, W, 3]`` the (not bias-corrected) moving average of the iterates (see
+            ``LossWeights.ema_decay`` and :func:`output_image`).
+        reference: The style statistics the loss compares with
+            (:func:`nst_jax.objective.style_reference`), fixed at ``init``; ``{}`` without a
+            style term.
+    """
+
+    image: jax.Array
+    opt_state: Any
+    step: jax.Array
+    ema: jax.Array
+    reference: Mapping[str, Mapping[str, jax.Array]]
+
+
+class StepInfo(NamedTuple):
+    """What one step reports.
+
+    Attributes:
+        value: The total loss at the start of the step (at the incoming ``state.image``).
+        evaluations: Loss-and-gradient evaluations the step made (int32).
+    """
+
+    value: jax.Array
+    evaluations: jax.Array
+
+
+class Stylizer(NamedTuple):
+    """The pure pair returned by :func:`make_stylizer`."""
+
+    init: Callable[[VGGParams, Targets, LossWeights, jax.Array], RunState]
+    step: Callable[[VGGParams, Targets, LossWeights, RunState], tuple[RunState, StepInfo]]
+
+
+def make_optimizer(config: StylizeConfig, weights: LossWeights) -> optax.GradientTransformationExtraArgs:
+    """The optax transformation for ``config.optimizer`` (Adam reads its step size from ``weights``)."""
+    if config.optimizer == "adam":
+        return optax.adam(weights.learning_rate)
+    return optax.chain(optax.scale_by_lbfgs(memory_size=config.lbfgs_memory), optax.scale(-1.0),
+                       linesearch.scale_by_wolfe_linesearch())
+
+
+def make_stylizer(config: StylizeConfig) -> Stylizer:
+    """The Gatys optimisation over an image's pixels as a pure ``init`` / ``step`` pair.
+
+    Args:
+        config: Static settings: the loss (layers, style statistic, units, tiling) and the
+            optimiser (``"lbfgs"`` or ``"adam"``, L-BFGS memory). Step counts, chunking and the
+            starting image are the caller's.
+
+    Returns:
+        A :class:`Stylizer`. ``init(vgg, targets, weights, image)`` takes the start image
+        ``[H, W, 3]`` and returns a :class:`RunState`; ``step(vgg, targets, weights, state)``
+        makes one optimiser step and returns the new state and a :class:`StepInfo`. Both are
+        pure functions of arrays, safe under ``jax.jit``, ``jax.vmap``, ``lax.fori_loop`` and
+        sharding; ``targets`` come from :func:`nst_jax.compute_targets` with this config.
+
+    Example:
+        >>> stylizer = nst_jax.make_stylizer(config)  # doctest: +SKIP
+        >>> state = jax.jit(stylizer.init)(vgg, targets, weights, image)  # doctest: +SKIP
+        >>> state, info = jax.jit(stylizer.step)(vgg, targets, weights, state)  # doctest: +SKIP
+    """
+    if not isinstance(config, StylizeConfig):
+        raise NSTError(f"make_stylizer needs a StylizeConfig (optimiser settings), got {type(config).__name__}")
+    loss_config = config.loss_config()
+
+    def value_and_grad(vgg, targets, weights, reference, image):
+        def total(x):
+            return objective.loss_terms(vgg, x, targets, weights, config=loss_config, reference=reference)["total"]
+
+        return jax.value_and_grad(total)(image)
+
+    def init(vgg: VGGParams, targets: Targets, weights: LossWeights, image: jax.Array) -> RunState:
+        image = jnp.asarray(image, jnp.float32)
+        reference = objective.style_reference(targets, weights, config=loss_config) if config.uses_style else {}
+        opt_state = make_optimizer(config, weights).init(image)
+        if config.optimizer == "lbfgs":
+            value, grad = value_and_grad(vgg, targets, weights, reference, image)
+            opt_state = optax.tree_utils.tree_set(opt_state, value=value.astype(jnp.float32), grad=grad)
+        return RunState(image, opt_state, jnp.zeros((), jnp.int32), jnp.zeros_like(image), reference)
+
+    def step(vgg: VGGParams, targets: Targets, weights: LossWeights, state: RunState) -> tuple[RunState, StepInfo]:
+        optimizer = make_optimizer(config, weights)
+        if config.optimizer == "lbfgs":
+            value = optax.tree_utils.tree_get(state.opt_state, "value")
+            grad = optax.tree_utils.tree_get(state.opt_state, "grad")
+            updates, opt_state = optimizer.update(
+                grad, state.opt_state, state.image, value=value, grad=grad,
+                value_fn=lambda x: objective.loss_terms(vgg, x, targets, weights, config=loss_config,
+                                                        reference=state.reference)["total"])
+            evaluations = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps")
+        else:
+            value, grad = value_and_grad(vgg, targets, weights, state.reference, state.image)
+            updates, opt_state = optimizer.update(grad, state.opt_state, state.image)
+            evaluations = jnp.ones((), jnp.int32)
+        image = optax.apply_updates(state.image, updates)
+        ema = weights.ema_decay * state.ema + (1.0 - weights.ema_decay) * image
+        new = RunState(image, opt_state, state.step + 1, ema, state.reference)
+        return new, StepInfo(jnp.asarray(value, jnp.float32), jnp.asarray(evaluations, jnp.int32))
+
+    return Stylizer(init, step)
+
+
+def output_image(state: RunState, weights: LossWeights) -> jax.Array:
+    """The image a run outputs (unclipped): the bias-corrected moving average ``e_t / (1 − dᵗ)``,
+    or the start image at step 0; with ``ema_decay = 0`` exactly the last iterate."""
+    d = weights.ema_decay
+    corrected = state.ema / (1.0 - jnp.power(d, state.step.astype(jnp.float32)))
+    return jnp.where(state.step == 0, state.image, corrected)
+
+
+def initial_image(
+    config: StylizeConfig, shape: tuple[int, int, int], *, seed: int = 0,
+    content: jax.Array | None = None, image: jax.Array | None = None,
+) -> jax.Array:
+    """The starting image ``[H, W, 3]`` for ``config.init`` (the noise start from ``jax.random.key(seed)``)."""
+    if config.init == "noise":
+        return 0.5 + config.noise_scale * jax.random.normal(jax.random.key(seed), shape, jnp.float32)
+    source = content if config.init == "content" else image
+    if source is None:
+        raise NSTError(f"init {config.init!r} needs {'a content' if config.init == 'content' else 'an init'} image")
+    if tuple(source.shape) != tuple(shape):
+        raise NSTError(f"init image has shape {tuple(source.shape)}, expected {tuple(shape)}")
+    return jnp.asarray(source, jnp.float32)

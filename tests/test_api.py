@@ -1,0 +1,186 @@
+"""The public API: the front door, the pure stylizer under jit/vmap/fori_loop, the loss constructor,
+the guards at the boundary, and x64."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import nst_jax
+from nst_jax import NSTError
+
+from .conftest import smooth_image
+
+CONTENT = smooth_image(32, 40, seed=1)
+STYLE = smooth_image(36, 36, seed=2)
+SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+
+
+def test_front_door_is_documented_and_complete():
+    required = {"load_vgg19", "VGG19", "extract_features", "gram_matrix", "content_loss", "style_loss", "tv_loss",
+                "StylizeConfig", "loss_weights", "compute_targets", "make_stylizer", "stylize", "sweep",
+                "stylize_multiscale", "NSTError"}
+    assert required <= set(nst_jax.__all__)
+    assert isinstance(nst_jax.__version__, str) and nst_jax.__version__[0].isdigit()
+    for name in nst_jax.__all__:
+        if name.startswith("__") or name == "LAYERS":
+            continue
+        obj = getattr(nst_jax, name)
+        assert inspect.getdoc(obj), f"nst_jax.{name} has no docstring"
+    assert os.path.isfile(os.path.join(os.path.dirname(nst_jax.__file__), "py.typed"))
+
+
+def test_import_changes_no_environment_variable():
+    code = ("import os, json; before = dict(os.environ); import nst_jax; "
+            "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def prepared(vgg, config, weights):
+    targets = jax.jit(lambda v, c, s: nst_jax.compute_targets(v, content=c, style=s, config=config))(
+        vgg, CONTENT, STYLE)
+    start = 0.5 + config.noise_scale * jax.random.normal(jax.random.key(0), CONTENT.shape, jnp.float32)
+    return targets, start
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_stylizer_under_jit_and_fori_loop_equals_stylize(vgg, optimizer):
+    config = nst_jax.StylizeConfig(optimizer=optimizer, iterations=6, chunk_size=3, **SMALL)
+    weights = nst_jax.loss_weights(config)
+    stylizer = nst_jax.make_stylizer(config)
+    targets, start = prepared(vgg, config, weights)
+    state = jax.jit(stylizer.init)(vgg, targets, weights, start)
+
+    @jax.jit
+    def run(vgg, targets, weights, state):
+        return jax.lax.fori_loop(0, 6, lambda i, s: stylizer.step(vgg, targets, weights, s)[0], state)
+
+    final = run(vgg, targets, weights, state)
+    assert int(final.step) == 6
+    reference = nst_jax.stylize(vgg, content=CONTENT, style=STYLE, config=config, weights=weights)
+    # Another XLA program (chunks of 3 inside stylize's driver), so float rounding differs; L-BFGS amplifies it
+    # in a few pixels (measured up to 8e-4 after 6 steps), while the images agree to 1e-5 on average.
+    diff = np.abs(np.clip(final.image, 0, 1) - reference.image)
+    assert diff.max() < (2e-3 if optimizer == "lbfgs" else 1e-5) and diff.mean() < 1e-5, (diff.max(), diff.mean())
+
+
+def test_stylizer_steps_do_not_retrace_and_vmap_over_members(vgg):
+    config = nst_jax.StylizeConfig(iterations=3, **SMALL)
+    members = [nst_jax.loss_weights(config, style_weight=b) for b in (1.0, 30.0)]
+    stylizer = nst_jax.make_stylizer(config)
+    targets, start = prepared(vgg, config, members[0])
+    traces = []
+
+    def step(vgg, targets, weights, state):
+        traces.append(1)
+        return stylizer.step(vgg, targets, weights, state)
+
+    step_jit = jax.jit(step)
+    solo = []
+    for w in members:
+        state = jax.jit(stylizer.init)(vgg, targets, w, start)
+        for _ in range(3):
+            state, info = step_jit(vgg, targets, w, state)
+        solo.append(state)
+    assert len(traces) == 1  # same shapes: one trace for every step of every member
+    weights = nst_jax.stack_weights(members)
+    states = jax.vmap(stylizer.init, in_axes=(None, None, 0, None))(vgg, targets, weights, start)
+    batched_step = jax.jit(jax.vmap(stylizer.step, in_axes=(None, None, 0, 0)))
+    for _ in range(3):
+        states, infos = batched_step(vgg, targets, weights, states)
+    assert infos.value.shape == (2,) and infos.evaluations.dtype == jnp.int32
+    for i, state in enumerate(solo):
+        np.testing.assert_allclose(states.image[i], state.image, atol=1e-4)
+    assert float(jnp.abs(states.image[0] - states.image[1]).mean()) > 1e-3  # the members differ
+
+
+def test_make_loss_is_a_pure_perceptual_loss(vgg):
+    config = nst_jax.LossConfig(**SMALL)
+    loss = nst_jax.make_loss(config)
+    weights = nst_jax.loss_weights(config)
+    targets = nst_jax.compute_targets(vgg, content=CONTENT, style=STYLE, config=config)
+    (total, terms), grad = jax.jit(jax.value_and_grad(loss, argnums=1, has_aux=True))(vgg, CONTENT, targets, weights)
+    # At the content photo the content term is 0 and the style term is the photo's distance to the painting.
+    assert abs(float(terms["content"])) < 1e-6 and float(terms["style"]) > 0
+    np.testing.assert_allclose(total, terms["content"] + terms["style"] + terms["tv"], rtol=1e-6)
+    assert grad.shape == CONTENT.shape and float(jnp.abs(grad).max()) > 0
+    # vmap over a batch of images, targets broadcast.
+    batch = jnp.stack([CONTENT, smooth_image(32, 40, seed=7)])
+    totals, _ = jax.vmap(loss, in_axes=(None, 0, None, None))(vgg, batch, targets, weights)
+    np.testing.assert_allclose(totals[0], total, rtol=1e-5)
+    assert float(totals[1]) > float(totals[0])
+    # A StylizeConfig is accepted too (its optimiser fields are ignored) and gives the same loss.
+    other = nst_jax.make_loss(nst_jax.StylizeConfig(optimizer="adam", iterations=7, **SMALL))
+    np.testing.assert_allclose(other(vgg, CONTENT, targets, weights)[0], total, rtol=1e-6)
+
+
+def test_vgg_params_are_one_pytree_with_a_static_convention(vgg):
+    leaves, treedef = jax.tree_util.tree_flatten(vgg)
+    assert len(leaves) == 32 and all(isinstance(x, (np.ndarray, jax.Array)) for x in leaves)
+    again = jax.tree_util.tree_unflatten(treedef, leaves)
+    assert again.convention == "caffe" and again.sha256 == vgg.sha256
+    placed = jax.device_put(vgg)
+    assert isinstance(placed, nst_jax.VGGParams) and placed.convention == vgg.convention
+    with pytest.raises(NSTError, match="unknown input convention"):
+        nst_jax.VGGParams({}, "bgr")
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda v: nst_jax.extract_features(v, CONTENT[None], layers=("relu1_1",)), "jax.vmap"),
+    (lambda v: nst_jax.extract_features(v, CONTENT[..., :2], layers=("relu1_1",)), r"\[H, W, 3\]"),
+    (lambda v: nst_jax.extract_features(v, (CONTENT * 255).astype(np.uint8), layers=("relu1_1",)), "/ 255"),
+    (lambda v: nst_jax.extract_features(v, CONTENT, layers="relu1_1"), "not the string 'relu1_1'"),
+    (lambda v: nst_jax.extract_features(v, CONTENT, layers=("relu9_1",)), "unknown VGG-19 layer 'relu9_1'"),
+    (lambda v: nst_jax.extract_features(v, CONTENT[:8, :8], layers=("relu5_1",)), "too small for layer relu5_1"),
+    (lambda v: nst_jax.stylize(v, content=CONTENT[:16, :16], style=STYLE), "smaller than the 32 px"),
+    (lambda v: nst_jax.stylize(v, content=(CONTENT * 255).astype(np.uint8), style=STYLE), "float array"),
+    (lambda v: nst_jax.stylize(v, content=CONTENT, style=STYLE, config=nst_jax.LossConfig()), "StylizeConfig"),
+    (lambda v: nst_jax.stylize(v.params, content=CONTENT, style=STYLE), "VGGParams"),
+    (lambda v: nst_jax.stylize(v, content=CONTENT, style=STYLE, weights=nst_jax.stack_weights(
+        [nst_jax.loss_weights(nst_jax.StylizeConfig())] * 2)), "unbatched"),
+    (lambda v: nst_jax.loss_weights(nst_jax.StylizeConfig(), style_layer_weights=[1, 2, 3]),
+     "3 style layer weights given for 5 style layers"),
+    (lambda v: nst_jax.StylizeConfig(style_layers="relu1_1"), "not the string"),
+    (lambda v: nst_jax.loss_terms(v, CONTENT[:, :32], nst_jax.compute_targets(
+        v, content=CONTENT, style=STYLE, config=nst_jax.LossConfig()), nst_jax.loss_weights(nst_jax.LossConfig()),
+        config=nst_jax.LossConfig()), "compute the targets at output_shape"),
+    (lambda v: nst_jax.content_loss(jnp.ones((4, 4, 8)), jnp.ones((4, 4, 9))), "differ"),
+    (lambda v: nst_jax.gram_matrix(jnp.ones((2, 4, 4, 8))), "jax.vmap"),
+])
+def test_guards_at_the_public_boundary(vgg, call, needle):
+    with pytest.raises(NSTError, match=needle) as info:
+        call(vgg)
+    assert "\n" not in str(info.value)
+
+
+X64_SCRIPT = """
+import jax, numpy as np, nst_jax
+assert jax.config.jax_enable_x64
+from tests.conftest import smooth_image
+vgg = nst_jax.load_vgg19()
+content, style = smooth_image(32, 40, seed=1).astype(np.float64), smooth_image(36, 36, seed=2).astype(np.float64)
+for optimizer in ("lbfgs", "adam"):
+    config = nst_jax.StylizeConfig(optimizer=optimizer, iterations=3, content_layers=("relu2_1",),
+                                   style_layers=("relu1_1", "relu2_1"))
+    result = nst_jax.stylize(vgg, content=content, style=style, config=config)
+    assert result.image.dtype == np.float32 and np.isfinite(result.image).all()
+    weights = nst_jax.stack_weights([nst_jax.loss_weights(config), nst_jax.loss_weights(config, style_weight=1.0)])
+    swept = nst_jax.sweep(vgg, weights=weights, content=content, style=style, config=config)
+    np.testing.assert_allclose(swept.images[0], result.image, atol=1e-5)
+    print(optimizer, "ok", result.history["total"][-1])
+"""
+
+
+def test_x64_enabled():
+    env = dict(os.environ, JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", X64_SCRIPT], capture_output=True, text=True, env=env, cwd=root,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "lbfgs ok" in proc.stdout and "adam ok" in proc.stdout
