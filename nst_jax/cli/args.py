@@ -21,7 +21,9 @@ from nst_jax.config import (
     LOSS_UNITS,
     MODES,
     OPTIMIZERS,
+    RECONSTRUCTION_ITERATIONS,
     STYLE_LOSSES,
+    TRANSFER_ITERATIONS,
     StylizeConfig,
     loss_weights,
 )
@@ -69,14 +71,17 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
                    help="transfer; content reconstruction; style reconstruction (texture synthesis)")
     p.add_argument("--size", type=int, default=imageio.DEFAULT_SIZE, help="longest side of the output, pixels")
-    p.add_argument("--iterations", type=int, default=CONFIG_DEFAULTS["iterations"], help="optimiser steps")
+    p.add_argument("--iterations", type=int, default=CONFIG_DEFAULTS["iterations"],
+                   help=f"optimiser steps [default: {TRANSFER_ITERATIONS} in transfer mode, "
+                        f"{RECONSTRUCTION_ITERATIONS} in content and style modes]")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=CONFIG_DEFAULTS["optimizer"], help="pixel optimiser")
     p.add_argument("--content-layer", nargs="+", default=list(CONFIG_DEFAULTS["content_layers"]), metavar="LAYER",
                    help="content layer(s)")
     p.add_argument("--style-layers", nargs="+", default=list(CONFIG_DEFAULTS["style_layers"]), metavar="LAYER",
                    help="style layer(s)")
     p.add_argument("--init", default=CONFIG_DEFAULTS["init"],
-                   help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
+                   help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image "
+                        "[default: content in transfer mode, noise in content and style modes]")
     p.add_argument("--noise-scale", type=float, default=CONFIG_DEFAULTS["noise_scale"],
                    help="std of the white-noise start around mid-grey (--init noise)")
     p.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
@@ -84,7 +89,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="VGG convolutions in float32, or bf16 with float32 accumulation (losses stay float32)")
     p.add_argument("--style-loss", choices=STYLE_LOSSES, default=CONFIG_DEFAULTS["style_loss"],
                    help="style statistics: Gram matrices (paper), mean + covariance, or Wasserstein-2 between "
-                        "Gaussian fits (feature^2 units: use a style weight 1e3-1e4 times the Gram one)")
+                        "Gaussian fits (in --loss-units paper w2 is in feature^2 units: use a style weight "
+                        "1e3-1e4 times the Gram one)")
     p.add_argument("--style-scale", type=float, default=CONFIG_DEFAULTS["style_scale"], metavar="S",
                    help="resize the style image(s) to S times the output's longest side; larger S, larger "
                         "brush strokes [default: the style at --size, i.e. 1]")
@@ -164,7 +170,7 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
     if not imageio.MIN_SIZE <= args.size <= imageio.MAX_SIZE:
         raise NSTError(f"--size must be between {imageio.MIN_SIZE} and {imageio.MAX_SIZE}, got {args.size}")
-    init = args.init if args.init in INITS and args.init != "image" else "image"
+    init = args.init if args.init is None or (args.init in INITS and args.init != "image") else "image"
     styles = args.style or []
     if args.masks is not None and len(args.masks) != max(len(styles), 1):
         raise NSTError(f"{len(args.masks)} masks given for {len(styles)} style images; give one mask per style")

@@ -191,7 +191,7 @@ class Plan:
         return output_shape(self.config, content=self.content, init=self.init, style=self.style)
 
 
-def _check_levels(args: argparse.Namespace) -> list[int]:
+def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
     if args.scales > 1:
         for name in ("save_every", "checkpoint_every"):
             if getattr(args, name):
@@ -200,10 +200,10 @@ def _check_levels(args: argparse.Namespace) -> list[int]:
             raise NSTError(f"{len(args.scale_iterations)} --scale-iterations given for {args.scales} scales")
         if any(n < 1 for n in args.scale_iterations or []):
             raise NSTError("--scale-iterations must be >= 1")
-        return list(args.scale_iterations or [args.iterations] * args.scales)
+        return list(args.scale_iterations or [config.iterations] * args.scales)
     if args.scale_iterations is not None:
         raise NSTError("--scale-iterations needs --scales > 1")
-    return [args.iterations]
+    return [config.iterations]
 
 
 def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Plan:
@@ -234,7 +234,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Plan:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     config = cli.run_config(args)
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
-    iterations = _check_levels(args)
+    iterations = _check_levels(args, config)
     weights = loss_weights(
         config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
