@@ -1,18 +1,18 @@
 """Makes the README's "Quality controls" images (docs/quality/*.png), one run per feature.
 
-  python scripts/make_readme_examples.py [--size 192] [--iterations 150] [--only NAME ...]
+  python scripts/make_readme_examples.py [--size 256] [--iterations N] [--only NAME ...]
 
 Inputs are the repository's own: examples/chelsea.png (CC0) and examples/swirls.png (made by
 scripts/make_example_style.py); the second style is swirls.png with its colour channels
-rotated (made here). Every run uses the library defaults (L-BFGS, alpha = 1) except beta = 1e2
-(at 192 px the default 1e3 leaves little of the photo) and the start from the content photo,
-unless its entry says otherwise. Outputs are at most --size px.
+rotated (made here). Every run uses the library's defaults (StylizeConfig(), loss_weights)
+except what its entry sets; the loss weights are the same for every style loss and for the
+normalised VGG, since the default relative loss units divide each term by its own scale.
+Adam runs 200 steps. Outputs are at most --size px.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 import sys
 import time
@@ -29,7 +29,7 @@ OUT = ROOT / "docs" / "quality"
 RUNS = {
     "baseline": ({}, {}, {}),
     "style_loss_meancov": ({"style_loss": "meancov"}, {}, {}),
-    "style_loss_w2": ({"style_loss": "w2"}, {"style_weight": 3e5}, {}),
+    "style_loss_w2": ({"style_loss": "w2"}, {}, {}),
     "two_styles_blend": ({"num_styles": 2}, {"style_blend": [0.5, 0.5]}, {"styles": 2}),
     "style_scale_0.5": ({"style_scale": 0.5}, {}, {}),
     "style_scale_2": ({"style_scale": 2.0}, {}, {}),
@@ -37,16 +37,17 @@ RUNS = {
     "colour_match": ({"preserve_colour": "match"}, {}, {}),
     "multiscale": ({}, {}, {"sizes": 2}),
     "masks": ({"num_styles": 2}, {}, {"styles": 2, "masks": True}),
-    "normalized_vgg": ({}, {"style_weight": 1e6}, {"normalized": True}),
-    "adam": ({"optimizer": "adam"}, {"learning_rate": 0.03}, {}),
-    "adam_ema": ({"optimizer": "adam"}, {"learning_rate": 0.03, "ema_decay": 0.95}, {}),
+    "normalized_vgg": ({}, {}, {"normalized": True}),
+    "adam": ({"optimizer": "adam", "iterations": 200}, {"learning_rate": 0.03}, {}),
+    "adam_ema": ({"optimizer": "adam", "iterations": 200}, {"learning_rate": 0.03, "ema_decay": 0.95}, {}),
 }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=int, default=192)
-    p.add_argument("--iterations", type=int, default=150)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--iterations", type=int, default=StylizeConfig().iterations,
+                   help="L-BFGS steps (default: the library's)")
     p.add_argument("--only", nargs="+", choices=sorted(RUNS))
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -60,8 +61,8 @@ def main(argv=None) -> int:
     masks[0, :, : w // 2], masks[1, :, w // 2:] = 1.0, 1.0
     for name in args.only or RUNS:
         config_kw, weights_kw, extra = RUNS[name]
-        config = StylizeConfig(iterations=args.iterations, chunk_size=50, init="content", **config_kw)
-        weights = loss_weights(config, **{"style_weight": 1e2, **weights_kw})
+        config = StylizeConfig(**{"iterations": args.iterations, **config_kw})
+        weights = loss_weights(config, **weights_kw)
         net = normalize(vgg) if extra.get("normalized") else vgg
         styles = [style, style2] if extra.get("styles") == 2 else style
         t = time.perf_counter()
@@ -73,10 +74,9 @@ def main(argv=None) -> int:
             final = result.levels[-1].history
             steps = f"{args.iterations} at {args.size // 2} px + {half} at {args.size} px"
         else:
-            result = stylize(net, content=content, style=styles,
-                             config=dataclasses.replace(config), weights=weights,
+            result = stylize(net, content=content, style=styles, config=config, weights=weights,
                              masks=masks if extra.get("masks") else None)
-            final, steps = result.history, f"{args.iterations}"
+            final, steps = result.history, f"{config.iterations}"
         save_image(OUT / f"{name}.png", result.image)
         print(f"{name}: {steps} steps, {time.perf_counter() - t:.0f} s, final total loss {final['total'][-1]:.4g}",
               flush=True)

@@ -4,7 +4,7 @@
 
 writes weights/vgg19_normalization.npz (+ .sha256): the mean of every ReLU channel of the
 shipped weights over every image found (PNG/JPEG, sorted by path), each resized to --size on
-its longest side, all positions pooled. `--weights normalized` applies it at load time.
+its longest side, all positions pooled. `--vgg normalized` applies it at load time.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", nargs="+", required=True, help="image files or folders")
     p.add_argument("--size", type=int, default=256, help="longest side the images are resized to")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--vgg", default=str(DEFAULT_WEIGHTS), help="the VGG-19 file to normalise")
     p.add_argument("--output", default=str(DEFAULT_SCALES))
     args = p.parse_args(argv)
     paths = []
     for item in map(pathlib.Path, args.images):
         paths += sorted(q for q in item.iterdir() if q.suffix.lower() in SUFFIXES) if item.is_dir() else [item]
-    vgg = load_vgg19(args.weights)
+    vgg = load_vgg19(args.vgg)
     means = channel_means(vgg, (load_image(q, args.size) for q in paths))
     meta = {"images": [q.name for q in paths], "size": args.size, "pooling": "max",
             "weights_sha256": vgg.sha256,

@@ -24,6 +24,8 @@ import pathlib
 import sys
 import time
 
+from PIL import Image
+
 from nst_jax import image as imageio
 from nst_jax import load_vgg19, loss_weights, stack_weights, stylize, sweep
 from nst_jax.cache import enable_compilation_cache
@@ -36,6 +38,7 @@ SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "ima
 STYLES = {"shipwreck": "Shipwreck (Turner)", "starry_night": "The Starry Night (van Gogh)",
           "the_scream": "The Scream (Munch)"}
 FIGURES = ("1a", "1b", "2", "3")
+REDUCED = 512  # longest side of the --reduced-dir copies
 
 
 def build_parser():
@@ -57,7 +60,9 @@ def build_parser():
                         "see: relu2_1 at 256 px measured 28.4 dB at 500 steps and 25.6 dB at 1000")
     p.add_argument("--ratios", type=float, nargs="+", default=[1.0, 1e-1, 1e-2, 1e-3], help="Fig. 3 alpha/beta")
     p.add_argument("--quick", action="store_true", help="64 px, 20 steps: every figure in a few minutes")
-    p.add_argument("--weights", default=None, help="VGG-19 weights file (default: shipped)")
+    p.add_argument("--vgg", default=None, help="VGG-19 file (default: the shipped one)")
+    p.add_argument("--reduced-dir", default=None, metavar="DIR",
+                   help="also write every figure reduced to at most 512 px, as JPEG, here (e.g. docs/paper)")
     cli.add_cache_argument(p)
     return p
 
@@ -67,8 +72,13 @@ def layer(block: int, index: int, kind: str) -> str:
 
 
 def paper_config(**kwargs) -> StylizeConfig:
-    """A config in the paper's loss units."""
-    return StylizeConfig(loss_units="paper", **kwargs)
+    """A config in the paper's loss units, every run from white noise as in the paper."""
+    return StylizeConfig(**{"loss_units": "paper", "init": "noise", **kwargs})
+
+
+def run_params(args, steps=None) -> str:
+    """The settings a figure's title names."""
+    return f"{args.size} px, {steps or args.iterations} L-BFGS steps from noise, paper units"
 
 
 def run(vgg, *, content=None, style=None, config, **weights):
@@ -92,8 +102,8 @@ def fig1a(vgg, photo, args, log):
         tiles.append(result.image)
         labels.append(f"{name}\nPSNR {value:.1f} dB")
         log(f"fig 1a  {name}: PSNR {value:.2f} dB ({result.run_seconds:.0f} s)")
-    return labelled_grid([tiles], [labels], title="Fig. 1 (top): content reconstructions from white noise "
-                         f"(TV weight {metrics[name]['tv_weight']:g})"), metrics
+    return labelled_grid([tiles], [labels], title="Fig. 1 (top): content reconstructions from white noise; "
+                         f"{run_params(args)}, TV weight {metrics[name]['tv_weight']:g}"), metrics
 
 
 def fig1b(vgg, painting, args, log):
@@ -110,7 +120,8 @@ def fig1b(vgg, painting, args, log):
         tiles.append(result.image)
         labels.append(f"up to {layers[-1]}\nloss /{factor:.3g}")
         log(f"fig 1b  {key}: style loss fell by {factor:.3g} ({result.run_seconds:.0f} s)")
-    return labelled_grid([tiles], [labels], title="Fig. 1 (bottom): style reconstructions from white noise"), metrics
+    return labelled_grid([tiles], [labels], title="Fig. 1 (bottom): style reconstructions from white noise; "
+                         f"{run_params(args)}, no TV"), metrics
 
 
 def fig2(vgg, photo, paintings, args, log):
@@ -122,7 +133,9 @@ def fig2(vgg, photo, paintings, args, log):
         tiles.append(result.image)
         labels.append(STYLES[key].split(" (")[0])
         log(f"fig 2   {key}: {metrics[key]['seconds']:.0f} s, final total {metrics[key]['total']:.4g}")
-    return labelled_grid([tiles], [labels], title="Fig. 2: the photo in three styles"), metrics
+    tv = float(loss_weights(config).tv)
+    return labelled_grid([tiles], [labels], title=f"Fig. 2: the photo in three styles; {run_params(args)}, "
+                         f"a = 1, b = {args.style_weight:g}, TV {tv:g}"), metrics
 
 
 def fig3(vgg, photo, painting, args, log):
@@ -140,7 +153,8 @@ def fig3(vgg, photo, painting, args, log):
         log(f"fig 3   row up to {layers[-1]}: one sweep of {len(args.ratios)} members, "
             f"{time.perf_counter() - t:.0f} s (compile {result.compile_seconds:.0f} s)")
     sheet = labelled_grid(rows, row_titles=titles, col_titles=[f"a/b = {r:g}" for r in args.ratios],
-                          title="Fig. 3: style layers (rows) x content/style ratio (columns)")
+                          title="Fig. 3: style layers (rows) x content/style ratio (columns); "
+                                f"{run_params(args, args.sweep_iterations)}")
     return sheet, metrics
 
 
@@ -163,9 +177,11 @@ def _main(argv) -> int:
     if out.exists() and not out.is_dir():
         raise NSTError(f"--output-dir {out} exists and is not a directory")
     imageio.check_output_path((out if out.is_dir() else out.parent) / "probe.png")
-    vgg = load_vgg19(args.weights)
+    vgg = load_vgg19(args.vgg)
     enable_compilation_cache(args.compile_cache)
     out.mkdir(exist_ok=True)
+    if args.reduced_dir:
+        pathlib.Path(args.reduced_dir).mkdir(parents=True, exist_ok=True)
 
     def log(line):
         print(line, flush=True)
@@ -181,6 +197,10 @@ def _main(argv) -> int:
         t = time.perf_counter()
         sheet, metrics[f"fig{fig}"] = makers[fig]()
         save_sheet(out / f"fig{fig}.png", sheet)
+        if args.reduced_dir:
+            reduced = sheet.convert("RGB")
+            reduced.thumbnail((REDUCED, REDUCED), Image.LANCZOS)
+            save_sheet(pathlib.Path(args.reduced_dir) / f"fig{fig}.jpg", reduced)
         metrics[f"fig{fig}"]["seconds_total"] = time.perf_counter() - t
         save_json(out / "metrics.json", metrics)
         log(f"wrote {out / f'fig{fig}.png'} ({time.perf_counter() - t:.0f} s)")

@@ -67,11 +67,14 @@ def test_sweep_cli_bad_range(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_IMAGES / "tubingen.jpg").is_file(), reason="../shared/images is absent")
 def test_reproduce_paper_quick(tmp_path):
-    proc = run_script("reproduce_paper.py", "--output-dir", tmp_path / "paper", "--quick")
+    proc = run_script("reproduce_paper.py", "--output-dir", tmp_path / "paper", "--quick",
+                      "--reduced-dir", tmp_path / "reduced")
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "paper" / "metrics.json").read_text())
     for fig in ("1a", "1b", "2", "3"):
         assert (tmp_path / "paper" / f"fig{fig}.png").is_file()
+        with Image.open(tmp_path / "reduced" / f"fig{fig}.jpg") as reduced:
+            assert max(reduced.size) <= 512
     psnrs = [metrics["fig1a"][f"relu{b}_1"]["psnr_db"] for b in range(1, 6)]
     assert all(np.isfinite(psnrs)) and psnrs[0] > psnrs[-1]  # lower layers reconstruct better
     assert all(v["factor"] > 1 for k, v in metrics["fig1b"].items() if k != "seconds_total")
