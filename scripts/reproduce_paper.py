@@ -24,15 +24,13 @@ import pathlib
 import sys
 import time
 
-from PIL import Image
-
 from nst_jax import image as imageio
 from nst_jax import load_vgg19, loss_weights, stack_weights, stylize, sweep
 from nst_jax.cache import enable_compilation_cache
 from nst_jax.cli import args as cli
 from nst_jax.config import TERMS, StylizeConfig
 from nst_jax.errors import NSTError
-from nst_jax.figures import labelled_grid, psnr, save_json, save_sheet
+from nst_jax.figures import labelled_grid, psnr, save_json, save_reduced, save_sheet
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 STYLES = {"shipwreck": "Shipwreck (Turner)", "starry_night": "The Starry Night (van Gogh)",
@@ -198,9 +196,7 @@ def _main(argv) -> int:
         sheet, metrics[f"fig{fig}"] = makers[fig]()
         save_sheet(out / f"fig{fig}.png", sheet)
         if args.reduced_dir:
-            reduced = sheet.convert("RGB")
-            reduced.thumbnail((REDUCED, REDUCED), Image.LANCZOS)
-            save_sheet(pathlib.Path(args.reduced_dir) / f"fig{fig}.jpg", reduced)
+            save_reduced(pathlib.Path(args.reduced_dir) / f"fig{fig}.jpg", sheet, REDUCED)
         metrics[f"fig{fig}"]["seconds_total"] = time.perf_counter() - t
         save_json(out / "metrics.json", metrics)
         log(f"wrote {out / f'fig{fig}.png'} ({time.perf_counter() - t:.0f} s)")

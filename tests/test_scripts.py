@@ -12,7 +12,7 @@ from PIL import Image
 
 from nst_jax.cli.args import expand_values
 from nst_jax.errors import NSTError
-from nst_jax.figures import labelled_grid, psnr
+from nst_jax.figures import labelled_grid, psnr, save_reduced
 
 from .conftest import EXAMPLES, SHARED_IMAGES
 
@@ -39,6 +39,17 @@ def test_psnr_and_grid():
     np.testing.assert_allclose(psnr(a + 0.1, a), 20.0, rtol=1e-6)  # MSE 0.01 -> 20 dB
     sheet = labelled_grid([[a, a], [a, None]], [["x", "y"], ["z", ""]], col_titles=["c1", "c2"], row_titles=["r"] * 2)
     assert sheet.size[0] > 10 and sheet.size[1] > 8
+
+
+def test_save_reduced_shrinks_keeping_the_aspect_and_never_enlarges(tmp_path):
+    big = Image.new("RGBA", (1000, 300), (10, 200, 30, 255))
+    reduced = save_reduced(tmp_path / "big.jpg", big, 512)
+    with Image.open(tmp_path / "big.jpg") as written:
+        assert written.format == "JPEG" and written.size == reduced.size == (512, 154)
+        assert np.abs(np.asarray(written, np.float32) - (10, 200, 30)).mean() < 3  # the colours survive
+    save_reduced(tmp_path / "small.png", Image.new("RGB", (100, 50)), 512)
+    with Image.open(tmp_path / "small.png") as written:
+        assert written.format == "PNG" and written.size == (100, 50)
 
 
 def test_sweep_cli(tmp_path):
@@ -73,8 +84,10 @@ def test_reproduce_paper_quick(tmp_path):
     metrics = json.loads((tmp_path / "paper" / "metrics.json").read_text())
     for fig in ("1a", "1b", "2", "3"):
         assert (tmp_path / "paper" / f"fig{fig}.png").is_file()
-        with Image.open(tmp_path / "reduced" / f"fig{fig}.jpg") as reduced:
-            assert max(reduced.size) <= 512
+        with Image.open(tmp_path / "paper" / f"fig{fig}.png") as full, \
+                Image.open(tmp_path / "reduced" / f"fig{fig}.jpg") as reduced:
+            assert reduced.format == "JPEG" and max(reduced.size) == min(512, max(full.size)), (full.size, reduced.size)
+            assert abs(reduced.size[0] / reduced.size[1] - full.size[0] / full.size[1]) < 0.05
     psnrs = [metrics["fig1a"][f"relu{b}_1"]["psnr_db"] for b in range(1, 6)]
     assert all(np.isfinite(psnrs)) and psnrs[0] > psnrs[-1]  # lower layers reconstruct better
     assert all(v["factor"] > 1 for k, v in metrics["fig1b"].items() if k != "seconds_total")
