@@ -1,6 +1,6 @@
 """The user-level entry points: :func:`stylize` (one image) and :func:`sweep` (``K`` members).
 
-Both check their inputs (:mod:`nst_jax.inputs`), build the start images and hand everything to
+Both check their inputs once (:func:`nst_jax.plan.make_plan`), build the start images and hand everything to
 the one host loop (:func:`nst_jax.driver.run`), which runs the pure step of
 :func:`nst_jax.make_stylizer`. Their results and histories have the same types and keys: a
 sweep's carry a leading member axis.
@@ -18,10 +18,10 @@ from jax.sharding import Mesh
 
 from nst_jax import checkpoint as ckpt
 from nst_jax import driver
-from nst_jax.config import TERMS, LossWeights, StylizeConfig, loss_weights
+from nst_jax.config import LossWeights, StylizeConfig, loss_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.inputs import check_seeds, finish_image, prepare_inputs, targets_inputs
+from nst_jax.plan import Plan, check_seeds, finish_image, make_plan, optimised_inputs
 from nst_jax.step import initial_image
 from nst_jax.vgg import VGGParams
 
@@ -95,9 +95,22 @@ def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> 
     return weights
 
 
-def _record(config, weights, vgg, seed, content, style, init, masks, record) -> dict[str, Any]:
-    return ckpt.run_record(config, weights, vgg=vgg, seed=seed, content=content, style=style, init=init,
-                           masks=masks, extra=record)
+def _plan(config: StylizeConfig | None, plan: Plan | None, **inputs: Any) -> Plan:
+    """The run's plan: the one given (made by :func:`nst_jax.plan.make_plan`) or one made from the inputs."""
+    if plan is None:
+        return make_plan(_check_config(config), **inputs)
+    if not isinstance(plan, Plan):
+        raise NSTError(f"plan must be a nst_jax.plan.Plan, got {type(plan).__name__}")
+    if any(v is not None for v in inputs.values()):
+        raise NSTError("give the inputs or a plan made from them, not both")
+    if config is not None and config != plan.config:
+        raise NSTError("config differs from the plan's; make the plan with this config")
+    return plan
+
+
+def _record(plan: Plan, weights: LossWeights, vgg: VGGParams, seed: int,
+            extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    return ckpt.run_record(plan.config, weights, vgg=vgg, seed=seed, inputs=plan.digests, extra=extra)
 
 
 def _check_resume(resume: ckpt.Checkpoint | None, run: Mapping[str, Any]) -> None:
@@ -105,6 +118,17 @@ def _check_resume(resume: ckpt.Checkpoint | None, run: Mapping[str, Any]) -> Non
         diffs = ckpt.differences(resume.run, run)
         if diffs:
             raise NSTError("cannot resume: the checkpoint belongs to a different run: " + "; ".join(diffs))
+
+
+def _start_images(plan: Plan, inputs, seeds: Sequence[int]) -> np.ndarray:
+    """``[K, H, W, 3]`` start images, one per seed."""
+    return np.stack([np.asarray(initial_image(plan.config, plan.shape, seed=int(s), content=inputs.content,
+                                              image=inputs.init)) for s in seeds])
+
+
+def _targets_args(plan: Plan, inputs) -> dict[str, Any]:
+    style = None if inputs.styles is None else (inputs.styles[0] if len(inputs.styles) == 1 else inputs.styles)
+    return {"content": inputs.content, "style": style, "output_shape": plan.shape, "masks": inputs.masks}
 
 
 def stylize(
@@ -121,6 +145,7 @@ def stylize(
     sync_every: Sequence[int] = (),
     resume: ckpt.Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
+    plan: Plan | None = None,
 ) -> StylizeResult:
     """Runs one Gatys optimisation.
 
@@ -143,6 +168,8 @@ def stylize(
             the result.
         resume: A checkpoint of this same run to continue from.
         record: Extra entries for the run record (they must match too when resuming).
+        plan: The inputs already checked by :func:`nst_jax.plan.make_plan` (then ``content``,
+            ``style``, ``init`` and ``masks`` stay None, and ``config`` is the plan's).
 
     Returns:
         The stylized image and the loss history.
@@ -152,30 +179,31 @@ def stylize(
             lists the differences) or its state does not fit.
         NumericalError: If the loss or the image becomes NaN or Inf.
     """
-    vgg, config = _check_vgg(vgg), _check_config(config)
-    inputs = prepare_inputs(config, content=content, style=style, init=init, masks=masks)
+    vgg = _check_vgg(vgg)
+    plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
+    config = plan.config
     weights = _check_weights(loss_weights(config) if weights is None else weights, config, None)
-    run = _record(config, weights, vgg, seed, content, style, init, masks, record)
+    run = _record(plan, weights, vgg, seed, record)
     _check_resume(resume, run)
-    start = initial_image(config, inputs.shape, seed=seed, content=inputs.content, image=inputs.init)
+    inputs = optimised_inputs(plan)
 
     def on_chunk(progress: Progress) -> None:
         image = progress.image[0]
         if config.preserve_colour == "luminance":
-            image = finish_image(config, image, inputs)
+            image = finish_image(plan, image)
         callback(dataclasses.replace(progress, terms={k: float(v[0]) for k, v in progress.terms.items()},
                                      image=image))
 
     try:
         result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights),
-                            images=np.asarray(start)[None], targets_args=targets_inputs(inputs),
+                            images=_start_images(plan, inputs, [seed]), targets_args=_targets_args(plan, inputs),
                             callback=None if callback is None else on_chunk, sync_every=sync_every,
                             resume=resume, run_record=run)
     except NumericalError as err:
         err.image = err.image[0]
         raise
     history = {name: value if name == "step" else value[0] for name, value in result.history.items()}
-    return StylizeResult(finish_image(config, result.images[0], inputs), history, result.compile_seconds,
+    return StylizeResult(finish_image(plan, result.images[0]), history, result.compile_seconds,
                          result.run_seconds)
 
 
@@ -195,6 +223,7 @@ def sweep(
     sync_every: Sequence[int] = (),
     resume: ckpt.Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
+    plan: Plan | None = None,
 ) -> SweepResult:
     """Runs ``K`` optimisations that differ only in loss weights and seed, as one compiled program.
 
@@ -214,33 +243,27 @@ def sweep(
             device by default. ``K`` is padded to fill it, the copies dropped from the results.
         batch_size: Members vmapped together on a device: 1 on CPUs, all of a device's members
             on accelerators by default.
-        callback, sync_every, resume, record: As in :func:`stylize`; the callback's ``terms``
+        callback, sync_every, resume, record, plan: As in :func:`stylize`; the callback's ``terms``
             are ``[K]`` arrays and its ``image`` the ``[K, H, W, 3]`` outputs.
 
     Returns:
         The members' images and loss histories.
     """
-    vgg, config = _check_vgg(vgg), _check_config(config)
+    vgg = _check_vgg(vgg)
+    plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
+    config = plan.config
     leaves = jax.tree_util.tree_leaves(weights)
     k = int(np.shape(leaves[0])[0]) if leaves and np.ndim(leaves[0]) else 0
     if k == 0:
         raise NSTError("sweep weights need one leading member axis on every leaf (use nst_jax.stack_weights)")
     weights = _check_weights(weights, config, k)
     seeds = check_seeds(seeds, k)
-    inputs = prepare_inputs(config, content=content, style=style, init=init, masks=masks)
-    run = _record(config, weights, vgg, 0, content, style, init, masks, {**dict(record or {}),
-                                                                           "seeds": seeds.tolist()})
+    run = _record(plan, weights, vgg, 0, {**dict(record or {}), "seeds": seeds.tolist()})
     _check_resume(resume, run)
-    starts = np.stack([np.asarray(initial_image(config, inputs.shape, seed=int(s), content=inputs.content,
-                                                image=inputs.init)) for s in seeds])
-    result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights), images=starts,
-                        targets_args=targets_inputs(inputs), mesh=driver.member_mesh() if mesh is None else mesh,
-                        batch_size=batch_size, callback=callback,
-                        sync_every=sync_every, resume=resume, run_record=run)
-    images = np.stack([finish_image(config, image, inputs) for image in result.images])
+    inputs = optimised_inputs(plan)
+    result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights),
+                        images=_start_images(plan, inputs, seeds), targets_args=_targets_args(plan, inputs),
+                        mesh=driver.member_mesh() if mesh is None else mesh, batch_size=batch_size,
+                        callback=callback, sync_every=sync_every, resume=resume, run_record=run)
+    images = np.stack([finish_image(plan, image) for image in result.images])
     return SweepResult(images, result.history, result.compile_seconds, result.run_seconds)
-
-
-def final_terms(history: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The loss terms after the last step: floats for a single run, ``[K]`` arrays for a sweep."""
-    return {name: history[name][..., -1] for name in TERMS}

@@ -20,7 +20,6 @@ is the whole RNG state. """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -59,31 +58,22 @@ class Checkpoint:
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def array_digest(array: np.ndarray | None) -> dict[str, Any] | None:
-    """``{"shape", "sha256"}`` of an array's float32 values (None for None)."""
-    if array is None:
-        return None
-    arr = np.ascontiguousarray(np.asarray(array, np.float32))
-    return {"shape": list(arr.shape), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: np.asarray(v).tolist()))
 
 
 def run_record(
-    config: Any, weights: Any, *, vgg: Any, seed: int,
-    content: np.ndarray | None = None, style: Any = None, init: np.ndarray | None = None,
-    masks: np.ndarray | None = None, extra: Mapping[str, Any] | None = None,
+    config: Any, weights: Any, *, vgg: Any, seed: int, inputs: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything that determines a run's result, as plain JSON values.
 
     Args:
         config: The ``StylizeConfig``.
-        weights: The ``LossWeights``.
+        weights: The ``Weights``.
         vgg: The ``VGGParams`` (their input convention and file sha256 are recorded).
         seed: Seed of the noise start.
-        content, style, init, masks: The input arrays (hashed; ``style`` may be a list of images).
+        inputs: The input arrays' digests (``nst_jax.plan.Plan.digests``).
         extra: Further entries that must match to resume (e.g. a sweep's seeds).
     """
     return _jsonable({
@@ -93,9 +83,7 @@ def run_record(
         "vgg_sha256": vgg.sha256,
         "seed": int(seed),
         "rng": "jax.random.key(seed), used only for the noise start",
-        "inputs": {"content": array_digest(content), "init": array_digest(init), "masks": array_digest(masks),
-                   "style": [array_digest(s) for s in style] if isinstance(style, (list, tuple))
-                   else array_digest(style)},
+        "inputs": dict(inputs),
         "extra": dict(extra or {}),
     })
 

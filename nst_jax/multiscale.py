@@ -24,7 +24,7 @@ from nst_jax.api import StylizeResult, stylize
 from nst_jax.config import LossWeights, StylizeConfig, loss_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError
-from nst_jax.inputs import output_shape, style_list
+from nst_jax.plan import Plan, at_size, make_plan
 from nst_jax.vgg import VGGParams
 
 DEFAULT_MIN_SIZE = 128
@@ -75,7 +75,7 @@ def stylize_multiscale(
     vgg: VGGParams,
     *,
     sizes: Sequence[int],
-    config: StylizeConfig,
+    config: StylizeConfig | None = None,
     content: np.ndarray | None = None,
     style: np.ndarray | Sequence[np.ndarray] | None = None,
     init: np.ndarray | None = None,
@@ -84,11 +84,12 @@ def stylize_multiscale(
     iterations: Sequence[int] | None = None,
     seed: int = 0,
     callback: Callable[[int, Progress], None] | None = None,
+    plan: Plan | None = None,
 ) -> MultiScaleResult:
     """Coarse-to-fine Gatys optimisation.
 
     Args:
-        vgg, content, style, init, masks, config, weights, seed: As in
+        vgg, content, style, init, masks, config, weights, seed, plan: As in
             :func:`~nst_jax.api.stylize`; ``content`` (or ``init``, or the first style in
             style mode) is at the full output size.
         sizes: Longest side of each level, increasing; the last is the output's (see
@@ -99,34 +100,31 @@ def stylize_multiscale(
     Returns:
         The output and every level's result.
     """
+    if plan is None:
+        plan = make_plan(StylizeConfig() if config is None else config, content=content, style=style, init=init,
+                         masks=masks)
+    elif any(v is not None for v in (content, style, init, masks)):
+        raise NSTError("give the inputs or a plan made from them, not both")
+    config = plan.config
     sizes = [int(s) for s in sizes]
     iterations = list(iterations) if iterations is not None else [config.iterations] * len(sizes)
     if len(iterations) != len(sizes):
         raise NSTError(f"{len(iterations)} iteration counts given for {len(sizes)} scales")
     if sorted(sizes) != sizes:
         raise NSTError(f"scale sizes must increase, got {sizes}")
-    styles = None if style is None else [np.asarray(s) for s in style_list(style)]
-    full_shape = output_shape(config, content=content, init=init, style=styles)
-    full = max(full_shape[:2])
+    full = max(plan.shape[:2])
     weights = loss_weights(config) if weights is None else weights
     levels, previous = [], None
     for level, (size, steps) in enumerate(zip(sizes, iterations, strict=True)):
-        shape = colour.shape_for_longest(full_shape, size)
-        level_content = None if content is None else colour.resize(content, shape)
-        level_styles = styles
-        if styles is not None and config.style_scale is None:
-            level_styles = [colour.resize(s, colour.shape_for_longest(s.shape, round(max(s.shape[:2]) * size / full)))
-                            for s in styles]
+        shape = colour.shape_for_longest(plan.shape, size)
         if previous is None:
             level_config = dataclasses.replace(config, iterations=steps)
-            level_init = None if init is None else colour.resize(init, shape)
+            level_init = None if plan.init is None else colour.resize(plan.init, shape)
         else:
             level_config = dataclasses.replace(config, iterations=steps, init="image")
             level_init = colour.resize(previous, shape)
-        if level_styles is not None and config.num_styles == 1:
-            level_styles = level_styles[0]
-        result = stylize(vgg, content=level_content, style=level_styles,
-                         init=level_init, masks=masks, config=level_config, weights=weights, seed=seed,
+        level_plan = at_size(plan, size, full, config=level_config, init=level_init)
+        result = stylize(vgg, plan=level_plan, weights=weights, seed=seed,
                          callback=None if callback is None else (lambda p, level=level: callback(level, p)))
         levels.append(result)
         previous = result.image

@@ -28,7 +28,6 @@ from nst_jax.config import (
     loss_weights,
 )
 from nst_jax.errors import NSTError
-from nst_jax.inputs import output_shape
 from nst_jax.vgg import POOLINGS, PRECISIONS
 from nst_jax.vgg_io import DEFAULT_WEIGHTS as DEFAULT_VGG_FILE
 
@@ -202,7 +201,7 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
     Returns:
         ``(vgg, content, style, init_image, masks)``: the :class:`~nst_jax.vgg.VGGParams`, images
         ``[H, W, 3]`` in [0, 1] or None
-        (``style`` a list when several are given); masks ``[S, H, W]`` in [0, 1] or None.
+        (``style`` a list when several are given); masks a list of ``[H_k, W_k]`` in [0, 1] or None.
     """
     enable_compilation_cache(args.compile_cache)
     if config.uses_content and not args.content:
@@ -223,14 +222,10 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
         if content is not None and init_image.shape != content.shape:
             raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
                            f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
+    masks = None
     if args.masks is not None:
-        from nst_jax.colour import resize
-
-        shape = output_shape(config, content=content, init=init_image, style=style)
-        return vgg, content, style, init_image, np.stack(
-            [resize(np.asarray(imageio.open_image(path), np.float32).mean(-1) / 255.0, shape[:2])
-             for path in args.masks])
-    return vgg, content, style, init_image, None
+        masks = [np.asarray(imageio.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
+    return vgg, content, style, init_image, masks
 
 
 def guarded_main(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -32,9 +32,10 @@ from nst_jax.cli import args as cli
 from nst_jax.cli.args import EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE
 from nst_jax.config import INITS, LossWeights, StylizeConfig, loss_weights
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.inputs import output_shape, style_list
 from nst_jax.memory import check_memory
 from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
+from nst_jax.plan import Plan as InputPlan
+from nst_jax.plan import make_plan
 
 # Options that may differ when resuming or rerunning: they do not change the result.
 RESULT_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume", "rerun",
@@ -162,7 +163,7 @@ class Plan:
         output: The output image's path.
         checkpoint: The checkpoint's path.
         vgg: The VGG-19 parameters.
-        content, style, init, masks: The loaded inputs (None where unused).
+        inputs: The checked inputs (:func:`nst_jax.plan.make_plan`).
         sizes: The levels' longest sides (one level without ``--scales``).
         iterations: Steps per level.
         resume: The checkpoint being continued, if any.
@@ -176,10 +177,7 @@ class Plan:
     output: pathlib.Path
     checkpoint: pathlib.Path
     vgg: Any
-    content: np.ndarray | None
-    style: Any
-    init: np.ndarray | None
-    masks: np.ndarray | None
+    inputs: InputPlan
     sizes: list[int]
     iterations: list[int]
     resume: ckpt.Checkpoint | None
@@ -188,7 +186,7 @@ class Plan:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return output_shape(self.config, content=self.content, init=self.init, style=self.style)
+        return self.inputs.shape
 
 
 def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
@@ -257,12 +255,10 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Plan:
             raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
     args.checkpoint = str(checkpoint)
     vgg, content, style, init, masks = cli.load_run_inputs(args, config)
-    shape = output_shape(config, content=content, init=init, style=style)
-    styles = style_list(style) if style is not None else []
-    check_memory(config, tuple(shape), max((s.shape for s in styles), key=lambda s: s[0] * s[1]) if styles else None)
+    inputs = make_plan(config, content=content, style=style, init=init, masks=masks)
+    check_memory(config, inputs.shape, inputs.largest_style_shape)
     levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
-    run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, content=content, style=style, init=init,
-                          masks=masks, extra=levels)
+    run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=inputs.digests, extra=levels)
     for saved, what in ((resume.run if resume else None, f"checkpoint {args.resume}"),
                         (rerun.get("run") if rerun else None, f"the run recorded in {args.rerun}")):
         if saved is not None:
@@ -270,8 +266,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Plan:
             if diffs:
                 raise NSTError(f"cannot continue {what}: this run differs: {'; '.join(diffs)}")
     record = {"format": imageio.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
-    return Plan(args, config, weights, output, checkpoint, vgg, content, style, init, masks, sizes, iterations,
-                resume, record, stop_at)
+    return Plan(args, config, weights, output, checkpoint, vgg, inputs, sizes, iterations, resume, record, stop_at)
 
 
 class Interrupted(Exception):
@@ -365,8 +360,7 @@ def run_single(plan: Plan) -> int:
                 raise Interrupted(progress.step)
 
         try:
-            result = stylize(plan.vgg, content=plan.content, style=plan.style, init=plan.init, config=config,
-                             weights=plan.weights, seed=args.seed, masks=plan.masks, callback=on_chunk,
+            result = stylize(plan.vgg, plan=plan.inputs, weights=plan.weights, seed=args.seed, callback=on_chunk,
                              sync_every=(args.save_every, args.checkpoint_every, plan.stop_at or 0), resume=resume)
         except Reached as reached:
             close_bar()
@@ -433,8 +427,7 @@ def run_multiscale(plan: Plan) -> int:
                 raise Interrupted(progress.step)
 
         try:
-            result = stylize_multiscale(plan.vgg, sizes=sizes, content=plan.content, style=plan.style,
-                                        init=plan.init, masks=plan.masks, config=plan.config, weights=plan.weights,
+            result = stylize_multiscale(plan.vgg, sizes=sizes, plan=plan.inputs, weights=plan.weights,
                                         iterations=iterations, seed=plan.args.seed, callback=on_chunk)
         except (Interrupted, KeyboardInterrupt):
             close_bars()
