@@ -1,7 +1,7 @@
 """The user-level entry points: :func:`stylize` (one image) and :func:`sweep` (``K`` members).
 
 Both check their inputs once (:func:`nst_jax.plan.make_plan`), build the start images and hand everything to
-the one host loop (:func:`nst_jax.driver.run`), which runs the pure step of
+the one host loop (:func:`nst_jax.driver.run_members`), which runs the pure step of
 :func:`nst_jax.make_stylizer`. Their results and histories have the same types and keys: a
 sweep's carry a leading member axis.
 """
@@ -127,8 +127,8 @@ def _start_images(plan: Plan, inputs, seeds: Sequence[int]) -> np.ndarray:
 
 
 def _targets_args(plan: Plan, inputs) -> dict[str, Any]:
-    style = None if inputs.styles is None else (inputs.styles[0] if len(inputs.styles) == 1 else inputs.styles)
-    return {"content": inputs.content, "style": style, "output_shape": plan.shape, "masks": inputs.masks}
+    return {"content": inputs.content, "styles": inputs.styles or [], "output_shape": plan.shape,
+            "masks": inputs.masks}
 
 
 def stylize(
@@ -195,7 +195,8 @@ def stylize(
                                      image=image))
 
     try:
-        result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights),
+        batched = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights)
+        result = driver.run_members(vgg, config=config, weights=batched,
                             images=_start_images(plan, inputs, [seed]), targets_args=_targets_args(plan, inputs),
                             callback=None if callback is None else on_chunk, sync_every=sync_every,
                             resume=resume, run_record=run)
@@ -261,7 +262,7 @@ def sweep(
     run = _record(plan, weights, vgg, 0, {**dict(record or {}), "seeds": seeds.tolist()})
     _check_resume(resume, run)
     inputs = optimised_inputs(plan)
-    result = driver.run(vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights),
+    result = driver.run_members(vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights),
                         images=_start_images(plan, inputs, seeds), targets_args=_targets_args(plan, inputs),
                         mesh=driver.member_mesh() if mesh is None else mesh, batch_size=batch_size,
                         callback=callback, sync_every=sync_every, resume=resume, run_record=run)

@@ -19,15 +19,17 @@ import numpy as np
 
 from nst_jax import checks
 from nst_jax.errors import NSTError
+from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
+from nst_jax.statistics import STATISTICS, UNITS
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, layer_level
 
 MODES = ("transfer", "content", "style")
-OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 INITS = ("noise", "content", "image")
 TERMS = ("content", "style", "tv", "total")
-STYLE_LOSSES = ("gram", "meancov", "w2")
+STYLE_LOSSES = tuple(STATISTICS)
 COLOURS = ("none", "luminance", "match")
-LOSS_UNITS = ("relative", "paper")
+LOSS_UNITS = UNITS
 # Tile sizes and halos are multiples of this (and of 2^k for k poolings before the deepest layer).
 TILE_ALIGNMENT = 16
 
@@ -104,8 +106,10 @@ class LossConfig:
             align = tile_alignment(self.feature_layers)
             if not (isinstance(self.tile_size, int) and self.tile_size > 0 and self.tile_size % align == 0):
                 raise NSTError(f"tile size must be 0 (off) or a positive multiple of {align}, got {self.tile_size}")
-            if self.uses_style and self.style_loss != "gram":
-                raise NSTError(f"tiled evaluation supports only the Gram style loss, not {self.style_loss!r}")
+            if self.uses_style and not STATISTICS[self.style_loss].additive:
+                additive = ", ".join(name for name, s in STATISTICS.items() if s.additive)
+                raise NSTError(f"tiled evaluation needs a style statistic that adds up over tiles ({additive}), "
+                               f"not {self.style_loss!r}")
 
     @property
     def uses_content(self) -> bool:

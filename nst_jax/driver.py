@@ -4,13 +4,17 @@ A run here has ``K`` *members* (``K = 1`` for :func:`nst_jax.stylize`) that shar
 the VGG parameters, the targets and the static config, and differ in their
 :class:`~nst_jax.config.LossWeights` and start images. The loop:
 
-* **start**: one compiled program computes the targets once, then every member's
-  ``stylizer.init`` and its loss terms at the start image;
-* **chunks**: one compiled program runs ``n <= config.chunk_size`` steps of every member as a
-  ``lax.fori_loop`` (the same program for any ``n``, so it is traced once), then the loss terms
-  at the new iterates; the host calls it until the step count is reached, and after each chunk
-  checks every value for NaN/Inf (stopping with the last finite images), extends the history
-  and calls the progress callback (which may checkpoint);
+* **start** (:func:`start_program`): one compiled program computes the targets once (VGG
+  forward passes over the content and style images) and lays out every member's state, not yet
+  initialised;
+* **chunks** (:func:`chunk_program`): one compiled program, the only one that differentiates
+  the VGG, runs ``n <= config.chunk_size`` steps of every member as a ``lax.fori_loop`` (the
+  same program for any ``n``, so it is traced once), then reports the loss terms, the output
+  images and whether they are finite. Its first call has ``n = 0`` and ``fresh`` set: it runs
+  every member's ``stylizer.init`` (a real ``lax.cond`` on an unbatched flag, not a select) and
+  reports the terms at the start images. The host calls it until the step count is reached,
+  and after each chunk checks every value for NaN/Inf (stopping with the last finite images),
+  extends the history and calls the progress callback (which may checkpoint);
 * **resume** from a checkpoint of the same run continues bitwise where it stopped.
 
 Members are laid out over a 1-D device mesh (axis :data:`MEMBERS`) with ``jax.shard_map``; on
@@ -25,7 +29,6 @@ every process runs the same loop and sees every member's results.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,14 +44,13 @@ from nst_jax import checkpoint as ckpt
 from nst_jax import objective
 from nst_jax.config import TERMS, LossWeights, StylizeConfig
 from nst_jax.errors import NSTError, NumericalError
+from nst_jax.optimizers import OPTIMIZERS
 from nst_jax.step import RunState, make_stylizer, output_image
 from nst_jax.vgg import VGGParams
 
 MEMBERS = "members"
 # Per-step history entries and their dtypes.
 PER_STEP = {"total_per_step": np.float32, "evaluations_per_step": np.int32}
-# How often each compiled function's Python body has been traced (tests check chunks never retrace).
-TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -104,7 +106,7 @@ class Progress:
 
 @dataclasses.dataclass
 class DriverResult:
-    """What :func:`run` returns: the final state and output images of the ``K`` members.
+    """What :func:`run_members` returns: the final state and output images of the ``K`` members.
 
     Attributes:
         images: ``[K, H, W, 3]`` float32 numpy outputs (unclipped; the moving average where used).
@@ -173,7 +175,200 @@ def _members(bad: np.ndarray, k: int) -> str:
     return f" (member{'s' if bad.sum() > 1 else ''} {', '.join(map(str, np.flatnonzero(bad)))})"
 
 
-def run(
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How ``K`` members lie over the devices: ``padded`` members (the last repeated), ``groups``
+    groups of ``batch`` vmapped members one after another on each device of ``mesh``."""
+
+    mesh: Mesh
+    k: int
+    padded: int
+    groups: int
+    batch: int
+
+    @property
+    def members(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec(MEMBERS))
+
+    @property
+    def replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, PartitionSpec())
+
+
+def member_layout(k: int, mesh: Mesh | None, batch_size: int | None) -> Layout:
+    """The :class:`Layout` of ``k`` members on ``mesh`` (the default device alone if None).
+
+    Raises:
+        NSTError: On a mesh without the single axis :data:`MEMBERS`, or a batch size below 1.
+    """
+    mesh = mesh if mesh is not None else member_mesh(jax.devices()[:1])
+    if mesh.axis_names != (MEMBERS,):
+        raise NSTError(f"the member mesh needs the single axis {MEMBERS!r}, got {mesh.axis_names}")
+    per_device = -(-k // mesh.size)
+    batch = batch_size or default_batch_size(mesh, per_device)
+    if batch < 1:
+        raise NSTError(f"batch size must be at least 1, got {batch}")
+    batch = min(batch, per_device)
+    per_device = -(-per_device // batch) * batch
+    return Layout(mesh, k, per_device * mesh.size, per_device // batch, batch)
+
+
+def _over_members(layout: Layout, fn, member_args: tuple, shared_args: tuple):
+    """``fn(*member, *shared)`` for every local member: groups of ``batch`` vmapped, groups mapped."""
+    def grouped(x):
+        return x.reshape(layout.groups, layout.batch, *x.shape[1:])
+
+    def body(group):
+        return jax.vmap(lambda *m: fn(*m, *shared_args))(*group)
+
+    out = jax.lax.map(body, jax.tree_util.tree_map(grouped, member_args))
+    return jax.tree_util.tree_map(lambda x: x.reshape(layout.groups * layout.batch, *x.shape[2:]), out)
+
+
+def _sharded(layout: Layout, fn, in_specs, out_specs, **jit_kwargs):
+    return jax.jit(jax.shard_map(fn, mesh=layout.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False),
+                   **jit_kwargs)
+
+
+def start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int, ...]):
+    """``start(vgg, targets_in, images, weights) -> (state, targets)``: the targets, and every member's
+    state laid out (zeros, the start image in ``state.image``) for the chunk's ``fresh`` call."""
+    stylizer, loss_config = make_stylizer(config), config.loss_config()
+    m, r = PartitionSpec(MEMBERS), PartitionSpec()
+
+    def local_start(vgg, targets_in, images, weights):
+        targets = objective.targets_of(vgg, config=loss_config, output_shape=output_shape, **targets_in)
+
+        def member(image, weights, vgg, targets):
+            shapes = jax.eval_shape(stylizer.init, vgg, targets, weights, image)
+            blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            return blank._replace(image=image)
+
+        return _over_members(layout, member, (images, weights), (vgg, targets)), targets
+
+    return _sharded(layout, local_start, (r, r, m, m), (m, r))
+
+
+def chunk_program(config: StylizeConfig, layout: Layout):
+    """``chunk(state, vgg, targets, weights, n, fresh) -> (state, records, terms, output, finite, previous)``.
+
+    ``fresh`` (an unbatched bool) first initialises every member from ``state.image``; then ``n``
+    steps run. ``records`` holds each step's total and evaluations ``[K, chunk_size]``, ``terms``
+    the loss terms at the new iterates, ``output`` the output images (:func:`output_image`),
+    ``finite`` whether each member's iterate is finite and ``previous`` the incoming iterates (the
+    last good images should this chunk diverge; ``state`` is donated).
+    """
+    stylizer, loss_config = make_stylizer(config), config.loss_config()
+    m, r = PartitionSpec(MEMBERS), PartitionSpec()
+
+    def member(state, weights, vgg, targets, num_steps, fresh):
+        state = jax.lax.cond(fresh, lambda s: stylizer.init(vgg, targets, weights, s.image), lambda s: s, state)
+
+        def body(i, carry):
+            state, records = carry
+            state, info = stylizer.step(vgg, targets, weights, state)
+            return state, {"total": records["total"].at[i].set(info.value),
+                           "evaluations": records["evaluations"].at[i].set(info.evaluations)}
+
+        records = {"total": jnp.full((config.chunk_size,), jnp.nan, jnp.float32),
+                   "evaluations": jnp.zeros((config.chunk_size,), jnp.int32)}
+        previous = state.image
+        state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
+        terms = objective.evaluate_terms(vgg, state.image, targets, weights, state.reference, loss_config)
+        finite = jnp.isfinite(state.image).all()
+        return state, records, terms, output_image(state, weights), finite, previous
+
+    def local_chunk(state, vgg, targets, weights, num_steps, fresh):
+        return _over_members(layout, member, (state, weights), (vgg, targets, num_steps, fresh))
+
+    return _sharded(layout, local_chunk, (m, r, r, m, r, r), (m, m, m, m, m, m), donate_argnums=0)
+
+
+@dataclasses.dataclass
+class _Loop:
+    """The host loop's running values: the state on the devices, its history and the clock."""
+
+    state: RunState
+    history: dict[str, list]
+    done: int
+    run_seconds: float = 0.0
+    output: Any = None
+
+
+def _check_start(terms0: Mapping[str, np.ndarray], images: np.ndarray, k: int) -> None:
+    if not all(np.isfinite(v).all() for v in terms0.values()):
+        bad = ~np.all([np.isfinite(v) for v in terms0.values()], axis=0)
+        raise NumericalError(f"the loss is not finite at the start{_members(bad, k)} ({_describe(terms0)}); "
+                             "check the parameters and the loss weights", step=0,
+                             image=np.asarray(images, np.float32), members=np.flatnonzero(bad))
+
+
+def _next_chunk(done: int, config: StylizeConfig, sync_every: Sequence[int]) -> int:
+    """Steps in the next chunk: at most ``chunk_size``, ending at the next multiple of each ``sync_every``."""
+    n = min(config.chunk_size, config.iterations - done)
+    for every in sync_every:
+        if every > 0:
+            n = min(n, every - done % every)
+    return n
+
+
+def _run_chunk(loop: _Loop, chunk, args: tuple, n: int, k: int, config: StylizeConfig) -> dict[str, np.ndarray]:
+    """One chunk of ``n`` steps: the state advanced, finiteness checked and the history extended.
+
+    Returns:
+        The loss terms at the new iterates, ``{name: [K]}``.
+    """
+    t = time.perf_counter()
+    loop.state, records, terms, loop.output, finite, previous = chunk(loop.state, *args, jnp.int32(n),
+                                                                      jnp.bool_(False))
+    terms = {name: to_host(v)[:k] for name, v in terms.items()}
+    totals = to_host(records["total"])[:k, :n]
+    ok = to_host(finite)[:k] & np.isfinite(totals).all(axis=1) & np.all([np.isfinite(v) for v in terms.values()],
+                                                                          axis=0)
+    if not ok.all():
+        raise NumericalError(
+            f"the optimisation diverged between steps {loop.done} and {loop.done + n}{_members(~ok, k)} "
+            f"({_describe(terms)}); lower the learning rate or the loss weights",
+            step=loop.done, image=to_host(previous)[:k], members=np.flatnonzero(~ok))
+    loop.run_seconds += time.perf_counter() - t
+    evaluations = to_host(records["evaluations"])[:k, :n]
+    if loop.done == 0:  # the start's evaluations, which the first step reuses
+        evaluations = evaluations.copy()
+        evaluations[:, 0] += OPTIMIZERS[config.optimizer].start_evaluations
+    loop.done += n
+    loop.history["step"].append(loop.done)
+    loop.history["total_per_step"].append(totals)
+    loop.history["evaluations_per_step"].append(evaluations)
+    for name in TERMS:
+        loop.history[name].append(terms[name])
+    return terms
+
+
+def _place(layout: Layout, vgg, targets_args: Mapping[str, Any], weights, images):
+    """The inputs as global arrays: VGG and target inputs replicated, weights and images per member."""
+    place = lambda tree, sharding: jax.tree_util.tree_map(lambda a: to_global(a, sharding), tree)  # noqa: E731
+    targets_in = {key: value for key, value in targets_args.items() if value is not None and key != "output_shape"}
+    return (place(vgg, layout.replicated), place(targets_in, layout.replicated),
+            place(_pad_members(weights, layout.padded), layout.members),
+            place(_pad_members(np.asarray(images, np.float32), layout.padded), layout.members))
+
+
+def _begin(loop: _Loop, chunk, args: tuple, images: np.ndarray, layout: Layout,
+           resume: ckpt.Checkpoint | None, iterations: int) -> None:
+    """The fresh call (every member initialised, terms at the start) or the restored checkpoint."""
+    k = layout.k
+    if resume is not None:
+        loop.state = _restore(resume, loop.state, k, layout.padded, layout.members, iterations)
+        loop.history, loop.done = _history_lists(resume.history), resume.step
+        loop.state, _, _, loop.output, _, _ = chunk(loop.state, *args, jnp.int32(0), jnp.bool_(False))
+        return
+    loop.state, _, terms0, loop.output, _, _ = chunk(loop.state, *args, jnp.int32(0), jnp.bool_(True))
+    terms0 = {name: to_host(v)[:k] for name, v in terms0.items()}
+    _check_start(terms0, images, k)
+    loop.history = {"step": [0], **{name: [terms0[name]] for name in TERMS}, **{name: [] for name in PER_STEP}}
+
+
+def run_members(
     vgg: VGGParams,
     *,
     config: StylizeConfig,
@@ -194,8 +389,8 @@ def run(
         config: Static settings shared by all members.
         weights: :class:`~nst_jax.config.LossWeights` with a leading ``[K]`` member axis on every leaf.
         images: ``[K, H, W, 3]`` start images.
-        targets_args: Keyword arguments of :func:`nst_jax.compute_targets` (``content``,
-            ``style``, ``output_shape``, ``masks``), arrays checked already.
+        targets_args: Keyword arguments of :func:`nst_jax.objective.targets_of` (``content``,
+            ``styles``, ``output_shape``, ``masks``), arrays checked already.
         mesh: 1-D mesh with axis :data:`MEMBERS`; the default device alone if None. ``K`` is
             padded to a multiple of ``mesh.size * batch_size`` by repeating the last member;
             the copies are dropped from the results.
@@ -215,142 +410,22 @@ def run(
         NumericalError: If a loss or an image becomes NaN or Inf; ``err.image`` holds the last
             finite ``[K, H, W, 3]`` images and ``err.members`` the failing members.
     """
-    TRACE_COUNTS["run"] += 1
-    k = int(np.shape(images)[0])
-    mesh = mesh if mesh is not None else member_mesh(jax.devices()[:1])
-    if mesh.axis_names != (MEMBERS,):
-        raise NSTError(f"the member mesh needs the single axis {MEMBERS!r}, got {mesh.axis_names}")
-    per_device = -(-k // mesh.size)
-    batch = batch_size or default_batch_size(mesh, per_device)
-    if batch < 1:
-        raise NSTError(f"batch size must be at least 1, got {batch}")
-    batch = min(batch, per_device)
-    per_device = -(-per_device // batch) * batch
-    padded = per_device * mesh.size
-    groups = per_device // batch
-
-    stylizer = make_stylizer(config)
-    loss_config = config.loss_config()
-    members = NamedSharding(mesh, PartitionSpec(MEMBERS))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    spec_m, spec_r = PartitionSpec(MEMBERS), PartitionSpec()
-
-    def over_members(fn, member_args: tuple, shared_args: tuple):
-        """``fn(*member, *shared)`` for every local member: groups of ``batch`` vmapped, groups mapped."""
-        def grouped(x):
-            return x.reshape(groups, batch, *x.shape[1:])
-
-        def body(group):
-            return jax.vmap(lambda *m: fn(*m, *shared_args))(*group)
-
-        out = jax.lax.map(body, jax.tree_util.tree_map(grouped, member_args))
-        return jax.tree_util.tree_map(lambda x: x.reshape(groups * batch, *x.shape[2:]), out)
-
-    def local_start(vgg, targets_in, image, weights):
-        targets = objective.compute_targets(vgg, config=loss_config, output_shape=output_shape, **targets_in)
-
-        def member(image, weights, vgg, targets):
-            state = stylizer.init(vgg, targets, weights, image)
-            terms = objective.loss_terms(vgg, image, targets, weights, config=loss_config, reference=state.reference)
-            return state, terms
-
-        state, terms = over_members(member, (image, weights), (vgg, targets))
-        return state, terms, targets
-
-    def local_chunk(state, vgg, targets, weights, num_steps):
-        TRACE_COUNTS["chunk"] += 1
-
-        def member(state, weights, vgg, targets, num_steps):
-            def body(i, carry):
-                state, records = carry
-                state, info = stylizer.step(vgg, targets, weights, state)
-                records = {"total": records["total"].at[i].set(info.value),
-                           "evaluations": records["evaluations"].at[i].set(info.evaluations)}
-                return state, records
-
-            records = {"total": jnp.full((config.chunk_size,), jnp.nan, jnp.float32),
-                       "evaluations": jnp.zeros((config.chunk_size,), jnp.int32)}
-            state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
-            terms = objective.loss_terms(vgg, state.image, targets, weights, config=loss_config,
-                                         reference=state.reference)
-            return state, records, terms
-
-        return over_members(member, (state, weights), (vgg, targets, num_steps))
-
-    def local_output(state, weights):
-        return jax.vmap(output_image)(state, weights)
-
-    def local_finite(state):
-        return jax.vmap(lambda x: jnp.isfinite(x).all())(state.image)
-
-    shard = lambda f, in_specs, out_specs: jax.shard_map(  # noqa: E731
-        f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
-    output_shape = tuple(targets_args["output_shape"])
-    targets_in = {key: value for key, value in targets_args.items() if value is not None and key != "output_shape"}
-    start_fn = jax.jit(shard(local_start, (spec_r, spec_r, spec_m, spec_m), (spec_m, spec_m, spec_r)))
-    chunk_fn = jax.jit(shard(local_chunk, (spec_m, spec_r, spec_r, spec_m, spec_r), (spec_m, spec_m, spec_m)),
-                       donate_argnums=0)
-    output_fn = jax.jit(shard(local_output, (spec_m, spec_m), spec_m))
-    finite_fn = jax.jit(shard(local_finite, (spec_m,), spec_m))
-
+    layout = member_layout(int(np.shape(images)[0]), mesh, batch_size)
+    start = start_program(config, layout, tuple(targets_args["output_shape"]))
+    chunk = chunk_program(config, layout)
     t0 = time.perf_counter()
-    vgg = jax.tree_util.tree_map(lambda a: to_global(a, replicated), vgg)
-    targets_in = jax.tree_util.tree_map(lambda a: to_global(a, replicated), targets_in)
-    weights = jax.tree_util.tree_map(lambda a: to_global(a, members), _pad_members(weights, padded))
-    starts = to_global(_pad_members(np.asarray(images, np.float32), padded), members)
-    state, terms0, targets = start_fn(vgg, targets_in, starts, weights)
-    if resume is not None:
-        state = _restore(resume, state, k, padded, members, config.iterations)
-    chunk = chunk_fn.lower(state, vgg, targets, weights, jnp.int32(0)).compile()
-    terms0 = {name: to_host(v)[:k] for name, v in terms0.items()}
+    vgg, targets_in, weights, starts = _place(layout, vgg, targets_args, weights, images)
+    state, targets = start(vgg, targets_in, starts, weights)
+    loop, args = _Loop(state, {}, 0), (vgg, targets, weights)
+    _begin(loop, chunk, args, images, layout, resume, config.iterations)
     compile_seconds = time.perf_counter() - t0
-
-    if resume is None:
-        if not all(np.isfinite(v).all() for v in terms0.values()):
-            bad = ~np.all([np.isfinite(v) for v in terms0.values()], axis=0)
-            raise NumericalError(f"the loss is not finite at the start{_members(bad, k)} ({_describe(terms0)}); "
-                                 "check the parameters and the loss weights", step=0,
-                                 image=np.asarray(images, np.float32), members=np.flatnonzero(bad))
-        history = {"step": [0], **{name: [terms0[name]] for name in TERMS}, **{name: [] for name in PER_STEP}}
-        done = 0
-    else:
-        history = _history_lists(resume.history)
-        done = resume.step
-
-    run_seconds = 0.0
-    while done < config.iterations:
-        n = min(config.chunk_size, config.iterations - done)
-        for every in sync_every:
-            if every > 0:
-                n = min(n, every - done % every)
-        t = time.perf_counter()
-        last_good = jax.tree_util.tree_map(jnp.copy, state.image)  # the chunk donates `state`
-        state, records, terms = chunk(state, vgg, targets, weights, jnp.int32(n))
-        terms = {name: to_host(v)[:k] for name, v in terms.items()}
-        totals = to_host(records["total"])[:k, :n]
-        finite = to_host(finite_fn(state))[:k]
-        ok = finite & np.isfinite(totals).all(axis=1) & np.all([np.isfinite(v) for v in terms.values()], axis=0)
-        if not ok.all():
-            raise NumericalError(
-                f"the optimisation diverged between steps {done} and {done + n}{_members(~ok, k)} "
-                f"({_describe(terms)}); lower the learning rate or the loss weights",
-                step=done, image=to_host(last_good)[:k], members=np.flatnonzero(~ok))
-        run_seconds += time.perf_counter() - t
-        evaluations = to_host(records["evaluations"])[:k, :n]
-        if done == 0 and config.optimizer == "lbfgs":
-            evaluations = evaluations.copy()
-            evaluations[:, 0] += 1  # the start's evaluation, which the first step's search reuses
-        done += n
-        history["step"].append(done)
-        history["total_per_step"].append(totals)
-        history["evaluations_per_step"].append(evaluations)
-        for name in TERMS:
-            history[name].append(terms[name])
+    while loop.done < config.iterations:
+        terms = _run_chunk(loop, chunk, args, _next_chunk(loop.done, config, sync_every), layout.k, config)
         if callback is not None:
-            callback(Progress(done, config.iterations, terms, output_fn(state, weights)[:k], run_seconds, state,
-                              history, dict(run_record or {}), k))
-    images_out = to_host(output_fn(state, weights))[:k]
-    return DriverResult(images_out, history_arrays(history), compile_seconds, run_seconds)
+            callback(Progress(loop.done, config.iterations, terms, loop.output[:layout.k], loop.run_seconds,
+                              loop.state, loop.history, dict(run_record or {}), layout.k))
+    images_out = to_host(loop.output)[:layout.k]
+    return DriverResult(images_out, history_arrays(loop.history), compile_seconds, loop.run_seconds)
 
 
 def _restore(resume: ckpt.Checkpoint, template: RunState, k: int, padded: int, members: NamedSharding,

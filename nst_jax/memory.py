@@ -5,10 +5,9 @@ The estimate (:func:`estimate_bytes`) adds up, in float32:
 * activations: every VGG-19 map up to the deepest layer the loss uses, at the
   output size (from ``jax.eval_shape``, nothing is computed), times 3 for the
   forward pass kept for the backward pass, its cotangents and XLA's temporaries;
-* the optimiser state: Adam 2 images (moments) plus 3 (image, gradient,
-  update); L-BFGS ``2 * lbfgs_memory`` images (curvature pairs) plus 6 (image,
-  gradient, update, line-search points);
-* the targets (content features and style Grams), the VGG params, and the
+* the optimiser state: the optimiser's ``state_images`` (:mod:`nst_jax.optimizers`), e.g.
+  Adam 2 images (moments) plus 3 (image, gradient, update);
+* the targets (content features and the style statistic's ``target_bytes``), the VGG params, and the
   forward pass over the style image (done once, before the optimisation).
 
 With ``config.tile_size`` (:mod:`nst_jax.tiled`) the VGG maps are those of one tile of side
@@ -33,6 +32,9 @@ import jax.numpy as jnp
 from nst_jax import tiled
 from nst_jax.config import tile_alignment
 from nst_jax.errors import NSTError
+from nst_jax.objective import evaluation
+from nst_jax.optimizers import OPTIMIZERS
+from nst_jax.statistics import STATISTICS
 from nst_jax.vgg import CONV_LAYERS, LAYERS, VGG19
 
 ENV_LIMIT = "NST_JAX_MEMORY_LIMIT_BYTES"
@@ -68,23 +70,23 @@ def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, 
     activations *= BACKWARD_FACTOR
     image = math.prod(shape) * 4
     tile_shape = None
-    tiling = tiled.tiles(config, shape)
+    tiling = evaluation(config, shape) == "tiled"
     if tiling:
         grid = tiled.tile_grid(shape, config.tile_size, config.feature_layers)
         tile_shape = (grid.span, grid.span, shape[2])
         padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
         activations = BACKWARD_FACTOR * _activation_bytes(tile_shape, config.feature_layers, config.pooling)[0] + (
             2 * padded)
-    optimizer = (2 + 3) * image if config.optimizer == "adam" else (2 * config.lbfgs_memory + 6) * image
+    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image
     targets = 0
     if config.uses_content:
         targets += (2 if tiling else 1) * sum(
             math.prod(maps[name].shape) * 4 for name in config.content_layers)
     if config.uses_style:
-        targets += sum(maps[name].shape[-1] ** 2 * 4 for name in config.style_layers)
+        targets += sum(STATISTICS[config.style_loss].target_bytes(maps[name].shape[-1]) for name in config.style_layers)
     style_pass = 0
     if style_shape:
-        if tiled.tiles(config, style_shape):
+        if evaluation(config, style_shape) == "tiled":
             span = tiled.tile_grid(style_shape, config.tile_size, config.feature_layers).span
             style_shape = (span, span, style_shape[2])
         style_pass = _activation_bytes(style_shape, config.style_layers,
@@ -134,7 +136,7 @@ def check_memory(config, shape: tuple[int, int, int], style_shape: tuple[int, in
         return parts
     h, w = shape[:2]
     tile_hint = ""
-    if not config.tile_size and (config.style_loss == "gram" or not config.uses_style):
+    if not config.tile_size and (STATISTICS[config.style_loss].additive or not config.uses_style):
         align = tile_alignment(config.feature_layers)
         for size in SUGGESTED_TILE_SIZES:
             if size % align == 0 and size < max(h, w) and estimate_bytes(

@@ -3,9 +3,13 @@
 The data path: an image's VGG features (:mod:`nst_jax.vgg`) against :class:`Targets` (the
 content photo's features and the style images' statistics, :func:`compute_targets`), weighted
 by the :class:`~nst_jax.config.LossWeights` pytree into the terms ``α·L_content``,
-``β·L_style``, ``tv·L_tv`` and their sum (:func:`loss_terms`). Whether an image is evaluated
-in one VGG pass or tile by tile (:mod:`nst_jax.tiled`, for outputs too large for one pass) is
-decided here, in :func:`loss_terms`, and nowhere else; both give the same values and gradient.
+``β·L_style``, ``tv·L_tv`` and their sum (:func:`loss_terms`, combined by
+:func:`nst_jax.terms.weighted_terms`). The style statistic comes from the registry
+(:data:`nst_jax.statistics.STATISTICS`). Whether an image is evaluated in one VGG pass or tile
+by tile is :func:`evaluation`'s decision, made for every image here (targets and loss) and for
+the memory estimate; both give the same values and gradient. The tiled evaluation
+(:mod:`nst_jax.tiled`) contributes sums of features and statistics only; the terms are
+computed from them here.
 
 :func:`make_loss` packages this as a pure function of ``(vgg, image, targets, weights)`` for use
 as a perceptual loss in other models; it needs a :class:`~nst_jax.config.LossConfig` only.
@@ -13,16 +17,22 @@ as a perceptual loss in other models; it needs a :class:`~nst_jax.config.LossCon
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Literal, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
 
 from nst_jax import checks, losses, tiled
 from nst_jax.config import LossConfig, LossWeights
 from nst_jax.errors import NSTError
-from nst_jax.vgg import VGGParams, check_fits, features, layer_channels, layer_level
+from nst_jax.statistics import STATISTICS, Statistic
+from nst_jax.terms import weighted_terms
+from nst_jax.vgg import VGGParams, check_fits, layer_channels, layer_level, unchecked_features
 
 
 class Targets(NamedTuple):
@@ -31,10 +41,11 @@ class Targets(NamedTuple):
     Attributes:
         content: ``{layer: [H_l, W_l, N_l]}`` features of the content photo.
         style: ``{layer: {name: [S, ...]}}`` statistics of each of the ``S`` style images:
-            ``"gram": [S, N_l, N_l]`` for ``style_loss="gram"``, Gram matrices scaled by
-            ``M_out / M_style`` (with masks: by ``Σ m² / M_style``, the region's squared
-            mask mass at that layer) so they compare with the output's Grams; ``"mean": [S, N_l]``
-            and ``"cov": [S, N_l, N_l]`` for ``"meancov"`` and ``"w2"``.
+            the style statistic's targets (``Statistic.target``), e.g. ``"gram": [S, N_l, N_l]``
+            for ``style_loss="gram"``, Gram matrices scaled by ``M_out / M_style`` (with masks: by
+            ``Σ m² / M_style``, the region's squared mask mass at that layer) so they compare with
+            the output's Grams; ``"mean": [S, N_l]`` and ``"cov": [S, N_l, N_l]`` for
+            ``"meancov"`` and ``"w2"``.
         masks: None, or ``{layer: [S, H_l, W_l]}``, the output's region masks downsampled to
             each style layer's grid (:func:`mask_pyramid`).
     """
@@ -76,16 +87,59 @@ def mask_pyramid(masks: jax.Array, layer_shapes: Mapping[str, tuple[int, ...]]) 
     return out
 
 
-def _features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str]) -> dict[str, jax.Array]:
-    return features(vgg, image, layers=layers, pooling=config.pooling, precision=config.precision)
+Evaluation = Literal["dense", "tiled"]
 
 
-def _grams(vgg: VGGParams, image: jax.Array, config: LossConfig) -> dict[str, tuple[jax.Array, int]]:
-    """``{layer: (G, M)}``: each style layer's Gram matrix of one image and the positions it sums over."""
-    if tiled.tiles(config, image.shape):
-        return tiled.grams(vgg, image, layers=config.style_layers, config=config)
-    feats = _features(vgg, image, config, config.style_layers)
-    return {name: (losses.gram_matrix(f), f.shape[0] * f.shape[1]) for name, f in feats.items()}
+def evaluation(config: LossConfig, shape: Sequence[int]) -> Evaluation:
+    """How an image of ``shape`` ``(H, W, ...)`` is evaluated: the one place this is decided.
+
+    ``"tiled"`` when ``config.tile_size`` is set and smaller than the image's longest side (one
+    tile covering everything would only add halo), else ``"dense"`` (one VGG pass).
+    """
+    return "tiled" if config.tile_size and max(shape[0], shape[1]) > config.tile_size else "dense"
+
+
+def statistic(config: LossConfig) -> Statistic:
+    """The style statistic of ``config`` (:data:`nst_jax.statistics.STATISTICS`)."""
+    return STATISTICS[config.style_loss]
+
+
+def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig,
+                    layers: Sequence[str]) -> dict[str, jax.Array]:
+    return unchecked_features(vgg, image, layers=layers, pooling=config.pooling, precision=config.precision)
+
+
+def image_features(vgg: VGGParams, image: jax.Array, config: LossConfig,
+                   layers: Sequence[str]) -> dict[str, jax.Array]:
+    """``{layer: [H_l, W_l, N_l]}`` of one checked image, in one pass or assembled from tiles."""
+    if evaluation(config, image.shape) == "tiled":
+        return tiled.assembled_features(vgg, image, layers=layers, config=config)
+    return _dense_features(vgg, image, config, layers)
+
+
+def image_summaries(vgg: VGGParams, image: jax.Array, config: LossConfig) -> dict[str, dict[str, jax.Array]]:
+    """``{style layer: summary}``: the style statistic's summary of one checked image, per style layer."""
+    stat = statistic(config)
+    if evaluation(config, image.shape) == "tiled":
+        return tiled.tile_sums(vgg, image, layers=config.style_layers, config=config,
+                               tile_fn=lambda core, row, col: {name: stat.summary(*core[name]) for name in core})
+    feats = _dense_features(vgg, image, config, config.style_layers)
+    return {name: stat.summary(f, None) for name, f in feats.items()}
+
+
+def _style_targets(vgg: VGGParams, styles: Sequence[jax.Array], config: LossConfig, output_shape: Sequence[int],
+                   masks: dict[str, jax.Array] | None) -> dict[str, dict[str, jax.Array]]:
+    stat = statistic(config)
+    summaries = [image_summaries(vgg, s, config) for s in styles]
+    out = {}
+    for name in config.style_layers:
+        h, w, _ = layer_shape(output_shape, name)
+        per_style = []
+        for k, summary in enumerate(summaries):
+            mass = jnp.float32(h * w) if masks is None else jnp.sum(jnp.square(masks[name][k]))
+            per_style.append(stat.target(summary[name], mass))
+        out[name] = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *per_style)
+    return out
 
 
 def _as_list(style) -> list:
@@ -93,8 +147,8 @@ def _as_list(style) -> list:
 
 
 def compute_targets(
-    vgg: VGGParams, *, content: jax.Array | None = None, style: jax.Array | Sequence[jax.Array] | None = None,
-    config: LossConfig, output_shape: Sequence[int] | None = None, masks: jax.Array | None = None,
+    vgg: VGGParams, *, content: ArrayLike | None = None, style: ArrayLike | Sequence[ArrayLike] | None = None,
+    config: LossConfig, output_shape: Sequence[int] | None = None, masks: ArrayLike | None = None,
 ) -> Targets:
     """Content features and style statistics, computed once (outside any optimisation loop).
 
@@ -105,132 +159,94 @@ def compute_targets(
         style: ``[H_s, W_s, 3]`` style image, or a sequence of ``config.num_styles`` of them
             (sizes may differ; used when ``config`` has a style term).
         config: Static loss settings (a :class:`~nst_jax.config.StylizeConfig` is one too).
-        output_shape: ``(H, W, 3)`` of the image the targets will be compared with; the
-            content's shape by default (required in style mode).
+        output_shape: ``(H, W, 3)`` of the image the targets will be compared with; by default
+            the output shape rule's (:func:`nst_jax.plan.output_shape`): the content's, else the
+            first style image's.
         masks: Optional ``[S, H, W]`` region masks at the output size, one per style image.
 
     Returns:
         The targets.
 
     Raises:
-        NSTError: On a missing, batched, integer or too small image, or a miscounted style list.
+        NSTError: On a missing, batched, integer or too small image, a miscounted style list, or
+            masks with tiled evaluation.
     """
-    content_targets, style_targets, mask_targets = {}, {}, None
+    if config.uses_content and content is None:
+        raise NSTError(f"{config.mode} mode needs a content image")
+    if config.uses_style and style is None:
+        raise NSTError(f"{config.mode} mode needs a style image")
+    styles = _as_list(style) if config.uses_style else []
+    if len(styles) not in (0, config.num_styles):
+        raise NSTError(f"{len(styles)} style images given, config.num_styles is {config.num_styles}")
+    for s in styles:
+        check_fits(checks.check_image(s, "style image"), config.style_layers, "style image")
     if config.uses_content:
-        if content is None:
-            raise NSTError(f"{config.mode} mode needs a content image")
-        shape = checks.check_image(content, "content image")
-        check_fits(shape, config.content_layers, "content image")
-        content = jnp.asarray(content, jnp.float32)
-        output_shape = tuple(shape) if output_shape is None else tuple(output_shape)
-        if tiled.tiles(config, content.shape):
-            content_targets = tiled.features(vgg, content, layers=config.content_layers, config=config)
-        else:
-            content_targets = _features(vgg, content, config, config.content_layers)
+        check_fits(checks.check_image(content, "content image"), config.content_layers, "content image")
+    if output_shape is None:
+        output_shape = np.shape(content) if config.uses_content else np.shape(styles[0])
+    return targets_of(vgg, config=config, content=content, styles=styles, output_shape=tuple(output_shape),
+                      masks=masks)
+
+
+def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, ...], content: ArrayLike | None = None,
+               styles: Sequence[ArrayLike] = (), masks: ArrayLike | None = None) -> Targets:
+    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.plan.make_plan`)."""
+    mask_targets = None
     if config.uses_style:
-        if style is None:
-            raise NSTError(f"{config.mode} mode needs a style image")
-        styles = _as_list(style)
-        if len(styles) != config.num_styles:
-            raise NSTError(f"{len(styles)} style images given, config.num_styles is {config.num_styles}")
-        for s in styles:
-            check_fits(checks.check_image(s, "style image"), config.style_layers, "style image")
-        styles = [jnp.asarray(s, jnp.float32) for s in styles]
-        if output_shape is None:
-            output_shape = tuple(styles[0].shape)
         check_fits(output_shape, config.style_layers, "output")
-        out_shapes = {name: layer_shape(output_shape, name) for name in config.style_layers}
         if masks is not None:
-            mask_targets = mask_pyramid(jnp.asarray(masks, jnp.float32), out_shapes)
-        if config.style_loss == "gram":
-            per_style = [_grams(vgg, s, config) for s in styles]
-        else:
-            per_style = [_features(vgg, s, config, config.style_layers) for s in styles]
-        for name in config.style_layers:
-            stats = {}
-            if config.style_loss == "gram":
-                m_out = out_shapes[name][0] * out_shapes[name][1]
-                grams = []
-                for k, style_grams in enumerate(per_style):
-                    gram, positions = style_grams[name]
-                    mass = m_out if mask_targets is None else jnp.sum(jnp.square(mask_targets[name][k]))
-                    grams.append(gram * (mass / positions))
-                stats["gram"] = jnp.stack(grams)
-            else:
-                means, covs = zip(*(losses.feature_stats(feats[name]) for feats in per_style), strict=True)
-                stats["mean"], stats["cov"] = jnp.stack(means), jnp.stack(covs)
-            style_targets[name] = stats
+            if evaluation(config, output_shape) == "tiled":
+                raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
+            mask_targets = mask_pyramid(jnp.asarray(masks, jnp.float32),
+                                        {name: layer_shape(output_shape, name) for name in config.style_layers})
+    content_targets = {}
+    if config.uses_content:
+        content_targets = image_features(vgg, jnp.asarray(content, jnp.float32), config, config.content_layers)
+    style_targets = {}
+    if config.uses_style:
+        style_targets = _style_targets(vgg, [jnp.asarray(s, jnp.float32) for s in styles], config, output_shape,
+                                       mask_targets)
     return Targets(content_targets, style_targets, mask_targets)
 
 
 def style_reference(targets: Targets, weights: LossWeights, *, config: LossConfig) -> dict[str, dict]:
     """The statistics the style loss compares with, from the targets and the dynamic blend.
 
-    Without masks the ``S`` styles are blended into one reference: the statistics of the
-    mixture of the styles' feature distributions with weights ``b = style_blend / Σ style_blend``
-    (Gram: ``Σ b_k A_k``; mean ``Σ b_k μ_k``; covariance ``Σ b_k (C_k + μ_k μ_kᵀ) − μμᵀ``). For
-    the Gram loss in paper units this equals summing per-style losses ``Σ b_k E(G, A_k)`` up to
-    a constant, so the gradients are the same. With masks each region keeps its own style's
-    statistics. For ``"w2"`` the square roots of the reference covariances are added
-    (``"cov_sqrt"``). Constant during a run: the stylizer computes it once, at ``init``.
+    Without masks the ``S`` styles are blended into one reference by the statistic's
+    ``blend`` with weights ``b = style_blend / Σ style_blend`` (Gram: ``Σ b_k A_k``, which in
+    paper units equals summing per-style losses ``Σ b_k E(G, A_k)`` up to a constant, so the
+    gradients are the same; mean and covariance: those of the mixture). With masks each region
+    keeps its own style's statistics. The statistic's ``finish`` then adds its derived constants
+    (W2: the covariance's square root). Constant during a run: the stylizer computes it once,
+    at ``init``.
 
     Returns:
         ``{layer: {name: array}}``: ``[N, ...]`` statistics without masks, ``[S, N, ...]`` with.
     """
+    stat = statistic(config)
     b = weights.style_blend / jnp.sum(weights.style_blend)
     out = {}
     for name, stats in targets.style.items():
-        if targets.masks is not None:
-            ref = dict(stats)
-        elif config.style_loss == "gram":
-            ref = {"gram": jnp.tensordot(b, stats["gram"], 1)}
-        else:
-            mean = jnp.tensordot(b, stats["mean"], 1)
-            second = jnp.tensordot(b, stats["cov"] + stats["mean"][:, :, None] * stats["mean"][:, None, :], 1)
-            ref = {"mean": mean, "cov": second - jnp.outer(mean, mean)}
-        if config.style_loss == "w2":
-            ref["cov_sqrt"] = (jax.vmap(losses.sqrtm_psd) if ref["cov"].ndim == 3 else losses.sqrtm_psd)(ref["cov"])
-        out[name] = ref
+        out[name] = stat.finish(dict(stats) if targets.masks is not None else stat.blend(stats, b))
     return out
 
 
-def _style_layer(features: jax.Array, ref: Mapping[str, jax.Array], config: LossConfig,
-                 mask: jax.Array | None = None) -> jax.Array:
-    units = config.loss_units
-    if config.style_loss == "gram":
-        f = features if mask is None else features * mask[:, :, None]
-        h, w, _ = features.shape
-        return losses.gram_layer_loss(losses.gram_matrix(f), ref["gram"], num_positions=h * w, units=units)
-    if config.style_loss == "meancov":
-        return losses.meancov_layer_loss(features, ref["mean"], ref["cov"], mask, units=units)
-    return losses.w2_layer_loss(features, ref["mean"], ref["cov"], ref["cov_sqrt"], mask, units=units)
-
-
-def style_term(
-    features: Mapping[str, jax.Array], targets: Targets, reference: Mapping[str, Mapping[str, jax.Array]],
-    weights: LossWeights, *, config: LossConfig,
-) -> jax.Array:
-    """``Σ_l w_l E_l`` for ``config.style_loss`` (unweighted by β).
-
-    With masks (Gatys et al. 2017, guided Gram matrices) ``E_l = Σ_k S b_k E_l^{(k)}``, region
-    ``k``'s features (Gram: ``F ⊙ m_k``; mean/covariance: weighted by ``m_k``) compared with
-    style ``k``'s statistics; equal blend weights give each region weight 1.
-    """
-    total = jnp.zeros((), jnp.float32)
+def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, reference: Mapping,
+                        weights: LossWeights, config: LossConfig) -> list[jax.Array]:
+    """``E_l`` per style layer. With masks (Gatys et al. 2017, guided statistics)
+    ``E_l = Σ_k S b_k E_l^{(k)}``, region ``k``'s features compared with style ``k``'s statistics;
+    equal blend weights give each region weight 1."""
+    stat, units = statistic(config), config.loss_units
+    if targets.masks is None:
+        return [stat.loss(features[name], reference[name], None, units) for name in config.style_layers]
     b = weights.style_blend / jnp.sum(weights.style_blend)
-    for i, name in enumerate(config.style_layers):
-        ref = reference[name]
-        if targets.masks is None:
-            e = _style_layer(features[name], ref, config)
-        else:
-            e = sum(config.num_styles * b[k] * _style_layer(
-                features[name], {key: v[k] for key, v in ref.items()}, config, targets.masks[name][k])
+    return [sum(config.num_styles * b[k] * stat.loss(features[name], {key: v[k] for key, v in reference[name].items()},
+                                                     targets.masks[name][k], units)
                 for k in range(config.num_styles))
-        total = total + weights.style_layers[i] * e
-    return total
+            for name in config.style_layers]
 
 
-def _check_call(image, targets: Targets, weights: LossWeights, config: LossConfig) -> None:
+def check_call(image, targets: Targets, weights: LossWeights, config: LossConfig) -> None:
     """Static checks of one :func:`loss_terms` call: the image, and targets made for its size and config."""
     shape = checks.check_image(image)
     check_fits(shape, config.feature_layers)
@@ -248,30 +264,123 @@ def _check_call(image, targets: Targets, weights: LossWeights, config: LossConfi
             raise NSTError("the targets hold no style statistics for this config's style layers; "
                            "compute them with the same config")
         checks.check_layer_weights(weights.style_layers, config.style_layers, "style")
+    if targets.masks is not None and evaluation(config, shape) == "tiled":
+        raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
 
 
-def dense_terms(
-    vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights, reference: Mapping | None, *,
-    config: LossConfig,
-) -> dict[str, jax.Array]:
-    """The weighted loss terms of one image from one VGG pass (see :func:`loss_terms`)."""
-    feats = _features(vgg, image, config, config.feature_layers)
-    zero = jnp.zeros((), jnp.float32)
-    units = config.loss_units
-    content = zero
-    if config.uses_content:
-        content = weights.content * sum(
-            weights.content_layers[i] * losses.content_loss(feats[name], targets.content[name], units=units)
-            for i, name in enumerate(config.content_layers))
-    style = zero
+def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights, reference: Mapping,
+                 config: LossConfig) -> dict[str, jax.Array]:
+    """The weighted loss terms of one image from one VGG pass."""
+    feats = _dense_features(vgg, image, config, config.feature_layers)
+    content = [losses.content_loss(feats[name], targets.content[name], units=config.loss_units)
+               for name in config.content_layers] if config.uses_content else []
+    style = _style_layer_losses(feats, targets, reference, weights, config) if config.uses_style else []
+    return weighted_terms(weights, content=content, style=style, tv=losses.tv_loss(image, units=config.loss_units))
+
+
+def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, style: bool, content: bool):
+    """One tile's sums: the style statistic's summary per style layer, the content's squared error per
+    content layer (against the target's slice at the tile)."""
+    stat = statistic(config)
+
+    def fn(core, row, col):
+        out = {}
+        if style:
+            out["style"] = {name: stat.summary(*core[name]) for name in config.style_layers}
+        if content:
+            out["content"] = {}
+            for name in config.content_layers:
+                f, valid = core[name]
+                target = tiled.tile_slice(padded_targets[name], row, col, f.shape[0])
+                out["content"][name] = jnp.sum(jnp.square((f - target) * valid[:, :, None]))
+        return out
+
+    return fn
+
+
+def _terms_from_sums(sums: Mapping, tv: jax.Array, weights: LossWeights, reference: Mapping,
+                     factors: Mapping[str, jax.Array], config: LossConfig) -> dict[str, jax.Array]:
+    stat = statistic(config)
+    content = [factors[name] * sums["content"][name] for name in config.content_layers] if config.uses_content else []
+    style = [stat.summed_loss(sums["style"][name], reference[name], config.loss_units)
+             for name in config.style_layers] if config.uses_style else []
+    return weighted_terms(weights, content=content, style=style, tv=tv)
+
+
+def _tiled_pieces(image: jax.Array, targets: Targets, config: LossConfig):
+    """The content targets padded to whole tiles and their loss factors (``1 / ‖P_l‖²`` or ``½``)."""
+    if not config.uses_content:
+        return {}, {}
+    grid = tiled.tile_grid(image.shape, config.tile_size, config.feature_layers)
+    padded = {name: tiled.pad_map(targets.content[name], grid, name) for name in config.content_layers}
+    factors = {name: losses.content_factor(targets.content[name], units=config.loss_units)
+               for name in config.content_layers}
+    return padded, factors
+
+
+def _tiled_terms(image, vgg, targets, weights, reference, config) -> dict[str, jax.Array]:
+    padded, factors = _tiled_pieces(image, targets, config)
+    sums = tiled.tile_sums(vgg, image, layers=config.feature_layers, config=config,
+                           tile_fn=_tile_fn(config, padded, style=config.uses_style, content=config.uses_content))
+    return _terms_from_sums(sums, losses.tv_loss(image, units=config.loss_units), weights, reference, factors, config)
+
+
+def _tiled_terms_and_grad(image, vgg, targets, weights, reference, config) -> tuple[dict[str, jax.Array], jax.Array]:
+    """The terms and the total's gradient ``[H, W, 3]``: a forward pass over the tiles for the style
+    statistics (the loss is not linear in them), then one pullback pass (:func:`tiled.tile_sums_and_grad`)."""
+    padded, factors = _tiled_pieces(image, targets, config)
+    at = {}
     if config.uses_style:
-        style = weights.style * style_term(feats, targets, reference, weights, config=config)
-    tv = weights.tv * losses.tv_loss(image, units=units)
-    return {"content": content, "style": style, "tv": tv, "total": content + style + tv}
+        at = tiled.tile_sums(vgg, image, layers=config.style_layers, config=config,
+                             tile_fn=_tile_fn(config, padded, style=True, content=False))
+    if config.uses_content:  # the loss is linear in the squared errors: any point gives their cotangent
+        at["content"] = {name: jnp.zeros((), jnp.float32) for name in config.content_layers}
+    zero = jnp.zeros((), jnp.float32)
+    cotangent = jax.grad(lambda s: _terms_from_sums(s, zero, weights, reference, factors, config)["total"])(at)
+    sums, grad = tiled.tile_sums_and_grad(
+        vgg, image, layers=config.feature_layers, config=config, cotangent=lax.stop_gradient(cotangent),
+        tile_fn=_tile_fn(config, padded, style=config.uses_style, content=config.uses_content))
+    tv, tv_grad = jax.value_and_grad(lambda x: losses.tv_loss(x, units=config.loss_units))(image)
+    return _terms_from_sums(sums, tv, weights, reference, factors, config), grad + weights.tv * tv_grad
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _tiled_total(image, vgg, targets, weights, reference, config):
+    terms = _tiled_terms(image, vgg, targets, weights, reference, config)
+    return terms["total"], terms
+
+
+def _tiled_total_fwd(image, vgg, targets, weights, reference, config):
+    terms, grad = _tiled_terms_and_grad(image, vgg, targets, weights, reference, config)
+    return (terms["total"], terms), (grad, vgg, targets, weights, reference)
+
+
+def _tiled_total_bwd(config, residuals, cotangents):
+    # Only the image is differentiated; the reported terms' gradient is stopped (evaluate_terms).
+    grad, *others = residuals
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, tuple(others))
+    return (cotangents[0] * grad, *zeros)
+
+
+_tiled_total.defvjp(_tiled_total_fwd, _tiled_total_bwd)
+
+
+def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights, reference: Mapping,
+                   config: LossConfig) -> dict[str, jax.Array]:
+    """:func:`loss_terms` of a checked float32 image and a computed ``reference`` (``{}`` without style).
+
+    Tiled (see :func:`evaluation`), ``jax.grad`` of ``["total"]`` runs the two tile passes of
+    :func:`_tiled_terms_and_grad` instead of differentiating through the tile loop; the other
+    entries are then reported values whose gradient is stopped.
+    """
+    if evaluation(config, image.shape) == "tiled":
+        total, terms = _tiled_total(image, vgg, targets, weights, reference, config)
+        return {**lax.stop_gradient({k: v for k, v in terms.items() if k != "total"}), "total": total}
+    return _dense_terms(vgg, image, targets, weights, reference, config)
 
 
 def loss_terms(
-    vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights, *, config: LossConfig,
+    vgg: VGGParams, image: ArrayLike, targets: Targets, weights: LossWeights, *, config: LossConfig,
     reference: Mapping | None = None,
 ) -> dict[str, jax.Array]:
     """Weighted loss terms of one image: ``α·L_content``, ``β·L_style``, ``tv·L_tv`` and their sum.
@@ -295,16 +404,22 @@ def loss_terms(
     Raises:
         NSTError: On a batched, integer or too small image, or targets of another shape or config.
     """
-    _check_call(image, targets, weights, config)
-    image = jnp.asarray(image, jnp.float32)
-    if config.uses_style and reference is None:
-        reference = style_reference(targets, weights, config=config)
-    if tiled.tiles(config, image.shape):
-        return tiled.differentiable_terms(image, vgg, targets, weights, reference, config)
-    return dense_terms(vgg, image, targets, weights, reference, config=config)
+    check_call(image, targets, weights, config)
+    if reference is None:
+        reference = style_reference(targets, weights, config=config) if config.uses_style else {}
+    return evaluate_terms(vgg, jnp.asarray(image, jnp.float32), targets, weights, reference, config)
 
 
-def make_loss(config: LossConfig) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+class LossFn(Protocol):
+    """The loss :func:`make_loss` returns."""
+
+    def __call__(self, vgg: VGGParams, image: ArrayLike, targets: Targets,
+                 weights: LossWeights) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """``(total, {"content", "style", "tv", "total"})`` of one ``[H, W, 3]`` image."""
+        ...
+
+
+def make_loss(config: LossConfig) -> LossFn:
     """A pure loss function for ``config``, e.g. a perceptual loss inside another model's training.
 
     Args:
@@ -319,9 +434,8 @@ def make_loss(config: LossConfig) -> Callable[..., tuple[jax.Array, dict[str, ja
     """
     config = config.loss_config()
 
-    def loss(vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights):
+    def loss(vgg: VGGParams, image: ArrayLike, targets: Targets, weights: LossWeights):
         terms = loss_terms(vgg, image, targets, weights, config=config)
         return terms["total"], terms
 
     return loss
-

@@ -13,26 +13,26 @@ which the caller wraps in ``jax.jit``, ``jax.vmap`` (over images, weights or bot
 Pixel range: the image is optimised unconstrained (L-BFGS's curvature pairs assume no
 projection) and clipped to [0, 1] only when written out (:func:`output_image` does not clip).
 
-L-BFGS: ``init`` evaluates the loss and gradient at the start image once and stores them in
-the line search's state; every step reuses the value and gradient its previous line search
-computed at the accepted point, so a step makes exactly the line search's evaluations and no
-branch on the step counter is needed (under ``vmap`` such a branch would become a select that
-evaluates both sides for every member).
+The optimiser (``config.optimizer``) comes from the registry (:data:`nst_jax.optimizers.OPTIMIZERS`):
+its transformation, its start and its step, e.g. L-BFGS's cached value and gradient
+(:mod:`nst_jax.optimizers.lbfgs`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
-from nst_jax import linesearch, objective
+from nst_jax import objective
 from nst_jax.config import LossWeights, StylizeConfig
 from nst_jax.errors import NSTError
 from nst_jax.objective import Targets
+from nst_jax.optimizers import OPTIMIZERS, Optimizer
 from nst_jax.vgg import VGGParams
 
 
@@ -52,7 +52,7 @@ class RunState(NamedTuple):
     """
 
     image: jax.Array
-    opt_state: Any
+    opt_state: optax.OptState
     step: jax.Array
     ema: jax.Array
     reference: Mapping[str, Mapping[str, jax.Array]]
@@ -73,16 +73,13 @@ class StepInfo(NamedTuple):
 class Stylizer(NamedTuple):
     """The pure pair returned by :func:`make_stylizer`."""
 
-    init: Callable[[VGGParams, Targets, LossWeights, jax.Array], RunState]
+    init: Callable[[VGGParams, Targets, LossWeights, ArrayLike], RunState]
     step: Callable[[VGGParams, Targets, LossWeights, RunState], tuple[RunState, StepInfo]]
 
 
-def make_optimizer(config: StylizeConfig, weights: LossWeights) -> optax.GradientTransformationExtraArgs:
-    """The optax transformation for ``config.optimizer`` (Adam reads its step size from ``weights``)."""
-    if config.optimizer == "adam":
-        return optax.adam(weights.learning_rate)
-    return optax.chain(optax.scale_by_lbfgs(memory_size=config.lbfgs_memory), optax.scale(-1.0),
-                       linesearch.scale_by_wolfe_linesearch())
+def optimizer(config: StylizeConfig) -> Optimizer:
+    """The pixel optimiser of ``config`` (:data:`nst_jax.optimizers.OPTIMIZERS`)."""
+    return OPTIMIZERS[config.optimizer]
 
 
 def make_stylizer(config: StylizeConfig) -> Stylizer:
@@ -109,35 +106,26 @@ def make_stylizer(config: StylizeConfig) -> Stylizer:
         raise NSTError(f"make_stylizer needs a StylizeConfig (optimiser settings), got {type(config).__name__}")
     loss_config = config.loss_config()
 
-    def value_and_grad(vgg, targets, weights, reference, image):
-        def total(x):
-            return objective.loss_terms(vgg, x, targets, weights, config=loss_config, reference=reference)["total"]
+    opt = optimizer(config)
 
-        return jax.value_and_grad(total)(image)
+    def objective_fns(vgg, targets, weights, reference):
+        def value_fn(x):
+            return objective.evaluate_terms(vgg, x, targets, weights, reference, loss_config)["total"]
 
-    def init(vgg: VGGParams, targets: Targets, weights: LossWeights, image: jax.Array) -> RunState:
+        return jax.value_and_grad(value_fn), value_fn
+
+    def init(vgg: VGGParams, targets: Targets, weights: LossWeights, image: ArrayLike) -> RunState:
+        objective.check_call(image, targets, weights, loss_config)
         image = jnp.asarray(image, jnp.float32)
         reference = objective.style_reference(targets, weights, config=loss_config) if config.uses_style else {}
-        opt_state = make_optimizer(config, weights).init(image)
-        if config.optimizer == "lbfgs":
-            value, grad = value_and_grad(vgg, targets, weights, reference, image)
-            opt_state = optax.tree_utils.tree_set(opt_state, value=value.astype(jnp.float32), grad=grad)
+        value_and_grad, _ = objective_fns(vgg, targets, weights, reference)
+        opt_state = opt.init(opt.transform(config, weights), image, value_and_grad)
         return RunState(image, opt_state, jnp.zeros((), jnp.int32), jnp.zeros_like(image), reference)
 
     def step(vgg: VGGParams, targets: Targets, weights: LossWeights, state: RunState) -> tuple[RunState, StepInfo]:
-        optimizer = make_optimizer(config, weights)
-        if config.optimizer == "lbfgs":
-            value = optax.tree_utils.tree_get(state.opt_state, "value")
-            grad = optax.tree_utils.tree_get(state.opt_state, "grad")
-            updates, opt_state = optimizer.update(
-                grad, state.opt_state, state.image, value=value, grad=grad,
-                value_fn=lambda x: objective.loss_terms(vgg, x, targets, weights, config=loss_config,
-                                                        reference=state.reference)["total"])
-            evaluations = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps")
-        else:
-            value, grad = value_and_grad(vgg, targets, weights, state.reference, state.image)
-            updates, opt_state = optimizer.update(grad, state.opt_state, state.image)
-            evaluations = jnp.ones((), jnp.int32)
+        value_and_grad, value_fn = objective_fns(vgg, targets, weights, state.reference)
+        updates, opt_state, value, evaluations = opt.update(
+            opt.transform(config, weights), state.image, state.opt_state, value_and_grad, value_fn)
         image = optax.apply_updates(state.image, updates)
         ema = weights.ema_decay * state.ema + (1.0 - weights.ema_decay) * image
         new = RunState(image, opt_state, state.step + 1, ema, state.reference)

@@ -1,13 +1,15 @@
-"""Exact tile-by-tile evaluation of the loss and its gradient, for images too large for one VGG pass.
+"""Tile-by-tile sums of feature statistics, for images too large for one VGG pass.
 
-The Gram matrices and the content loss are sums over feature positions, so they can be summed
-over tiles. The image is cut into a grid of square tiles of core size ``T``
-(``StylizeConfig.tile_size``); each tile is evaluated with a halo of ``halo`` pixels on every
-side, at least the receptive-field radius of the deepest layer used
-(:func:`~nst_jax.vgg.receptive_radius`), so the features at the tile's core positions are
-those of the whole image. ``T`` and the halo are multiples of ``2^k`` for the ``k`` poolings
-before the deepest layer (:func:`tile_alignment`), so every tile's pooling windows line up
-with the whole image's.
+This module computes features and sums over positions; the loss terms themselves are the
+objective's (:mod:`nst_jax.objective` decides dense or tiled, and combines the sums). Every
+term the tiled evaluation supports is a function of sums over feature positions (Gram
+matrices, the content loss's squared error), so it can be summed over tiles. The image is cut
+into a grid of square tiles of core size ``T`` (``StylizeConfig.tile_size``); each tile is
+evaluated with a halo of ``halo`` pixels on every side, at least the receptive-field radius of
+the deepest layer used (:func:`~nst_jax.vgg.receptive_radius`), so the features at the tile's
+core positions are those of the whole image. ``T`` and the halo are multiples of ``2^k`` for
+the ``k`` poolings before the deepest layer (:func:`~nst_jax.config.tile_alignment`), so every
+tile's pooling windows line up with the whole image's.
 
 Zero padding: VGG pads every convolution's input with zeros at the border of the map at that
 level (``floor(H / 2^k) x floor(W / 2^k)`` after ``k`` poolings), which is not the same as
@@ -18,38 +20,29 @@ outside the whole image's map at that level. All tiles then have one static shap
 ``lax.dynamic_slice`` of the zero-padded image. Only core positions inside the whole map
 contribute to the sums.
 
-Gradient, in two passes over the tiles: pass 1 (forward only) sums the tiles' Gram matrices
-``G_l = Σ_t G_l^t``; the style loss and ``∂L/∂G_l`` follow from the sums. Pass 2 differentiates,
-per tile, ``Σ_l <∂L/∂G_l, G_l^t> + L_content^t`` with respect to the tile's pixels and adds the
-result into the whole image's gradient; since ``∂L/∂x = Σ_t Σ_l <∂L/∂G_l, ∂G_l^t/∂x>`` this is the
-untiled gradient, up to float32 rounding (the sums run in another order). The TV term is
-evaluated on the whole image. :func:`total_loss` wraps this as a ``jax.custom_vjp`` function, so
-``jax.value_and_grad`` of it (Adam, L-BFGS's line search) runs the two passes.
-
-Supported: the Gram style loss (several styles blended through ``style_reference``), the content
-loss, per-layer weights, both poolings and precisions; not region masks, ``"meancov"`` or ``"w2"``.
-Cost: each tile's halo is evaluated again by its neighbours, about ``((T + 2 halo) / T)²`` times
-the untiled work, plus the forward pass 1.
+Gradient (:func:`tile_sums_and_grad`): for a loss ``f(S)`` of the summed statistics
+``S = Σ_t s_t``, ``∂f/∂x = Σ_t <∂f/∂S, ∂s_t/∂x>``, so with the cotangent ``∂f/∂S`` (from a first,
+forward-only pass :func:`tile_sums` where ``f`` is not linear in ``S``) each tile's pullback is
+added into the whole image's gradient: the untiled gradient, up to float32 rounding. Cost: each
+tile's halo is evaluated again by its neighbours, about ``((T + 2 halo) / T)²`` times the
+untiled work, plus the forward pass.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nst_jax import losses
-from nst_jax.config import LossConfig, LossWeights, tile_alignment
+from nst_jax.config import LossConfig, tile_alignment
 from nst_jax.errors import NSTError
-from nst_jax.vgg import VGGParams, layer_channels, layer_level, receptive_radius
-from nst_jax.vgg import features as vgg_features
+from nst_jax.vgg import VGGParams, layer_channels, layer_level, receptive_radius, unchecked_features
 
-if TYPE_CHECKING:  # objective imports this module: the type only, for annotations
-    from nst_jax.objective import Targets
+# tile_fn(core, row, col) -> pytree of sums over the tile's core positions (see tile_sums).
+TileFn = Callable[[dict[str, tuple[jax.Array, jax.Array]], jax.Array, jax.Array], Any]
 
 
 def halo_size(layers: Sequence[str]) -> int:
@@ -82,12 +75,6 @@ class TileGrid(NamedTuple):
     def span(self) -> int:
         """Side of the evaluated tile, ``T + 2 * halo``."""
         return self.tile + 2 * self.halo
-
-
-def tiles(config: LossConfig, shape: Sequence[int]) -> bool:
-    """Whether an image of ``shape`` ``(H, W, ...)`` is evaluated in tiles: ``config.tile_size`` is set
-    and smaller than the image's longest side (one tile covering everything would only add halo)."""
-    return bool(config.tile_size) and max(shape[0], shape[1]) > config.tile_size
 
 
 def tile_grid(shape: Sequence[int], tile_size: int, layers: Sequence[str], halo: int | None = None) -> TileGrid:
@@ -155,7 +142,7 @@ def _core_features(
     """
     levels = max(layer_level(name) for name in layers)
     masks = _level_masks(grid, row, col, levels)
-    feats = vgg_features(vgg, pixels, layers=layers, pooling=config.pooling, precision=config.precision,
+    feats = unchecked_features(vgg, pixels, layers=layers, pooling=config.pooling, precision=config.precision,
                          level_masks=masks)
     out = {}
     for name in layers:
@@ -175,13 +162,7 @@ def _for_each_tile(grid: TileGrid, body, init):
     return lax.fori_loop(0, grid.rows * grid.cols, lambda i, carry: body(i // grid.cols, i % grid.cols, carry), init)
 
 
-def _check(targets: Targets) -> None:
-    # StylizeConfig already refuses tiling with a non-Gram style loss; masks arrive with the targets.
-    if targets.masks is not None:
-        raise NSTError("tiled evaluation does not support region masks")
-
-
-def features(
+def assembled_features(
     vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, halo: int | None = None,
 ) -> dict[str, jax.Array]:
     """Whole-image feature maps assembled from tiles (equal to ``extract_features`` up to rounding).
@@ -212,229 +193,81 @@ def features(
     return {name: m[: grid.height >> layer_level(name), : grid.width >> layer_level(name)] for name, m in maps.items()}
 
 
-def grams(
-    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, halo: int | None = None,
-) -> dict[str, tuple[jax.Array, int]]:
-    """Whole-image Gram matrices summed over tiles (equal to ``gram_matrix`` of the features up to rounding).
+def _one_tile(vgg: VGGParams, grid: TileGrid, layers: Sequence[str], config: LossConfig, tile_fn: TileFn):
+    def one(pixels, row, col):
+        return tile_fn(_core_features(vgg, pixels, row, col, grid, layers=layers, config=config), row, col)
+
+    return one
+
+
+def tile_sums(
+    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, tile_fn: TileFn,
+    halo: int | None = None,
+) -> Any:
+    """``Σ_t tile_fn(core_t, row_t, col_t)`` over the tiles of ``image`` (forward only).
 
     Args:
         vgg: VGG-19 parameters.
         image: ``[H, W, 3]`` RGB in [0, 1].
-        layers: Layer names.
-        config: Loss settings with ``tile_size > 0``.
-        halo: Override of :func:`halo_size`.
+        layers: The layers ``tile_fn`` reads.
+        config: Loss settings with ``tile_size > 0`` (pooling, precision, tile size).
+        tile_fn: ``tile_fn(core, row, col) -> pytree`` of sums over one tile's core positions;
+            ``core`` is ``{layer: (features [T_l, T_l, N_l], valid [T_l, T_l])}``, ``valid`` 1 at
+            positions inside the whole image's map.
+        halo: Override of :func:`halo_size` (a smaller halo is inexact; tests use it).
 
     Returns:
-        ``{layer: (G [N_l, N_l], M_l)}``, ``M_l = (H >> k) * (W >> k)`` the positions ``G`` sums over.
+        The pytree of ``tile_fn`` summed over the tiles.
     """
     grid = tile_grid(image.shape, config.tile_size, layers, halo)
     padded = _pad(image, grid)
-    init = {name: jnp.zeros((layer_channels(name),) * 2, jnp.float32) for name in layers}
+    one = _one_tile(vgg, grid, layers, config, tile_fn)
+    shapes = jax.eval_shape(one, _tile_pixels(padded, grid, 0, 0), 0, 0)
+    init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def body(row, col, total):
-        core = _core_features(vgg, _tile_pixels(padded, grid, row, col), row, col, grid, layers=layers,
-                              config=config)
-        return {name: total[name] + losses.gram_matrix(f * m[:, :, None]) for name, (f, m) in core.items()}
+        return jax.tree_util.tree_map(jnp.add, total, one(_tile_pixels(padded, grid, row, col), row, col))
 
-    total = _for_each_tile(grid, body, init)
-    return {name: (g, _positions(grid, name)) for name, g in total.items()}
+    return _for_each_tile(grid, body, init)
 
 
-def _positions(grid: TileGrid, name: str) -> int:
-    k = layer_level(name)
-    return (grid.height >> k) * (grid.width >> k)
+def tile_sums_and_grad(
+    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, tile_fn: TileFn,
+    cotangent: Any, halo: int | None = None,
+) -> tuple[Any, jax.Array]:
+    """The sums of :func:`tile_sums` and the gradient ``[H, W, 3]`` of ``<cotangent, Σ_t s_t>`` in the image.
 
-
-class _Pieces(NamedTuple):
-    """What one evaluation shares between its passes (all closed over by the tile loop bodies).
-
-    ``content_factors[l]`` turns layer ``l``'s summed squared error into its loss: ``1 / ‖P_l‖²``
-    over the whole target (relative units) or ``½`` (paper units), so tiles add up exactly.
+    For a loss ``f(Σ_t s_t)`` of the summed statistics, ``cotangent = ∂f/∂S`` (at the sums, from
+    a first forward pass where ``f`` is not linear) gives ``∂f/∂x = Σ_t <∂f/∂S, ∂s_t/∂x>``: each
+    tile's pullback, added into the whole image's gradient. Equal to differentiating the untiled
+    loss up to float32 rounding (the sums run in another order). Arguments as :func:`tile_sums`.
     """
-
-    grid: TileGrid
-    padded: jax.Array
-    content_targets: dict[str, jax.Array]
-    content_factors: dict[str, jax.Array]
-
-
-def _pieces(image, targets: Targets, config: LossConfig, halo) -> _Pieces:
-    _check(targets)
-    grid = tile_grid(image.shape, config.tile_size, config.feature_layers, halo)
-    content_targets, factors = {}, {}
-    if config.uses_content:
-        # Padded to whole tiles so each tile's core slice has a static shape.
-        for name in config.content_layers:
-            t, size = targets.content[name], grid.tile >> layer_level(name)
-            content_targets[name] = jnp.pad(t, ((0, grid.rows * size - t.shape[0]),
-                                                (0, grid.cols * size - t.shape[1]), (0, 0)))
-            factors[name] = losses.content_factor(t, units=config.loss_units)
-    return _Pieces(grid, _pad(image, grid), content_targets, factors)
-
-
-def _tile_stats(
-    pixels: jax.Array, row: jax.Array, col: jax.Array, vgg: VGGParams, weights: LossWeights, pieces: _Pieces, *,
-    config: LossConfig, style: bool, content: bool,
-) -> tuple[dict[str, jax.Array], jax.Array]:
-    """One tile's Gram matrices ``{layer: [N, N]}`` over its core (if ``style``) and its share of the
-    weighted content loss ``α Σ_l c_l L_l`` (if ``content``; else 0)."""
-    grid = pieces.grid
-    layers = tuple(dict.fromkeys((config.content_layers if content else ()) + (config.style_layers if style else ())))
-    core = _core_features(vgg, pixels, row, col, grid, layers=layers, config=config)
-    tile_grams = {name: losses.gram_matrix(core[name][0] * core[name][1][:, :, None])
-                  for name in (config.style_layers if style else ())}
-    content_value = jnp.zeros((), jnp.float32)
-    if content:
-        for i, name in enumerate(config.content_layers):
-            f, m = core[name]
-            size = f.shape[0]
-            target = lax.dynamic_slice(pieces.content_targets[name], (row * size, col * size, 0), f.shape)
-            error = jnp.sum(jnp.square((f - target) * m[:, :, None]))
-            content_value += weights.content_layers[i] * pieces.content_factors[name] * error
-        content_value = weights.content * content_value
-    return tile_grams, content_value
-
-
-def _style_value(total_grams: Mapping[str, jax.Array], reference: Mapping, weights: LossWeights, grid: TileGrid,
-                 config: LossConfig) -> jax.Array:
-    """``β Σ_l w_l E_l`` from the whole image's Gram matrices (as ``objective.style_term`` without masks)."""
-    value = jnp.zeros((), jnp.float32)
-    for i, name in enumerate(config.style_layers):
-        value += weights.style_layers[i] * losses.gram_layer_loss(
-            total_grams[name], reference[name]["gram"], num_positions=_positions(grid, name), units=config.loss_units)
-    return weights.style * value
-
-
-def _pass_sums(vgg: VGGParams, weights: LossWeights, pieces: _Pieces, *, config: LossConfig, content: bool):
-    """Pass 1 (forward only): the Gram matrices and (if ``content``) the content loss, summed over tiles."""
-    layers = config.style_layers if config.uses_style else ()
-    init = ({name: jnp.zeros((layer_channels(name),) * 2, jnp.float32) for name in layers},
-            jnp.zeros((), jnp.float32))
+    grid = tile_grid(image.shape, config.tile_size, layers, halo)
+    padded = _pad(image, grid)
+    one = _one_tile(vgg, grid, layers, config, tile_fn)
+    shapes = jax.eval_shape(one, _tile_pixels(padded, grid, 0, 0), 0, 0)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def body(row, col, carry):
-        pixels = _tile_pixels(pieces.padded, pieces.grid, row, col)
-        g, c = _tile_stats(pixels, row, col, vgg, weights, pieces, config=config, style=config.uses_style,
-                           content=content)
-        return {name: carry[0][name] + g[name] for name in g}, carry[1] + c
-
-    return _for_each_tile(pieces.grid, body, init)
-
-
-def loss_terms(
-    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, *, config: LossConfig,
-    reference: Mapping | None = None, halo: int | None = None,
-) -> dict[str, jax.Array]:
-    """:func:`nst_jax.objective.loss_terms`, evaluated tile by tile (one forward pass over the tiles).
-
-    Args:
-        image: ``[H, W, 3]`` RGB being optimised.
-        vgg: VGG-19 parameters.
-        targets: ``objective.Targets`` (no masks).
-        weights: Loss weights.
-        config: Loss settings with ``tile_size > 0`` and the Gram style loss.
-        reference: ``objective.style_reference(targets, weights)`` (needed when the config uses style).
-        halo: Override of :func:`halo_size`.
-
-    Returns:
-        ``{"content", "style", "tv", "total"}`` scalars.
-    """
-    pieces = _pieces(image, targets, config, halo)
-    total_grams, content = _pass_sums(vgg, weights, pieces, config=config, content=config.uses_content)
-    style = _style_value(total_grams, reference, weights, pieces.grid, config) if config.uses_style else (
-        jnp.zeros((), jnp.float32))
-    tv = weights.tv * losses.tv_loss(image, units=config.loss_units)
-    return {"content": content, "style": style, "tv": tv, "total": content + style + tv}
-
-
-def terms_and_grad(
-    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, *, config: LossConfig,
-    reference: Mapping | None = None, halo: int | None = None,
-) -> tuple[dict[str, jax.Array], jax.Array]:
-    """The loss terms and the total's gradient ``[H, W, 3]`` with respect to the image, tile by tile.
-
-    Arguments as :func:`loss_terms`. Equal to ``jax.value_and_grad`` of the untiled total up to
-    float32 rounding. Runs pass 1 (forward, Gram sums) when the config uses style, then pass 2
-    (per tile: value and gradient of the linearised style loss plus the content loss).
-    """
-    pieces = _pieces(image, targets, config, halo)
-    grid = pieces.grid
-    style, style_grads = jnp.zeros((), jnp.float32), {}
-    if config.uses_style:
-        total_grams, _ = _pass_sums(vgg, weights, pieces, config=config, content=False)
-        style, style_grads = jax.value_and_grad(_style_value)(total_grams, reference, weights, grid, config)
-        style_grads = lax.stop_gradient(style_grads)
-
-    def tile_objective(pixels, row, col):
-        g, c = _tile_stats(pixels, row, col, vgg, weights, pieces, config=config, style=config.uses_style,
-                           content=config.uses_content)
-        linear = sum((jnp.sum(style_grads[name] * g[name]) for name in g), jnp.zeros((), jnp.float32))
-        return linear + c, c
-
-    def body(row, col, carry):
-        grad, content = carry
-        pixels = _tile_pixels(pieces.padded, grid, row, col)
-        (_, c), g = jax.value_and_grad(tile_objective, has_aux=True)(pixels, row, col)
+        grad, total = carry
+        sums, pullback = jax.vjp(lambda pixels: one(pixels, row, col), _tile_pixels(padded, grid, row, col))
+        (g,) = pullback(cotangent)
         start = (row * grid.tile, col * grid.tile, 0)
         grad = lax.dynamic_update_slice(grad, lax.dynamic_slice(grad, start, g.shape) + g, start)
-        return grad, content + c
+        return grad, jax.tree_util.tree_map(jnp.add, total, sums)
 
-    padded_grad, content = _for_each_tile(grid, body, (jnp.zeros_like(pieces.padded), jnp.zeros((), jnp.float32)))
-    tv, tv_grad = jax.value_and_grad(lambda x: weights.tv * losses.tv_loss(x, units=config.loss_units))(image)
-    grad = padded_grad[grid.halo:grid.halo + grid.height, grid.halo:grid.halo + grid.width] + tv_grad
-    return {"content": content, "style": style, "tv": tv, "total": content + style + tv}, grad
+    padded_grad, total = _for_each_tile(grid, body, (jnp.zeros_like(padded), zeros))
+    return total, padded_grad[grid.halo:grid.halo + grid.height, grid.halo:grid.halo + grid.width]
 
 
-def value_and_grad(
-    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, *, config: LossConfig,
-    reference: Mapping | None = None, halo: int | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """The total loss and its gradient ``[H, W, 3]``, tile by tile (see :func:`terms_and_grad`)."""
-    terms, grad = terms_and_grad(image, vgg, targets, weights, config=config, reference=reference, halo=halo)
-    return terms["total"], grad
+def tile_slice(padded_map: jax.Array, row: jax.Array, col: jax.Array, size: int) -> jax.Array:
+    """Tile ``(row, col)``'s core ``[size, size, N]`` of a map zero-padded to whole tiles (:func:`pad_map`)."""
+    return lax.dynamic_slice(padded_map, (row * size, col * size, 0), (size, size, padded_map.shape[-1]))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _total_and_terms(image, vgg, targets, weights, reference, config):
-    terms = loss_terms(image, vgg, targets, weights, config=config, reference=reference)
-    return terms["total"], terms
-
-
-def _total_and_terms_fwd(image, vgg, targets, weights, reference, config):
-    terms, grad = terms_and_grad(image, vgg, targets, weights, config=config, reference=reference)
-    return (terms["total"], terms), (grad, vgg, targets, weights, reference)
-
-
-def _total_and_terms_bwd(config, residuals, cotangents):
-    # The terms are reported, not differentiated (differentiable_terms stops their gradient).
-    grad, *others = residuals
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, tuple(others))
-    return (cotangents[0] * grad, *zeros)
-
-
-_total_and_terms.defvjp(_total_and_terms_fwd, _total_and_terms_bwd)
-
-
-def differentiable_terms(
-    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, reference: Mapping | None,
-    config: LossConfig,
-) -> dict[str, jax.Array]:
-    """The tiled loss terms ``{"content", "style", "tv", "total"}``; ``"total"`` is differentiable in
-    ``image`` ``[H, W, 3]``.
-
-    Evaluated alone it is :func:`loss_terms` (one forward pass); under ``jax.grad`` /
-    ``jax.value_and_grad`` it runs :func:`terms_and_grad` instead of differentiating through the
-    tile loop. Only the image gets a gradient (zeros for every other argument), and only through
-    ``"total"``: the other entries are reported values (their gradient is stopped). Positional
-    arguments only: ``config`` is static.
-    """
-    total, terms = _total_and_terms(image, vgg, targets, weights, reference, config)
-    reported = lax.stop_gradient({k: v for k, v in terms.items() if k != "total"})
-    return {**reported, "total": total}
-
-
-def total_loss(
-    image: jax.Array, vgg: VGGParams, targets: Targets, weights: LossWeights, reference: Mapping | None,
-    config: LossConfig,
-) -> jax.Array:
-    """The tiled total loss as a differentiable function of ``image`` (see :func:`differentiable_terms`)."""
-    return differentiable_terms(image, vgg, targets, weights, reference, config)["total"]
+def pad_map(feature_map: jax.Array, grid: TileGrid, name: str) -> jax.Array:
+    """Layer ``name``'s whole-image map ``[H_l, W_l, N]`` zero-padded to whole tiles, so every core slice
+    (:func:`tile_slice`) has one static shape."""
+    size = grid.tile >> layer_level(name)
+    return jnp.pad(feature_map, ((0, grid.rows * size - feature_map.shape[0]),
+                                 (0, grid.cols * size - feature_map.shape[1]), (0, 0)))

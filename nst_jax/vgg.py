@@ -376,10 +376,11 @@ def extract_features(
     layers = check_layers(layers)
     shape = checks.check_image(image)
     check_fits(shape, layers)
-    return features(vgg, jnp.asarray(image, jnp.float32), layers=layers, pooling=pooling, precision=precision)
+    return unchecked_features(vgg, jnp.asarray(image, jnp.float32), layers=layers, pooling=pooling,
+                              precision=precision)
 
 
-def features(
+def unchecked_features(
     vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], pooling: str = "max", precision: str = "fp32",
     level_masks: Sequence[jax.Array] | None = None,
 ) -> dict[str, jax.Array]:

@@ -1,7 +1,11 @@
+import contextlib
+import logging
 import os
 import pathlib
+import re
 import tempfile
 
+import jax
 import numpy as np
 import pytest
 
@@ -25,6 +29,26 @@ def shared_images():
     if not (SHARED_IMAGES / "tubingen.jpg").is_file():
         pytest.skip("../shared/images is absent")
     return SHARED_IMAGES
+
+
+@contextlib.contextmanager
+def compiled_programs():
+    """Collects the names of the XLA programs compiled inside the block (from JAX's compile log)."""
+    names = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            found = re.match(r"Finished XLA compilation of (?:jit\()?(.*?)\)? in ", record.getMessage())
+            if found:
+                names.append(found.group(1))
+
+    logger, handler = logging.getLogger("jax"), Collect(level=logging.DEBUG)
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            yield names
+    finally:
+        logger.removeHandler(handler)
 
 
 def smooth_image(h, w, seed=0):

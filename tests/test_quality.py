@@ -160,16 +160,17 @@ def test_masks_give_each_region_its_styles_statistics(vgg):
 
 
 def test_multiscale_pyramid_and_warm_start(vgg):
-    from nst_jax import driver
     from nst_jax.multiscale import pyramid_sizes, stylize_multiscale
+
+    from .conftest import compiled_programs
 
     assert pyramid_sizes(512, 3, 128) == [128, 256, 512] and pyramid_sizes(300, 1) == [300]
     content = smooth_image(48, 64, seed=1)
     config = StylizeConfig(style_layers=("relu1_1", "relu2_1"), iterations=15, chunk_size=15)
-    before = driver.TRACE_COUNTS["chunk"]
-    multi = stylize_multiscale(vgg, sizes=[43, 64], iterations=[15, 5],
-                               content=content, style=STYLE, config=config)
-    assert driver.TRACE_COUNTS["chunk"] - before == 2  # one compilation per size
+    with compiled_programs() as names:
+        multi = stylize_multiscale(vgg, sizes=[43, 64], iterations=[15, 5],
+                                   content=content, style=STYLE, config=config)
+    assert names.count("local_chunk") == 2, names  # one compilation per size
     assert multi.image.shape == (48, 64, 3) and [r.image.shape[:2] for r in multi.levels] == [(32, 43), (48, 64)]
     single = run(vgg, dataclasses.replace(config, iterations=5), content=content, style=STYLE)
     # The fine level starts from the upsampled coarse result, below a noise start, and ends lower.

@@ -1,0 +1,46 @@
+"""What a pixel optimiser is: the interface every entry of :data:`nst_jax.optimizers.OPTIMIZERS` fills.
+
+The stylizer (:func:`nst_jax.make_stylizer`) calls only these functions, so a new optimiser is
+one new module here plus its line in the registry. ``value_and_grad(x)`` is the objective's value
+and gradient at an image ``x``; ``value_fn(x)`` its value alone (a line search may call it, and
+differentiate it, any number of times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """One pixel optimiser.
+
+    Attributes:
+        name: The registry key (``StylizeConfig.optimizer``, ``--optimizer``).
+        help: One line for ``--help``.
+        transform: ``transform(config, weights) -> optax.GradientTransformationExtraArgs`` (may read
+            dynamic numbers such as the learning rate from ``weights``).
+        init: ``init(transform, image, value_and_grad) -> opt_state``.
+        update: ``update(transform, image, opt_state, value_and_grad, value_fn) -> (updates,
+            opt_state, value, evaluations)``: ``value`` the objective at ``image`` (the step's
+            start) and ``evaluations`` the loss-and-gradient evaluations the step made (int32).
+        start_evaluations: Evaluations ``init`` makes (reported with the first step).
+        state_images: ``state_images(config) -> int``, how many image-sized float32 arrays the
+            optimiser holds at its peak (state, gradient, update, trial points), for the
+            memory estimate.
+    """
+
+    name: str
+    help: str
+    transform: Callable[[Any, Any], optax.GradientTransformationExtraArgs]
+    init: Callable[[optax.GradientTransformationExtraArgs, jax.Array, ValueAndGrad], optax.OptState]
+    update: Callable[..., tuple[Any, optax.OptState, jax.Array, jax.Array]]
+    start_evaluations: int
+    state_images: Callable[[Any], int]
