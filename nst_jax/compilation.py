@@ -187,6 +187,25 @@ class _ShapeFilter(logging.Filter):
         return record.levelno >= self.threshold
 
 
+_ARRAY = re.compile(r"(\w+)\[([\d,]*)\]")
+
+
+def short_shapes(shapes: str, limit: int = 4) -> str:
+    """A long list of input shapes as its count and the ``limit`` largest distinct ones."""
+    arrays = _ARRAY.findall(shapes)
+    if len(arrays) <= limit or not arrays:
+        return shapes
+
+    def size(item):
+        n = 1
+        for d in filter(None, item[1].split(",")):
+            n *= int(d)
+        return n
+
+    largest = sorted(dict.fromkeys(arrays), key=size, reverse=True)[:limit]
+    return f"{len(arrays)} inputs, largest " + ", ".join(f"{t}[{d}]" for t, d in largest)
+
+
 class CompileStats:
     """Programs compiled or loaded, cache hits and misses, and seconds, between ``__enter__`` and ``__exit__``.
 
@@ -290,12 +309,43 @@ class CompileStats:
         return (f"compiled {n} XLA program{'s' if n != 1 else ''}{cache}: trace {self.seconds('trace'):.1f} s, "
                 f"lower {self.seconds('lower'):.1f} s, compile {self.seconds('compile'):.1f} s")
 
-    def table(self) -> str:
-        """A plain-text table, one row per program: name, input shapes, seconds, cache."""
+    def table(self, full_shapes: bool = False) -> str:
+        """A plain-text table, one row per program: name, seconds, cache, input shapes (:func:`short_shapes`)."""
         rows = self.records
         width = max([len(r.name) for r in rows] + [7])
         lines = [f"{'program':<{width}} {'seconds':>8} {'cache':>5}  input shapes"]
         for r in rows:
-            lines.append(f"{r.name:<{width}} {r.seconds:>8.2f} {r.cache:>5}  {r.shapes}")
+            shapes = r.shapes if full_shapes else short_shapes(r.shapes)
+            lines.append(f"{r.name:<{width}} {r.seconds:>8.2f} {r.cache:>5}  {shapes}")
         lines.append(self.summary())
         return "\n".join(lines)
+
+
+def run_module(argv: list[str]) -> int:
+    """``python -m nst_jax.compilation [--table] MODULE [ARGS...]``: ``MODULE.main(ARGS)`` under CompileStats.
+
+    Prints the summary line (and with ``--table`` the per-program table) after the module's own
+    output, e.g. ``python -m nst_jax.compilation nst_jax.cli.stylize --content a.jpg ...``.
+    """
+    import importlib
+    import sys
+
+    table = bool(argv) and argv[0] == "--table"
+    argv = argv[1:] if table else argv
+    if not argv:
+        print("usage: python -m nst_jax.compilation [--table] MODULE [ARGS...]", file=sys.stderr)
+        return 2
+    module = importlib.import_module(argv[0])
+    with CompileStats() as stats:
+        try:
+            code = module.main(argv[1:])
+        finally:
+            stats.stop()
+            print(stats.table() if table else stats.summary(), flush=True)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(run_module(sys.argv[1:]))

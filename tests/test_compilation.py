@@ -77,3 +77,11 @@ print(s.programs, s.hits, s.misses)
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert first == ["1", "0", "1"]
     assert second == ["1", "1", "0"]
+
+
+def test_short_shapes():
+    from nst_jax.compilation import short_shapes
+
+    assert short_shapes("float32[2], int32[]") == "float32[2], int32[]"
+    many = "float32[64], float32[3,3,3,64], float32[64], float32[1,43,64,3], int32[], float32[1,10,43,64,3]"
+    assert short_shapes(many, limit=2) == "6 inputs, largest float32[1,10,43,64,3], float32[1,43,64,3]"
