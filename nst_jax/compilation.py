@@ -202,8 +202,13 @@ def short_shapes(shapes: str, limit: int = 4) -> str:
             n *= int(d)
         return n
 
-    largest = sorted(dict.fromkeys(arrays), key=size, reverse=True)[:limit]
-    return f"{len(arrays)} inputs, largest " + ", ".join(f"{t}[{d}]" for t, d in largest)
+    # VGG parameters (3x3 kernels and their biases) would crowd out the images and states.
+    params = [a for a in arrays if a[1].startswith("3,3,") and a[1].count(",") == 3]
+    biases = [a for a in arrays if a[1] and "," not in a[1] and any(p[1].endswith("," + a[1]) for p in params)]
+    rest = [a for a in arrays if a not in params and a not in biases] or arrays
+    largest = sorted(dict.fromkeys(rest), key=size, reverse=True)[:limit]
+    note = f" ({len(params)} conv kernels, {len(biases)} biases)" if params else ""
+    return f"{len(arrays)} inputs{note}, largest " + ", ".join(f"{t}[{d}]" for t, d in largest)
 
 
 class CompileStats:
