@@ -84,5 +84,5 @@ def test_short_shapes():
 
     assert short_shapes("float32[2], int32[]") == "float32[2], int32[]"
     many = "float32[64], float32[3,3,3,64], float32[64], float32[1,43,64,3], int32[], float32[1,10,43,64,3]"
-    assert short_shapes(many, limit=2) == ("6 inputs (1 conv kernels, 1 biases), largest float32[1,10,43,64,3], "
+    assert short_shapes(many, limit=2) == ("6 inputs (1 conv kernels, 2 biases), largest float32[1,10,43,64,3], "
                                            "float32[1,43,64,3]")
