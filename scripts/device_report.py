@@ -279,10 +279,21 @@ def stage_tests(p, work):
     import re
 
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *p["tests"]]
-    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    # Stop pytest a little before the stage's own timeout, so the counts so far still make a row.
+    limit = max(float(os.environ.get("NST_REPORT_STAGE_TIMEOUT", "60")) - 8, 5)
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=limit)
+    except subprocess.TimeoutExpired as err:
+        text = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
+        out = subprocess.CompletedProcess(argv, f"timeout {limit:.0f} s", text + f"\n(stopped after {limit:.0f} s)", "")
     print(out.stdout[-20000:] + out.stderr[-5000:], flush=True)
     last = (out.stdout.strip().splitlines() or ["no output"])[-1]
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|error|errors|skipped)", out.stdout)}
+    if not counts:  # cut short: count the progress dots and letters of pytest's -q lines
+        lines = [ln for ln in out.stdout.splitlines() if re.fullmatch(r"[.FEsx]+( +\[.*)?", ln)]
+        progress = "".join(ln.split(" [")[0] for ln in lines)
+        counts = {"passed": progress.count("."), "failed": progress.count("F") + progress.count("E"),
+                  "skipped": progress.count("s")}
     row(tests=" ".join(p["tests"]), rc=out.returncode, passed=counts.get("passed", 0),
         failed=counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0),
         skipped=counts.get("skipped", 0), summary=last)
@@ -425,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             argv = [sys.executable, str(pathlib.Path(__file__).resolve()), "--stage", name, "--work", str(work)]
             argv += (["--dry-run"] if args.dry_run else []) + extra
+            env["NST_REPORT_STAGE_TIMEOUT"] = str(min(timeout, left))
             r = run_stage(name if not extra else f"{name} {extra[-1]}", argv, min(timeout, left), log, env)
             results.append(r)
             print(f"{r['stage']}: {r['status']} ({r['seconds']:.1f} s)", flush=True)
