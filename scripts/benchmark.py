@@ -6,9 +6,12 @@
   python scripts/benchmark.py --peer --time-to-quality                       # wall time to pastiche's image quality
 
 For each size and optimiser it reports seconds per step, loss evaluations per step (L-BFGS's line
-search may evaluate more than once), FLOPs per evaluation (XLA's cost analysis of the compiled
-value-and-gradient), the achieved GFLOP/s, and that as a fraction of the fp32 matmul peak measured
-at the start of the same run.
+search may evaluate more than once), FLOPs per evaluation (the analytic count of nst_jax.flops, the
+same on every backend; XLA's cost analysis beside it as a check: on a GPU it misses the cuDNN
+convolutions), the achieved GFLOP/s, and that as a fraction of the matmul peak of the same
+precision measured at the start of the same run (fp32 at JAX's default precision, which is TF32 on
+a GPU, and at HIGHEST; bf16 with float32 accumulation). Every mode ends with the compile summary
+line of nst_jax.compilation; --compile prints one row per XLA program of one CLI run.
 
 With --peer (needs the optional extra: pip install -e '.[peer]'), each L-BFGS fp32 measurement is
 followed by pastiche, a PyTorch Gatys implementation, run through its command-line entry point on
@@ -32,6 +35,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from nst_jax import (
     StylizeConfig,
@@ -45,16 +49,22 @@ from nst_jax import (
     stylize,
     sweep,
 )
+from nst_jax.compilation import CompileStats
+from nst_jax.flops import analytic_flops
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def matmul_peak(n: int, dtype=jnp.float32, repeats: int = 5) -> float:
-    """Best GFLOP/s of an n x n matmul on the default device (float32 accumulation)."""
+def matmul_peak(n: int, dtype=jnp.float32, repeats: int = 5, precision=None) -> float:
+    """Best GFLOP/s of an n x n matmul on the default device (float32 accumulation).
+
+    ``precision`` None is JAX's default (TF32 on NVIDIA GPUs for float32); ``lax.Precision.HIGHEST``
+    is full float32.
+    """
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
-    mm = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
+    mm = jax.jit(lambda x, y: jnp.matmul(x, y, precision=precision, preferred_element_type=jnp.float32))
     mm(a, b).block_until_ready()
     best = float("inf")
     for _ in range(repeats):
@@ -62,6 +72,45 @@ def matmul_peak(n: int, dtype=jnp.float32, repeats: int = 5) -> float:
         mm(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def matmul_peaks(n: int) -> dict[str, float]:
+    """GFLOP/s: ``fp32`` at JAX's default precision, ``fp32_highest`` at HIGHEST, ``bf16`` (float32 accumulation)."""
+    return {"fp32": matmul_peak(n), "fp32_highest": matmul_peak(n, precision=lax.Precision.HIGHEST),
+            "bf16": matmul_peak(n, jnp.bfloat16)}
+
+
+def conv_precision(precision: str = "fp32") -> str:
+    """The arithmetic the VGG convolutions run in, from the backend and JAX's precision setting."""
+    if precision == "bf16":
+        return "bf16 inputs, float32 accumulation"
+    setting = str(jax.config.jax_default_matmul_precision or "default").lower()
+    if jax.default_backend() == "gpu":
+        if setting in ("highest", "float32", "precision.highest"):
+            return "float32 (jax_default_matmul_precision=highest)"
+        if os.environ.get("NVIDIA_TF32_OVERRIDE") == "0":
+            return "float32 (NVIDIA_TF32_OVERRIDE=0)"
+        return f"TF32 (XLA:GPU's default precision; jax_default_matmul_precision={setting})"
+    return f"float32 ({jax.default_backend()}, jax_default_matmul_precision={setting})"
+
+
+def print_peaks(peaks: dict[str, float], n: int) -> None:
+    print(f"matmul peaks ({n}x{n}): fp32 at JAX's default precision {peaks['fp32']:.1f} GFLOP/s "
+          f"({'TF32 on this GPU' if jax.default_backend() == 'gpu' else 'float32'}); fp32 at HIGHEST "
+          f"{peaks['fp32_highest']:.1f} GFLOP/s; bf16 (float32 accumulation) {peaks['bf16']:.1f} GFLOP/s",
+          flush=True)
+
+
+def bench_compile(size: int, cache: str) -> None:
+    """One CLI run (its defaults at ``size``) in this process: a table of every XLA program it compiled."""
+    from nst_jax.cli.stylize import main as cli_main
+
+    content, style, source = image_files()
+    with tempfile.TemporaryDirectory() as tmp, CompileStats() as stats:
+        code = cli_main(["--content", str(content), "--style", str(style), "--size", str(size),
+                         "--output", f"{tmp}/o.png", "--overwrite", "--compile-cache", cache])
+    print(f"CLI run at {size} px ({source}, --compile-cache {cache}), exit {code}: one row per XLA program")
+    print(stats.table(), flush=True)
 
 
 def image_files() -> tuple[pathlib.Path, pathlib.Path, str]:
@@ -184,19 +233,22 @@ def bench_memory(sizes: list[int], optimizer: str, precision: str) -> None:
 
 def bench_warm_start(size: int) -> None:
     """Compile-and-prepare time of scripts/stylize.py, cold then warm (persistent cache), in fresh processes."""
-    script = pathlib.Path(__file__).resolve().parent / "stylize.py"
     content, style, _ = image_files()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(pathlib.Path(__file__).resolve().parents[1]),
+                                                                     os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory() as tmp:
         for label in ("cold", "warm"):
             t = time.perf_counter()
-            out = subprocess.run([sys.executable, str(script), "--content", str(content), "--style", str(style),
+            out = subprocess.run([sys.executable, "-m", "nst_jax.compilation", "nst_jax.cli.stylize",
+                                  "--content", str(content), "--style", str(style),
                                   "--size", str(size), "--iterations", "1", "--output", f"{tmp}/o.png", "--overwrite",
-                                  "--compile-cache", f"{tmp}/cache"], capture_output=True, text=True, check=True)
+                                  "--compile-cache", f"{tmp}/cache"],
+                                 capture_output=True, text=True, check=True, env=env)
             wall = time.perf_counter() - t
             compile_s = float(re.search(r"compile ([0-9.]+) s", out.stdout).group(1))
             print(f"{label} start at {size} px: {compile_s:.2f} s from loaded inputs to the first step "
                   f"(trace, compile or load from the cache, style and content targets); "
-                  f"process wall {wall:.1f} s", flush=True)
+                  f"process wall {wall:.1f} s; {out.stdout.strip().splitlines()[-1]}", flush=True)
 
 
 PEER_CHECK = "import pastiche, torch; print(pastiche.__version__, torch.__version__)"
@@ -352,6 +404,14 @@ def bench_time_to_quality(vgg, size: int, peer_steps: int, threads: int, version
 
 
 def main() -> int:
+    """The benchmark, then the compile summary line of everything this process compiled."""
+    with CompileStats() as stats:
+        code = run()
+    print(stats.summary(), flush=True)
+    return code
+
+
+def run() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512])
     parser.add_argument("--optimizers", nargs="+", default=["lbfgs", "adam"])
@@ -379,6 +439,11 @@ def main() -> int:
                         help="with --peer, instead: pastiche's defaults for --peer-steps steps vs nst_jax's defaults, "
                              "the wall time nst_jax needs to reach pastiche's three quality ratios (at --sizes)")
     parser.add_argument("--peer-steps", type=int, default=500)
+    parser.add_argument("--compile", action="store_true",
+                        help="instead: one CLI run with its defaults at the first of --sizes, in this process, and a "
+                             "table of every XLA program it compiled (name, seconds, cache hit, input shapes)")
+    parser.add_argument("--compile-cache", default="off", metavar="DIR|off",
+                        help="with --compile: the CLI's persistent compilation cache [default: off, a cold start]")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.peak_n = [256], 4, 2048
@@ -398,6 +463,9 @@ def main() -> int:
                   file=sys.stderr)
             return 1
 
+    if args.compile:
+        bench_compile(args.sizes[0], args.compile_cache)
+        return 0
     if args.warm_start:
         for size in args.sizes:
             bench_warm_start(size)
@@ -408,9 +476,9 @@ def main() -> int:
         return 0
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s); "
           f"host: {platform.processor() or platform.machine()}, jax {jax.__version__}")
-    peak = matmul_peak(args.peak_n)
-    print(f"fp32 matmul peak ({args.peak_n}x{args.peak_n}): {peak:.1f} GFLOP/s; "
-          f"bf16 matmul peak (float32 accumulation): {matmul_peak(args.peak_n, jnp.bfloat16):.1f} GFLOP/s")
+    peaks = matmul_peaks(args.peak_n)
+    print_peaks(peaks, args.peak_n)
+    print(f"convolutions: fp32 runs in {conv_precision('fp32')}; bf16 in {conv_precision('bf16')}", flush=True)
     vgg = load_vgg19()
     if args.time_to_quality:
         for size in args.sizes:
@@ -423,7 +491,7 @@ def main() -> int:
         print(f"images: {source}")
         return 0
     header = f"{'size':>9} {'optimizer':>9} {'precision':>9} {'s/step':>8} {'evals/step':>10} {'GFLOP/eval':>10} " \
-             f"{'GFLOP/s':>8} {'%fp32pk':>7} {'compile s':>9}"
+             f"{'XLA GFLOP':>9} {'GFLOP/s':>8} {'%peak':>6} {'compile s':>9}"
     print(header)
     notes = []
     for size in args.sizes:
@@ -433,14 +501,15 @@ def main() -> int:
             for precision in args.precisions:
                 r = runs[precision] = bench(vgg, content, style, optimizer, args.steps, args.warmup, precision)
                 if precision == args.precisions[0] or "fp32" not in runs:
-                    # Useful work: the float32 evaluation's FLOPs (bf16's shifted matmuls also touch padding).
+                    # Useful work, the same for bf16: the analytic count; XLA's (fp32) figure as a check.
                     config = dataclasses.replace(r["config"], precision="fp32")
-                    gflop = flops_per_eval(vgg, jnp.asarray(content), r["targets"], r["weights"], config) / 1e9
+                    gflop = analytic_flops(config, content.shape) / 1e9
+                    xla_gflop = flops_per_eval(vgg, jnp.asarray(content), r["targets"], r["weights"], config) / 1e9
                 rate = gflop * r["evals_per_step"] / r["s_per_step"]
                 h, w = content.shape[:2]
                 print(f"{w:>4}x{h:<4} {optimizer:>9} {precision:>9} {r['s_per_step']:>8.3f} "
-                      f"{r['evals_per_step']:>10.2f} {gflop:>10.1f} {rate:>8.1f} {100 * rate / peak:>6.1f}% "
-                      f"{r['compile_s']:>9.1f}", flush=True)
+                      f"{r['evals_per_step']:>10.2f} {gflop:>10.1f} {xla_gflop:>9.1f} {rate:>8.1f} "
+                      f"{100 * rate / peaks[precision]:>5.1f}% {r['compile_s']:>9.1f}", flush=True)
             if "fp32" in runs and "bf16" in runs:
                 a, b = runs["fp32"], runs["bf16"]
                 diffs = ", ".join(f"{k} {abs(b['terms'][k] - a['terms'][k]) / abs(a['terms'][k]):.2%}"
@@ -457,8 +526,10 @@ def main() -> int:
                           flush=True)
     for note in notes:
         print(note)
-    print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style; GFLOP/eval from XLA's "
-          "cost analysis of the float32 value-and-gradient; %fp32pk: achieved rate / fp32 matmul peak")
+    print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style; GFLOP/eval: the analytic "
+          "count of one value-and-gradient evaluation (nst_jax.flops), XLA GFLOP: XLA's cost analysis of the float32 "
+          "one (a check; on a GPU it misses the cuDNN convolutions); %peak: achieved rate / the matmul peak of the "
+          "same precision (fp32: JAX's default precision, TF32 on a GPU)")
     return 0
 
 
