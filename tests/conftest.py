@@ -22,7 +22,6 @@ os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax_test
 # design. So on a GPU the tests run at full float32 precision: this process, and (via the environment)
 # the command-line tools the tests start. The library itself keeps JAX's default; its speed is measured by
 # scripts/benchmark.py and scripts/device_report.py, not by the tests.
-import jax  # noqa: E402
 
 if jax.default_backend() in ("gpu", "cuda", "rocm"):
     jax.config.update("jax_default_matmul_precision", "highest")
