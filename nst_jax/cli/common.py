@@ -97,13 +97,17 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message):
         if message.startswith("unrecognized arguments:"):
-            known = [s for a in self._actions for s in a.option_strings]
-            for token in message.split(":", 1)[1].split():
-                close = difflib.get_close_matches(token.split("=")[0], known, n=1, cutoff=0.6)
-                if token.startswith("-") and close:
-                    message += f"; did you mean {close[0]}?"
-                    break
+            tokens = [t.split("=")[0] for t in message.split(":", 1)[1].split() if t.startswith("--")]
+            guess = next((g for g in map(self.suggestion, tokens) if g), None)
+            message += f"; did you mean {guess}?" if guess else ""
         self.exit(2, f"error: {clean(message)} (see --help)\n")
+
+    def suggestion(self, token: str) -> str | None:
+        """The option a misspelt or shortened ``token`` most likely meant."""
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        longer = sorted((s for s in known if s.startswith(token)), key=len)
+        close = difflib.get_close_matches(token, known, n=1, cutoff=0.6)
+        return longer[0] if longer else close[0] if close else None
 
 
 def groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
