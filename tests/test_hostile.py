@@ -390,3 +390,25 @@ def test_zip_bomb_and_oversized_checkpoints(capsys, done, tmp_path, monkeypatch)
 def test_messages_are_cleaned():
     assert clean("a\x1b[2Jb\x07c\u202ed") == "a[2Jbcd"
     assert one_line(ValueError("x\n\x1b]0;t\x07y")) == "x ]0;ty"
+
+
+def test_two_processes_one_output(pics, tmp_path):
+    """Two real runs racing for one output: one writes it, the other keeps it and saves beside it (exit 6)."""
+    import sys
+
+    content, style = pics
+    out = tmp_path / "shared.png"
+    script = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, str(script), str(content), str(style), "-o", str(out), *SMALL,
+                               "--iterations", "2", "--checkpoint", str(tmp_path / f"c{i}.npz")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes in ([0, 6], [0, 2]), results  # 2: the second started after the first had finished
+    loser = next(err for code, err in results if code != 0)
+    lines = [line for line in loser.splitlines() if line.startswith("error")]  # the rest is the progress bar
+    assert len(lines) == 1 and "Traceback" not in loser, loser
+    assert Image.open(out).size == (32, 32)
+    if codes == [0, 6]:
+        assert (tmp_path / "shared.nst-jax-1.png").is_file()
