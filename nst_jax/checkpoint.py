@@ -20,7 +20,6 @@ is the whole RNG state. """
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import pathlib
@@ -34,6 +33,9 @@ from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
 
 FORMAT = "nst_jax-checkpoint-2"
+MAX_CHECKPOINT_BYTES = 64 * 2**30  # larger files are refused before reading
+MAX_META_BYTES = 16 * 2**20  # the JSON metadata (run record and notes)
+MAX_MEMBERS = 100_000  # entries of the zip file
 
 
 @dataclasses.dataclass
@@ -108,38 +110,91 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
-    """Writes a checkpoint atomically: a temporary file in the same directory, renamed into place."""
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, *, replace: bool = True) -> None:
+    """Writes a checkpoint atomically: a temporary file in the same directory, renamed into place.
+
+    Args:
+        path: Destination.
+        checkpoint: What to save.
+        replace: Replace an existing file; if False one found there is kept
+            (:func:`nst_jax.atomic.atomic_open`, which then raises ``OutputExists``).
+    """
     path = pathlib.Path(path)
     payload = {f"state/{i}": np.asarray(leaf) for i, leaf in enumerate(checkpoint.leaves)}
     payload.update({f"history/{k}": np.asarray(v) for k, v in checkpoint.history.items()})
     meta = {"format": FORMAT, "step": int(checkpoint.step), "num_leaves": len(checkpoint.leaves),
             "run": checkpoint.run, "notes": checkpoint.notes}
     payload["meta"] = np.array(json.dumps(_jsonable(meta), sort_keys=True))
-    with atomic_open(path, fsync=True) as f:
+    with atomic_open(path, fsync=True, replace=replace) as f:
         np.savez(f, **payload)
 
 
+def _members(f, path: pathlib.Path, size: int) -> None:
+    """Checks a checkpoint's zip directory before anything is decompressed (zip bombs, stray members)."""
+    try:
+        with zipfile.ZipFile(f) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise NSTError(f"{path} is not a readable nst_jax checkpoint (truncated or another kind of file)") from None
+    if len(infos) > MAX_MEMBERS:
+        raise NSTError(f"checkpoint {path} has {len(infos)} entries, more than the {MAX_MEMBERS} allowed")
+    total = sum(i.file_size for i in infos)
+    # np.savez stores its members uncompressed, so the data cannot be much larger than the file.
+    if total > size + 1_000_000 or any(i.compress_type != zipfile.ZIP_STORED for i in infos):
+        raise NSTError(f"checkpoint {path} holds compressed data ({total} bytes from a {size}-byte file); "
+                       "nst_jax never writes such files, so it is not read")
+    meta = next((i for i in infos if i.filename == "meta.npy"), None)
+    if meta is not None and meta.file_size > MAX_META_BYTES:
+        raise NSTError(f"checkpoint {path}: its metadata has {meta.file_size} bytes, more than {MAX_META_BYTES}")
+    f.seek(0)
+
+
+def _leaves(arrays: dict, meta: dict, path: pathlib.Path) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    num = meta["num_leaves"]
+    if not isinstance(num, int) or isinstance(num, bool) or not 0 < num <= MAX_MEMBERS:
+        raise TypeError
+    leaves = [arrays[f"state/{i}"] for i in range(num)]
+    history = {k[len("history/"):]: v for k, v in arrays.items() if k.startswith("history/")}
+    for name, value in [*((f"state/{i}", v) for i, v in enumerate(leaves)), *history.items()]:
+        if value.dtype.kind not in "biuf":
+            raise NSTError(f"checkpoint {path}: {name} has dtype {value.dtype}, not a number")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise NSTError(f"checkpoint {path}: {name} holds NaN or Inf; a checkpoint is only written from a finite "
+                           "state, so this one was edited or corrupted and is not used")
+    return leaves, history
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Reads a checkpoint.
+    """Reads a checkpoint, which is untrusted: sizes, entries, types and values are checked.
 
     Raises:
-        NSTError: If the file is missing, unreadable, not a checkpoint, or of another format version.
+        NSTError: If the file is missing, unreadable, larger than :data:`MAX_CHECKPOINT_BYTES`, not a
+            checkpoint, of another format version, holds compressed entries or non-finite state, or
+            has a malformed field (``step``, ``run`` and ``notes``).
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise NSTError(f"checkpoint {path} not found")
-    try:
-        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        raise NSTError(f"{path} is not a readable nst_jax checkpoint (truncated or another kind of file)") from None
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_CHECKPOINT_BYTES:
+            raise NSTError(f"checkpoint {path} has {size} bytes, more than the {MAX_CHECKPOINT_BYTES} allowed")
+        _members(f, path, size)
+        try:
+            with np.load(f, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(str(arrays.pop("meta")))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RecursionError):
+            raise NSTError(f"{path} is not a readable nst_jax checkpoint (truncated or another kind of file)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise NSTError(f"{path} is not an nst_jax checkpoint of format {FORMAT!r}")
+    step, run, notes = meta.get("step"), meta.get("run"), meta.get("notes", {})
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise NSTError(f"checkpoint {path}: 'step' must be a non-negative integer, got {json.dumps(step)[:40]}")
+    if not isinstance(run, dict) or not isinstance(notes, dict):
+        raise NSTError(f"checkpoint {path}: 'run' and 'notes' must be JSON objects (edited?)")
     try:
-        leaves = [arrays[f"state/{i}"] for i in range(int(meta["num_leaves"]))]
-        history = {k[len("history/"):]: v for k, v in arrays.items() if k.startswith("history/")}
-        return Checkpoint(int(meta["step"]), leaves, history, meta["run"], meta.get("notes", {}))
+        leaves, history = _leaves(arrays, meta, path)
     except (KeyError, TypeError, ValueError):
         raise NSTError(f"checkpoint {path} is incomplete (truncated or edited)") from None
+    return Checkpoint(step, leaves, history, run, notes)

@@ -1,4 +1,9 @@
-"""The one exception type the library raises for problems a user can fix."""
+"""The exceptions the library raises for problems a user can fix, and their one-line form."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
 
 
 class NSTError(Exception):
@@ -23,3 +28,29 @@ class NumericalError(NSTError):
         self.step = step
         self.image = image
         self.members = [int(m) for m in members]
+
+
+class OutputExists(NSTError):
+    """A file appeared at a destination while the run was going on, and was kept.
+
+    Attributes:
+        path: The destination, left as it was.
+        saved_as: Where the new file went instead (beside ``path``), or None if nowhere.
+    """
+
+    def __init__(self, path: str | os.PathLike, saved_as: str | os.PathLike | None):
+        self.path, self.saved_as = path, saved_as
+        where = f"; this run's file is saved beside it as {saved_as}" if saved_as else ""
+        super().__init__(f"{path} appeared while this run was going on and was kept{where}")
+
+
+def clean(text: object) -> str:
+    """``text`` with every control or format character (terminal escapes, bidi overrides) removed."""
+    return "".join(ch for ch in str(text) if not unicodedata.category(ch).startswith("C"))
+
+
+def one_line(err: BaseException | str, limit: int | None = 200) -> str:
+    """An exception (or text) as one printable line: its message (or its type), whitespace collapsed,
+    control characters removed, cut at ``limit`` characters."""
+    text = clean(" ".join(str(err).split())) or type(err).__name__
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

@@ -10,29 +10,29 @@ refused, as are images of more than :data:`MAX_INPUT_PIXELS` pixels
 :data:`MIN_SIZE` after resizing. Every format Pillow reads is accepted (PNG,
 JPEG, GIF, BMP, WebP, TIFF, ...). Outputs are written to a temporary file in
 the target directory and renamed into place, so a reader never sees a
-partial file.
+partial file; the run record they carry is written and read by :mod:`nst_jax.record`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
+import tempfile
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin
+from PIL import Image, ImageOps
 
 from nst_jax.atomic import atomic_open
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, one_line
+from nst_jax.record import save_options
 
 DEFAULT_SIZE = 512  # longest side of the output, pixels
 MIN_SIZE = 32  # smallest side the network can process (five 2x2 poolings leave one position)
 MAX_SIZE = 8192
 MAX_INPUT_PIXELS = 200_000_000  # refuse decompression bombs beyond this many pixels
-RECORD_KEY = "nst_jax"  # PNG text chunk (iTXt) holding a written image's run record, as JSON
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
@@ -66,12 +66,6 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise NSTError(f"{path}: not enough memory to decode this image") from None
     except Exception as err:  # Pillow raises many types on corrupt files
         raise NSTError(f"{path}: cannot decode image, truncated or corrupt ({one_line(err)})") from None
-
-
-def one_line(err: BaseException, limit: int | None = 200) -> str:
-    """An exception as one line: its message (or its type), whitespace collapsed, cut at ``limit`` characters."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -123,11 +117,12 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def check_output_path(path: str | os.PathLike) -> pathlib.Path:
-    """Checks that an image can be written at ``path`` before any compute is spent.
+    """Checks that an image can be written at ``path`` before any compute is spent, by writing a tiny one
+    of the same format to a temporary file in the same directory.
 
     Raises:
         NSTError: If the directory is missing or unwritable, the path is a
-            directory, or Pillow has no writer for the extension.
+            directory, or Pillow has no writer for the extension or cannot write RGB in that format.
     """
     path = pathlib.Path(path)
     ext = path.suffix.lower()
@@ -142,53 +137,45 @@ def check_output_path(path: str | os.PathLike) -> pathlib.Path:
         raise NSTError(f"{path}: directory {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise NSTError(f"{path}: exists and is not writable")
+    _probe(path, parent, Image.registered_extensions()[ext])
     return path
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray, *, record: Mapping[str, Any] | None = None) -> None:
+def _probe(path: pathlib.Path, parent: pathlib.Path, fmt: str) -> None:
+    """Writes a tiny RGB image of the format to a temporary file in ``parent`` (removed after).
+
+    Raises:
+        NSTError: If Pillow cannot write RGB images in that format (e.g. XBM, MSP).
+        OSError: If the directory refuses the file (disk full, permission): a fault of the system.
+    """
+    with tempfile.TemporaryFile(dir=parent, prefix=".nst-jax-probe") as f:
+        try:
+            Image.new("RGB", (16, 16), (128, 64, 32)).save(f, format=fmt)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            if isinstance(err, OSError) and err.errno is not None:
+                raise
+            raise NSTError(f"{path}: cannot write RGB images as {fmt} ({one_line(err)}); use e.g. .png or .jpg") \
+                from None
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray, *, record: Mapping[str, Any] | None = None,
+               replace: bool = True) -> None:
     """Writes ``[H, W, 3]`` RGB in [0, 1] atomically (temporary file + rename).
 
     Args:
         path: Destination; the format follows the extension.
         image: ``[H, W, 3]`` float RGB, clipped to [0, 1].
-        record: JSON-able run record stored in the file: a PNG ``iTXt`` chunk named
-            :data:`RECORD_KEY`, or the comment of a JPEG; other formats carry none.
+        record: JSON-able run record stored in the file (:mod:`nst_jax.record`): a PNG ``iTXt``
+            chunk, or the comment of a JPEG; other formats carry none.
+        replace: Replace an existing file at ``path``; if False a file found there is kept and the
+            image goes beside it (:func:`nst_jax.atomic.place_new`).
+
+    Raises:
+        NSTError: If the record does not fit the format.
+        nst_jax.errors.OutputExists: With ``replace=False``, if ``path`` exists.
     """
     path = pathlib.Path(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
-    options: dict[str, Any] = {}
-    if record is not None:
-        text = json.dumps(record, sort_keys=True)
-        if fmt == "PNG":
-            info = PngImagePlugin.PngInfo()
-            info.add_itxt(RECORD_KEY, text, zip=True)
-            options["pnginfo"] = info
-        elif fmt == "JPEG":
-            options["comment"] = text.encode()
-    with atomic_open(path) as f:
+    options = save_options(record, fmt)
+    with atomic_open(path, replace=replace) as f:
         Image.fromarray(to_uint8(image), "RGB").save(f, format=fmt, **options)
-
-
-def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The run record :func:`save_image` stored in an image, or None if it carries none.
-
-    Raises:
-        NSTError: If the file is not a readable image.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise NSTError(f"{path}: no such file")
-    try:
-        with Image.open(path) as im:
-            text = im.text.get(RECORD_KEY) if hasattr(im, "text") else None
-            if text is None and isinstance(im.info.get("comment"), bytes):
-                text = im.info["comment"].decode(errors="replace")
-    except (OSError, Image.UnidentifiedImageError):
-        raise NSTError(f"{path}: not an image file Pillow can read") from None
-    if not text:
-        return None
-    try:
-        record = json.loads(text)
-    except ValueError:
-        return None
-    return record if isinstance(record, dict) and record.get("format") == RECORD_KEY else None

@@ -87,7 +87,7 @@ def test_bad_input_one_line_no_output(tmp_path):
 
 
 def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
-    from nst_jax.image import read_record
+    from nst_jax.record import read_record
 
     content = tmp_path / "content.png"
     content.write_bytes(CONTENT.read_bytes())

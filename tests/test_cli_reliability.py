@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from nst_jax.config import DEFAULT_WEIGHTS as DEFAULT_LOSS_WEIGHTS
-from nst_jax.image import read_record
+from nst_jax.record import read_record
 from nst_jax.vgg_io import DEFAULT_WEIGHTS, sha256_of
 
 from .conftest import EXAMPLES

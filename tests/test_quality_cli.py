@@ -44,16 +44,16 @@ def test_quality_flags_reach_config_and_weights(stylize_script, tmp_path):
     weights = prepared(stylize_script, tmp_path, "--ema", "0.9").weights
     assert float(weights.ema_decay) == pytest.approx(0.9)
     out = prepared(stylize_script, tmp_path, "--style", STYLE, CONTENT, "--style-blend", "0.7", "0.3")
-    config, weights, style = out.config, out.weights, out.inputs.style
+    config, weights, style = out.config, out.weights, out.plan.style
     assert config.num_styles == 2 and isinstance(style, list) and len(style) == 2
     np.testing.assert_allclose(weights.style_blend, [0.7, 0.3])
     out = prepared(stylize_script, tmp_path, "--style-scale", "0.5", "--preserve-colour", "luminance", size=96)
     assert out.config.style_scale == 0.5 and out.config.preserve_colour == "luminance"
-    assert max(out.inputs.style.shape[:2]) == 48  # loaded at 0.5 x --size 96
+    assert max(out.plan.style.shape[:2]) == 48  # loaded at 0.5 x --size 96
     mask = tmp_path / "mask.png"
     Image.fromarray(np.tile(np.r_[np.zeros(10), 255 * np.ones(10)].astype(np.uint8), (12, 1))).save(mask)
     out = prepared(stylize_script, tmp_path, "--style", STYLE, STYLE, "--masks", mask, mask)
-    content, masks = out.inputs.content, optimised_inputs(out.inputs).masks
+    content, masks = out.plan.content, optimised_inputs(out.plan).masks
     assert masks.shape == (2, *content.shape[:2]) and masks[0, :, :20].max() < 0.05 and masks[0, :, -20:].min() > 0.95
 
 

@@ -1,4 +1,5 @@
 """The command-line tools: ``nst-jax`` (:mod:`nst_jax.cli.stylize`) and ``nst-jax-sweep``
-(:mod:`nst_jax.cli.sweep`). Argument parsing with the library's defaults lives in
-:mod:`nst_jax.cli.args`; the application logic (resume, rerun, overwrite policy, signals,
-multi-scale dispatch) in the tools' modules, so ``scripts/`` holds only thin wrappers."""
+(:mod:`nst_jax.cli.sweep`). What they share lives once in :mod:`nst_jax.cli.common` (argument groups
+with the library's defaults, input loading, progress bar, signals, exit codes); saved arguments read
+back from checkpoints and run records are checked by :mod:`nst_jax.cli.saved`; :mod:`nst_jax.cli.args`
+re-exports common names for ``scripts/``."""

@@ -1,15 +1,15 @@
 """Neural style transfer (Gatys et al.) from the command line: ``nst-jax`` (or ``scripts/stylize.py``).
 
+  nst-jax photo.jpg painting.jpg -o out.png
   nst-jax --content photo.jpg --style painting.jpg --output out.png
 
 Every default comes from the library (``StylizeConfig``, ``loss_weights``,
-``nst_jax.image.DEFAULT_SIZE``). Every argument, input file, the VGG parameters and the memory
-needed are checked before anything is compiled. Errors are one line on stderr. Exit codes:
-0 done; 1 internal error (set NST_JAX_DEBUG=1 for the traceback); 2 bad usage, input, file or
-setting; 3 interrupted (SIGINT or SIGTERM; a checkpoint is written, resume with --resume
-CHECKPOINT); 4 numerical failure (NaN or Inf; the last finite image is saved as
-OUTPUT_last_good). Nothing is written at OUTPUT unless the run finishes. Every image written
-carries its run record (PNG text, JPEG comment): ``nst-jax --rerun IMAGE`` makes it again.
+``nst_jax.image.DEFAULT_SIZE``). Every argument, input file, output location, the VGG parameters
+and the memory needed are checked before anything is compiled. Nothing is ever written to an
+input, and without --overwrite no existing file is replaced, not even one that appears during
+the run. Errors are one line on stderr; the exit codes are those of :mod:`nst_jax.cli.common`.
+Every image written carries its run record (PNG text, JPEG comment): ``nst-jax --rerun IMAGE``
+makes it again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import dataclasses
 import os
 import pathlib
 import re
-import signal
 import sys
 from typing import Any
 
@@ -27,55 +26,91 @@ import numpy as np
 
 from nst_jax import __version__
 from nst_jax import checkpoint as ckpt
-from nst_jax import image as imageio
-from nst_jax.cli import args as cli
-from nst_jax.cli.args import EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, EXIT_USAGE
+from nst_jax import image as image_files
+from nst_jax import record as run_records
+from nst_jax.cli import common
+from nst_jax.cli.common import EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
+from nst_jax.cli.saved import validated
 from nst_jax.config import INITS, LossWeights, StylizeConfig, loss_weights
-from nst_jax.errors import NSTError, NumericalError
+from nst_jax.errors import NSTError, NumericalError, OutputExists
 from nst_jax.memory import check_memory
 from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
-from nst_jax.plan import Plan as InputPlan
-from nst_jax.plan import make_plan
+from nst_jax.plan import Plan, make_plan
 
+# Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
+LOCATIONS = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache")
 # Options that may differ when resuming or rerunning: they do not change the result.
-RESULT_FREE = ("output", "save_every", "checkpoint_every", "checkpoint", "overwrite", "resume", "rerun",
-               "compile_cache")
+RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every")
 PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint")
+EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
+          "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
+          "system (disk full, permission denied, out of memory); 6 a file appeared at an output during the run "
+          "(kept; the result is saved beside it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.OneLineParser(prog="nst-jax", description=__doc__.split("\n\n")[0])
+    p = common.OneLineParser(prog="nst-jax", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"nst_jax {__version__}")
-    cli.add_run_arguments(p)
-    p.add_argument("--output", help="output image (.png, .jpg, ...); required unless --resume or --rerun")
-    cli.add_weight_arguments(p)
-    p.add_argument("--style-blend", nargs="+", type=float, metavar="B",
-                   help="blend weights of several --style images, normalised to sum 1 [default: equal]")
-    p.add_argument("--ema", type=float, default=cli.WEIGHT_DEFAULTS["ema_decay"], metavar="DECAY",
-                   help="output the exponential moving average of the image over steps with this decay "
-                        "(0: the last iterate)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise initialisation")
-    p.add_argument("--save-every", type=int, default=0, metavar="N",
+    g = common.groups(p)
+    g["basics"].add_argument("images", nargs="*", metavar="CONTENT STYLE",
+                             help="the content photo and the style image (instead of --content and --style)")
+    common.add_run_arguments(p)
+    g["basics"].add_argument("-o", "--output", help="output image (.png, .jpg, ...) [default: CONTENT_STEM-"
+                             "STYLE_STEM.png with CONTENT STYLE; required with --content and --style]")
+    common.add_weight_arguments(p)
+    g["quality"].add_argument("--style-blend", nargs="+", type=float, metavar="B",
+                              help="blend weights of several --style images, normalised to sum 1 [default: equal]")
+    g["quality"].add_argument("--ema", type=float, default=common.WEIGHT_DEFAULTS["ema_decay"], metavar="DECAY",
+                              help="output the exponential moving average of the image over steps with this decay "
+                                   "(0: the last iterate)")
+    g["basics"].add_argument("--seed", type=common.integer, default=0, help="seed of the noise initialisation")
+    _add_output_arguments(g["output"])
+    _add_scale_arguments(g["quality"])
+    return p
+
+
+def _add_output_arguments(g) -> None:
+    g.add_argument("--save-every", type=common.integer, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (0: never)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output, intermediate saves and checkpoint (else they are refused)")
-    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint file [default: OUTPUT_STEM.ckpt.npz]")
-    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output, intermediate saves, last-good image and checkpoint (else they "
+                        "are refused, and a file appearing during the run is kept)")
+    g.add_argument("--checkpoint", metavar="PATH", help="checkpoint file [default: OUTPUT_STEM.ckpt.npz; when "
+                   "resuming, the checkpoint resumed]")
+    g.add_argument("--checkpoint-every", type=common.integer, default=0, metavar="N",
                    help="write the checkpoint every N iterations and at the end (0: only when interrupted)")
-    p.add_argument("--resume", metavar="CHECKPOINT",
-                   help="continue an interrupted run; every setting comes from the checkpoint (only --output, "
-                        "--save-every, --checkpoint-every, --checkpoint and --overwrite may be given)")
-    p.add_argument("--rerun", metavar="IMAGE",
+    g.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue an interrupted run; its settings come from the checkpoint, never where to write "
+                        "(--output, else CHECKPOINT_STEM.png beside it)")
+    g.add_argument("--rerun", metavar="IMAGE",
                    help="make an image written by nst-jax again from the run record it carries, given the same "
                         "inputs [default output: IMAGE_STEM_rerun.EXT]")
-    p.add_argument("--scales", type=int, default=1, metavar="N",
+
+
+def _add_scale_arguments(g) -> None:
+    g.add_argument("--scales", type=common.integer, default=1, metavar="N",
                    help="coarse-to-fine: optimise at N sizes from --min-size to --size, each level "
                         "starting from the previous one upsampled (not checkpointed)")
-    p.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIZE, metavar="PX",
+    g.add_argument("--min-size", type=common.integer, default=DEFAULT_MIN_SIZE, metavar="PX",
                    help="longest side of the coarsest level with --scales")
-    p.add_argument("--scale-iterations", type=int, nargs="+", metavar="N",
+    g.add_argument("--scale-iterations", type=common.integer, nargs="+", metavar="N",
                    help="steps at each level, coarse to fine [default: --iterations at each]")
-    return p
+
+
+def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """The arguments, with the positional ``CONTENT STYLE`` form turned into ``--content``/``--style``,
+    and the options given explicitly (used when resuming or rerunning)."""
+    args = build_parser().parse_args(argv)
+    given = given_options(argv)
+    images = args.__dict__.pop("images")
+    if images:
+        if len(images) != 2 or args.content is not None or args.style is not None:
+            raise NSTError("give CONTENT STYLE (two paths) or --content and --style, not both")
+        args.content, args.style = images[0], [images[1]]
+        given |= {"content", "style"}
+        if args.output is None:
+            args.output = f"{pathlib.Path(images[0]).stem}-{pathlib.Path(images[1]).stem}.png"
+    return args, given - {"images"}
 
 
 def given_options(argv: list[str] | None) -> set[str]:
@@ -83,7 +118,7 @@ def given_options(argv: list[str] | None) -> set[str]:
     p = build_parser()
     unset = object()  # not a string, so argparse does not convert it
     p.set_defaults(**{action.dest: unset for action in p._actions})
-    return {k for k, v in vars(p.parse_args(argv)).items() if v is not unset}
+    return {k for k, v in vars(p.parse_args(argv)).items() if v is not unset and v != []}
 
 
 def normalised(args: argparse.Namespace) -> dict:
@@ -94,35 +129,36 @@ def normalised(args: argparse.Namespace) -> dict:
         if isinstance(out.get(k), list):
             out[k] = [absolute(v) for v in out[k]]
         elif out.get(k) is not None and not (k == "init" and out[k] in INITS) and not (
-                k == "vgg" and out[k] in cli.VGG_CHOICES):
+                k == "vgg" and out[k] in common.VGG_CHOICES):
             out[k] = absolute(out[k])
     return out
 
 
 def with_saved_args(args: argparse.Namespace, given: set[str], saved: Any, source: str, *,
-                    keep_outputs: bool) -> argparse.Namespace:
-    """A record's arguments, overridden by the (result-neutral) options given now.
+                    keep: tuple[str, ...] = ()) -> argparse.Namespace:
+    """A record's arguments (checked field by field), overridden by the result-neutral options given now.
 
-    With ``keep_outputs`` (resume) the recorded output, checkpoint and save options stay unless
-    given anew; without (rerun) they return to their defaults unless given.
+    Where to write and whether to replace (:data:`LOCATIONS`) never come from the record: they are
+    the command line's, or the defaults. Options in ``keep`` stay as recorded unless given anew.
 
     Raises:
-        NSTError: If the record holds no arguments or an option given now changes the result.
+        NSTError: If the record holds no arguments, a field is malformed, or an option given now
+            changes the result.
     """
-    if not isinstance(saved, dict):
-        raise NSTError(f"{source} was not written by nst-jax (it holds no command-line arguments)")
+    parser = build_parser()
+    saved = validated(saved, parser, source)
     now = normalised(args)
     diffs = [f"--{k.replace('_', '-')} {now[k]!r} (recorded: {saved.get(k)!r})"
              for k in sorted(given - set(RESULT_FREE)) if now[k] != saved.get(k)]
     if diffs:
         raise NSTError(f"cannot continue {source} with different settings: {', '.join(diffs)}; "
                        "drop them to make the run as it was")
-    known = vars(build_parser().parse_args([]))
-    merged = argparse.Namespace(**{**known, **{k: v for k, v in saved.items() if k in known}})
+    known = {k: v for k, v in vars(parser.parse_args([])).items() if k != "images"}
+    merged = argparse.Namespace(**{**known, **saved})
     for k in RESULT_FREE:
         if k in given:
             setattr(merged, k, getattr(args, k))
-        elif not keep_outputs or k in ("resume", "rerun"):
+        elif k not in keep:
             setattr(merged, k, known[k])
     return merged
 
@@ -131,15 +167,42 @@ def default_checkpoint(output: pathlib.Path) -> pathlib.Path:
     return output.with_name(output.stem + ".ckpt.npz")
 
 
+def resumed_output(checkpoint: pathlib.Path, recorded: Any) -> pathlib.Path:
+    """The default output of a resumed run: ``STEM.EXT`` beside the checkpoint ``STEM.ckpt.npz``, with the
+    recorded output's extension if it is an image format (only the extension is taken from the file)."""
+    name = checkpoint.name
+    stem = name[: -len(".ckpt.npz")] if name.endswith(".ckpt.npz") and len(name) > 9 else checkpoint.stem
+    suffix = pathlib.Path(recorded).suffix.lower() if isinstance(recorded, str) else ""
+    known = image_files.Image.registered_extensions()
+    return checkpoint.with_name(stem + (suffix if suffix in known and known[suffix] in ("PNG", "JPEG") else ".png"))
+
+
 def intermediate_path(output: pathlib.Path, step: int) -> pathlib.Path:
     return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
 
 
+def last_good_path(output: pathlib.Path) -> pathlib.Path:
+    return output.with_name(f"{output.stem}_last_good{output.suffix}")
+
+
+def _intermediate_pattern(output: pathlib.Path) -> re.Pattern:
+    return re.compile(re.escape(output.stem) + r"_\d{5,}" + re.escape(output.suffix) + "$")
+
+
 def intermediate_paths(output: pathlib.Path) -> list[pathlib.Path]:
     """Existing intermediate saves ``OUTPUT_<step>`` of an earlier run."""
-    pattern = re.compile(re.escape(output.stem) + r"_\d{5,}" + re.escape(output.suffix) + "$")
     parent = output.parent if str(output.parent) else pathlib.Path(".")
-    return sorted(p for p in parent.iterdir() if pattern.match(p.name))
+    return sorted(p for p in parent.iterdir() if _intermediate_pattern(output).match(p.name))
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same after resolving symlinks, or (when both exist) one inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def check_writable_file(path: pathlib.Path, what: str) -> None:
@@ -153,8 +216,8 @@ def check_writable_file(path: pathlib.Path, what: str) -> None:
 
 
 @dataclasses.dataclass
-class Plan:
-    """A checked run: settings, loaded inputs and where everything goes.
+class Job:
+    """A checked command-line run: settings, checked inputs and where everything goes.
 
     Attributes:
         args: The arguments (completed from the record when resuming or rerunning).
@@ -163,7 +226,7 @@ class Plan:
         output: The output image's path.
         checkpoint: The checkpoint's path.
         vgg: The VGG-19 parameters.
-        inputs: The checked inputs (:func:`nst_jax.plan.make_plan`).
+        plan: The checked inputs (:func:`nst_jax.plan.make_plan`).
         sizes: The levels' longest sides (one level without ``--scales``).
         iterations: Steps per level.
         resume: The checkpoint being continued, if any.
@@ -177,7 +240,7 @@ class Plan:
     output: pathlib.Path
     checkpoint: pathlib.Path
     vgg: Any
-    inputs: InputPlan
+    plan: Plan
     sizes: list[int]
     iterations: list[int]
     resume: ckpt.Checkpoint | None
@@ -186,7 +249,7 @@ class Plan:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.inputs.shape
+        return self.plan.shape
 
 
 def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
@@ -196,41 +259,48 @@ def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
                 raise NSTError(f"--{name.replace('_', '-')} is not supported with --scales > 1")
         if args.scale_iterations is not None and len(args.scale_iterations) != args.scales:
             raise NSTError(f"{len(args.scale_iterations)} --scale-iterations given for {args.scales} scales")
-        if any(n < 1 for n in args.scale_iterations or []):
-            raise NSTError("--scale-iterations must be >= 1")
+        if any(not 1 <= n <= 1_000_000 for n in args.scale_iterations or []):
+            raise NSTError("--scale-iterations must be between 1 and 1000000")
         return list(args.scale_iterations or [config.iterations] * args.scales)
     if args.scale_iterations is not None:
         raise NSTError("--scale-iterations needs --scales > 1")
     return [config.iterations]
 
 
-def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Plan:
-    """Validates every argument and loads every input; raises NSTError before any compute."""
-    given = given if given is not None else set()
-    resume, rerun, stop_at = None, None, None
-    if args.resume is not None and args.rerun is not None:
-        raise NSTError("give --resume or --rerun, not both")
-    if args.resume is not None:
-        resume_path = args.resume
-        resume = ckpt.load_checkpoint(args.resume)
-        args = with_saved_args(args, given, resume.notes.get("args"), f"checkpoint {args.resume}", keep_outputs=True)
-        args.resume = str(resume_path)
-    elif args.rerun is not None:
-        source = pathlib.Path(args.rerun)
-        rerun = imageio.read_record(source)
-        if rerun is None:
-            raise NSTError(f"{source} carries no nst_jax run record (was it written by nst-jax, as PNG or JPEG?)")
-        args = with_saved_args(args, given, rerun.get("args"), f"the run of {source}", keep_outputs=False)
-        args.rerun = str(source)
-        if "output" not in given:
-            args.output = str(source.with_name(f"{source.stem}_rerun{source.suffix}"))
-        stop_at = rerun.get("step")
+def _resumed(args: argparse.Namespace, given: set[str]):
+    path = pathlib.Path(args.resume)
+    resume = ckpt.load_checkpoint(path)
+    recorded = resume.notes.get("args")
+    args = with_saved_args(args, given, recorded, f"checkpoint {path}", keep=("save_every", "checkpoint_every"))
+    args.resume = str(path)
+    if "output" not in given:
+        args.output = str(resumed_output(path, recorded.get("output")))
+    if "checkpoint" not in given:
+        args.checkpoint = str(path)
+    return args, resume
+
+
+def _rerun(args: argparse.Namespace, given: set[str]):
+    source = pathlib.Path(args.rerun)
+    found = run_records.read_record(source)
+    if found is None:
+        raise NSTError(f"{source} carries no nst_jax run record (was it written by nst-jax, as PNG or JPEG?)")
+    what = f"the run record of {source}"
+    found = run_records.checked(found, what)
+    args = with_saved_args(args, given, found["args"], what)
+    args.rerun = str(source)
+    if "output" not in given:
+        args.output = str(source.with_name(f"{source.stem}_rerun{source.suffix}"))
+    return args, found
+
+
+def _settings(args: argparse.Namespace):
     if not args.output:
-        raise NSTError("--output is required (unless --resume or --rerun)")
+        raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
     for name in ("save_every", "checkpoint_every"):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    config = cli.run_config(args)
+    config = common.run_config(args)
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
     iterations = _check_levels(args, config)
     weights = loss_weights(
@@ -240,33 +310,93 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Plan:
     # The weights the defaults resolved to (per loss units) go into the records.
     args.content_weight, args.style_weight, args.tv_weight = (float(weights.content), float(weights.style),
                                                               float(weights.tv))
-    output = imageio.check_output_path(args.output)
+    return config, sizes, iterations, weights
+
+
+def _no_clobber(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
+    """Without --overwrite: no destination of this run may exist already (the resumed checkpoint aside)."""
+    if os.path.lexists(output):
+        raise NSTError(f"{output} exists; pass --overwrite to replace it")
+    if os.path.lexists(last_good_path(output)):
+        raise NSTError(f"{last_good_path(output)} (a last-good image) exists; pass --overwrite to replace it")
+    resuming_here = args.resume is not None and same_file(checkpoint, args.resume)
+    if os.path.lexists(checkpoint) and not resuming_here:
+        raise NSTError(f"checkpoint {checkpoint} exists (an interrupted run?); continue it with "
+                       f"--resume {checkpoint}, or pass --overwrite to start afresh")
+    earlier = intermediate_paths(output) if args.resume is None else []
+    if earlier:
+        raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
+
+
+def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
+    """Every file this run may write is distinct from every input and from each other, and (without
+    --overwrite) does not exist yet.
+
+    Raises:
+        NSTError: Naming the clash.
+    """
+    inputs = common.input_files(args) + ([("checkpoint being resumed", args.resume)] if args.resume else [])
+    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
+    for what, dest in writes:
+        for role, path in inputs:
+            if same_file(dest, path) and not (what == "checkpoint" and role == "checkpoint being resumed"):
+                raise NSTError(f"the {what} {dest} is the {role} {path}; nst-jax never writes to its inputs, "
+                               "choose another path")
+    for i, (what, dest) in enumerate(writes):
+        for other, path in writes[i + 1:]:
+            if same_file(dest, path):
+                raise NSTError(f"the {what} and the {other} are the same file {dest}; give them different paths")
+    if args.save_every:
+        pattern, folder = _intermediate_pattern(output), os.path.realpath(output.parent)
+        for role, path in inputs + [("checkpoint", str(checkpoint))]:
+            if pattern.match(pathlib.Path(path).name) and os.path.realpath(pathlib.Path(path).parent) == folder:
+                raise NSTError(f"the {role} {path} has the name of an intermediate save of {output} (--save-every); "
+                               "choose another output")
+    if not args.overwrite:
+        _no_clobber(args, output, checkpoint)
+
+
+def _locations(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
+    output = image_files.check_output_path(args.output)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
-    if not args.overwrite:
-        if output.exists():
-            raise NSTError(f"{output} exists; pass --overwrite to replace it")
-        resuming_here = resume is not None and checkpoint.resolve() == pathlib.Path(args.resume).resolve()
-        if checkpoint.exists() and not resuming_here:
-            raise NSTError(f"checkpoint {checkpoint} exists (an interrupted run?); continue it with "
-                           f"--resume {checkpoint}, or pass --overwrite to start afresh")
-        earlier = intermediate_paths(output) if resume is None else []
-        if earlier:
-            raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
     args.checkpoint = str(checkpoint)
-    vgg, content, style, init, masks = cli.load_run_inputs(args, config)
-    inputs = make_plan(config, content=content, style=style, init=init, masks=masks)
-    check_memory(config, inputs.shape, inputs.largest_style_shape)
+    check_destinations(args, output, checkpoint)
+    return output, checkpoint
+
+
+def _verify_rerun(found: dict, run: dict, source: str, iterations: int) -> int | None:
+    diffs = ckpt.differences(found["run"], run)
+    if diffs:
+        raise NSTError(f"cannot make {source} again: this run differs: {'; '.join(diffs)}")
+    step = found["step"]
+    if step is not None and not 1 <= step <= iterations:
+        raise NSTError(f"the run record of {source}: 'step' {step} is outside 1..{iterations}")
+    return step
+
+
+def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
+    """Validates every argument, loads every input and checks every destination; raises NSTError
+    before any compute."""
+    given = given if given is not None else set()
+    resume = found = None
+    if args.resume is not None and args.rerun is not None:
+        raise NSTError("give --resume or --rerun, not both")
+    if args.resume is not None:
+        args, resume = _resumed(args, given)
+    elif args.rerun is not None:
+        args, found = _rerun(args, given)
+    config, sizes, iterations, weights = _settings(args)
+    output, checkpoint = _locations(args)
+    vgg, content, style, init, masks = common.load_run_inputs(args, config)
+    plan = make_plan(config, content=content, style=style, init=init, masks=masks)
+    check_memory(config, plan.shape, plan.largest_style_shape)
     levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
-    run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=inputs.digests, extra=levels)
-    for saved, what in ((resume.run if resume else None, f"checkpoint {args.resume}"),
-                        (rerun.get("run") if rerun else None, f"the run recorded in {args.rerun}")):
-        if saved is not None:
-            diffs = ckpt.differences({k: v for k, v in saved.items() if k in run}, run)
-            if diffs:
-                raise NSTError(f"cannot continue {what}: this run differs: {'; '.join(diffs)}")
-    record = {"format": imageio.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
-    return Plan(args, config, weights, output, checkpoint, vgg, inputs, sizes, iterations, resume, record, stop_at)
+    run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
+    stop_at = None if found is None else _verify_rerun(found, run, args.rerun, config.iterations)
+    record = {"format": run_records.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
+    run_records.check_fits(record, image_files.Image.registered_extensions()[output.suffix.lower()])
+    return Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
 
 
 class Interrupted(Exception):
@@ -277,176 +407,171 @@ class Reached(Exception):
     """Raised from the progress callback when a rerun reaches the step of the image it remakes."""
 
 
-class SignalFlag:
-    """SIGINT/SIGTERM set a flag (checked between chunks); a second signal interrupts at once."""
-
-    def __init__(self):
-        self.signum = None
-        self.previous = {}
-
-    def __enter__(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self.previous[signum] = signal.signal(signum, self.handle)
-        return self
-
-    def handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-
 def main(argv: list[str] | None = None) -> int:
     """The ``nst-jax`` console script."""
     # jaxlib's CPU LAPACK kernels (eigh, used by the W2 style loss) run on OpenBLAS, whose own thread pool
     # competes with XLA's: measured 0.02 s vs 0.8-3 s per 512x512 eigh on 2 busy cores. One OpenBLAS
     # thread unless the user chose otherwise; set before jax makes its first LAPACK call.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    return cli.guarded_main(run, argv)
+    return common.guarded_main(run, argv)
 
 
 def run(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args, given = parse(argv)
+    job = prepare(args, given if args.resume or args.rerun else None)
+    h, w = job.shape[:2]
+    if job.resume is not None:
+        common.say(f"resuming {job.args.resume} at step {job.resume.step} of {job.config.iterations}; "
+                   f"writing {job.output}")
+    common.say(f"compiling for {w}x{h} ...")
+    if job.args.scales > 1:
+        return run_multiscale(job)
+    return run_single(job)
+
+
+class Writer:
+    """Writes a job's files under its overwrite rule: without --overwrite nothing is replaced, and a file
+    that appeared at a destination during the run is kept, this run's file going beside it."""
+
+    def __init__(self, job: Job):
+        self.job, self.replace, self.conflicts = job, job.args.overwrite, []
+        resuming_here = job.args.resume is not None and same_file(job.checkpoint, job.args.resume)
+        self.checkpoint_written = job.args.overwrite or resuming_here
+
+    def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
+        image_files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
+
+    def intermediate(self, step: int, image: np.ndarray) -> None:
+        try:
+            self.image(intermediate_path(self.job.output, step), image, step=step)
+        except OutputExists as err:
+            self.conflicts.append(err)
+
+    def checkpoint(self, progress, notes: dict) -> None:
+        ckpt.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
+        self.checkpoint_written = True
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_written and self.job.checkpoint.exists()
+
+    def check_conflicts(self) -> None:
+        if self.conflicts:
+            more = f" (and {common.plural(len(self.conflicts) - 1, 'more file')})" if len(self.conflicts) > 1 else ""
+            raise Exit(EXIT_CONFLICT, f"{self.conflicts[0]}{more}")
+
+
+def _saved_state(job: Job, writer: Writer) -> str:
+    if writer.has_checkpoint():
+        return f"the last checkpoint is {job.checkpoint}; resume with: nst-jax --resume {job.checkpoint}"
+    return "no checkpoint was saved"
+
+
+def _last_good(job: Job, writer: Writer, err: NumericalError) -> Exit:
+    path = last_good_path(job.output)
     try:
-        plan = prepare(args, given_options(argv) if args.resume or args.rerun else None)
-    except NSTError as err:
-        print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
-        return EXIT_USAGE
-    h, w = plan.shape[:2]
-    print(f"compiling for {w}x{h} ...", flush=True)
-    if plan.args.scales > 1:
-        return run_multiscale(plan)
-    return run_single(plan)
+        writer.image(path, err.image, step=err.step, last_good=True)
+        saved = f"saved to {path}"
+    except OutputExists as clash:
+        saved = f"saved to {clash.saved_as} ({path} appeared during the run and was kept)"
+    return Exit(EXIT_NUMERICAL, f"{err}; last finite image (step {err.step}) {saved}")
 
 
-def _save(plan: Plan, path: pathlib.Path, image: np.ndarray, **notes) -> None:
-    imageio.save_image(path, image, record={**plan.record, **notes})
+def _outcome(job: Job, writer: Writer, err: BaseException) -> BaseException:
+    """The exit for an exception that stopped a single-scale run (the exception itself if it has none)."""
+    if isinstance(err, Interrupted):
+        return Exit(EXIT_INTERRUPTED, f"interrupted at step {err.args[0]} of {job.config.iterations}; checkpoint "
+                                      f"saved to {job.checkpoint}; resume with: nst-jax --resume {job.checkpoint}")
+    if isinstance(err, KeyboardInterrupt):
+        return Exit(EXIT_INTERRUPTED, f"interrupted twice, stopped at once; {_saved_state(job, writer)}")
+    if isinstance(err, NumericalError):
+        return _last_good(job, writer, err)
+    fault = common.environment_fault(err)
+    if fault is not None:
+        return Exit(EXIT_ENVIRONMENT, f"the system refused: {fault}; {_saved_state(job, writer)}")
+    return err
 
 
-def run_single(plan: Plan) -> int:
-    from tqdm import tqdm
+def run_single(job: Job) -> int:
+    from nst_jax import stylize
 
-    from nst_jax.api import stylize
-
-    args, config, output, resume = plan.args, plan.config, plan.output, plan.resume
-    notes = {"args": plan.record["args"]}
-    resume_hint = f"resume with: nst-jax --resume {plan.checkpoint}"
-    bar = None
-
-    def close_bar():
-        if bar is not None:
-            bar.close()
-
-    with SignalFlag() as flag:
+    args, config = job.args, job.config
+    writer, notes = Writer(job), {"args": job.record["args"]}
+    start = job.resume.step if job.resume else 0
+    with common.SignalFlag() as flag, common.Bar(config.iterations, initial=start) as bar:
         def on_chunk(progress):
-            nonlocal bar
-            if bar is None:  # started after compilation, so it/s and ETA measure the optimisation only
-                bar = tqdm(total=config.iterations, initial=resume.step if resume else 0, unit="it",
-                           dynamic_ncols=True)
-            bar.update(progress.step - bar.n)
-            bar.set_postfix(loss=f"{progress.terms['total']:.4g}")
-            if plan.stop_at is not None and progress.step == plan.stop_at:
+            bar.update(progress.step, loss=f"{progress.terms['total']:.4g}")
+            if job.stop_at is not None and progress.step == job.stop_at:
                 raise Reached(np.asarray(progress.image))
             if args.save_every and progress.step % args.save_every == 0 and progress.step < progress.iterations:
-                _save(plan, intermediate_path(output, progress.step), np.asarray(progress.image), step=progress.step)
+                writer.intermediate(progress.step, np.asarray(progress.image))
             periodic = args.checkpoint_every and (progress.step % args.checkpoint_every == 0
                                                   or progress.step == progress.iterations)
-            if periodic or flag.signum is not None or (resume and progress.step == progress.iterations):
-                ckpt.save_checkpoint(plan.checkpoint, progress.checkpoint(notes))
+            if periodic or flag.signum is not None or (job.resume and progress.step == progress.iterations):
+                writer.checkpoint(progress, notes)
             if flag.signum is not None and progress.step < progress.iterations:
                 raise Interrupted(progress.step)
 
         try:
-            result = stylize(plan.vgg, plan=plan.inputs, weights=plan.weights, seed=args.seed, callback=on_chunk,
-                             sync_every=(args.save_every, args.checkpoint_every, plan.stop_at or 0), resume=resume)
+            result = stylize(job.vgg, plan=job.plan, weights=job.weights, seed=args.seed, callback=on_chunk,
+                             sync_every=(args.save_every, args.checkpoint_every, job.stop_at or 0), resume=job.resume)
         except Reached as reached:
-            close_bar()
-            image = np.clip(reached.args[0], 0.0, 1.0)
-            _save(plan, output, image, step=plan.stop_at)
-            print(f"wrote {output} (the run at step {plan.stop_at})")
+            bar.close()
+            writer.image(job.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)
+            common.say(f"wrote {job.output} (the run at step {job.stop_at})")
+            writer.check_conflicts()
             return EXIT_OK
-        except Interrupted as stop:
-            close_bar()
-            print(f"error: interrupted at step {stop.args[0]} of {config.iterations}; checkpoint saved to "
-                  f"{plan.checkpoint}; {resume_hint}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except KeyboardInterrupt:
-            close_bar()
-            where = f"the last checkpoint is {plan.checkpoint}" if plan.checkpoint.exists() else "no checkpoint"
-            print(f"error: interrupted twice, stopped at once; {where}", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except NumericalError as err:
-            close_bar()
-            path = output.with_name(f"{output.stem}_last_good{output.suffix}")
-            _save(plan, path, err.image, step=err.step, last_good=True)
-            print(f"error: {imageio.one_line(err, None)}; last finite image (step {err.step}) saved to {path}",
-                  file=sys.stderr)
-            return EXIT_NUMERICAL
-        except NSTError as err:
-            close_bar()
-            print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
-            return EXIT_USAGE
-        close_bar()
-        _save(plan, output, result.image)
-    h, w = result.image.shape[:2]
-    terms = "  ".join(f"{k}={result.history[k][-1]:.4g}" for k in ("content", "style", "tv", "total"))
-    print(f"wrote {output} ({w}x{h})")
-    steps = config.iterations - (resume.step if resume else 0)
-    evaluations = int(result.history["evaluations_per_step"][-steps:].sum()) if steps else 0
-    print(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
-          f"({steps} iterations, {evaluations} loss evaluations, in {result.run_seconds:.1f} s; "
-          f"compile {result.compile_seconds:.1f} s)")
-    print(f"final loss: {terms}")
+        except BaseException as err:  # noqa: B036 - signals, divergence and system faults have exits of their own
+            bar.close()
+            raise _outcome(job, writer, err) from None
+    writer.image(job.output, result.image)
+    _summary(job, result)
+    writer.check_conflicts()
     return EXIT_OK
 
 
-def run_multiscale(plan: Plan) -> int:
+def _summary(job: Job, result) -> None:
+    h, w = result.image.shape[:2]
+    common.say(f"wrote {job.output} ({w}x{h})")
+    steps = job.config.iterations - (job.resume.step if job.resume else 0)
+    evaluations = int(result.history["evaluations_per_step"][-steps:].sum()) if steps else 0
+    common.say(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
+               f"({common.plural(steps, 'iteration')}, {common.plural(evaluations, 'loss evaluation')}, "
+               f"in {result.run_seconds:.1f} s; compile {result.compile_seconds:.1f} s)")
+    common.say(common.loss_line({k: v[-1] for k, v in result.history.items()}))
+
+
+def run_multiscale(job: Job) -> int:
     """--scales > 1: one stylize() per level (no checkpoints; SIGINT/SIGTERM stop between chunks)."""
-    from tqdm import tqdm
-
-    sizes, iterations = plan.sizes, plan.iterations
-    print(f"{len(sizes)} scales, longest sides {', '.join(map(str, sizes))} px, "
-          f"{', '.join(map(str, iterations))} iterations", flush=True)
-    bars = {}
-
-    def close_bars():
-        for bar in bars.values():
-            bar.close()
-
-    with SignalFlag() as flag:
+    sizes, iterations = job.sizes, job.iterations
+    common.say(f"{common.plural(len(sizes), 'scale')}, longest sides {', '.join(map(str, sizes))} px, "
+               f"{', '.join(map(str, iterations))} iterations")
+    bars: dict[int, common.Bar] = {}
+    with common.SignalFlag() as flag:
         def on_chunk(level, progress):
             if level not in bars:
-                close_bars()
-                bars[level] = tqdm(total=progress.iterations, unit="it", dynamic_ncols=True, desc=f"{sizes[level]} px")
-            bars[level].update(progress.step - bars[level].n)
-            bars[level].set_postfix(loss=f"{progress.terms['total']:.4g}")
+                for bar in bars.values():
+                    bar.close()
+                bars[level] = common.Bar(progress.iterations, desc=f"{sizes[level]} px")
+            bars[level].update(progress.step, loss=f"{progress.terms['total']:.4g}")
             if flag.signum is not None:
                 raise Interrupted(progress.step)
 
         try:
-            result = stylize_multiscale(plan.vgg, sizes=sizes, plan=plan.inputs, weights=plan.weights,
-                                        iterations=iterations, seed=plan.args.seed, callback=on_chunk)
+            result = stylize_multiscale(job.vgg, sizes=sizes, plan=job.plan, weights=job.weights,
+                                        iterations=iterations, seed=job.args.seed, callback=on_chunk)
         except (Interrupted, KeyboardInterrupt):
-            close_bars()
-            print("error: interrupted; multi-scale runs are not checkpointed, nothing written", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except NumericalError as err:
-            close_bars()
-            print(f"error: {imageio.one_line(err, None)}", file=sys.stderr)
-            return EXIT_NUMERICAL
-        close_bars()
-        _save(plan, plan.output, result.image)
+            raise Exit(EXIT_INTERRUPTED, "interrupted; multi-scale runs are not checkpointed, nothing written") \
+                from None
+        finally:
+            for bar in bars.values():
+                bar.close()
+    Writer(job).image(job.output, result.image)
     h, w = result.image.shape[:2]
-    final = result.levels[-1].history
-    terms = "  ".join(f"{k}={final[k][-1]:.4g}" for k in ("content", "style", "tv", "total"))
-    print(f"wrote {plan.output} ({w}x{h})")
-    print(f"time: {result.run_seconds:.1f} s over {len(sizes)} scales "
-          f"({', '.join(f'{lv.run_seconds:.1f}' for lv in result.levels)} s; "
-          f"compile {result.compile_seconds:.1f} s)")
-    print(f"final loss: {terms}")
+    common.say(f"wrote {job.output} ({w}x{h})")
+    common.say(f"time: {result.run_seconds:.1f} s over {common.plural(len(sizes), 'scale')} "
+               f"({', '.join(f'{lv.run_seconds:.1f}' for lv in result.levels)} s; "
+               f"compile {result.compile_seconds:.1f} s)")
+    common.say(common.loss_line({k: v[-1] for k, v in result.levels[-1].history.items()}))
     return EXIT_OK
 
 

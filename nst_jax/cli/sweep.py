@@ -20,10 +20,11 @@ import sys
 
 import numpy as np
 
-from nst_jax import image as imageio
-from nst_jax.cli import args as cli
+from nst_jax import image as image_files
+from nst_jax.cli import common
 from nst_jax.config import TERMS, loss_weights, stack_weights
-from nst_jax.errors import NSTError
+from nst_jax.errors import NSTError, one_line
+from nst_jax.plan import make_plan
 
 SWEPT = {  # option -> (loss_weights argument, label)
     "content_weights": ("content_weight", "alpha"),
@@ -34,23 +35,28 @@ SWEPT = {  # option -> (loss_weights argument, label)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.OneLineParser(prog="nst-jax-sweep", description=__doc__.split("\n\n")[0])
-    cli.add_run_arguments(p)
-    p.add_argument("--output-dir", required=True, help="directory for the images and losses.json (created)")
-    cli.add_weight_arguments(p, swept=True)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="noise seeds")
-    p.add_argument("--columns", type=int, default=0,
-                   help="contact sheet columns (0: as many as values of the last swept option)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="members vmapped together on a device [default: 1 on CPUs, all on accelerators]")
-    p.add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
-    p.add_argument("--distributed", action="store_true",
-                   help="start JAX's multi-controller runtime first (jax.distributed.initialize) and lay the members "
-                        "over every process's devices; run the same command in every process. Without the three "
-                        "options below JAX reads the cluster from its environment (Slurm, Open MPI, TPU pods)")
-    p.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator (--distributed)")
-    p.add_argument("--num-processes", type=int, help="number of processes (--distributed)")
-    p.add_argument("--process-id", type=int, help="this process's index, 0 to N-1 (--distributed)")
+    p = common.OneLineParser(prog="nst-jax-sweep", description=__doc__.split("\n\n")[0])
+    common.add_run_arguments(p)
+    g = common.groups(p)
+    g["output"].add_argument("--output-dir", required=True, help="directory for the images and losses.json (created)")
+    common.add_weight_arguments(p, swept=True)
+    g["basics"].add_argument("--seeds", nargs="+", type=common.integer, default=[0], help="noise seeds")
+    g["output"].add_argument("--columns", type=common.integer, default=0,
+                             help="contact sheet columns (0: as many as values of the last swept option)")
+    g["output"].add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
+    g["performance"].add_argument("--batch-size", type=common.integer, default=None, metavar="B",
+                                  help="members vmapped together on a device [default: 1 on CPUs, all on "
+                                       "accelerators]")
+    g["performance"].add_argument(
+        "--distributed", action="store_true",
+        help="start JAX's multi-controller runtime first (jax.distributed.initialize) and lay the members over every "
+             "process's devices; run the same command in every process. Without the three options below JAX reads "
+             "the cluster from its environment (Slurm, Open MPI, TPU pods)")
+    g["performance"].add_argument("--coordinator", metavar="HOST:PORT",
+                                  help="address of process 0's coordinator (--distributed)")
+    g["performance"].add_argument("--num-processes", type=common.integer, help="number of processes (--distributed)")
+    g["performance"].add_argument("--process-id", type=common.integer,
+                                  help="this process's index, 0 to N-1 (--distributed)")
     return p
 
 
@@ -73,12 +79,12 @@ def start_distributed(args: argparse.Namespace) -> None:
     try:
         jax.distributed.initialize(**kwargs)
     except (RuntimeError, ValueError) as err:
-        raise NSTError(f"cannot start the distributed runtime: {imageio.one_line(err)}") from None
+        raise NSTError(f"cannot start the distributed runtime: {one_line(err)}") from None
 
 
 def members_of(args: argparse.Namespace) -> tuple[list[tuple[dict, int]], dict[str, list[float]]]:
     """Every combination of the swept values (the last option varying fastest) and the value lists."""
-    grids = {option: cli.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
+    grids = {option: common.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
              if getattr(args, option) is not None else [None] for option in SWEPT}
     members = []
     for values in itertools.product(*grids.values(), args.seeds):
@@ -90,69 +96,83 @@ def members_of(args: argparse.Namespace) -> tuple[list[tuple[dict, int]], dict[s
 
 
 def prepare(args: argparse.Namespace):
-    config = cli.run_config(args)
+    config = common.run_config(args)
     members, grids = members_of(args)
     weights = [loss_weights(config, content_layer_weights=args.content_layer_weights,
                             style_layer_weights=args.style_layer_weights, **kw) for kw, _ in members]
     if args.batch_size is not None and args.batch_size < 1:
         raise NSTError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.columns < 0:
+        raise NSTError(f"--columns must be >= 0, got {args.columns}")
     out_dir = pathlib.Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
-    imageio.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
+    image_files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
     swept = [o for o in SWEPT if len(grids[o]) > 1] + (["seeds"] if len(args.seeds) > 1 else [])
     return config, members, weights, out_dir, swept, grids
+
+
+def check_outputs(args: argparse.Namespace, out_dir: pathlib.Path, count: int) -> None:
+    """No file the sweep writes may be one of its inputs."""
+    names = [f"member_{i:02d}.png" for i in range(count)] + ["contact_sheet.png", "losses.json"]
+    for role, path in common.input_files(args):
+        path = pathlib.Path(path)
+        if os.path.realpath(path.parent) == os.path.realpath(out_dir) and path.name in names:
+            raise NSTError(f"the {role} {path} would be overwritten by the sweep's output; choose another --output-dir")
 
 
 def main(argv: list[str] | None = None) -> int:
     """The ``nst-jax-sweep`` console script."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see nst_jax.cli.stylize.main
-    return cli.guarded_main(run, argv)
+    return common.guarded_main(run, argv)
 
 
 def run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     start_distributed(args)
     config, members, weights, out_dir, swept, grids = prepare(args)
-    vgg, content, style, init_image, masks = cli.load_run_inputs(args, config)
+    check_outputs(args, out_dir, len(members))
+    vgg, content, style, init_image, masks = common.load_run_inputs(args, config)
+    plan = make_plan(config, content=content, style=style, init=init_image, masks=masks)
     import jax
-    from tqdm import tqdm
 
-    from nst_jax.api import sweep
-    from nst_jax.figures import labelled_grid, save_json, save_sheet
+    from nst_jax import sweep
 
     writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
-    print(f"{len(members)} members on {devices} device(s) of {processes} process(es); compiling ...", flush=True)
-    bar = None
-
-    def on_chunk(progress):
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=config.iterations, unit="it", dynamic_ncols=True, disable=not writer)
-        bar.update(progress.step - bar.n)
-        bar.set_postfix(mean_loss=f"{float(np.mean(progress.terms['total'])):.4g}")
-
-    result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], content=content, style=style,
-                   init=init_image, masks=masks, config=config, batch_size=args.batch_size, callback=on_chunk)
-    bar.close()
+    common.say(f"{common.plural(len(members), 'member')} on {common.plural(devices, 'device')} of "
+               f"{common.plural(processes, 'process')}; compiling ...")
+    with common.Bar(config.iterations, disable=not writer) as bar:
+        result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], plan=plan,
+                       batch_size=args.batch_size,
+                       callback=lambda p: bar.update(p.step, mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
     if args.distributed:
         # Every process holds every result now. Leave the runtime here, all together: at exit its shutdown
         # barrier would hold the other processes while process 0 writes, and abort them all after 300 s.
         jax.distributed.shutdown()
-    if not writer:
-        return 0
-    ratios = None
-    if not args.no_metrics and config.mode == "transfer":
-        from nst_jax.metrics import Evaluator
+    if writer:
+        write_results(args, config, vgg, plan, result, members, weights, out_dir, swept, grids, devices, processes)
+    return 0
 
-        evaluator = Evaluator(vgg, content=content, style=style if not isinstance(style, list) else style[0],
-                              shape=result.images.shape[1:3])
-        ratios = [evaluator(image) for image in result.images]
+
+def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> list | None:
+    if args.no_metrics or config.mode != "transfer":
+        return None
+    from nst_jax.metrics import Evaluator
+
+    evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3])
+    return [evaluator(image) for image in images]
+
+
+def write_results(args, config, vgg, plan, result, members, weights, out_dir, swept, grids, devices, processes):
+    """Writes member_NN.png, contact_sheet.png and losses.json."""
+    from nst_jax.figures import labelled_grid, save_json, save_sheet
+
+    ratios = _ratios(args, config, vgg, plan, result.images)
     out_dir.mkdir(exist_ok=True)
     records = []
     for i, ((_, seed), image, w) in enumerate(zip(members, result.images, weights, strict=True)):
         name = f"member_{i:02d}.png"
-        imageio.save_image(out_dir / name, image)
+        image_files.save_image(out_dir / name, image)
         settings = {arg: float(getattr(w, field)) for arg, field in (
             ("content_weight", "content"), ("style_weight", "style"), ("tv_weight", "tv"),
             ("learning_rate", "learning_rate"))}
@@ -173,10 +193,9 @@ def run(argv: list[str] | None) -> int:
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
         "devices": devices, "processes": processes,
         "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds, "members": records})
-    print(f"wrote {len(members)} images, contact_sheet.png and losses.json to {out_dir}")
-    print(f"{result.run_seconds / config.iterations:.3f} s per iteration for all {len(members)} members "
-          f"(compile {result.compile_seconds:.1f} s)")
-    return 0
+    common.say(f"wrote {common.plural(len(members), 'image')}, contact_sheet.png and losses.json to {out_dir}")
+    common.say(f"{result.run_seconds / config.iterations:.3f} s per iteration for all {len(members)} members "
+               f"(compile {result.compile_seconds:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,423 @@
+"""What the command-line tools share, one copy each: argument groups with the library's defaults, input
+loading, the progress bar, signal handling and the mapping from exceptions to exit codes.
+
+Exit codes (every tool): 0 done; 1 internal error, a bug (``NST_JAX_DEBUG=1`` shows the traceback);
+2 bad usage, input, file or setting (nothing computed); 3 interrupted (SIGINT or SIGTERM); 4
+numerical failure (NaN or Inf); 5 a fault of the system (disk full, permission denied, out of
+memory); 6 a file appeared at an output path during the run (it is kept; the result is saved beside
+it). Every error is one line on stderr, starting ``error:``, with control characters removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import errno
+import inspect
+import math
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from nst_jax import image as image_files
+from nst_jax.cache import default_cache_dir, enable_compilation_cache
+from nst_jax.config import (
+    COLOURS,
+    DEFAULT_WEIGHTS,
+    INITS,
+    LOSS_UNITS,
+    MODES,
+    OPTIMIZERS,
+    RECONSTRUCTION_ITERATIONS,
+    STYLE_LOSSES,
+    TRANSFER_ITERATIONS,
+    StylizeConfig,
+    loss_weights,
+)
+from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
+from nst_jax.vgg import POOLINGS, PRECISIONS
+from nst_jax.vgg_io import DEFAULT_WEIGHTS as DEFAULT_VGG_FILE
+
+VGG_CHOICES = ("original", "normalized")
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
+EXIT_ENVIRONMENT, EXIT_CONFLICT = 5, 6
+INT_RANGE = (-(2**63), 2**63 - 1)  # integers beyond int64 are refused as usage errors
+
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
+# loss_weights' defaults; content, style and TV weights depend on the loss units (DEFAULT_WEIGHTS).
+WEIGHT_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(loss_weights).parameters.items() if p.default is not p.empty}
+
+
+class Exit(Exception):
+    """A tool's outcome other than success: its exit code and its one-line message."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def integer(text: str) -> int:
+    """An argparse type: an integer within the int64 range."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"{text[:30]} is out of range (a 64-bit integer)")
+    return value
+
+
+def plural(count: int, word: str) -> str:
+    """``"1 iteration"``, ``"3 iterations"``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends each option's default (lists as words), except where there is none."""
+
+    def _get_help_string(self, action):
+        default = action.default
+        if default is None or default is argparse.SUPPRESS or action.option_strings == ["-h", "--help"]:
+            return action.help
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{action.help} (default: {shown})"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit code 2; options are never abbreviated, and a misspelt
+    one gets a suggestion."""
+
+    def __init__(self, **kwargs):
+        super().__init__(formatter_class=DefaultsFormatter, allow_abbrev=False, **kwargs)
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            tokens = [t.split("=")[0] for t in message.split(":", 1)[1].split() if t.startswith("--")]
+            guess = next((g for g in map(self.suggestion, tokens) if g), None)
+            message += f"; did you mean {guess}?" if guess else ""
+        self.exit(2, f"error: {clean(message)} (see --help)\n")
+
+    def suggestion(self, token: str) -> str | None:
+        """The option a misspelt or shortened ``token`` most likely meant."""
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        longer = sorted((s for s in known if s.startswith(token)), key=len)
+        close = difflib.get_close_matches(token, known, n=1, cutoff=0.6)
+        return longer[0] if longer else close[0] if close else None
+
+
+def groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
+    """The help's sections: basics, quality, output, performance, advanced (created once per parser)."""
+    if not hasattr(p, "_nst_groups"):
+        p._nst_groups = {name: p.add_argument_group(name) for name in
+                         ("basics", "quality", "output", "performance", "advanced")}
+    return p._nst_groups
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Inputs and static settings common to every tool that runs an optimisation."""
+    g = groups(p)
+    g["basics"].add_argument("--content", help="content photo (transfer and content modes)")
+    g["basics"].add_argument(
+        "--style", nargs="+", metavar="IMAGE",
+        help="style image(s) (transfer and style modes); several are blended (--style-blend) or each styles one "
+             "--masks region")
+    g["basics"].add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
+                             help="transfer; content reconstruction; style reconstruction (texture synthesis)")
+    g["basics"].add_argument("--size", type=integer, default=image_files.DEFAULT_SIZE,
+                             help="longest side of the output, pixels")
+    g["basics"].add_argument("--iterations", type=integer, default=CONFIG_DEFAULTS["iterations"],
+                             help=f"optimiser steps [default: {TRANSFER_ITERATIONS} in transfer mode, "
+                                  f"{RECONSTRUCTION_ITERATIONS} in content and style modes]")
+    _add_quality_arguments(g["quality"])
+    _add_advanced_arguments(g["advanced"])
+    g["performance"].add_argument(
+        "--precision", choices=PRECISIONS, default=CONFIG_DEFAULTS["precision"],
+        help="VGG convolutions in float32, or bf16 with float32 accumulation (losses stay float32)")
+    g["performance"].add_argument(
+        "--tile-size", type=integer, default=CONFIG_DEFAULTS["tile_size"], metavar="N",
+        help="evaluate the loss and its gradient in N x N tiles (a multiple of 16) with a halo: the same result in "
+             "the memory of one tile, for outputs too large for one pass, at more compute; 0 = off (Gram style "
+             "loss only, no masks)")
+    add_cache_argument(p)
+
+
+def _add_quality_arguments(g) -> None:
+    g.add_argument("--style-loss", choices=STYLE_LOSSES, default=CONFIG_DEFAULTS["style_loss"],
+                   help="style statistics: Gram matrices (paper), mean + covariance, or Wasserstein-2 between "
+                        "Gaussian fits (in --loss-units paper w2 is in feature^2 units: use a style weight "
+                        "1e3-1e4 times the Gram one)")
+    g.add_argument("--style-scale", type=float, default=CONFIG_DEFAULTS["style_scale"], metavar="S",
+                   help="resize the style image(s) to S times the output's longest side; larger S, larger "
+                        "brush strokes [default: the style at --size, i.e. 1]")
+    g.add_argument("--preserve-colour", choices=COLOURS, default=CONFIG_DEFAULTS["preserve_colour"],
+                   help="keep the content's colours: luminance-only transfer, or the style's colours matched "
+                        "to the content's mean and covariance first")
+    g.add_argument("--masks", nargs="+", metavar="MASK",
+                   help="spatial control: one mask image per style (white = that style's region), resized to the "
+                        "output")
+    g.add_argument("--init", default=CONFIG_DEFAULTS["init"],
+                   help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image "
+                        "[default: content in transfer mode, noise in content and style modes]")
+
+
+def _add_advanced_arguments(g) -> None:
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=CONFIG_DEFAULTS["optimizer"], help="pixel optimiser")
+    g.add_argument("--content-layer", nargs="+", default=list(CONFIG_DEFAULTS["content_layers"]), metavar="LAYER",
+                   help="content layer(s)")
+    g.add_argument("--style-layers", nargs="+", default=list(CONFIG_DEFAULTS["style_layers"]), metavar="LAYER",
+                   help="style layer(s)")
+    g.add_argument("--noise-scale", type=float, default=CONFIG_DEFAULTS["noise_scale"],
+                   help="std of the white-noise start around mid-grey (--init noise)")
+    g.add_argument("--pooling", choices=POOLINGS, default=CONFIG_DEFAULTS["pooling"], help="VGG pooling")
+    g.add_argument("--loss-units", choices=LOSS_UNITS, default=CONFIG_DEFAULTS["loss_units"],
+                   help="relative: every term normalised, the same weights at any size; paper: Gatys et al.'s "
+                        "eqs. 1 and 4 (the content term grows with the pixel count)")
+    g.add_argument("--vgg", default="original", metavar="original|normalized|FILE",
+                   help=f"VGG-19 parameters: the shipped ones ({DEFAULT_VGG_FILE.name}), the shipped ones normalised "
+                        "so every filter's mean activation is 1 (as in the paper), or a converted parameter file")
+
+
+def add_cache_argument(p: argparse.ArgumentParser) -> None:
+    target = groups(p)["performance"] if hasattr(p, "_nst_groups") else p
+    target.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
+                        help="persistent compilation cache directory, or 'off' (env NST_JAX_CACHE_DIR)")
+
+
+def expand_values(tokens: list[str], what: str) -> list[float]:
+    """Numbers, or ``START:STOP:NUM`` for NUM log-spaced values from START to STOP inclusive.
+
+    Raises:
+        NSTError: On a malformed token or a non-finite value.
+    """
+    values = []
+    for token in tokens:
+        parts = token.split(":")
+        try:
+            if len(parts) == 3:
+                start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+                if start <= 0 or stop <= 0 or not 1 <= num <= 4096:
+                    raise ValueError
+                values += list(np.geomspace(start, stop, num)) if num > 1 else [start]
+            elif len(parts) == 1:
+                values.append(float(token))
+            else:
+                raise ValueError
+        except ValueError:
+            raise NSTError(f"{what}: {token!r} is neither a number nor START:STOP:NUM (positive, log-spaced)") from None
+    if not all(math.isfinite(v) for v in values):
+        raise NSTError(f"{what}: values must be finite")
+    return [float(v) for v in values]
+
+
+def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> None:
+    """α, β, TV weight, per-layer weights, learning rate: loss_weights' arguments and defaults."""
+    g = groups(p)["quality"]
+    for option, name, label in (("content-weight", "content_weight", "alpha, the content weight"),
+                                ("style-weight", "style_weight", "beta, the style weight"),
+                                ("tv-weight", "tv_weight", "total-variation weight")):
+        default = " / ".join(f"{DEFAULT_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS)
+        if swept:
+            g.add_argument(f"--{option}s", nargs="+", metavar="V",
+                           help=f"{label}: values or START:STOP:NUM [default: {default}]")
+        else:
+            g.add_argument(f"--{option}", type=float, help=f"{label} [default: {default}]")
+    g.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per content layer [default: 1 each]")
+    g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per style layer [default: 1/L each]")
+    g = groups(p)["advanced"]
+    if swept:
+        g.add_argument("--learning-rates", nargs="+", default=[str(WEIGHT_DEFAULTS["learning_rate"])], metavar="V",
+                       help="Adam step sizes: values or START:STOP:NUM")
+    else:
+        g.add_argument("--learning-rate", type=float, default=WEIGHT_DEFAULTS["learning_rate"], help="Adam step size")
+
+
+def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
+    """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
+    if not image_files.MIN_SIZE <= args.size <= image_files.MAX_SIZE:
+        raise NSTError(f"--size must be between {image_files.MIN_SIZE} and {image_files.MAX_SIZE}, got {args.size}")
+    init = args.init if args.init is None or (args.init in INITS and args.init != "image") else "image"
+    styles = args.style or []
+    if args.masks is not None and len(args.masks) != max(len(styles), 1):
+        raise NSTError(f"{len(args.masks)} masks given for {len(styles)} style images; give one mask per style")
+    if args.masks is not None and args.tile_size:
+        raise NSTError("--masks cannot be combined with --tile-size")
+    return StylizeConfig(**{
+        "num_styles": max(len(styles), 1), "style_scale": args.style_scale, "preserve_colour": args.preserve_colour,
+        "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
+        "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
+        "precision": args.precision, "noise_scale": args.noise_scale, "style_loss": args.style_loss,
+        "tile_size": args.tile_size, "loss_units": args.loss_units, **overrides})
+
+
+def load_vgg(choice: str):
+    """The VGG-19 parameters for ``--vgg``: ``original``, ``normalized`` or a file."""
+    from nst_jax.vgg_io import load_vgg19
+
+    vgg = load_vgg19(None if choice in VGG_CHOICES else choice)
+    if choice == "normalized":
+        from nst_jax.normalize import normalize
+
+        vgg = normalize(vgg)
+    return vgg
+
+
+def input_files(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(role, path)`` of every file a run reads (never to be written): images, masks, VGG file and its checksum."""
+    files = [("content image", args.content)] + [("style image", s) for s in args.style or []]
+    files += [("mask", m) for m in args.masks or []]
+    if args.init is not None and args.init not in INITS:
+        files.append(("init image", args.init))
+    vgg = DEFAULT_VGG_FILE if args.vgg in VGG_CHOICES else args.vgg
+    files += [("VGG file", vgg), ("VGG checksum file", f"{vgg}.sha256")]
+    return [(role, str(path)) for role, path in files if path]
+
+
+def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
+    """Loads the VGG parameters and the images a run needs, each checked, before any compute.
+
+    Returns:
+        ``(vgg, content, style, init_image, masks)``: the :class:`~nst_jax.vgg.VGGParams`, images
+        ``[H, W, 3]`` in [0, 1] or None (``style`` a list when several are given); masks a list of
+        ``[H_k, W_k]`` in [0, 1] or None.
+    """
+    enable_compilation_cache(args.compile_cache)
+    if config.uses_content and not args.content:
+        raise NSTError(f"--content is required in {config.mode} mode")
+    if config.uses_style and not args.style:
+        raise NSTError(f"--style is required in {config.mode} mode")
+    vgg = load_vgg(args.vgg)
+    content = image_files.load_image(args.content, args.size) if config.uses_content else None
+    style = None
+    if config.uses_style:
+        # Loaded at the size the style scale asks for (the library's resize is then a no-op).
+        style_size = args.size if config.style_scale is None else round(config.style_scale * args.size)
+        style = [image_files.load_image(path, style_size) for path in args.style]
+        style = style[0] if len(style) == 1 else style
+    init_image = None
+    if config.init == "image":
+        init_image = image_files.load_image(args.init, args.size)
+        if content is not None and init_image.shape != content.shape:
+            raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
+                           f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
+    masks = None
+    if args.masks is not None:
+        masks = [np.asarray(image_files.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
+    return vgg, content, style, init_image, masks
+
+
+class SignalFlag:
+    """SIGINT/SIGTERM set a flag (checked between chunks); a second signal interrupts at once."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {}
+
+    def __enter__(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Bar:
+    """The progress bar: started at the first report (after compilation, so its rate measures the steps
+    only), closed once; a context manager."""
+
+    def __init__(self, total: int, *, initial: int = 0, desc: str | None = None, disable: bool = False):
+        self.kwargs = {"total": total, "initial": initial, "desc": desc, "disable": disable}
+        self.bar = None
+
+    def update(self, step: int, **postfix: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="it", dynamic_ncols=True, **self.kwargs)
+        self.bar.update(step - self.bar.n)
+        if postfix:
+            self.bar.set_postfix(**postfix)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def loss_line(last: dict) -> str:
+    """``final loss: content=... style=... tv=... total=...`` from the last value of each term."""
+    return "final loss: " + "  ".join(f"{k}={float(last[k]):.4g}" for k in ("content", "style", "tv", "total"))
+
+
+def say(message: str) -> None:
+    """One line on stdout, control characters removed."""
+    print(clean(message), flush=True)
+
+
+def environment_fault(err: BaseException) -> str | None:
+    """The one-line description of a fault of the system (disk, permissions, memory), or None for others."""
+    if isinstance(err, MemoryError):
+        return "out of memory"
+    if type(err).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and "RESOURCE_EXHAUSTED" in str(err):
+        return f"the device is out of memory ({one_line(err, 120)})"
+    if isinstance(err, OSError) and err.errno is not None:
+        where = f" ({err.filename})" if err.filename else ""
+        name = errno.errorcode.get(err.errno, "")
+        return f"{err.strerror or name}{where} [{name}]"
+    return None
+
+
+def exit_code(err: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message for an exception that ended a tool."""
+    if isinstance(err, Exit):
+        return err.code, one_line(err, None)
+    if isinstance(err, OutputExists):
+        return EXIT_CONFLICT, one_line(err, None)
+    if isinstance(err, NumericalError):
+        return EXIT_NUMERICAL, one_line(err, None)
+    if isinstance(err, NSTError):
+        return EXIT_USAGE, one_line(err, None)
+    if isinstance(err, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted; nothing written"
+    fault = environment_fault(err)
+    if fault is not None:
+        return EXIT_ENVIRONMENT, f"the system refused: {fault}; free space or memory, or fix the permissions, " \
+                                 "and run again"
+    return EXIT_INTERNAL, (f"internal error: {type(err).__name__}: {one_line(err)} "
+                           "(set NST_JAX_DEBUG=1 for the traceback)")
+
+
+def guarded_main(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Runs a tool's ``run(argv)``; any error becomes one line on stderr and an exit code, never a traceback.
+
+    ``NST_JAX_DEBUG=1`` re-raises unexpected errors to show the traceback.
+    """
+    try:
+        return run(argv)
+    except BaseException as err:  # noqa: B036 - every outcome becomes an exit code
+        if isinstance(err, SystemExit):
+            raise
+        code, message = exit_code(err)
+        if code == EXIT_INTERNAL and os.environ.get("NST_JAX_DEBUG"):
+            raise
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return code

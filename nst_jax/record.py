@@ -1,0 +1,128 @@
+"""The run record an image carries: written into PNG and JPEG files, read back and checked.
+
+A PNG holds the record as a compressed ``iTXt`` chunk named :data:`RECORD_KEY`; a JPEG as its
+comment: the JSON text when it fits the comment's 65 533 bytes, else ``nst_jax:zlib:`` and the
+zlib-compressed text in base64; a record that does not fit even so is refused before any
+compute (:func:`check_fits`). Records are read with a cap on their size (:data:`MAX_RECORD_BYTES`
+of text) and are untrusted: :func:`checked` refuses one without its verification data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import pathlib
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from nst_jax.errors import NSTError
+
+RECORD_KEY = "nst_jax"  # PNG text chunk (iTXt) holding a written image's run record, as JSON
+MAX_RECORD_BYTES = 1_000_000  # largest record text read back (decompressed)
+JPEG_COMMENT_BYTES = 65_533  # a JPEG COM segment's payload
+_ZLIB = "nst_jax:zlib:"
+# What a record must hold to be checked against a new run (see nst_jax.checkpoint.run_record).
+RUN_KEYS = ("config", "weights", "convention", "vgg_sha256", "seed", "inputs", "extra")
+
+
+def _jpeg_comment(text: str) -> bytes:
+    raw = text.encode()
+    if len(raw) <= JPEG_COMMENT_BYTES:
+        return raw
+    packed = (_ZLIB + base64.b64encode(zlib.compress(raw, 9)).decode()).encode()
+    if len(packed) > JPEG_COMMENT_BYTES:
+        raise NSTError(f"the run record ({len(raw)} bytes, {len(packed)} compressed) does not fit a JPEG comment "
+                       f"({JPEG_COMMENT_BYTES} bytes); write a .png output, or use shorter paths or fewer inputs")
+    return packed
+
+
+def save_options(record: Mapping[str, Any] | None, fmt: str) -> dict[str, Any]:
+    """Pillow ``save()`` options storing ``record`` in an image of format ``fmt`` (none for other formats).
+
+    Raises:
+        NSTError: If the record is too large for the format.
+    """
+    if record is None:
+        return {}
+    text = json.dumps(record, sort_keys=True)
+    if len(text.encode()) > MAX_RECORD_BYTES:
+        raise NSTError(f"the run record has {len(text.encode())} bytes, more than the {MAX_RECORD_BYTES} readable")
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(RECORD_KEY, text, zip=True)
+        return {"pnginfo": info}
+    if fmt == "JPEG":
+        return {"comment": _jpeg_comment(text)}
+    return {}
+
+
+def check_fits(record: Mapping[str, Any], fmt: str) -> None:
+    """Raises NSTError now if ``record`` (plus a few notes) cannot be stored in format ``fmt``."""
+    save_options({**record, "step": 10**9, "last_good": True}, fmt)
+
+
+def _decoded(text: str) -> str:
+    if not text.startswith(_ZLIB):
+        return text
+    raw = base64.b64decode(text[len(_ZLIB):], validate=True)
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(raw, MAX_RECORD_BYTES + 1)
+    if len(out) > MAX_RECORD_BYTES:
+        raise ValueError("record too large")
+    return out.decode()
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The run record stored in an image by :func:`nst_jax.save_image`, or None if it carries none.
+
+    Raises:
+        NSTError: If the file is not a readable image, or its record is malformed or larger than
+            :data:`MAX_RECORD_BYTES`.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise NSTError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            text = im.text.get(RECORD_KEY) if hasattr(im, "text") else None
+            if text is None and isinstance(im.info.get("comment"), bytes):
+                text = im.info["comment"].decode(errors="replace")
+    except (OSError, Image.UnidentifiedImageError, SyntaxError):
+        raise NSTError(f"{path}: not an image file Pillow can read") from None
+    except (ValueError, zlib.error):  # Pillow's cap on decompressed text chunks
+        raise NSTError(f"{path}: its text record is larger than {MAX_RECORD_BYTES} bytes or corrupt") from None
+    if not text:
+        return None
+    try:
+        text = _decoded(text)
+        if len(text) > MAX_RECORD_BYTES:
+            raise ValueError
+        record = json.loads(text)
+    except (ValueError, UnicodeDecodeError, binascii.Error, zlib.error, RecursionError):
+        if text.startswith(_ZLIB) or text.lstrip().startswith("{"):
+            raise NSTError(f"{path}: its run record is corrupt or larger than {MAX_RECORD_BYTES} bytes") from None
+        return None
+    return record if isinstance(record, dict) and record.get("format") == RECORD_KEY else None
+
+
+def checked(record: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A record's ``args`` (a dict), ``run`` (the verification data) and ``step`` (None or a step), checked
+    for presence and type only.
+
+    Raises:
+        NSTError: If a part is missing or of the wrong type.
+    """
+    run, args, step = record.get("run"), record.get("args"), record.get("step")
+    if not isinstance(args, dict):
+        raise NSTError(f"{source} holds no command-line arguments (not written by nst-jax, or edited)")
+    if not isinstance(run, dict) or any(k not in run for k in RUN_KEYS):
+        raise NSTError(f"{source} lacks its verification data (the run record's 'run' entry); it cannot be "
+                       "checked against a new run, so it is not used")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        raise NSTError(f"{source}: 'step' must be a non-negative integer, got {json.dumps(step)[:40]}")
+    return {"args": args, "run": run, "step": step}

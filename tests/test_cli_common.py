@@ -1,0 +1,94 @@
+"""The command line's shared parts and friendly forms: positional CONTENT STYLE, no abbreviations with a
+suggestion, grouped --help, plurals, and one exception-to-exit-code mapping."""
+
+import ast
+import pathlib
+
+import pytest
+from PIL import Image
+
+from nst_jax.cli import common
+from nst_jax.cli.stylize import build_parser, main, parse
+from nst_jax.image import save_image
+from nst_jax.record import read_record
+
+from .conftest import smooth_image
+
+CLI = pathlib.Path(__file__).resolve().parent.parent / "nst_jax" / "cli"
+
+
+def run(capsys, *args):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_positional_form_with_default_output(capsys, tmp_path, monkeypatch):
+    save_image(tmp_path / "photo.png", smooth_image(32, 32, 1))
+    save_image(tmp_path / "paint.png", smooth_image(32, 32, 2))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "photo.png", "paint.png", "--size", 32, "--iterations", 1,
+                         "--content-layer", "relu1_1", "--style-layers", "relu1_1")
+    assert code == 0, err
+    assert "wrote photo-paint.png (32x32)" in out and "(1 iteration, " in out
+    assert Image.open(tmp_path / "photo-paint.png").size == (32, 32)
+    assert read_record(tmp_path / "photo-paint.png")["args"]["content"] == str(tmp_path / "photo.png")
+    args, given = parse(["a.jpg", "b.jpg", "-o", "x.png"])
+    assert (args.content, args.style, args.output) == ("a.jpg", ["b.jpg"], "x.png") and "images" not in vars(args)
+    flags, _ = parse(["--content", "a.jpg", "--style", "b.jpg", "--output", "x.png"])
+    assert vars(flags) == vars(args)
+
+
+def test_positional_form_misused(capsys):
+    for argv in (["a.jpg"], ["a.jpg", "b.jpg", "c.jpg"], ["a.jpg", "b.jpg", "--content", "c.jpg"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and "CONTENT STYLE" in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+@pytest.mark.parametrize("typo,meant", [("--iter", "--iterations"), ("--iteratoins", "--iterations"),
+                                        ("--stlye-weight", "--style-weight"), ("--over", "--overwrite")])
+def test_no_abbreviations_and_a_suggestion(capsys, typo, meant):
+    code, _, err = run(capsys, "--content", "a.png", "--style", "b.png", typo, "3")
+    assert code == 2 and f"unrecognized arguments: {typo}" in err and f"did you mean {meant}?" in err, err
+
+
+def test_help_is_grouped(capsys):
+    help_text = build_parser().format_help()
+    positions = [help_text.index(f"\n{name}:\n") for name in ("basics", "quality", "output", "performance", "advanced")]
+    assert positions == sorted(positions)
+    section = lambda name: help_text[help_text.index(f"\n{name}:\n"):]  # noqa: E731
+    assert section("basics").index("--iterations") < section("basics").index("quality:")
+    assert section("output").index("--overwrite") < section("output").index("performance:")
+    assert "--tile-size" in section("performance") and "--optimizer" in section("advanced")
+    assert "exit codes: 0 done" in help_text and "5 a fault of the system" in help_text
+
+
+def test_plural():
+    assert common.plural(1, "iteration") == "1 iteration" and common.plural(0, "scale") == "0 scales"
+    assert common.plural(3, "member") == "3 members"
+
+
+def test_one_exit_code_mapping_and_short_functions():
+    """The tools share common.guarded_main (no other except-to-exit mapping) and no CLI function has
+    more than 60 lines of its own (docstring and nested functions excluded)."""
+    for path in sorted(CLI.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = set(range(node.lineno, node.end_lineno + 1))
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                if body is not node.body:
+                    doc = node.body[0]
+                    lines -= set(range(doc.lineno, doc.end_lineno + 1))
+                for inner in ast.walk(node):
+                    if inner is not node and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        lines -= set(range(inner.lineno, inner.end_lineno + 1))
+                assert len(lines) <= 60, (path.name, node.name, len(lines))
+        source = path.read_text()
+        if path.name != "common.py":
+            assert "EXIT_INTERNAL" not in source.replace("EXIT_INTERNAL,", ""), path.name
+            assert "tqdm(" not in source, path.name
+            assert "signal.signal" not in source, path.name
