@@ -12,15 +12,15 @@ The data path, one stage per name::
 Every function takes one image (``[H, W, 3]``) or feature map (``[H, W, N]``); batches and
 sweeps are ``jax.vmap`` at the call site (4-D input is refused with that hint). Static
 settings are frozen dataclasses (:class:`LossConfig`, :class:`StylizeConfig`), numbers a sweep
-may vary a pytree (:class:`LossWeights`), and the VGG parameters travel with their input
+may vary a pytree (:class:`Weights`), and the VGG parameters travel with their input
 convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
 with one line. Importing the package changes no environment variable and no JAX setting.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
-from nst_jax.config import LossConfig, LossWeights, StylizeConfig, loss_weights, stack_weights
+from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, member_mesh
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.image import load_image, save_image
@@ -31,11 +31,16 @@ from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
 from nst_jax.vgg import LAYERS, VGG19, VGGParams, extract_features
 from nst_jax.vgg_io import load_vgg19
 
+# The names of Weights and make_weights before 0.3, kept so code written against them still runs.
+LossWeights = Weights
+loss_weights = make_weights
+
 __all__ = [
     "LAYERS",
     "VGG19",
     "LossConfig",
     "LossWeights",
+    "Weights",
     "MultiScaleResult",
     "NSTError",
     "NumericalError",
@@ -57,6 +62,7 @@ __all__ = [
     "load_vgg19",
     "loss_terms",
     "loss_weights",
+    "make_weights",
     "make_loss",
     "make_stylizer",
     "member_mesh",

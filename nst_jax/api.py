@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 
 from nst_jax import checkpoint as ckpt
 from nst_jax import driver
-from nst_jax.config import LossWeights, StylizeConfig, loss_weights
+from nst_jax.config import StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.plan import Plan, check_seeds, finish_image, make_plan, optimised_inputs
@@ -80,17 +80,17 @@ def _check_config(config: Any) -> StylizeConfig:
     return config
 
 
-def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> LossWeights:
-    """``weights`` as a LossWeights for ``config``, unbatched (``members=None``) or with ``[members]``."""
-    if not isinstance(weights, LossWeights):
-        raise NSTError(f"weights must be the LossWeights of nst_jax.loss_weights, got {type(weights).__name__}")
+def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> Weights:
+    """``weights`` as a Weights for ``config``, unbatched (``members=None``) or with ``[members]``."""
+    if not isinstance(weights, Weights):
+        raise NSTError(f"weights must be the Weights of nst_jax.make_weights, got {type(weights).__name__}")
     lead = () if members is None else (members,)
-    expected = LossWeights(lead, lead, lead, lead + (len(config.content_layers),), lead + (len(config.style_layers),),
+    expected = Weights(lead, lead, lead, lead + (len(config.content_layers),), lead + (len(config.style_layers),),
                            lead + (config.num_styles,), lead, lead)
-    for name, want, leaf in zip(LossWeights._fields, expected, weights, strict=True):
+    for name, want, leaf in zip(Weights._fields, expected, weights, strict=True):
         if tuple(np.shape(leaf)) != want:
             hint = ("; stylize takes unbatched weights (nst_jax.sweep takes stacked ones)" if members is None
-                    else "; stack one LossWeights per member with nst_jax.stack_weights")
+                    else "; stack one Weights per member with nst_jax.stack_weights")
             raise NSTError(f"weights.{name} has shape {tuple(np.shape(leaf))}, expected {want}{hint}")
     return weights
 
@@ -108,7 +108,7 @@ def _plan(config: StylizeConfig | None, plan: Plan | None, **inputs: Any) -> Pla
     return plan
 
 
-def _record(plan: Plan, weights: LossWeights, vgg: VGGParams, seed: int,
+def _record(plan: Plan, weights: Weights, vgg: VGGParams, seed: int,
             extra: Mapping[str, Any] | None) -> dict[str, Any]:
     return ckpt.run_record(plan.config, weights, vgg=vgg, seed=seed, inputs=plan.digests, extra=extra)
 
@@ -138,7 +138,7 @@ def stylize(
     style: Any = None,
     init: Any = None,
     config: StylizeConfig | None = None,
-    weights: LossWeights | None = None,
+    weights: Weights | None = None,
     seed: int = 0,
     masks: Any = None,
     callback: Callable[[Progress], None] | None = None,
@@ -157,7 +157,7 @@ def stylize(
         init: ``[H, W, 3]`` starting image when ``config.init == "image"``; in style mode it also
             sets the output shape.
         config: Static settings (``StylizeConfig()`` if None).
-        weights: Loss weights; ``loss_weights(config)`` if None.
+        weights: Loss weights; ``make_weights(config)`` if None.
         seed: Seed of the noise start.
         masks: Spatial control: ``[S, H', W']`` masks in [0, 1], one per style image, resized to
             the output size; region ``k`` of the output takes style ``k``'s statistics.
@@ -182,7 +182,7 @@ def stylize(
     vgg = _check_vgg(vgg)
     plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
     config = plan.config
-    weights = _check_weights(loss_weights(config) if weights is None else weights, config, None)
+    weights = _check_weights(make_weights(config) if weights is None else weights, config, None)
     run = _record(plan, weights, vgg, seed, record)
     _check_resume(resume, run)
     inputs = optimised_inputs(plan)
@@ -211,7 +211,7 @@ def stylize(
 def sweep(
     vgg: VGGParams,
     *,
-    weights: LossWeights,
+    weights: Weights,
     seeds: Sequence[int] | None = None,
     content: Any = None,
     style: Any = None,
@@ -235,7 +235,7 @@ def sweep(
 
     Args:
         vgg: VGG-19 parameters, replicated on every device.
-        weights: :class:`~nst_jax.config.LossWeights` with a leading ``[K]`` member axis on
+        weights: :class:`~nst_jax.config.Weights` with a leading ``[K]`` member axis on
             every leaf (:func:`nst_jax.stack_weights`).
         seeds: ``K`` seeds of the noise start (default: all 0).
         content, style, init, masks: As in :func:`stylize`, shared by all members.

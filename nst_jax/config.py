@@ -3,7 +3,7 @@
 :class:`LossConfig` is what the loss needs: which terms, layers, style statistic, pooling,
 precision, units and evaluation (dense or tiled). :class:`StylizeConfig` adds what an
 optimisation needs: optimiser, step counts, starting image, input treatment. Everything numeric
-that a sweep may vary lives in the :class:`LossWeights` pytree, built by :func:`loss_weights`,
+that a sweep may vary lives in the :class:`Weights` pytree, built by :func:`make_weights`,
 whose defaults are the library's (and the command line's).
 """
 
@@ -61,7 +61,7 @@ class LossConfig:
         precision: ``"fp32"``, or ``"bf16"``: VGG convolutions multiply in bf16 with float32
             accumulation; the image, statistics and losses stay float32.
         num_styles: Number of style images. Without masks their statistics are blended with
-            ``LossWeights.style_blend``; with masks, style ``k`` governs region ``k``.
+            ``Weights.style_blend``; with masks, style ``k`` governs region ``k``.
         loss_units: ``"relative"`` (default): each content and style layer term is divided by
             its value at all-zero features, so it is 1 for a blank feature map and 0 at the
             target (``‖F − P‖² / ‖P‖²``, ``‖G − A‖² / ‖A‖²``), and TV is a mean per pixel
@@ -130,7 +130,7 @@ class LossConfig:
         return LossConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossConfig)})
 
 
-# The default step counts of StylizeConfig.iterations, per mode (see loss_weights for how the
+# The default step counts of StylizeConfig.iterations, per mode (see make_weights for how the
 # transfer one was chosen; reconstructions start from noise and need many more).
 TRANSFER_ITERATIONS = 40
 RECONSTRUCTION_ITERATIONS = 500
@@ -146,14 +146,14 @@ class StylizeConfig(LossConfig):
         iterations: Optimiser steps (one L-BFGS step may evaluate the loss more than once).
             None (the default) picks the mode's: :data:`TRANSFER_ITERATIONS` for style transfer
             from the photo (chosen by measurement with the default weights, see
-            :func:`loss_weights`), :data:`RECONSTRUCTION_ITERATIONS` for the content and style
+            :func:`make_weights`), :data:`RECONSTRUCTION_ITERATIONS` for the content and style
             reconstructions from noise. The dataclass holds the resolved value.
         chunk_size: Steps per compiled chunk; progress is reported and intermediate images
             can be saved between chunks.
         init: ``"noise"`` (Gaussian white noise around mid-grey from the seed, see
             ``noise_scale``), ``"content"`` (the content photo) or ``"image"`` (a given image).
             None (the default) picks the mode's start: the content photo in transfer mode
-            (chosen by measurement, see :func:`loss_weights`), noise for the content and style
+            (chosen by measurement, see :func:`make_weights`), noise for the content and style
             reconstructions (as in the paper's Fig. 1). The dataclass holds the resolved value.
         noise_scale: Standard deviation of the white-noise start ``0.5 + noise_scale * N(0, 1)``.
             A small amplitude matters: the loss does not see every pixel pattern (pooling,
@@ -206,10 +206,12 @@ class StylizeConfig(LossConfig):
                 raise NSTError(f"style scale must be between 0.05 and 8, got {self.style_scale}")
 
 
-class LossWeights(NamedTuple):
-    """Dynamic numbers of the loss and the optimiser: a pytree of float32 arrays.
+class Weights(NamedTuple):
+    """Every number a sweep may vary: the loss weights, Adam's learning rate and the EMA decay.
 
-    Every leaf can carry a leading member axis for a sweep (:func:`nst_jax.sweep`).
+    A pytree of float32 arrays (the dynamic counterpart of the static :class:`StylizeConfig`);
+    every leaf can carry a leading member axis for a sweep (:func:`nst_jax.sweep`). Named
+    ``LossWeights`` before 0.3 (that name still works).
 
     Attributes:
         content: α, the content weight.
@@ -237,14 +239,14 @@ class LossWeights(NamedTuple):
     ema_decay: jax.Array
 
 
-# The defaults of loss_weights, per loss_units (see its docstring for how they were chosen).
-DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+# The defaults of make_weights, per loss_units (see its docstring for how they were chosen).
+DEFAULT_LOSS_WEIGHTS: dict[str, dict[str, float]] = {
     "relative": {"content_weight": 1.0, "style_weight": 20.0, "tv_weight": 30.0},
     "paper": {"content_weight": 1.0, "style_weight": 30.0, "tv_weight": 1e4},
 }
 
 
-def loss_weights(
+def make_weights(
     config: LossConfig,
     *,
     content_weight: float | None = None,
@@ -255,10 +257,10 @@ def loss_weights(
     style_blend: Any = None,
     learning_rate: float = 2e-2,
     ema_decay: float = 0.0,
-) -> LossWeights:
-    """Builds :class:`LossWeights`; the defaults here are the library's (and the CLI's).
+) -> Weights:
+    """Builds :class:`Weights`; the defaults here are the library's (and the CLI's).
 
-    ``content_weight``, ``style_weight`` and ``tv_weight`` default to :data:`DEFAULT_WEIGHTS`
+    ``content_weight``, ``style_weight`` and ``tv_weight`` default to :data:`DEFAULT_LOSS_WEIGHTS`
     for ``config.loss_units``. Per-layer weights default to ``1 / L`` for style (the paper's
     ``w_l = 1/5``) and 1 for content; the style blend to equal weights.
 
@@ -291,7 +293,7 @@ def loss_weights(
         NSTError: If a per-layer weights list does not match its layer list, or a weight is
             negative or not finite.
     """
-    defaults = DEFAULT_WEIGHTS[config.loss_units]
+    defaults = DEFAULT_LOSS_WEIGHTS[config.loss_units]
     content_weight = defaults["content_weight"] if content_weight is None else content_weight
     style_weight = defaults["style_weight"] if style_weight is None else style_weight
     tv_weight = defaults["tv_weight"] if tv_weight is None else tv_weight
@@ -322,13 +324,13 @@ def loss_weights(
         if not (math.isfinite(float(value)) and float(value) >= 0):
             raise NSTError(f"{name} must be a finite number >= 0, got {value}")
     f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
-    return LossWeights(content=f32(content_weight), style=f32(style_weight), tv=f32(tv_weight),
+    return Weights(content=f32(content_weight), style=f32(style_weight), tv=f32(tv_weight),
                        content_layers=f32(cw), style_layers=f32(sw), style_blend=f32(blend),
                        learning_rate=f32(learning_rate), ema_decay=f32(ema_decay))
 
 
-def stack_weights(members) -> LossWeights:
-    """Stacks per-member :class:`LossWeights` into one pytree with a leading ``[K]`` member axis."""
+def stack_weights(members) -> Weights:
+    """Stacks per-member :class:`Weights` into one pytree with a leading ``[K]`` member axis."""
     members = list(members)
     if not members:
         raise NSTError("a sweep needs at least one member")

@@ -2,7 +2,7 @@
 
 A run here has ``K`` *members* (``K = 1`` for :func:`nst_jax.stylize`) that share the images,
 the VGG parameters, the targets and the static config, and differ in their
-:class:`~nst_jax.config.LossWeights` and start images. The loop:
+:class:`~nst_jax.config.Weights` and start images. The loop:
 
 * **start** (:func:`start_program`): one compiled program computes the targets once (VGG
   forward passes over the content and style images) and lays out every member's state, not yet
@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nst_jax import checkpoint as ckpt
 from nst_jax import objective
-from nst_jax.config import TERMS, LossWeights, StylizeConfig
+from nst_jax.config import TERMS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.optimizers import OPTIMIZERS
 from nst_jax.step import RunState, make_stylizer, output_image
@@ -372,7 +372,7 @@ def run_members(
     vgg: VGGParams,
     *,
     config: StylizeConfig,
-    weights: LossWeights,
+    weights: Weights,
     images: np.ndarray,
     targets_args: Mapping[str, Any],
     mesh: Mesh | None = None,
@@ -387,7 +387,7 @@ def run_members(
     Args:
         vgg: VGG-19 parameters (replicated over the mesh).
         config: Static settings shared by all members.
-        weights: :class:`~nst_jax.config.LossWeights` with a leading ``[K]`` member axis on every leaf.
+        weights: :class:`~nst_jax.config.Weights` with a leading ``[K]`` member axis on every leaf.
         images: ``[K, H, W, 3]`` start images.
         targets_args: Keyword arguments of :func:`nst_jax.objective.targets_of` (``content``,
             ``styles``, ``output_shape``, ``masks``), arrays checked already.

@@ -21,7 +21,7 @@ import numpy as np
 
 from nst_jax import colour
 from nst_jax.api import StylizeResult, stylize
-from nst_jax.config import LossWeights, StylizeConfig, loss_weights
+from nst_jax.config import StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError
 from nst_jax.plan import Plan, at_size, make_plan
@@ -80,7 +80,7 @@ def stylize_multiscale(
     style: np.ndarray | Sequence[np.ndarray] | None = None,
     init: np.ndarray | None = None,
     masks: np.ndarray | None = None,
-    weights: LossWeights | None = None,
+    weights: Weights | None = None,
     iterations: Sequence[int] | None = None,
     seed: int = 0,
     callback: Callable[[int, Progress], None] | None = None,
@@ -113,7 +113,7 @@ def stylize_multiscale(
     if sorted(sizes) != sizes:
         raise NSTError(f"scale sizes must increase, got {sizes}")
     full = max(plan.shape[:2])
-    weights = loss_weights(config) if weights is None else weights
+    weights = make_weights(config) if weights is None else weights
     levels, previous = [], None
     for level, (size, steps) in enumerate(zip(sizes, iterations, strict=True)):
         shape = colour.shape_for_longest(plan.shape, size)

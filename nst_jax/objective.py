@@ -2,7 +2,7 @@
 
 The data path: an image's VGG features (:mod:`nst_jax.vgg`) against :class:`Targets` (the
 content photo's features and the style images' statistics, :func:`compute_targets`), weighted
-by the :class:`~nst_jax.config.LossWeights` pytree into the terms ``α·L_content``,
+by the :class:`~nst_jax.config.Weights` pytree into the terms ``α·L_content``,
 ``β·L_style``, ``tv·L_tv`` and their sum (:func:`loss_terms`, combined by
 :func:`nst_jax.terms.weighted_terms`). The style statistic comes from the registry
 (:data:`nst_jax.statistics.STATISTICS`). Whether an image is evaluated in one VGG pass or tile
@@ -28,7 +28,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from nst_jax import checks, losses, tiled
-from nst_jax.config import LossConfig, LossWeights
+from nst_jax.config import LossConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS, Statistic
 from nst_jax.terms import weighted_terms
@@ -209,7 +209,7 @@ def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, .
     return Targets(content_targets, style_targets, mask_targets)
 
 
-def style_reference(targets: Targets, weights: LossWeights, *, config: LossConfig) -> dict[str, dict]:
+def style_reference(targets: Targets, weights: Weights, *, config: LossConfig) -> dict[str, dict]:
     """The statistics the style loss compares with, from the targets and the dynamic blend.
 
     Without masks the ``S`` styles are blended into one reference by the statistic's
@@ -232,7 +232,7 @@ def style_reference(targets: Targets, weights: LossWeights, *, config: LossConfi
 
 
 def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, reference: Mapping,
-                        weights: LossWeights, config: LossConfig) -> list[jax.Array]:
+                        weights: Weights, config: LossConfig) -> list[jax.Array]:
     """``E_l`` per style layer. With masks (Gatys et al. 2017, guided statistics)
     ``E_l = Σ_k S b_k E_l^{(k)}``, region ``k``'s features compared with style ``k``'s statistics;
     equal blend weights give each region weight 1."""
@@ -246,7 +246,7 @@ def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, ref
             for name in config.style_layers]
 
 
-def check_call(image, targets: Targets, weights: LossWeights, config: LossConfig) -> None:
+def check_call(image, targets: Targets, weights: Weights, config: LossConfig) -> None:
     """Static checks of one :func:`loss_terms` call: the image, and targets made for its size and config."""
     shape = checks.check_image(image)
     check_fits(shape, config.feature_layers)
@@ -268,7 +268,7 @@ def check_call(image, targets: Targets, weights: LossWeights, config: LossConfig
         raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
 
 
-def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights, reference: Mapping,
+def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping,
                  config: LossConfig) -> dict[str, jax.Array]:
     """The weighted loss terms of one image from one VGG pass."""
     feats = _dense_features(vgg, image, config, config.feature_layers)
@@ -298,7 +298,7 @@ def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, sty
     return fn
 
 
-def _terms_from_sums(sums: Mapping, tv: jax.Array, weights: LossWeights, reference: Mapping,
+def _terms_from_sums(sums: Mapping, tv: jax.Array, weights: Weights, reference: Mapping,
                      factors: Mapping[str, jax.Array], config: LossConfig) -> dict[str, jax.Array]:
     stat = statistic(config)
     content = [factors[name] * sums["content"][name] for name in config.content_layers] if config.uses_content else []
@@ -365,7 +365,7 @@ def _tiled_total_bwd(config, residuals, cotangents):
 _tiled_total.defvjp(_tiled_total_fwd, _tiled_total_bwd)
 
 
-def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: LossWeights, reference: Mapping,
+def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping,
                    config: LossConfig) -> dict[str, jax.Array]:
     """:func:`loss_terms` of a checked float32 image and a computed ``reference`` (``{}`` without style).
 
@@ -380,7 +380,7 @@ def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: 
 
 
 def loss_terms(
-    vgg: VGGParams, image: ArrayLike, targets: Targets, weights: LossWeights, *, config: LossConfig,
+    vgg: VGGParams, image: ArrayLike, targets: Targets, weights: Weights, *, config: LossConfig,
     reference: Mapping | None = None,
 ) -> dict[str, jax.Array]:
     """Weighted loss terms of one image: ``α·L_content``, ``β·L_style``, ``tv·L_tv`` and their sum.
@@ -414,7 +414,7 @@ class LossFn(Protocol):
     """The loss :func:`make_loss` returns."""
 
     def __call__(self, vgg: VGGParams, image: ArrayLike, targets: Targets,
-                 weights: LossWeights) -> tuple[jax.Array, dict[str, jax.Array]]:
+                 weights: Weights) -> tuple[jax.Array, dict[str, jax.Array]]:
         """``(total, {"content", "style", "tv", "total"})`` of one ``[H, W, 3]`` image."""
         ...
 
@@ -434,7 +434,7 @@ def make_loss(config: LossConfig) -> LossFn:
     """
     config = config.loss_config()
 
-    def loss(vgg: VGGParams, image: ArrayLike, targets: Targets, weights: LossWeights):
+    def loss(vgg: VGGParams, image: ArrayLike, targets: Targets, weights: Weights):
         terms = loss_terms(vgg, image, targets, weights, config=config)
         return terms["total"], terms
 

@@ -29,7 +29,7 @@ import optax
 from jax.typing import ArrayLike
 
 from nst_jax import objective
-from nst_jax.config import LossWeights, StylizeConfig
+from nst_jax.config import StylizeConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.objective import Targets
 from nst_jax.optimizers import OPTIMIZERS, Optimizer
@@ -45,7 +45,7 @@ class RunState(NamedTuple):
             and gradient; Adam: moments).
         step: Steps taken, int32.
         ema: ``[H, W, 3]`` the (not bias-corrected) moving average of the iterates (see
-            ``LossWeights.ema_decay`` and :func:`output_image`).
+            ``Weights.ema_decay`` and :func:`output_image`).
         reference: The style statistics the loss compares with
             (:func:`nst_jax.objective.style_reference`), fixed at ``init``; ``{}`` without a
             style term.
@@ -73,8 +73,8 @@ class StepInfo(NamedTuple):
 class Stylizer(NamedTuple):
     """The pure pair returned by :func:`make_stylizer`."""
 
-    init: Callable[[VGGParams, Targets, LossWeights, ArrayLike], RunState]
-    step: Callable[[VGGParams, Targets, LossWeights, RunState], tuple[RunState, StepInfo]]
+    init: Callable[[VGGParams, Targets, Weights, ArrayLike], RunState]
+    step: Callable[[VGGParams, Targets, Weights, RunState], tuple[RunState, StepInfo]]
 
 
 def optimizer(config: StylizeConfig) -> Optimizer:
@@ -114,7 +114,7 @@ def make_stylizer(config: StylizeConfig) -> Stylizer:
 
         return jax.value_and_grad(value_fn), value_fn
 
-    def init(vgg: VGGParams, targets: Targets, weights: LossWeights, image: ArrayLike) -> RunState:
+    def init(vgg: VGGParams, targets: Targets, weights: Weights, image: ArrayLike) -> RunState:
         objective.check_call(image, targets, weights, loss_config)
         image = jnp.asarray(image, jnp.float32)
         reference = objective.style_reference(targets, weights, config=loss_config) if config.uses_style else {}
@@ -122,7 +122,7 @@ def make_stylizer(config: StylizeConfig) -> Stylizer:
         opt_state = opt.init(opt.transform(config, weights), image, value_and_grad)
         return RunState(image, opt_state, jnp.zeros((), jnp.int32), jnp.zeros_like(image), reference)
 
-    def step(vgg: VGGParams, targets: Targets, weights: LossWeights, state: RunState) -> tuple[RunState, StepInfo]:
+    def step(vgg: VGGParams, targets: Targets, weights: Weights, state: RunState) -> tuple[RunState, StepInfo]:
         value_and_grad, value_fn = objective_fns(vgg, targets, weights, state.reference)
         updates, opt_state, value, evaluations = opt.update(
             opt.transform(config, weights), state.image, state.opt_state, value_and_grad, value_fn)
@@ -134,7 +134,7 @@ def make_stylizer(config: StylizeConfig) -> Stylizer:
     return Stylizer(init, step)
 
 
-def output_image(state: RunState, weights: LossWeights) -> jax.Array:
+def output_image(state: RunState, weights: Weights) -> jax.Array:
     """The image a run outputs (unclipped): the bias-corrected moving average ``e_t / (1 − dᵗ)``,
     or the start image at step 0; with ``ema_decay = 0`` exactly the last iterate."""
     d = weights.ema_decay

@@ -47,7 +47,7 @@ def shipped_file(name: str) -> pathlib.Path:
     return here / "_weights" / name
 
 
-DEFAULT_WEIGHTS = shipped_file("vgg19.npz")
+DEFAULT_VGG_FILE = shipped_file("vgg19.npz")
 
 REGENERATE_HINT = "regenerate it with scripts/convert_weights.py (see weights/README.md)"
 
@@ -102,7 +102,7 @@ def load_vgg19(path: str | os.PathLike | None = None) -> VGGParams:
             the archive is unreadable, an array is missing or misshapen, or a
             value is not finite.
     """
-    path = pathlib.Path(path) if path is not None else DEFAULT_WEIGHTS
+    path = pathlib.Path(path) if path is not None else DEFAULT_VGG_FILE
     if not path.is_file():
         raise NSTError(f"weights file {path} not found; {REGENERATE_HINT}")
     sidecar = path.with_name(path.name + ".sha256")

@@ -43,8 +43,8 @@ from nst_jax import (
     load_image,
     load_vgg19,
     loss_terms,
-    loss_weights,
     make_stylizer,
+    make_weights,
     stack_weights,
     stylize,
     sweep,
@@ -151,7 +151,7 @@ def compiled_chunk(config: StylizeConfig):
 def bench(vgg, content, style, optimizer: str, steps: int, warmup: int, precision: str) -> dict:
     """Times `steps` optimiser steps run as one compiled chunk, after `warmup` steps."""
     config = StylizeConfig(optimizer=optimizer, chunk_size=max(steps, warmup), iterations=steps, precision=precision)
-    weights = loss_weights(config)
+    weights = make_weights(config)
     t0 = time.perf_counter()
     vgg = jax.device_put(vgg)
     targets = jax.jit(lambda v, c, s: compute_targets(v, content=c, style=s, config=config))(vgg, content, style)
@@ -177,7 +177,7 @@ def bench_sweep(vgg, content, style, optimizer: str, members: int, steps: int,
     """A sweep of `members` style weights vs the same runs one after another (one sweep per batch size)."""
     config = StylizeConfig(optimizer=optimizer, iterations=steps, chunk_size=steps)
     betas = np.geomspace(1.0, 100.0, members)
-    weights = [loss_weights(config, style_weight=float(b)) for b in betas]
+    weights = [make_weights(config, style_weight=float(b)) for b in betas]
     seq_run = seq_compile = 0.0
     t = time.perf_counter()
     for w in weights:

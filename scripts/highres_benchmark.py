@@ -27,7 +27,7 @@ from nst_jax import (
     colour,
     load_image,
     load_vgg19,
-    loss_weights,
+    make_weights,
     pyramid_sizes,
     save_image,
     stylize_multiscale,
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         content_path, style_path = ROOT / "examples" / "chelsea.png", ROOT / "examples" / "swirls.png"
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
     config = StylizeConfig(tile_size=args.tile_size, chunk_size=2)
-    weights = loss_weights(config, style_weight=args.style_weight)
+    weights = make_weights(config, style_weight=args.style_weight)
     beta = float(weights.style)
     vgg = load_vgg19()
     photo = centre_square(load_image(content_path))

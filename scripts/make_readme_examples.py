@@ -4,7 +4,7 @@
 
 Inputs are the repository's own: examples/chelsea.png (CC0) and examples/swirls.png (made by
 scripts/make_example_style.py); the second style is swirls.png with its colour channels
-rotated (made here). Every run uses the library's defaults (StylizeConfig(), loss_weights)
+rotated (made here). Every run uses the library's defaults (StylizeConfig(), make_weights)
 except what its entry sets; the loss weights are the same for every style loss and for the
 normalised VGG, since the default relative loss units divide each term by its own scale.
 Adam runs 200 steps. Outputs are at most --size px.
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from nst_jax import StylizeConfig, load_image, load_vgg19, loss_weights, save_image, stylize, stylize_multiscale
+from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, save_image, stylize, stylize_multiscale
 from nst_jax.normalize import normalize
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     for name in args.only or RUNS:
         config_kw, weights_kw, extra = RUNS[name]
         config = StylizeConfig(**{"iterations": args.iterations, **config_kw})
-        weights = loss_weights(config, **weights_kw)
+        weights = make_weights(config, **weights_kw)
         net = normalize(vgg) if extra.get("normalized") else vgg
         styles = [style, style2] if extra.get("styles") == 2 else style
         t = time.perf_counter()

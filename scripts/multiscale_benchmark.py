@@ -27,7 +27,7 @@ from nst_jax import (
     load_image,
     load_vgg19,
     loss_terms,
-    loss_weights,
+    make_weights,
     pyramid_sizes,
     save_image,
     stylize,
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     last = max(1, round(args.iterations - coarse_cost))
     iterations = [args.coarse_iterations] * (len(sizes) - 1) + [last]
     config = StylizeConfig(iterations=args.iterations, chunk_size=25)
-    weights = loss_weights(config)
+    weights = make_weights(config)
 
     single = stylize(vgg, content=content, style=style, config=config,
                      weights=weights)

@@ -15,7 +15,7 @@ import sys
 
 from nst_jax.image import load_image
 from nst_jax.normalize import DEFAULT_SCALES, channel_means, save_scales
-from nst_jax.vgg_io import DEFAULT_WEIGHTS, load_vgg19
+from nst_jax.vgg_io import DEFAULT_VGG_FILE, load_vgg19
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", nargs="+", required=True, help="image files or folders")
     p.add_argument("--size", type=int, default=256, help="longest side the images are resized to")
-    p.add_argument("--vgg", default=str(DEFAULT_WEIGHTS), help="the VGG-19 file to normalise")
+    p.add_argument("--vgg", default=str(DEFAULT_VGG_FILE), help="the VGG-19 file to normalise")
     p.add_argument("--output", default=str(DEFAULT_SCALES))
     args = p.parse_args(argv)
     paths = []

@@ -25,7 +25,7 @@ import sys
 import time
 
 from nst_jax import image as imageio
-from nst_jax import load_vgg19, loss_weights, stack_weights, stylize, sweep
+from nst_jax import load_vgg19, make_weights, stack_weights, stylize, sweep
 from nst_jax.cache import enable_compilation_cache
 from nst_jax.cli import args as cli
 from nst_jax.config import TERMS, StylizeConfig
@@ -80,7 +80,7 @@ def run_params(args, steps=None) -> str:
 
 
 def run(vgg, *, content=None, style=None, config, **weights):
-    return stylize(vgg, content=content, style=style, config=config, weights=loss_weights(config, **weights))
+    return stylize(vgg, content=content, style=style, config=config, weights=make_weights(config, **weights))
 
 
 def final_terms(history, i=None):
@@ -96,7 +96,7 @@ def fig1a(vgg, photo, args, log):
         result = run(vgg, content=photo, config=config, **tv)
         value = psnr(result.image, photo)
         metrics[name] = {"psnr_db": value, **final_terms(result.history), "seconds": result.run_seconds,
-                         "tv_weight": float(loss_weights(config, **tv).tv)}
+                         "tv_weight": float(make_weights(config, **tv).tv)}
         tiles.append(result.image)
         labels.append(f"{name}\nPSNR {value:.1f} dB")
         log(f"fig 1a  {name}: PSNR {value:.2f} dB ({result.run_seconds:.0f} s)")
@@ -131,7 +131,7 @@ def fig2(vgg, photo, paintings, args, log):
         tiles.append(result.image)
         labels.append(STYLES[key].split(" (")[0])
         log(f"fig 2   {key}: {metrics[key]['seconds']:.0f} s, final total {metrics[key]['total']:.4g}")
-    tv = float(loss_weights(config).tv)
+    tv = float(make_weights(config).tv)
     return labelled_grid([tiles], [labels], title=f"Fig. 2: the photo in three styles; {run_params(args)}, "
                          f"a = 1, b = {args.style_weight:g}, TV {tv:g}"), metrics
 
@@ -141,7 +141,7 @@ def fig3(vgg, photo, painting, args, log):
     for block in range(1, 6):
         layers = tuple(layer(b, 1, args.layer_kind) for b in range(1, block + 1))
         config = paper_config(style_layers=layers, iterations=args.sweep_iterations, chunk_size=50)
-        weights = stack_weights([loss_weights(config, content_weight=1.0, style_weight=1.0 / r) for r in args.ratios])
+        weights = stack_weights([make_weights(config, content_weight=1.0, style_weight=1.0 / r) for r in args.ratios])
         t = time.perf_counter()
         result = sweep(vgg, weights=weights, content=photo, style=painting, config=config)
         images = result.images

@@ -24,7 +24,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 CHILD = """
 import json, resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
-from nst_jax import StylizeConfig, colour, compute_targets, load_image, load_vgg19, loss_terms, loss_weights, tiled
+from nst_jax import StylizeConfig, colour, compute_targets, load_image, load_vgg19, loss_terms, make_weights, tiled
 from nst_jax.objective import style_reference
 
 size, tile_size, content_path, style_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -33,7 +33,7 @@ vgg = load_vgg19()
 content = jnp.asarray(colour.resize(load_image(content_path, size), (size, size)))
 style = jnp.asarray(colour.resize(load_image(style_path, size), (size, size)))
 config = StylizeConfig(tile_size=tile_size)
-weights = loss_weights(config)
+weights = make_weights(config)
 t0 = time.perf_counter()
 targets = compute_targets(vgg, content=content, style=style, config=config)
 reference = style_reference(targets, weights, config=config)

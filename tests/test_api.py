@@ -23,7 +23,7 @@ SMALL = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
 
 def test_front_door_is_documented_and_complete():
     required = {"load_vgg19", "VGG19", "extract_features", "gram_matrix", "content_loss", "style_loss", "tv_loss",
-                "StylizeConfig", "loss_weights", "compute_targets", "make_stylizer", "stylize", "sweep",
+                "StylizeConfig", "make_weights", "compute_targets", "make_stylizer", "stylize", "sweep",
                 "stylize_multiscale", "NSTError"}
     assert required <= set(nst_jax.__all__)
     assert isinstance(nst_jax.__version__, str) and nst_jax.__version__[0].isdigit()
@@ -52,7 +52,7 @@ def prepared(vgg, config, weights):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_stylizer_under_jit_and_fori_loop_equals_stylize(vgg, optimizer):
     config = nst_jax.StylizeConfig(optimizer=optimizer, iterations=6, chunk_size=3, init="noise", **SMALL)
-    weights = nst_jax.loss_weights(config)
+    weights = nst_jax.make_weights(config)
     stylizer = nst_jax.make_stylizer(config)
     targets, start = prepared(vgg, config, weights)
     state = jax.jit(stylizer.init)(vgg, targets, weights, start)
@@ -72,7 +72,7 @@ def test_stylizer_under_jit_and_fori_loop_equals_stylize(vgg, optimizer):
 
 def test_stylizer_steps_do_not_retrace_and_vmap_over_members(vgg):
     config = nst_jax.StylizeConfig(iterations=3, init="noise", **SMALL)
-    members = [nst_jax.loss_weights(config, style_weight=b) for b in (1.0, 30.0)]
+    members = [nst_jax.make_weights(config, style_weight=b) for b in (1.0, 30.0)]
     stylizer = nst_jax.make_stylizer(config)
     targets, start = prepared(vgg, config, members[0])
     traces = []
@@ -103,7 +103,7 @@ def test_stylizer_steps_do_not_retrace_and_vmap_over_members(vgg):
 def test_make_loss_is_a_pure_perceptual_loss(vgg):
     config = nst_jax.LossConfig(**SMALL)
     loss = nst_jax.make_loss(config)
-    weights = nst_jax.loss_weights(config)
+    weights = nst_jax.make_weights(config)
     targets = nst_jax.compute_targets(vgg, content=CONTENT, style=STYLE, config=config)
     (total, terms), grad = jax.jit(jax.value_and_grad(loss, argnums=1, has_aux=True))(vgg, CONTENT, targets, weights)
     # At the content photo the content term is 0 and the style term is the photo's distance to the painting.
@@ -143,12 +143,12 @@ def test_vgg_params_are_one_pytree_with_a_static_convention(vgg):
     (lambda v: nst_jax.stylize(v, content=CONTENT, style=STYLE, config=nst_jax.LossConfig()), "StylizeConfig"),
     (lambda v: nst_jax.stylize(v.params, content=CONTENT, style=STYLE), "VGGParams"),
     (lambda v: nst_jax.stylize(v, content=CONTENT, style=STYLE, weights=nst_jax.stack_weights(
-        [nst_jax.loss_weights(nst_jax.StylizeConfig())] * 2)), "unbatched"),
-    (lambda v: nst_jax.loss_weights(nst_jax.StylizeConfig(), style_layer_weights=[1, 2, 3]),
+        [nst_jax.make_weights(nst_jax.StylizeConfig())] * 2)), "unbatched"),
+    (lambda v: nst_jax.make_weights(nst_jax.StylizeConfig(), style_layer_weights=[1, 2, 3]),
      "3 style layer weights given for 5 style layers"),
     (lambda v: nst_jax.StylizeConfig(style_layers="relu1_1"), "not the string"),
     (lambda v: nst_jax.loss_terms(v, CONTENT[:, :32], nst_jax.compute_targets(
-        v, content=CONTENT, style=STYLE, config=nst_jax.LossConfig()), nst_jax.loss_weights(nst_jax.LossConfig()),
+        v, content=CONTENT, style=STYLE, config=nst_jax.LossConfig()), nst_jax.make_weights(nst_jax.LossConfig()),
         config=nst_jax.LossConfig()), "compute the targets at output_shape"),
     (lambda v: nst_jax.content_loss(jnp.ones((4, 4, 8)), jnp.ones((4, 4, 9))), "differ"),
     (lambda v: nst_jax.gram_matrix(jnp.ones((2, 4, 4, 8))), "jax.vmap"),
@@ -170,7 +170,7 @@ for optimizer in ("lbfgs", "adam"):
                                    style_layers=("relu1_1", "relu2_1"))
     result = nst_jax.stylize(vgg, content=content, style=style, config=config)
     assert result.image.dtype == np.float32 and np.isfinite(result.image).all()
-    weights = nst_jax.stack_weights([nst_jax.loss_weights(config), nst_jax.loss_weights(config, style_weight=1.0)])
+    weights = nst_jax.stack_weights([nst_jax.make_weights(config), nst_jax.make_weights(config, style_weight=1.0)])
     swept = nst_jax.sweep(vgg, weights=weights, content=content, style=style, config=config)
     np.testing.assert_allclose(swept.images[0], result.image, atol=1e-5)
     print(optimizer, "ok", result.history["total"][-1])

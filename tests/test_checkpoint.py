@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, loss_weights, stylize
+from nst_jax import StylizeConfig, make_weights, stylize
 from nst_jax.checkpoint import load_checkpoint, save_checkpoint
 from nst_jax.errors import NSTError, NumericalError
 
@@ -62,7 +62,7 @@ def test_resume_refuses_another_run(vgg, tmp_path):
     with pytest.raises(NSTError, match="seed"):
         run(vgg, config, resume=saved, seed=9)
     with pytest.raises(NSTError, match="weights.style"):
-        run(vgg, config, resume=saved, weights=loss_weights(config, style_weight=5.0))
+        run(vgg, config, resume=saved, weights=make_weights(config, style_weight=5.0))
     with pytest.raises(NSTError, match="inputs.content"):
         stylize(vgg, content=CONTENT[::-1], style=STYLE, config=config,
                 resume=saved)
@@ -85,7 +85,7 @@ def test_divergence_stops_with_last_good_image(vgg):
     seen = []
     with pytest.raises(NumericalError, match="diverged between steps") as info:
         stylize(vgg, content=CONTENT, config=config,
-                weights=loss_weights(config, learning_rate=1e30), callback=lambda p: seen.append(p.step))
+                weights=make_weights(config, learning_rate=1e30), callback=lambda p: seen.append(p.step))
     err = info.value
     assert err.step == (seen[-1] if seen else 0)
     assert err.image.shape == CONTENT.shape and np.isfinite(err.image).all()
@@ -96,5 +96,5 @@ def test_infinite_loss_at_start_refused(vgg):
     config = StylizeConfig(mode="content", content_layers=("relu1_1",), iterations=3, loss_units="paper")
     with pytest.raises(NumericalError, match="not finite at the start") as info:
         stylize(vgg, content=CONTENT, config=config,
-                weights=loss_weights(config, content_weight=3e38))
+                weights=make_weights(config, content_weight=3e38))
     assert info.value.step == 0

@@ -12,9 +12,9 @@ import time
 import numpy as np
 from PIL import Image
 
-from nst_jax.config import DEFAULT_WEIGHTS as DEFAULT_LOSS_WEIGHTS
+from nst_jax.config import DEFAULT_LOSS_WEIGHTS
 from nst_jax.record import read_record
-from nst_jax.vgg_io import DEFAULT_WEIGHTS, sha256_of
+from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
 from .conftest import EXAMPLES
 from .image_cases import refused_cases
@@ -38,7 +38,7 @@ def bad_weights(tmp_path):
     """Weights files with each fault: ``{name: (path, words of the error)}``."""
     d = tmp_path / "weights"
     d.mkdir()
-    with np.load(DEFAULT_WEIGHTS) as npz:
+    with np.load(DEFAULT_VGG_FILE) as npz:
         arrays = {k: npz[k] for k in npz.files}
 
     def write(name, mutate):
@@ -56,12 +56,12 @@ def bad_weights(tmp_path):
         a["conv4_1/table"][3] = np.nan
 
     truncated = d / "truncated.npz"
-    truncated.write_bytes(DEFAULT_WEIGHTS.read_bytes()[:100_000])
-    shutil.copy(str(DEFAULT_WEIGHTS) + ".sha256", str(truncated) + ".sha256")
+    truncated.write_bytes(DEFAULT_VGG_FILE.read_bytes()[:100_000])
+    shutil.copy(str(DEFAULT_VGG_FILE) + ".sha256", str(truncated) + ".sha256")
     no_sidecar = d / "no_sidecar.npz"
-    shutil.copy(DEFAULT_WEIGHTS, no_sidecar)
+    shutil.copy(DEFAULT_VGG_FILE, no_sidecar)
     wrong_sum = d / "wrong_sum.npz"
-    shutil.copy(DEFAULT_WEIGHTS, wrong_sum)
+    shutil.copy(DEFAULT_VGG_FILE, wrong_sum)
     (d / "wrong_sum.npz.sha256").write_text("0" * 64 + "\n")
     return {
         "weights missing": (d / "nope.npz", "not found"),

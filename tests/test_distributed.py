@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from nst_jax import StylizeConfig, loss_weights, member_mesh, stack_weights, sweep
+from nst_jax import StylizeConfig, make_weights, member_mesh, stack_weights, sweep
 
 from .conftest import EXAMPLES, smooth_image
 
@@ -35,7 +35,7 @@ def run_cases(vgg, mesh=None, callback=None) -> dict[str, np.ndarray]:
     out = {}
     for name, optimizer, k in (("adam", "adam", 6), ("lbfgs", "lbfgs", 3)):
         config = StylizeConfig(optimizer=optimizer, iterations=4, chunk_size=2, **LAYERS)
-        weights = stack_weights([loss_weights(config, style_weight=10.0 ** (i % 3), learning_rate=0.05 * (1 + i % 2))
+        weights = stack_weights([make_weights(config, style_weight=10.0 ** (i % 3), learning_rate=0.05 * (1 + i % 2))
                                  for i in range(k)])
         result = sweep(vgg, weights=weights, seeds=list(range(k)), content=CONTENT, style=STYLE, config=config,
                        mesh=mesh, callback=callback)

@@ -140,10 +140,10 @@ def test_outputs_never_clobber_inputs(capsys, pics, tmp_path):
 
 
 def test_vgg_file_and_resumed_checkpoint_are_inputs(capsys, done, tmp_path, pics):
-    from nst_jax.vgg_io import DEFAULT_WEIGHTS
+    from nst_jax.vgg_io import DEFAULT_VGG_FILE
 
     content, style = pics
-    refused(capsys, 2, content, style, "-o", DEFAULT_WEIGHTS.with_suffix(".png"), "--checkpoint", DEFAULT_WEIGHTS,
+    refused(capsys, 2, content, style, "-o", DEFAULT_VGG_FILE.with_suffix(".png"), "--checkpoint", DEFAULT_VGG_FILE,
             "--overwrite", *SMALL, needle="VGG file")
     ck = tmp_path / "r.png"  # a checkpoint under an image's name
     shutil.copy(done / "a.ckpt.npz", ck)

@@ -98,14 +98,14 @@ def test_evaluate_refuses_batches_and_integers(vgg, bad):
 
 def test_style_ratio_falls_as_the_style_weight_grows(vgg):
     """Three style weights, 15 L-BFGS steps from the photo at 48 px, as one sweep: more β, more style."""
-    from nst_jax import StylizeConfig, loss_weights, stack_weights, sweep
+    from nst_jax import StylizeConfig, make_weights, stack_weights, sweep
 
     content = load_image(EXAMPLES / "chelsea.png", 48)
     style = load_image(EXAMPLES / "swirls.png", 48)
     config = StylizeConfig(iterations=15, init="content")
     betas = (0.3, 3.0, 30.0)
     result = sweep(vgg, content=content, style=style, config=config,
-                   weights=stack_weights([loss_weights(config, style_weight=b) for b in betas]))
+                   weights=stack_weights([make_weights(config, style_weight=b) for b in betas]))
     evaluator = metrics.Evaluator(vgg, content=content, style=style, shape=content.shape)
     style_ratios = [evaluator(np.asarray(image))["style_ratio"] for image in result.images]
     content_ratios = [evaluator(np.asarray(image))["content_ratio"] for image in result.images]

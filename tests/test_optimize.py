@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, loss_weights, stylize
+from nst_jax import StylizeConfig, make_weights, stylize
 from nst_jax.errors import NSTError
 from nst_jax.image import load_image
 
@@ -35,7 +35,7 @@ def test_chunks_do_not_retrace(vgg):
 def test_content_reconstruction_converges(vgg, optimizer, steps, factor):
     config = StylizeConfig(mode="content", content_layers=("relu1_1",), optimizer=optimizer,
                            iterations=steps, chunk_size=steps)
-    weights = loss_weights(config, tv_weight=0.0, learning_rate=0.05)
+    weights = make_weights(config, tv_weight=0.0, learning_rate=0.05)
     result = run(vgg, config, content=CONTENT, weights=weights)
     h = result.history
     assert h["style"][-1] == 0.0
@@ -98,9 +98,9 @@ def test_bad_settings_refused():
     with pytest.raises(NSTError, match="relu4_9"):
         StylizeConfig(content_layers=("relu4_9",))
     with pytest.raises(NSTError, match="2 style layer weights given for 5 style layers"):
-        loss_weights(StylizeConfig(), style_layer_weights=[1, 2])
+        make_weights(StylizeConfig(), style_layer_weights=[1, 2])
     with pytest.raises(NSTError, match="style weight must be"):
-        loss_weights(StylizeConfig(), style_weight=float("nan"))
+        make_weights(StylizeConfig(), style_weight=float("nan"))
 
 
 def test_evaluations_counted_per_step(vgg):

@@ -53,7 +53,7 @@ print(json.dumps({
     "metadata_file": str(pathlib.Path(
         importlib.metadata.distribution("nst_jax").locate_file("nst_jax/__init__.py")).resolve()),
     "py_typed": (package / "py.typed").is_file(),
-    "weights": str(vgg_io.DEFAULT_WEIGHTS.resolve()),
+    "weights": str(vgg_io.DEFAULT_VGG_FILE.resolve()),
     "scales": str(normalize.DEFAULT_SCALES.resolve()),
     "shape": list(image.shape),
     "dtype": str(image.dtype),

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, colour, compute_targets, loss_terms, loss_weights, stylize
+from nst_jax import StylizeConfig, colour, compute_targets, loss_terms, make_weights, stylize
 
 from .conftest import smooth_image
 
@@ -29,13 +29,13 @@ def test_ema_decay_zero_is_the_raw_iterate_and_decay_averages(vgg):
         raw.append(np.asarray(progress.state.image)[0])  # the state has a member axis (1 for stylize)
         seen.append(np.asarray(progress.image))
 
-    plain = run(vgg, config, content=CONTENT, weights=loss_weights(config, learning_rate=0.05), callback=keep)
+    plain = run(vgg, config, content=CONTENT, weights=make_weights(config, learning_rate=0.05), callback=keep)
     np.testing.assert_array_equal(plain.image, np.clip(raw[-1], 0, 1))
     for a, b in zip(raw, seen, strict=True):
         np.testing.assert_array_equal(a, b)
 
     d = 0.8
-    averaged = run(vgg, config, content=CONTENT, weights=loss_weights(config, learning_rate=0.05, ema_decay=d))
+    averaged = run(vgg, config, content=CONTENT, weights=make_weights(config, learning_rate=0.05, ema_decay=d))
     ema = np.zeros_like(raw[0])
     for x in raw:  # same iterates: the average does not feed back into the optimisation
         ema = d * ema + (1 - d) * x
@@ -45,7 +45,7 @@ def test_ema_decay_zero_is_the_raw_iterate_and_decay_averages(vgg):
 
 
 def style_terms(vgg, config, style, blend=None, image=CONTENT):
-    weights = loss_weights(config, style_weight=1.0, style_blend=blend)
+    weights = make_weights(config, style_weight=1.0, style_blend=blend)
     targets = compute_targets(vgg, content=CONTENT, style=style, config=config,
                               output_shape=image.shape)
     return float(loss_terms(vgg, image, targets, weights, config=config)["style"])
@@ -70,7 +70,7 @@ def test_blended_gram_is_the_weighted_sum(vgg):
     config = StylizeConfig(style_layers=("relu1_1",), num_styles=2)
     targets = compute_targets(vgg, content=CONTENT, style=[STYLE, other], config=config,
                               output_shape=CONTENT.shape)
-    ref = style_reference(targets, loss_weights(config, style_blend=[0.7, 0.3]), config=config)
+    ref = style_reference(targets, make_weights(config, style_blend=[0.7, 0.3]), config=config)
     grams = np.asarray(targets.style["relu1_1"]["gram"])
     np.testing.assert_allclose(ref["relu1_1"]["gram"], 0.7 * grams[0] + 0.3 * grams[1], rtol=1e-5)
 
@@ -135,7 +135,7 @@ def test_preserve_colour_keeps_the_contents_chroma(vgg):
         config = StylizeConfig(style_layers=("relu1_1", "relu2_1"), iterations=30, chunk_size=30,
                                preserve_colour=preserve)
         results[preserve] = run(vgg, config, content=CONTENT, style=style,
-                                weights=loss_weights(config, content_weight=1e-3)).image
+                                weights=make_weights(config, content_weight=1e-3)).image
     assert chroma_distance(results["none"], CONTENT) > chroma_distance(results["none"], style)
     for mode in ("luminance", "match"):
         kept = results[mode]
@@ -214,7 +214,7 @@ def test_balance_of_style_and_content_does_not_depend_on_the_size(vgg, units):
 
 
 def test_content_layer_blend_is_a_dynamic_weight(vgg):
-    """relu4_2 + relu5_2 content layers blended by LossWeights.content_layers (vmappable, so sweeps vary it)."""
+    """relu4_2 + relu5_2 content layers blended by Weights.content_layers (vmappable, so sweeps vary it)."""
     import jax
 
     two = StylizeConfig(mode="content", content_layers=("relu4_2", "relu5_2"))
@@ -223,7 +223,7 @@ def test_content_layer_blend_is_a_dynamic_weight(vgg):
     image = smooth_image(32, 32, seed=5)
 
     def content(blend):
-        weights = loss_weights(two)._replace(content_layers=blend)
+        weights = make_weights(two)._replace(content_layers=blend)
         return loss_terms(vgg, image, targets, weights, config=two)["content"]
 
     single = {}
@@ -231,7 +231,7 @@ def test_content_layer_blend_is_a_dynamic_weight(vgg):
         one = StylizeConfig(mode="content", content_layers=(layer,))
         t = compute_targets(vgg, content=CONTENT, style=None, config=one,
                             output_shape=CONTENT.shape)
-        single[layer] = float(loss_terms(vgg, image, t, loss_weights(one), config=one)["content"])
+        single[layer] = float(loss_terms(vgg, image, t, make_weights(one), config=one)["content"])
     blends = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]], np.float32)
     got = np.asarray(jax.vmap(content)(blends))
     np.testing.assert_allclose(got[:2], [single["relu4_2"], single["relu5_2"]], rtol=1e-4)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from nst_jax import StylizeConfig, compute_targets, loss_terms, loss_weights
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
 from nst_jax.statistics import meancov
 from nst_jax.statistics import w2 as wasserstein
 
@@ -101,7 +101,7 @@ def test_loss_terms_use_the_chosen_statistics(vgg, style_loss):
     terms = {}
     for kind in ("gram", style_loss):
         config = StylizeConfig(style_layers=("relu1_1",), style_loss=kind, loss_units="paper")
-        weights = loss_weights(config, style_weight=1.0)
+        weights = make_weights(config, style_weight=1.0)
         targets = compute_targets(vgg, content=content, style=style, config=config,
                                   output_shape=image.shape)
         terms[kind] = float(loss_terms(vgg, image, targets, weights, config=config)["style"])

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, loss_weights, stack_weights, stylize, sweep
+from nst_jax import StylizeConfig, make_weights, stack_weights, stylize, sweep
 
 from .conftest import smooth_image
 
@@ -28,9 +28,9 @@ LAYERS = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
 def test_members_equal_solo_runs(vgg, optimizer, steps, atol, batch_size):
     config = StylizeConfig(optimizer=optimizer, iterations=steps, chunk_size=2, init="noise", **LAYERS)
     members = [
-        loss_weights(config, style_weight=10.0, learning_rate=0.05),
-        loss_weights(config, style_weight=1e3, tv_weight=1e3, learning_rate=0.02),
-        loss_weights(config, content_weight=0.5, style_layer_weights=[0.9, 0.1], learning_rate=0.1),
+        make_weights(config, style_weight=10.0, learning_rate=0.05),
+        make_weights(config, style_weight=1e3, tv_weight=1e3, learning_rate=0.02),
+        make_weights(config, content_weight=0.5, style_layer_weights=[0.9, 0.1], learning_rate=0.1),
     ]
     seeds = [0, 1, 2]
     result = sweep(vgg, weights=stack_weights(members), seeds=seeds, content=CONTENT, style=STYLE, config=config,
@@ -54,7 +54,7 @@ def test_members_equal_solo_runs(vgg, optimizer, steps, atol, batch_size):
 
 SHARDED_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
-    from nst_jax import StylizeConfig, load_vgg19, loss_weights, member_mesh, stack_weights, sweep
+    from nst_jax import StylizeConfig, load_vgg19, make_weights, member_mesh, stack_weights, sweep
     from tests.conftest import smooth_image
 
     assert jax.device_count() == 4, jax.devices()
@@ -64,7 +64,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     content, style = smooth_image(32, 32, seed=1), smooth_image(32, 32, seed=2)
 
     def run(k, mesh):
-        weights = stack_weights([loss_weights(config, style_weight=10.0 ** (i % 4 - 1), learning_rate=0.05)
+        weights = stack_weights([make_weights(config, style_weight=10.0 ** (i % 4 - 1), learning_rate=0.05)
                                  for i in range(k)])
         devices = set()
         result = sweep(vgg, weights=weights, seeds=list(range(k)), content=content, style=style, config=config,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, VGGParams, compute_targets, loss_terms, loss_weights, stylize, tiled
+from nst_jax import StylizeConfig, VGGParams, compute_targets, loss_terms, make_weights, stylize, tiled
 from nst_jax.cli import args as cli
 from nst_jax.config import tile_alignment
 from nst_jax.errors import NSTError
@@ -36,7 +36,7 @@ def untiled_and_tiled(vgg, config, *, seed=0):
     style = jnp.asarray(smooth_image(36, 44, seed=2))
     targets = compute_targets(vgg, content=content, style=style, config=untiled_config,
                               output_shape=SHAPE)
-    weights = loss_weights(config)
+    weights = make_weights(config)
     image = jnp.asarray(np.random.default_rng(seed).uniform(size=SHAPE).astype(np.float32))
 
     def untiled(x):

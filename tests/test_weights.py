@@ -12,7 +12,7 @@ import pytest
 
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CONV_LAYERS, extract_features
-from nst_jax.vgg_io import DEFAULT_WEIGHTS, load_vgg19, save_vgg19
+from nst_jax.vgg_io import DEFAULT_VGG_FILE, load_vgg19, save_vgg19
 
 from .conftest import smooth_image
 
@@ -36,8 +36,8 @@ def test_shipped_weights_shapes_and_convention(vgg):
 
 def _copy(tmp_path):
     dst = tmp_path / "w.npz"
-    shutil.copy(DEFAULT_WEIGHTS, dst)
-    shutil.copy(str(DEFAULT_WEIGHTS) + ".sha256", str(dst) + ".sha256")
+    shutil.copy(DEFAULT_VGG_FILE, dst)
+    shutil.copy(str(DEFAULT_VGG_FILE) + ".sha256", str(dst) + ".sha256")
     return dst
 
 
@@ -58,7 +58,7 @@ def test_missing_file_and_sidecar_refused(tmp_path):
 
 
 def _rewrite(tmp_path, mutate):
-    with np.load(DEFAULT_WEIGHTS) as npz:
+    with np.load(DEFAULT_VGG_FILE) as npz:
         arrays = {k: npz[k] for k in npz.files if k != "meta"}
         meta = json.loads(str(npz["meta"]))
     mutate(arrays)

@@ -27,7 +27,7 @@ from nst_jax import image as image_files
 from nst_jax.cache import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
     COLOURS,
-    DEFAULT_WEIGHTS,
+    DEFAULT_LOSS_WEIGHTS,
     INITS,
     LOSS_UNITS,
     MODES,
@@ -36,11 +36,11 @@ from nst_jax.config import (
     STYLE_LOSSES,
     TRANSFER_ITERATIONS,
     StylizeConfig,
-    loss_weights,
+    make_weights,
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
 from nst_jax.vgg import POOLINGS, PRECISIONS
-from nst_jax.vgg_io import DEFAULT_WEIGHTS as DEFAULT_VGG_FILE
+from nst_jax.vgg_io import DEFAULT_VGG_FILE
 
 VGG_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
@@ -48,9 +48,9 @@ EXIT_ENVIRONMENT, EXIT_CONFLICT = 5, 6
 INT_RANGE = (-(2**63), 2**63 - 1)  # integers beyond int64 are refused as usage errors
 
 CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StylizeConfig)}
-# loss_weights' defaults; content, style and TV weights depend on the loss units (DEFAULT_WEIGHTS).
+# make_weights' defaults; content, style and TV weights depend on the loss units (DEFAULT_LOSS_WEIGHTS).
 WEIGHT_DEFAULTS = {
-    name: p.default for name, p in inspect.signature(loss_weights).parameters.items() if p.default is not p.empty}
+    name: p.default for name, p in inspect.signature(make_weights).parameters.items() if p.default is not p.empty}
 
 
 class Exit(Exception):
@@ -215,12 +215,12 @@ def expand_values(tokens: list[str], what: str) -> list[float]:
 
 
 def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> None:
-    """α, β, TV weight, per-layer weights, learning rate: loss_weights' arguments and defaults."""
+    """α, β, TV weight, per-layer weights, learning rate: make_weights' arguments and defaults."""
     g = groups(p)["quality"]
     for option, name, label in (("content-weight", "content_weight", "alpha, the content weight"),
                                 ("style-weight", "style_weight", "beta, the style weight"),
                                 ("tv-weight", "tv_weight", "total-variation weight")):
-        default = " / ".join(f"{DEFAULT_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS)
+        default = " / ".join(f"{DEFAULT_LOSS_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS)
         if swept:
             g.add_argument(f"--{option}s", nargs="+", metavar="V",
                            help=f"{label}: values or START:STOP:NUM [default: {default}]")

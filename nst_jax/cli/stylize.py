@@ -3,7 +3,7 @@
   nst-jax photo.jpg painting.jpg -o out.png
   nst-jax --content photo.jpg --style painting.jpg --output out.png
 
-Every default comes from the library (``StylizeConfig``, ``loss_weights``,
+Every default comes from the library (``StylizeConfig``, ``make_weights``,
 ``nst_jax.image.DEFAULT_SIZE``). Every argument, input file, output location, the VGG parameters
 and the memory needed are checked before anything is compiled. Nothing is ever written to an
 input, and without --overwrite no existing file is replaced, not even one that appears during
@@ -31,7 +31,7 @@ from nst_jax import record as run_records
 from nst_jax.cli import common
 from nst_jax.cli.common import EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
 from nst_jax.cli.saved import validated
-from nst_jax.config import INITS, LossWeights, StylizeConfig, loss_weights
+from nst_jax.config import INITS, StylizeConfig, Weights, make_weights
 from nst_jax.errors import NSTError, NumericalError, OutputExists
 from nst_jax.memory import check_memory
 from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
@@ -236,7 +236,7 @@ class Job:
 
     args: argparse.Namespace
     config: StylizeConfig
-    weights: LossWeights
+    weights: Weights
     output: pathlib.Path
     checkpoint: pathlib.Path
     vgg: Any
@@ -303,7 +303,7 @@ def _settings(args: argparse.Namespace):
     config = common.run_config(args)
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
     iterations = _check_levels(args, config)
-    weights = loss_weights(
+    weights = make_weights(
         config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
         learning_rate=args.learning_rate, style_blend=args.style_blend, ema_decay=args.ema)

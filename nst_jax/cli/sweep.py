@@ -22,11 +22,11 @@ import numpy as np
 
 from nst_jax import image as image_files
 from nst_jax.cli import common
-from nst_jax.config import TERMS, loss_weights, stack_weights
+from nst_jax.config import TERMS, make_weights, stack_weights
 from nst_jax.errors import NSTError, one_line
 from nst_jax.plan import make_plan
 
-SWEPT = {  # option -> (loss_weights argument, label)
+SWEPT = {  # option -> (make_weights argument, label)
     "content_weights": ("content_weight", "alpha"),
     "style_weights": ("style_weight", "beta"),
     "tv_weights": ("tv_weight", "tv"),
@@ -98,7 +98,7 @@ def members_of(args: argparse.Namespace) -> tuple[list[tuple[dict, int]], dict[s
 def prepare(args: argparse.Namespace):
     config = common.run_config(args)
     members, grids = members_of(args)
-    weights = [loss_weights(config, content_layer_weights=args.content_layer_weights,
+    weights = [make_weights(config, content_layer_weights=args.content_layer_weights,
                             style_layer_weights=args.style_layer_weights, **kw) for kw, _ in members]
     if args.batch_size is not None and args.batch_size < 1:
         raise NSTError(f"--batch-size must be at least 1, got {args.batch_size}")
