@@ -188,7 +188,7 @@ def stylize(
     inputs = optimised_inputs(plan)
 
     def on_chunk(progress: Progress) -> None:
-        image = progress.image[0]
+        image = driver.to_host(progress.image)[0]
         if config.preserve_colour == "luminance":
             image = finish_image(plan, image)
         callback(dataclasses.replace(progress, terms={k: float(v[0]) for k, v in progress.terms.items()},
@@ -218,13 +218,13 @@ def sweep(
     init: Any = None,
     masks: Any = None,
     config: StylizeConfig | None = None,
-    mesh: Mesh | None = None,
-    batch_size: int | None = None,
+    plan: Plan | None = None,
     callback: Callable[[Progress], None] | None = None,
     sync_every: Sequence[int] = (),
-    resume: ckpt.Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
-    plan: Plan | None = None,
+    resume: ckpt.Checkpoint | None = None,
+    mesh: Mesh | None = None,
+    batch_size: int | None = None,
 ) -> SweepResult:
     """Runs ``K`` optimisations that differ only in loss weights and seed, as one compiled program.
 

@@ -323,7 +323,7 @@ def make_weights(
             ("style layer weight", v) for v in sw]:
         if not (math.isfinite(float(value)) and float(value) >= 0):
             raise NSTError(f"{name} must be a finite number >= 0, got {value}")
-    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731  (numpy: no device work, no compiled conversion)
     return Weights(content=f32(content_weight), style=f32(style_weight), tv=f32(tv_weight),
                        content_layers=f32(cw), style_layers=f32(sw), style_blend=f32(blend),
                        learning_rate=f32(learning_rate), ema_decay=f32(ema_decay))

@@ -295,6 +295,11 @@ class _Loop:
     output: Any = None
 
 
+def _members_of(x: jax.Array, layout: Layout) -> jax.Array:
+    """The ``K`` real members of a padded member axis (no slicing, so no program, without padding)."""
+    return x if layout.padded == layout.k else x[:layout.k]
+
+
 def _check_start(terms0: Mapping[str, np.ndarray], images: np.ndarray, k: int) -> None:
     if not all(np.isfinite(v).all() for v in terms0.values()):
         bad = ~np.all([np.isfinite(v) for v in terms0.values()], axis=0)
@@ -319,8 +324,7 @@ def _run_chunk(loop: _Loop, chunk, args: tuple, n: int, k: int, config: StylizeC
         The loss terms at the new iterates, ``{name: [K]}``.
     """
     t = time.perf_counter()
-    loop.state, records, terms, loop.output, finite, previous = chunk(loop.state, *args, jnp.int32(n),
-                                                                      jnp.bool_(False))
+    loop.state, records, terms, loop.output, finite, previous = chunk(loop.state, *args, np.int32(n), np.bool_(False))
     terms = {name: to_host(v)[:k] for name, v in terms.items()}
     totals = to_host(records["total"])[:k, :n]
     ok = to_host(finite)[:k] & np.isfinite(totals).all(axis=1) & np.all([np.isfinite(v) for v in terms.values()],
@@ -360,9 +364,9 @@ def _begin(loop: _Loop, chunk, args: tuple, images: np.ndarray, layout: Layout,
     if resume is not None:
         loop.state = _restore(resume, loop.state, k, layout.padded, layout.members, iterations)
         loop.history, loop.done = _history_lists(resume.history), resume.step
-        loop.state, _, _, loop.output, _, _ = chunk(loop.state, *args, jnp.int32(0), jnp.bool_(False))
+        loop.state, _, _, loop.output, _, _ = chunk(loop.state, *args, np.int32(0), np.bool_(False))
         return
-    loop.state, _, terms0, loop.output, _, _ = chunk(loop.state, *args, jnp.int32(0), jnp.bool_(True))
+    loop.state, _, terms0, loop.output, _, _ = chunk(loop.state, *args, np.int32(0), np.bool_(True))
     terms0 = {name: to_host(v)[:k] for name, v in terms0.items()}
     _check_start(terms0, images, k)
     loop.history = {"step": [0], **{name: [terms0[name]] for name in TERMS}, **{name: [] for name in PER_STEP}}
@@ -375,12 +379,12 @@ def run_members(
     weights: Weights,
     images: np.ndarray,
     targets_args: Mapping[str, Any],
-    mesh: Mesh | None = None,
-    batch_size: int | None = None,
     callback: Callable[[Progress], None] | None = None,
     sync_every: Sequence[int] = (),
-    resume: ckpt.Checkpoint | None = None,
+    mesh: Mesh | None = None,
     run_record: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+    resume: ckpt.Checkpoint | None = None,
 ) -> DriverResult:
     """Runs ``config.iterations`` steps of every member; see the module docstring.
 
@@ -422,9 +426,9 @@ def run_members(
     while loop.done < config.iterations:
         terms = _run_chunk(loop, chunk, args, _next_chunk(loop.done, config, sync_every), layout.k, config)
         if callback is not None:
-            callback(Progress(loop.done, config.iterations, terms, loop.output[:layout.k], loop.run_seconds,
+            callback(Progress(loop.done, config.iterations, terms, _members_of(loop.output, layout), loop.run_seconds,
                               loop.state, loop.history, dict(run_record or {}), layout.k))
-    images_out = to_host(loop.output)[:layout.k]
+    images_out = to_host(loop.output)[:layout.k]  # host slicing: no compiled program
     return DriverResult(images_out, history_arrays(loop.history), compile_seconds, loop.run_seconds)
 
 

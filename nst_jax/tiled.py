@@ -200,6 +200,15 @@ def _one_tile(vgg: VGGParams, grid: TileGrid, layers: Sequence[str], config: Los
     return one
 
 
+def _setup(vgg, image, layers, config, tile_fn, halo):
+    """The grid, the padded image, one tile's function ``(pixels, row, col) -> sums`` and zero sums."""
+    grid = tile_grid(image.shape, config.tile_size, layers, halo)
+    padded = _pad(image, grid)
+    one = _one_tile(vgg, grid, layers, config, tile_fn)
+    shapes = jax.eval_shape(one, _tile_pixels(padded, grid, 0, 0), 0, 0)
+    return grid, padded, one, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
 def tile_sums(
     vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], config: LossConfig, tile_fn: TileFn,
     halo: int | None = None,
@@ -219,11 +228,7 @@ def tile_sums(
     Returns:
         The pytree of ``tile_fn`` summed over the tiles.
     """
-    grid = tile_grid(image.shape, config.tile_size, layers, halo)
-    padded = _pad(image, grid)
-    one = _one_tile(vgg, grid, layers, config, tile_fn)
-    shapes = jax.eval_shape(one, _tile_pixels(padded, grid, 0, 0), 0, 0)
-    init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    grid, padded, one, init = _setup(vgg, image, layers, config, tile_fn, halo)
 
     def body(row, col, total):
         return jax.tree_util.tree_map(jnp.add, total, one(_tile_pixels(padded, grid, row, col), row, col))
@@ -242,11 +247,7 @@ def tile_sums_and_grad(
     tile's pullback, added into the whole image's gradient. Equal to differentiating the untiled
     loss up to float32 rounding (the sums run in another order). Arguments as :func:`tile_sums`.
     """
-    grid = tile_grid(image.shape, config.tile_size, layers, halo)
-    padded = _pad(image, grid)
-    one = _one_tile(vgg, grid, layers, config, tile_fn)
-    shapes = jax.eval_shape(one, _tile_pixels(padded, grid, 0, 0), 0, 0)
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    grid, padded, one, zeros = _setup(vgg, image, layers, config, tile_fn, halo)
 
     def body(row, col, carry):
         grad, total = carry

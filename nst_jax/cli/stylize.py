@@ -31,6 +31,7 @@ from nst_jax import record as run_records
 from nst_jax.cli import common
 from nst_jax.cli.common import EXIT_CONFLICT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
 from nst_jax.cli.saved import validated
+from nst_jax.compilation import CompileStats
 from nst_jax.config import INITS, StylizeConfig, Weights, make_weights
 from nst_jax.errors import NSTError, NumericalError, OutputExists
 from nst_jax.memory import check_memory
@@ -424,9 +425,10 @@ def run(argv: list[str] | None) -> int:
         common.say(f"resuming {job.args.resume} at step {job.resume.step} of {job.config.iterations}; "
                    f"writing {job.output}")
     common.say(f"compiling for {w}x{h} ...")
-    if job.args.scales > 1:
-        return run_multiscale(job)
-    return run_single(job)
+    with CompileStats() as stats:
+        code = run_multiscale(job) if job.args.scales > 1 else run_single(job)
+    common.say(stats.summary())
+    return code
 
 
 class Writer:

@@ -22,6 +22,7 @@ import numpy as np
 
 from nst_jax import image as image_files
 from nst_jax.cli import common
+from nst_jax.compilation import CompileStats
 from nst_jax.config import TERMS, make_weights, stack_weights
 from nst_jax.errors import NSTError, one_line
 from nst_jax.plan import make_plan
@@ -141,10 +142,12 @@ def run(argv: list[str] | None) -> int:
     writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
     common.say(f"{common.plural(len(members), 'member')} on {common.plural(devices, 'device')} of "
                f"{common.plural(processes, 'process')}; compiling ...")
-    with common.Bar(config.iterations, disable=not writer) as bar:
+    with common.Bar(config.iterations, disable=not writer) as bar, CompileStats() as stats:
         result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], plan=plan,
                        batch_size=args.batch_size,
                        callback=lambda p: bar.update(p.step, mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
+    if writer:
+        common.say(stats.summary())
     if args.distributed:
         # Every process holds every result now. Leave the runtime here, all together: at exit its shutdown
         # barrier would hold the other processes while process 0 writes, and abort them all after 300 s.

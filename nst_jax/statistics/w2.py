@@ -84,15 +84,15 @@ def w2_layer_loss(
     on CPU, which the optimisation loop cannot afford.
 
     Args:
-        features: ``[H, W, N]`` features of the image being optimised.
-        target_mean: ``[N]`` mean of the style features.
-        target_cov: ``[N, N]`` their covariance.
+        features: ``[H, W, N]`` output features.
+        target_mean: ``[N]`` and ``target_cov`` ``[N, N]``: the style's Gaussian fit.
+        target_cov: See ``target_mean``.
         target_cov_sqrt: ``[N, N]`` ``sqrtm_psd(target_cov)``, computed once.
-        mask: Optional ``[H, W]`` region weights for the image's statistics.
+        mask: Optional ``[H, W]`` position weights (a region) of the output's fit.
         units: ``"relative"`` or ``"paper"``.
 
     Returns:
-        Scalar loss.
+        The scalar ``E_l``.
     """
     check_units(units)
     n = features.shape[-1]
