@@ -120,15 +120,34 @@ def _check_resume(resume: ckpt.Checkpoint | None, run: Mapping[str, Any]) -> Non
             raise NSTError("cannot resume: the checkpoint belongs to a different run: " + "; ".join(diffs))
 
 
+def _on_canvas(image: np.ndarray | None, plan: Plan) -> np.ndarray | None:
+    """``[..., H, W, C]`` zero-padded to the plan's canvas (:func:`nst_jax.plan.canvas_shape`)."""
+    if image is None or plan.canvas == plan.shape:
+        return image
+    h, w = plan.shape[:2]
+    pad = [(0, 0)] * (image.ndim - 3) + [(0, plan.canvas[0] - h), (0, plan.canvas[1] - w), (0, 0)]
+    return np.pad(np.asarray(image, np.float32), pad)
+
+
+def _cropped(images: np.ndarray, plan: Plan) -> np.ndarray:
+    """``[..., H_c, W_c, 3]`` canvas images cut back to the output's ``[..., H, W, 3]``."""
+    return np.asarray(images)[..., :plan.shape[0], :plan.shape[1], :]
+
+
 def _start_images(plan: Plan, inputs, seeds: Sequence[int]) -> np.ndarray:
-    """``[K, H, W, 3]`` start images, one per seed."""
-    return np.stack([np.asarray(initial_image(plan.config, plan.shape, seed=int(s), content=inputs.content,
-                                              image=inputs.init)) for s in seeds])
+    """``[K, H_c, W_c, 3]`` start images on the canvas, one per seed."""
+    return np.stack([np.asarray(initial_image(plan.config, plan.canvas, seed=int(s),
+                                              content=_on_canvas(inputs.content, plan),
+                                              image=_on_canvas(inputs.init, plan))) for s in seeds])
 
 
 def _targets_args(plan: Plan, inputs) -> dict[str, Any]:
-    return {"content": inputs.content, "styles": inputs.styles or [], "output_shape": plan.shape,
-            "masks": inputs.masks}
+    """What the start program computes the targets from; with a shape bucket the output's extent
+    ``[H, W]`` is a dynamic input, so every photo whose canvas is the same shares the programs."""
+    masks = None if inputs.masks is None else _on_canvas(inputs.masks[..., None], plan)[..., 0]
+    extent = np.asarray(plan.shape[:2], np.int32) if plan.config.shape_bucket else None
+    return {"content": _on_canvas(inputs.content, plan), "styles": inputs.styles or [],
+            "output_shape": plan.canvas, "masks": masks, "extent": extent}
 
 
 def stylize(
@@ -188,7 +207,7 @@ def stylize(
     inputs = optimised_inputs(plan)
 
     def on_chunk(progress: Progress) -> None:
-        image = driver.to_host(progress.image)[0]
+        image = _cropped(driver.to_host(progress.image)[0], plan)
         if config.preserve_colour == "luminance":
             image = finish_image(plan, image)
         callback(dataclasses.replace(progress, terms={k: float(v[0]) for k, v in progress.terms.items()},
@@ -196,15 +215,15 @@ def stylize(
 
     try:
         batched = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights)
-        result = driver.run_members(vgg, config=config, weights=batched,
-                            images=_start_images(plan, inputs, [seed]), targets_args=_targets_args(plan, inputs),
-                            callback=None if callback is None else on_chunk, sync_every=sync_every,
-                            resume=resume, run_record=run)
+        result = driver.run_members(
+            vgg, config=config, weights=batched, images=_start_images(plan, inputs, [seed]),
+            targets_args=_targets_args(plan, inputs), callback=None if callback is None else on_chunk,
+            sync_every=sync_every, resume=resume, run_record=run)
     except NumericalError as err:
-        err.image = err.image[0]
+        err.image = _cropped(err.image[0], plan)
         raise
     history = {name: value if name == "step" else value[0] for name, value in result.history.items()}
-    return StylizeResult(finish_image(plan, result.images[0]), history, result.compile_seconds,
+    return StylizeResult(finish_image(plan, _cropped(result.images[0], plan)), history, result.compile_seconds,
                          result.run_seconds)
 
 
@@ -262,9 +281,20 @@ def sweep(
     run = _record(plan, weights, vgg, 0, {**dict(record or {}), "seeds": seeds.tolist()})
     _check_resume(resume, run)
     inputs = optimised_inputs(plan)
-    result = driver.run_members(vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights),
-                        images=_start_images(plan, inputs, seeds), targets_args=_targets_args(plan, inputs),
-                        mesh=driver.member_mesh() if mesh is None else mesh, batch_size=batch_size,
-                        callback=callback, sync_every=sync_every, resume=resume, run_record=run)
-    images = np.stack([finish_image(plan, image) for image in result.images])
+    if callback is not None and plan.canvas != plan.shape:
+        user_callback = callback
+
+        def callback(progress: Progress) -> None:
+            user_callback(dataclasses.replace(progress, image=_cropped(driver.to_host(progress.image), plan)))
+
+    try:
+        result = driver.run_members(
+            vgg, config=config, weights=jax.tree_util.tree_map(np.asarray, weights),
+            images=_start_images(plan, inputs, seeds), targets_args=_targets_args(plan, inputs),
+            mesh=driver.member_mesh() if mesh is None else mesh, batch_size=batch_size,
+            callback=callback, sync_every=sync_every, resume=resume, run_record=run)
+    except NumericalError as err:
+        err.image = _cropped(err.image, plan)
+        raise
+    images = np.stack([finish_image(plan, image) for image in _cropped(result.images, plan)])
     return SweepResult(images, result.history, result.compile_seconds, result.run_seconds)

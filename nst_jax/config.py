@@ -167,6 +167,14 @@ class StylizeConfig(LossConfig):
         preserve_colour: ``"none"`` (the style's colours), ``"luminance"`` (luminance-only
             transfer, the content's chroma kept) or ``"match"`` (the style's colours matched
             to the content's mean and covariance first); see :mod:`nst_jax.colour`.
+        shape_bucket: 0 (off), or ``B``: the optimisation runs on a canvas whose sides are the
+            output's rounded up to multiples of ``B`` (:func:`nst_jax.plan.canvas_shape`), with
+            the output's extent a dynamic input, so photos of other aspect ratios whose sides
+            round to the same canvas reuse the compiled programs. The VGG zeroes every
+            convolution's input outside the output's map at each level and every statistic is
+            masked to it, so the result is the unpadded run's up to float32 rounding (and a noise
+            start drawn at the canvas size); the cost is the canvas's extra pixels. Relative
+            loss units only; not with tiled evaluation.
     """
 
     optimizer: str = "lbfgs"
@@ -177,10 +185,16 @@ class StylizeConfig(LossConfig):
     lbfgs_memory: int = 10
     style_scale: float | None = None
     preserve_colour: str = "none"
+    shape_bucket: int = 0
 
     def __post_init__(self):
         super().__post_init__()
         _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        if self.shape_bucket:
+            if not (isinstance(self.shape_bucket, int) and 16 <= self.shape_bucket <= 4096):
+                raise NSTError(f"shape bucket must be 0 (off) or between 16 and 4096 px, got {self.shape_bucket}")
+            if self.loss_units != "relative" or self.tile_size:
+                raise NSTError("shape buckets need relative loss units and no tiled evaluation")
         if self.init is None:
             object.__setattr__(self, "init", "content" if self.mode == "transfer" else "noise")
         if self.iterations is None:

@@ -30,6 +30,7 @@ every process runs the same loop and sees every member's results.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -230,6 +231,9 @@ def _sharded(layout: Layout, fn, in_specs, out_specs, **jit_kwargs):
                    **jit_kwargs)
 
 
+# Programs are built once per (config, layout, shape) in a process, so a later run of the same shapes (another
+# photo on the same canvas, the next image of a batch) reuses the traced and compiled program.
+@functools.lru_cache(maxsize=16)
 def start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int, ...]):
     """``start(vgg, targets_in, images, weights) -> (state, targets)``: the targets, and every member's
     state laid out (zeros, the start image in ``state.image``) for the chunk's ``fresh`` call."""
@@ -249,6 +253,7 @@ def start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int
     return _sharded(layout, local_start, (r, r, m, m), (m, r))
 
 
+@functools.lru_cache(maxsize=16)
 def chunk_program(config: StylizeConfig, layout: Layout):
     """``chunk(state, vgg, targets, weights, n, fresh) -> (state, records, terms, output, finite, previous)``.
 

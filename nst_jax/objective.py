@@ -48,11 +48,16 @@ class Targets(NamedTuple):
             ``"meancov"`` and ``"w2"``.
         masks: None, or ``{layer: [S, H_l, W_l]}``, the output's region masks downsampled to
             each style layer's grid (:func:`mask_pyramid`).
+        extent: None, or ``[2]`` int32 ``(H, W)``: the output fills only the top-left ``H x W``
+            of the image evaluated (a canvas, ``StylizeConfig.shape_bucket``); the VGG zeroes
+            every convolution's input outside it at each level and every term is restricted to
+            it (:func:`extent_masks`). Dynamic, so one compiled program serves every extent.
     """
 
     content: dict[str, jax.Array]
     style: dict[str, dict[str, jax.Array]]
     masks: dict[str, jax.Array] | None = None
+    extent: jax.Array | None = None
 
 
 def layer_shape(image_shape: Sequence[int], name: str) -> tuple[int, int, int]:
@@ -104,17 +109,49 @@ def statistic(config: LossConfig) -> Statistic:
     return STATISTICS[config.style_loss]
 
 
-def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig,
-                    layers: Sequence[str]) -> dict[str, jax.Array]:
-    return unchecked_features(vgg, image, layers=layers, pooling=config.pooling, precision=config.precision)
+def extent_masks(extent: jax.Array, shape: Sequence[int], levels: int) -> list[jax.Array]:
+    """``[H_c >> k, W_c >> k]`` float32 masks for ``k = 0..levels``: 1 inside the output's extent
+    ``(H >> k, W >> k)`` at that level, 0 on the rest of the canvas of ``shape``."""
+    out = []
+    for k in range(levels + 1):
+        rows = jnp.arange(int(shape[0]) >> k) < jnp.right_shift(extent[0], k)
+        cols = jnp.arange(int(shape[1]) >> k) < jnp.right_shift(extent[1], k)
+        out.append((rows[:, None] & cols[None, :]).astype(jnp.float32))
+    return out
 
 
-def image_features(vgg: VGGParams, image: jax.Array, config: LossConfig,
-                   layers: Sequence[str]) -> dict[str, jax.Array]:
-    """``{layer: [H_l, W_l, N_l]}`` of one checked image, in one pass or assembled from tiles."""
+def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
+                    extent: jax.Array | None = None) -> tuple[dict[str, jax.Array], dict[str, jax.Array] | None]:
+    """``({layer: [H_l, W_l, N_l]}, validity)`` from one VGG pass; with an ``extent`` the features
+    are zero outside it and ``validity`` is ``{layer: [H_l, W_l]}`` (else None)."""
+    if extent is None:
+        return unchecked_features(vgg, image, layers=layers, pooling=config.pooling,
+                                  precision=config.precision), None
+    masks = extent_masks(extent, image.shape, max(layer_level(name) for name in layers))
+    feats = unchecked_features(vgg, image, layers=layers, pooling=config.pooling, precision=config.precision,
+                               level_masks=masks)
+    validity = {name: masks[layer_level(name)] for name in layers}
+    return {name: f * validity[name][:, :, None] for name, f in feats.items()}, validity
+
+
+def _tv(image: jax.Array, extent: jax.Array | None, units: str) -> jax.Array:
+    """The total variation, over the pixel pairs inside ``extent`` when given (relative units)."""
+    if extent is None:
+        return losses.tv_loss(image, units=units)
+    inside = extent_masks(extent, image.shape, 0)[0][:, :, None]
+    dy = (image[1:] - image[:-1]) * (inside[1:] * inside[:-1])
+    dx = (image[:, 1:] - image[:, :-1]) * (inside[:, 1:] * inside[:, :-1])
+    pixels = (extent[0] * extent[1] * image.shape[2]).astype(jnp.float32)
+    return (jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))) / pixels
+
+
+def image_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
+                   extent: jax.Array | None = None) -> dict[str, jax.Array]:
+    """``{layer: [H_l, W_l, N_l]}`` of one checked image, in one pass (zero outside ``extent``) or
+    assembled from tiles."""
     if evaluation(config, image.shape) == "tiled":
         return tiled.assembled_features(vgg, image, layers=layers, config=config)
-    return _dense_features(vgg, image, config, layers)
+    return _dense_features(vgg, image, config, layers, extent)[0]
 
 
 def image_summaries(vgg: VGGParams, image: jax.Array, config: LossConfig) -> dict[str, dict[str, jax.Array]]:
@@ -123,17 +160,19 @@ def image_summaries(vgg: VGGParams, image: jax.Array, config: LossConfig) -> dic
     if evaluation(config, image.shape) == "tiled":
         return tiled.tile_sums(vgg, image, layers=config.style_layers, config=config,
                                tile_fn=lambda core, row, col: {name: stat.summary(*core[name]) for name in core})
-    feats = _dense_features(vgg, image, config, config.style_layers)
+    feats, _ = _dense_features(vgg, image, config, config.style_layers)
     return {name: stat.summary(f, None) for name, f in feats.items()}
 
 
 def _style_targets(vgg: VGGParams, styles: Sequence[jax.Array], config: LossConfig, output_shape: Sequence[int],
-                   masks: dict[str, jax.Array] | None) -> dict[str, dict[str, jax.Array]]:
+                   masks: dict[str, jax.Array] | None, extent: jax.Array | None) -> dict[str, dict[str, jax.Array]]:
     stat = statistic(config)
     summaries = [image_summaries(vgg, s, config) for s in styles]
     out = {}
     for name in config.style_layers:
         h, w, _ = layer_shape(output_shape, name)
+        if extent is not None:  # the output's positions: its extent at this layer, not the canvas
+            h, w = jnp.right_shift(extent[0], layer_level(name)), jnp.right_shift(extent[1], layer_level(name))
         per_style = []
         for k, summary in enumerate(summaries):
             mass = jnp.float32(h * w) if masks is None else jnp.sum(jnp.square(masks[name][k]))
@@ -189,8 +228,12 @@ def compute_targets(
 
 
 def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, ...], content: ArrayLike | None = None,
-               styles: Sequence[ArrayLike] = (), masks: ArrayLike | None = None) -> Targets:
-    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.plan.make_plan`)."""
+               styles: Sequence[ArrayLike] = (), masks: ArrayLike | None = None,
+               extent: ArrayLike | None = None) -> Targets:
+    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.plan.make_plan`); with an
+    ``extent`` (see :class:`Targets`) ``output_shape`` is the canvas's, and the content and masks
+    are zero outside the extent."""
+    extent = None if extent is None else jnp.asarray(extent, jnp.int32)
     mask_targets = None
     if config.uses_style:
         check_fits(output_shape, config.style_layers, "output")
@@ -201,12 +244,13 @@ def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, .
                                         {name: layer_shape(output_shape, name) for name in config.style_layers})
     content_targets = {}
     if config.uses_content:
-        content_targets = image_features(vgg, jnp.asarray(content, jnp.float32), config, config.content_layers)
+        content_targets = image_features(vgg, jnp.asarray(content, jnp.float32), config, config.content_layers,
+                                         extent)
     style_targets = {}
     if config.uses_style:
         style_targets = _style_targets(vgg, [jnp.asarray(s, jnp.float32) for s in styles], config, output_shape,
-                                       mask_targets)
-    return Targets(content_targets, style_targets, mask_targets)
+                                       mask_targets, extent)
+    return Targets(content_targets, style_targets, mask_targets, extent)
 
 
 def style_reference(targets: Targets, weights: Weights, *, config: LossConfig) -> dict[str, dict]:
@@ -232,13 +276,16 @@ def style_reference(targets: Targets, weights: Weights, *, config: LossConfig) -
 
 
 def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, reference: Mapping,
-                        weights: Weights, config: LossConfig) -> list[jax.Array]:
-    """``E_l`` per style layer. With masks (Gatys et al. 2017, guided statistics)
-    ``E_l = Σ_k S b_k E_l^{(k)}``, region ``k``'s features compared with style ``k``'s statistics;
-    equal blend weights give each region weight 1."""
+                        weights: Weights, config: LossConfig,
+                        validity: Mapping[str, jax.Array] | None = None) -> list[jax.Array]:
+    """``E_l`` per style layer, over the positions inside the extent (``validity``) if any. With
+    masks (Gatys et al. 2017, guided statistics) ``E_l = Σ_k S b_k E_l^{(k)}``, region ``k``'s
+    features compared with style ``k``'s statistics; equal blend weights give each region weight 1
+    (region masks are zero outside the extent)."""
     stat, units = statistic(config), config.loss_units
     if targets.masks is None:
-        return [stat.loss(features[name], reference[name], None, units) for name in config.style_layers]
+        return [stat.loss(features[name], reference[name], None if validity is None else validity[name], units)
+                for name in config.style_layers]
     b = weights.style_blend / jnp.sum(weights.style_blend)
     return [sum(config.num_styles * b[k] * stat.loss(features[name], {key: v[k] for key, v in reference[name].items()},
                                                      targets.masks[name][k], units)
@@ -271,11 +318,11 @@ def check_call(image, targets: Targets, weights: Weights, config: LossConfig) ->
 def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping,
                  config: LossConfig) -> dict[str, jax.Array]:
     """The weighted loss terms of one image from one VGG pass."""
-    feats = _dense_features(vgg, image, config, config.feature_layers)
+    feats, validity = _dense_features(vgg, image, config, config.feature_layers, targets.extent)
     content = [losses.content_loss(feats[name], targets.content[name], units=config.loss_units)
                for name in config.content_layers] if config.uses_content else []
-    style = _style_layer_losses(feats, targets, reference, weights, config) if config.uses_style else []
-    return weighted_terms(weights, content=content, style=style, tv=losses.tv_loss(image, units=config.loss_units))
+    style = _style_layer_losses(feats, targets, reference, weights, config, validity) if config.uses_style else []
+    return weighted_terms(weights, content=content, style=style, tv=_tv(image, targets.extent, config.loss_units))
 
 
 def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, style: bool, content: bool):

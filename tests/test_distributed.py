@@ -181,7 +181,7 @@ def test_sweep_cli_distributed_writes_once_and_equals_one_process(tmp_path):
     commands.append(([sys.executable, *script, "--output-dir", tmp_path / "single"], child_env(None)))
     with Processes(tmp_path / "logs", commands) as procs:
         stdout = procs.wait()
-    assert "6 members on 4 device(s) of 2 process(es)" in stdout[0]
+    assert "6 members on 4 devices of 2 processes" in stdout[0]
     assert ["wrote 6 images" in out for out in stdout] == [True, False, True]
     assert not (tmp_path / "dist1").exists()
     expected = {"losses.json", "contact_sheet.png", *(f"member_{i:02d}.png" for i in range(6))}

@@ -39,6 +39,7 @@ from nst_jax.config import (
     make_weights,
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
+from nst_jax.plan import AUTO_SHAPE_BUCKET, auto_shape_bucket
 from nst_jax.vgg import POOLINGS, PRECISIONS
 from nst_jax.vgg_io import DEFAULT_VGG_FILE
 
@@ -73,8 +74,10 @@ def integer(text: str) -> int:
 
 
 def plural(count: int, word: str) -> str:
-    """``"1 iteration"``, ``"3 iterations"``."""
-    return f"{count} {word}{'' if count == 1 else 's'}"
+    """``"1 iteration"``, ``"3 iterations"``, ``"2 processes"``."""
+    if count == 1:
+        return f"{count} {word}"
+    return f"{count} {word}{'es' if word.endswith(('s', 'sh', 'ch', 'x')) else 's'}"
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -143,7 +146,18 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="evaluate the loss and its gradient in N x N tiles (a multiple of 16) with a halo: the same result in "
              "the memory of one tile, for outputs too large for one pass, at more compute; 0 = off (Gram style "
              "loss only, no masks)")
+    g["performance"].add_argument(
+        "--shape-bucket", type=shape_bucket, default="auto", metavar="N|auto",
+        help="run on a canvas whose sides are the output's rounded up to multiples of N px, so photos of other "
+             "aspect ratios reuse the compiled programs (the same result up to rounding, on more pixels); 0 = off; "
+             f"auto = {AUTO_SHAPE_BUCKET} on a GPU or TPU, where compiling costs far more than the extra pixels, "
+             "0 on a CPU")
     add_cache_argument(p)
+
+
+def shape_bucket(text: str) -> str | int:
+    """``--shape-bucket``: ``auto`` or a non-negative integer."""
+    return text if text == "auto" else integer(text)
 
 
 def _add_quality_arguments(g) -> None:
@@ -253,7 +267,9 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
         "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
         "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
         "precision": args.precision, "noise_scale": args.noise_scale, "style_loss": args.style_loss,
-        "tile_size": args.tile_size, "loss_units": args.loss_units, **overrides})
+        "tile_size": args.tile_size, "loss_units": args.loss_units,
+        "shape_bucket": auto_shape_bucket(args.loss_units, args.tile_size) if args.shape_bucket == "auto"
+        else args.shape_bucket, **overrides})
 
 
 def load_vgg(choice: str):

@@ -391,7 +391,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
     output, checkpoint = _locations(args)
     vgg, content, style, init, masks = common.load_run_inputs(args, config)
     plan = make_plan(config, content=content, style=style, init=init, masks=masks)
-    check_memory(config, plan.shape, plan.largest_style_shape)
+    check_memory(config, plan.canvas, plan.largest_style_shape)
     levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
     run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
     stop_at = None if found is None else _verify_rerun(found, run, args.rerun, config.iterations)
