@@ -4,9 +4,9 @@
 
 Each row is one ``nst-jax`` process (wall time, and the compile summary line the CLI prints), in
 this order, with one fresh persistent compilation cache per bucket setting: the first photo cold;
-the same photo again (warm cache); a crop of it with another aspect ratio
-that rounds to the same canvas for a bucket of 128 px (a 4:3 photo cropped to 3:2). Few iterations, so the figures are dominated by start-up and
-compilation.
+the same photo again (warm cache); a crop of it with another aspect ratio that rounds to the same
+canvas for a bucket of 128 px (a 4:3 photo cropped to 3:2). Few iterations, so the figures are
+dominated by start-up and compilation.
 """
 
 from __future__ import annotations
