@@ -28,7 +28,7 @@ from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_lo
 from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, stylize_multiscale
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
 from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
-from nst_jax.vgg import LAYERS, VGG19, VGGParams, extract_features
+from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax.vgg_io import load_vgg19
 
 # The names of Weights and make_weights before 0.3, kept so code written against them still runs.
@@ -54,6 +54,7 @@ __all__ = [
     "Targets",
     "VGGParams",
     "__version__",
+    "autodiff_mode",
     "compute_targets",
     "content_loss",
     "extract_features",
@@ -66,6 +67,7 @@ __all__ = [
     "make_loss",
     "make_stylizer",
     "member_mesh",
+    "preprocess",
     "pyramid_sizes",
     "save_image",
     "stack_weights",
