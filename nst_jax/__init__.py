@@ -27,6 +27,7 @@ from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
 from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, stylize_multiscale
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
+from nst_jax.perceptual import perceptual_loss, perceptual_terms
 from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
 from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax.vgg_io import load_vgg19
@@ -68,6 +69,8 @@ __all__ = [
     "make_stylizer",
     "member_mesh",
     "preprocess",
+    "perceptual_loss",
+    "perceptual_terms",
     "pyramid_sizes",
     "save_image",
     "stack_weights",
