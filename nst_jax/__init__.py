@@ -18,6 +18,7 @@ with one line. Importing the package changes no environment variable and no JAX 
 """
 
 __version__ = "0.3.0"
+__docformat__ = "google"
 
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
