@@ -131,7 +131,7 @@ def _to_srgb(im: Image.Image, rgb: Image.Image) -> Image.Image:
         return rgb
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        if "srgb" in (source.profile.profile_description or "").lower().replace(" ", ""):
+        if (source.profile.profile_description or "").strip().lower().startswith("srgb"):
             return rgb
         space = source.profile.xcolor_space.strip()
         pixels = {"RGB": rgb, "GRAY": im if im.mode == "L" else None, "CMYK": im if im.mode == "CMYK" else None}

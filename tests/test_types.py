@@ -113,3 +113,47 @@ def test_our_cap_holds_even_when_pillows_limit_is_off(tmp_path, monkeypatch):
     with pytest.raises(NSTError, match="too large"):
         nst_jax.load_image(tmp_path / "big.png")
     assert Image.MAX_IMAGE_PIXELS is None
+
+
+def _s15f16(v: float) -> bytes:
+    return struct.pack(">i", round(v * 65536))
+
+
+def linear_rgb_profile() -> bytes:
+    """An ICC v2 RGB profile with sRGB's primaries and a linear (gamma 1) tone curve, written by hand."""
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + _s15f16(x) + _s15f16(y) + _s15f16(z)
+    text = b"linear RGB (sRGB primaries)\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0" * 3 + b"\0" * 67
+    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", 0x0100) + b"\0\0"
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text" + b"\0" * 4 + b"none\0\0\0\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body + b"\0" * (-len(body) % 4)
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + b"\0" * 12
+              + b"acsp" + b"\0" * 24 + struct.pack(">I", 0) + _s15f16(0.9642) + _s15f16(1.0) + _s15f16(0.8249)
+              + b"\0" * 48)
+    assert len(header) == 128
+    return header + table + data
+
+
+def test_icc_profile_converted_to_srgb_and_outputs_tagged(tmp_path):
+    from PIL import ImageCms
+
+    pixels = np.full((40, 40, 3), 128, np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "linear.png", icc_profile=linear_rgb_profile())
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    # Linear 0.502 is sRGB-encoded 0.735: the profile was applied.
+    np.testing.assert_allclose(nst_jax.load_image(tmp_path / "linear.png"), 0.735, atol=0.01)
+    np.testing.assert_allclose(nst_jax.load_image(tmp_path / "plain.png"), 128 / 255, atol=1e-6)
+    nst_jax.save_image(tmp_path / "out.png", np.full((40, 40, 3), 0.5, np.float32))
+    with Image.open(tmp_path / "out.png") as im:
+        profile = ImageCms.ImageCmsProfile(__import__("io").BytesIO(im.info["icc_profile"]))
+    assert "srgb" in profile.profile.profile_description.lower()
+    # An sRGB-tagged file reads back unchanged.
+    np.testing.assert_allclose(nst_jax.load_image(tmp_path / "out.png"), 128 / 255, atol=1e-6)
