@@ -18,6 +18,7 @@ with one line. Importing the package changes no environment variable and no JAX 
 """
 
 __version__ = "0.3.0"
+__docformat__ = "google"
 
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
@@ -27,8 +28,9 @@ from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
 from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, stylize_multiscale
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
+from nst_jax.perceptual import perceptual_loss, perceptual_terms
 from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
-from nst_jax.vgg import LAYERS, VGG19, VGGParams, extract_features
+from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax.vgg_io import load_vgg19
 
 # The names of Weights and make_weights before 0.3, kept so code written against them still runs.
@@ -54,6 +56,7 @@ __all__ = [
     "Targets",
     "VGGParams",
     "__version__",
+    "autodiff_mode",
     "compute_targets",
     "content_loss",
     "extract_features",
@@ -66,6 +69,9 @@ __all__ = [
     "make_loss",
     "make_stylizer",
     "member_mesh",
+    "preprocess",
+    "perceptual_loss",
+    "perceptual_terms",
     "pyramid_sizes",
     "save_image",
     "stack_weights",

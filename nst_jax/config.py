@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,14 +78,14 @@ class LossConfig:
             A multiple of 16 (32 with pool5); Gram style loss only, no region masks.
     """
 
-    mode: str = "transfer"
+    mode: Literal["transfer", "content", "style"] = "transfer"
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_loss: str = "gram"
-    pooling: str = "max"
-    precision: str = "fp32"
+    pooling: Literal["max", "avg"] = "max"
+    precision: Literal["fp32", "bf16"] = "fp32"
     num_styles: int = 1
-    loss_units: str = "relative"
+    loss_units: Literal["relative", "paper"] = "relative"
     tile_size: int = 0
 
     def __post_init__(self):
@@ -180,11 +180,11 @@ class StylizeConfig(LossConfig):
     optimizer: str = "lbfgs"
     iterations: int | None = None
     chunk_size: int = 10
-    init: str | None = None
+    init: Literal["noise", "content", "image"] | None = None
     noise_scale: float = 1e-3
     lbfgs_memory: int = 10
     style_scale: float | None = None
-    preserve_colour: str = "none"
+    preserve_colour: Literal["none", "luminance", "match"] = "none"
     shape_bucket: int = 0
 
     def __post_init__(self):

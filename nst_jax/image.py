@@ -4,10 +4,13 @@ Input policy: the EXIF orientation is applied; grayscale, palette, CMYK,
 YCbCr and Lab images are converted to RGB; transparency is composited on
 white (not dropped); 16-bit images are scaled to 8 bits, 32-bit float images
 in [0, 1] (or [0, 255]) likewise; animated and multi-page images use their
-first frame; files that do not fully decode (truncated or corrupt) are
-refused, as are images of more than :data:`MAX_INPUT_PIXELS` pixels
-(decompression bombs) and images whose shorter side would be below
-:data:`MIN_SIZE` after resizing. Every format Pillow reads is accepted (PNG,
+first frame; an embedded ICC colour profile is applied (the pixels converted to
+sRGB; images without one are taken as sRGB); files that do not fully decode (truncated or
+corrupt) are refused, as are images of more than :data:`MAX_INPUT_PIXELS` pixels
+(decompression bombs, checked from the header before decoding) and images whose shorter side
+would be below :data:`MIN_SIZE` after resizing. Pillow's own process-wide limit
+(``PIL.Image.MAX_IMAGE_PIXELS``, which this module reads but never changes) applies as well.
+Outputs (PNG, JPEG, TIFF, WebP) carry an sRGB ICC profile. Every format Pillow reads is accepted (PNG,
 JPEG, GIF, BMP, WebP, TIFF, ...). Outputs are written to a temporary file in
 the target directory and renamed into place, so a reader never sees a
 partial file; the run record they carry is written and read by :mod:`nst_jax.record`.
@@ -15,6 +18,8 @@ partial file; the run record they carry is written and read by :mod:`nst_jax.rec
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import pathlib
 import tempfile
@@ -23,7 +28,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+import numpy.typing as npt
+from jax.typing import ArrayLike
+from PIL import Image, ImageCms, ImageOps
 
 from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError, one_line
@@ -35,8 +42,32 @@ MAX_SIZE = 8192
 MAX_INPUT_PIXELS = 200_000_000  # refuse decompression bombs beyond this many pixels
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Opens, fully decodes and converts an image file to 8-bit RGB.
+# Formats whose Pillow writer embeds an ICC profile.
+ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@functools.cache
+def srgb_profile_bytes() -> bytes:
+    """The ICC profile outputs are tagged with (Pillow's built-in sRGB).
+
+    Returns:
+        The profile's bytes.
+    """
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Opens, fully decodes and converts an image file to 8-bit sRGB.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        An RGB Pillow image (its ICC profile, if any, applied).
 
     Raises:
         NSTError: If the path is missing, not a file, empty, not an image,
@@ -49,16 +80,18 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise NSTError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise NSTError(f"{path}: empty file")
-    Image.MAX_IMAGE_PIXELS = MAX_INPUT_PIXELS
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # The size is checked against MAX_INPUT_PIXELS below, before decoding.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                if im.size[0] * im.size[1] > MAX_INPUT_PIXELS:
+                    raise _TooLarge
                 im.seek(0)
                 im.load()
                 im = ImageOps.exif_transpose(im)
-                return _to_rgb(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                return _to_srgb(im, _to_rgb(im))
+    except (Image.DecompressionBombError, _TooLarge):
         raise NSTError(f"{path}: image too large (more than {MAX_INPUT_PIXELS} pixels)") from None
     except Image.UnidentifiedImageError:
         raise NSTError(f"{path}: not an image file Pillow can read") from None
@@ -86,6 +119,33 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _to_srgb(im: Image.Image, rgb: Image.Image) -> Image.Image:
+    """``rgb`` (``im`` converted to RGB) in sRGB, by ``im``'s embedded ICC profile where it has one.
+
+    RGB profiles convert ``rgb`` (transparency already composited), grey and CMYK profiles the
+    original grey or CMYK pixels. A profile that is unreadable, already sRGB, or does not fit the
+    pixels is ignored with a warning (unreadable or unfitting) or silently (sRGB).
+    """
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return rgb
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if (source.profile.profile_description or "").strip().lower().startswith("srgb"):
+            return rgb
+        space = source.profile.xcolor_space.strip()
+        pixels = {"RGB": rgb, "GRAY": im if im.mode == "L" else None, "CMYK": im if im.mode == "CMYK" else None}
+        if pixels.get(space) is None:
+            warnings.warn(f"ignoring an embedded {space} ICC profile on a {im.mode} image", stacklevel=4)
+            return rgb
+        srgb = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile_bytes()))
+        out = ImageCms.profileToProfile(pixels[space], source, srgb, outputMode="RGB")
+        return out if out is not None else rgb
+    except (ImageCms.PyCMSError, OSError, ValueError) as err:
+        warnings.warn(f"ignoring an unreadable embedded ICC profile ({one_line(err)})", stacklevel=4)
+        return rgb
+
+
 def resize_longest(im: Image.Image, size: int) -> Image.Image:
     """Resizes so the longest side is ``size`` pixels (Lanczos), keeping the aspect ratio.
 
@@ -101,8 +161,22 @@ def resize_longest(im: Image.Image, size: int) -> Image.Image:
     return im if new == (w, h) else im.resize(new, Image.LANCZOS)
 
 
-def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
-    """Reads an image as ``[H, W, 3]`` float32 RGB in [0, 1], optionally resized to a longest side."""
+def load_image(path: str | os.PathLike[str], size: int | None = None) -> npt.NDArray[np.float32]:
+    """Reads an image as ``[H, W, 3]`` float32 RGB in [0, 1], optionally resized to a longest side.
+
+    Changes no process-wide state (Pillow's ``Image.MAX_IMAGE_PIXELS`` included); see the
+    module's docstring for what is accepted and how.
+
+    Args:
+        path: The image file; every format Pillow reads.
+        size: The longest side after resizing (Lanczos, aspect kept), or None for the file's size.
+
+    Returns:
+        ``[H, W, 3]`` float32 sRGB in [0, 1] (a NumPy array: every nst_jax function takes it).
+
+    Raises:
+        NSTError: For a missing, unreadable, truncated or too large file, or a too small image.
+    """
     im = open_image(path)
     if size is not None:
         im = resize_longest(im, size)
@@ -111,8 +185,15 @@ def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """``[H, W, 3]`` float in [0, 1] (clipped) to uint8."""
+def to_uint8(image: ArrayLike) -> npt.NDArray[np.uint8]:
+    """``[H, W, 3]`` float in [0, 1] (clipped) to uint8.
+
+    Args:
+        image: Float pixels in [0, 1].
+
+    Returns:
+        uint8 pixels, rounded.
+    """
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -158,7 +239,7 @@ def _probe(path: pathlib.Path, parent: pathlib.Path, fmt: str) -> None:
                 from None
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray, *, record: Mapping[str, Any] | None = None,
+def save_image(path: str | os.PathLike[str], image: ArrayLike, *, record: Mapping[str, Any] | None = None,
                replace: bool = True) -> None:
     """Writes ``[H, W, 3]`` RGB in [0, 1] atomically (temporary file + rename).
 
@@ -170,6 +251,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray, *, record: Mapping[st
         replace: Replace an existing file at ``path``; if False a file found there is kept and the
             image goes beside it (:func:`nst_jax.atomic.place_new`).
 
+    The file carries an sRGB ICC profile where the format takes one (PNG, JPEG, TIFF, WebP).
+
     Raises:
         NSTError: If the record does not fit the format.
         nst_jax.errors.OutputExists: With ``replace=False``, if ``path`` exists.
@@ -177,5 +260,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray, *, record: Mapping[st
     path = pathlib.Path(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
     options = save_options(record, fmt)
+    if fmt in ICC_FORMATS:
+        options = {**options, "icc_profile": srgb_profile_bytes()}
     with atomic_open(path, replace=replace) as f:
         Image.fromarray(to_uint8(image), "RGB").save(f, format=fmt, **options)

@@ -10,28 +10,63 @@ the total variation is a mean per pixel value; none depends on the image size, t
 ratio or the scale of a layer's activations. ``units="paper"``: eq. 1 ``½ Σ (F − P)²``, eq. 4
 ``Σ (G − A)² / (4 N² M²)`` and a summed total variation.
 
+Gram normalisation: :func:`gram_matrix` is the paper's unnormalised ``G = F Fᵀ`` (a sum over
+the ``M`` positions, so it grows with the image); ``gram_matrix(F, normalize=True)`` is ``G / M``,
+the second moment per position, which does not depend on the image size. The loss functions
+here take unnormalised Grams and do the scaling themselves.
+
 Every function takes one image or feature map and refuses a batch (``jax.vmap`` over it). The
-style statistics themselves (Gram, mean and covariance, W2) live in :mod:`nst_jax.statistics`.
+style statistics themselves (Gram, mean and covariance, W2) live in :mod:`nst_jax.statistics`;
+:func:`nst_jax.perceptual_loss` is the plain ``loss(x, y)`` form of these terms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from nst_jax import checks
 from nst_jax.errors import NSTError
 from nst_jax.statistics.base import TINY, UNITS, check_units
-from nst_jax.statistics.gram import gram_layer_loss, gram_matrix
+from nst_jax.statistics.gram import gram_layer_loss
+from nst_jax.statistics.gram import gram_matrix as _gram_matrix
 from nst_jax.terms import weighted_sum
 
 __all__ = ["UNITS", "content_factor", "content_loss", "gram_matrix", "style_layer_loss", "style_loss", "tv_loss"]
 
+Units = Literal["relative", "paper"]
 
 
-def content_loss(features: jax.Array, target: jax.Array, *, units: str = "relative") -> jax.Array:
+def gram_matrix(features: ArrayLike, *, normalize: bool = False) -> jax.Array:
+    """Gram matrix ``G = F Fᵀ`` of one feature map (paper eq. 3), optionally per position.
+
+    Args:
+        features: ``[H, W, N]`` one feature map (``jax.vmap`` over a batch).
+        normalize: False (default): ``G_ij = Σ_k F_ik F_jk`` summed over the ``M = H * W``
+            positions, unnormalised, as the paper's eq. 3 and what :func:`style_layer_loss` and
+            :func:`nst_jax.compute_targets` use; it scales with the image's area. True:
+            ``G / M``, the mean over positions, the same for a texture at any size (compare
+            Grams of images of different sizes with this).
+
+    Returns:
+        ``[N, N]`` float array.
+
+    Raises:
+        NSTError: For a batch or anything but one float ``[H, W, N]`` map.
+    """
+    gram = _gram_matrix(features)
+    if normalize:
+        h, w, _ = jnp.shape(features)
+        gram = gram / (h * w)
+    return gram
+
+
+
+def content_loss(features: ArrayLike, target: ArrayLike, *, units: Units = "relative") -> jax.Array:
     """Content term of one layer: ``‖F − P‖² / ‖P‖²`` (relative) or the paper's eq. 1, ``½ Σ (F − P)²``.
 
     Args:
@@ -41,16 +76,29 @@ def content_loss(features: jax.Array, target: jax.Array, *, units: str = "relati
 
     Returns:
         Scalar loss.
+
+    Raises:
+        NSTError: For a batch, differing shapes or unknown units.
     """
     checks.check_features(features, "content_loss's features")
     checks.check_same_shape(features, target, "content_loss: features and target")
     return content_factor(target, units=units) * jnp.sum(jnp.square(features - target))
 
 
-def content_factor(target: jax.Array, *, units: str = "relative") -> jax.Array:
+def content_factor(target: ArrayLike, *, units: Units = "relative") -> jax.Array:
     """What :func:`content_loss` multiplies the summed squared error by: ``1 / ‖P‖²`` or ``½``.
 
     Sums of squared errors over parts of a map (tiles) times this factor add up to the loss.
+
+    Args:
+        target: ``[H, W, N]`` content features ``P``.
+        units: ``"relative"`` or ``"paper"``.
+
+    Returns:
+        Scalar factor.
+
+    Raises:
+        NSTError: For unknown units.
     """
     check_units(units)
     if units == "relative":
@@ -58,7 +106,7 @@ def content_factor(target: jax.Array, *, units: str = "relative") -> jax.Array:
     return jnp.asarray(0.5, jnp.float32)
 
 
-def style_layer_loss(features: jax.Array, target_gram: jax.Array, *, units: str = "relative") -> jax.Array:
+def style_layer_loss(features: ArrayLike, target_gram: ArrayLike, *, units: Units = "relative") -> jax.Array:
     """Style term of one layer: ``‖G − A‖² / ‖A‖²`` (relative) or the paper's eq. 4,
     ``E_l = Σ (G − A)² / (4 N² M²)``.
 
@@ -71,6 +119,9 @@ def style_layer_loss(features: jax.Array, target_gram: jax.Array, *, units: str 
 
     Returns:
         Scalar loss.
+
+    Raises:
+        NSTError: For a batch, a target of the wrong shape or unknown units.
     """
     h, w, n = checks.check_features(features, "style_layer_loss's features")
     if tuple(jnp.shape(target_gram)) != (n, n):
@@ -78,39 +129,78 @@ def style_layer_loss(features: jax.Array, target_gram: jax.Array, *, units: str 
     return gram_layer_loss(gram_matrix(features), target_gram, num_positions=h * w, units=units)
 
 
+def _target_gram(target, name: str, style_blend: ArrayLike | None) -> jax.Array:
+    """One layer's ``[N, N]`` target from an ``[N, N]`` array or a ``{"gram": [N, N] | [S, N, N]}`` entry of
+    :attr:`nst_jax.Targets.style` (``S`` styles blended by ``style_blend``, equal by default)."""
+    if isinstance(target, Mapping):
+        if "gram" not in target:
+            raise NSTError(f"style_loss: the target of layer {name} holds {sorted(target)}, not a Gram matrix: "
+                           f"targets of another statistic need nst_jax.statistics.STATISTICS[...].loss")
+        target = target["gram"]
+    target = jnp.asarray(target)
+    if target.ndim == 3:
+        s = target.shape[0]
+        b = jnp.full((s,), 1.0 / s) if style_blend is None else jnp.asarray(style_blend, jnp.float32)
+        if b.shape != (s,):
+            raise NSTError(f"style_loss: {b.shape[0] if b.ndim == 1 else b.shape} blend weights for {s} styles")
+        target = jnp.tensordot(b / jnp.sum(b), target, 1)
+    return target
+
+
 def style_loss(
-    features: Mapping[str, jax.Array],
-    target_grams: Mapping[str, jax.Array],
+    features: Mapping[str, ArrayLike],
+    target_grams: Mapping[str, ArrayLike | Mapping[str, ArrayLike]],
     layers: Sequence[str],
-    layer_weights: jax.Array,
+    layer_weights: ArrayLike,
     *,
-    units: str = "relative",
+    units: Units = "relative",
+    style_blend: ArrayLike | None = None,
 ) -> jax.Array:
     """Paper eq. 5: ``Σ_l w_l E_l`` over ``layers``, each ``E_l`` a :func:`style_layer_loss`.
 
     Args:
         features: ``{layer: [H, W, N]}`` of the image being optimised.
-        target_grams: ``{layer: [N, N]}``.
+        target_grams: ``{layer: [N, N]}`` unnormalised Gram targets summed over as many positions as
+            ``features`` has, or the Gram targets :func:`nst_jax.compute_targets` makes
+            (``targets.style``: ``{layer: {"gram": [S, N, N]}}``, ``S`` style images).
         layers: Layer names, in the order of ``layer_weights`` (a sequence, not a string).
         layer_weights: ``[L]`` weights ``w_l``, one per layer.
         units: ``"relative"`` or ``"paper"``.
+        style_blend: ``[S]`` blend weights of ``S`` stacked style targets (normalised to sum 1, as
+            ``Weights.style_blend``); None blends them equally. Unused for ``[N, N]`` targets.
 
     Returns:
         Scalar loss.
+
+    Raises:
+        NSTError: For a bare string or miscounted layer weights, targets of another statistic, or
+            a target of the wrong shape.
     """
     layers = checks.layer_tuple(layers, "style_loss's layers")
     checks.check_layer_weights(layer_weights, layers, "style")
-    return weighted_sum(layer_weights, [style_layer_loss(features[name], target_grams[name], units=units)
-                                        for name in layers])
+    return weighted_sum(jnp.asarray(layer_weights, jnp.float32), [
+        style_layer_loss(features[name], _target_gram(target_grams[name], name, style_blend), units=units)
+        for name in layers])
 
 
-def tv_loss(image: jax.Array, *, units: str = "relative") -> jax.Array:
+def tv_loss(image: ArrayLike, *, units: Units = "relative") -> jax.Array:
     """Squared total variation ``Σ (x[i+1, j] − x[i, j])² + (x[i, j+1] − x[i, j])²`` of one image.
 
     Summed over channels and all neighbour pairs of the ``[H, W, C]`` image in its [0, 1]
     range (``"paper"``), or that sum divided by the ``H * W * C`` pixel values (``"relative"``).
+
+    Args:
+        image: ``[H, W, C]`` float image.
+        units: ``"relative"`` or ``"paper"``.
+
+    Returns:
+        Scalar loss.
+
+    Raises:
+        NSTError: For a batch or unknown units.
     """
     check_units(units)
+    image = jnp.asarray(image)
     shape = checks.check_features(image, "tv_loss's image")
     dy = image[1:, :, :] - image[:-1, :, :]
     dx = image[:, 1:, :] - image[:, :-1, :]

@@ -1,5 +1,18 @@
 """VGG-19 feature extractor (Flax) and the input convention of its weights.
 
+Two implementations of the network's two non-elementwise operations, with the same values:
+
+* ``"fast"`` (the default): the 3x3 convolution and the 2x2 max pooling carry custom VJPs that
+  XLA:CPU runs 3x and 8x faster inside an optimisation loop. Reverse mode only: ``jax.jvp``,
+  ``jax.linearize``, ``jax.jacfwd`` and ``jax.hessian`` refuse a ``custom_vjp`` function.
+* ``"stock"``: plain ``lax`` convolution and a reduction over the pooling windows, which every
+  JAX transformation differentiates, forward mode included.
+
+Choose per call (``extract_features(..., autodiff="stock")``, ``VGG19(..., autodiff="stock")``)
+or for a block of code (``with nst_jax.vgg.autodiff_mode("stock"): ...``). The choice is read
+when a function is traced: a function ``jax.jit`` compiled already keeps the implementation it
+was traced with, so put the ``with`` around the first call (or pass the argument).
+
 Layer names follow the Gatys et al. paper: ``conv<b>_<i>`` is a convolution's
 output before its ReLU, ``relu<b>_<i>`` after it, ``pool<b>`` the pooling at
 the end of block ``b``. The paper's "conv4_2" etc. were Caffe blobs whose ReLU
@@ -9,16 +22,21 @@ defaults use.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import json
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 from nst_jax import checks
 from nst_jax.errors import NSTError
@@ -57,6 +75,65 @@ def _layer_names() -> tuple[str, ...]:
 # Every layer the network can return, in order.
 LAYERS: tuple[str, ...] = _layer_names()
 POOLINGS = ("max", "avg")
+
+Autodiff = Literal["fast", "stock"]
+AUTODIFF_MODES: tuple[str, ...] = ("fast", "stock")
+_AUTODIFF: contextvars.ContextVar[str] = contextvars.ContextVar("nst_jax_autodiff", default="fast")
+
+
+def _check_autodiff(mode: str) -> str:
+    if mode not in AUTODIFF_MODES:
+        raise NSTError(f"unknown autodiff mode {mode!r} (choose from {', '.join(AUTODIFF_MODES)})")
+    return mode
+
+
+def current_autodiff() -> str:
+    """The autodiff mode in effect: ``"fast"`` unless inside :func:`autodiff_mode`.
+
+    Returns:
+        ``"fast"`` or ``"stock"``.
+    """
+    return _AUTODIFF.get()
+
+
+def resolve_autodiff(mode: str | None) -> str:
+    """``mode``, or the one in effect (:func:`current_autodiff`) for None.
+
+    Args:
+        mode: ``"fast"``, ``"stock"`` or None.
+
+    Returns:
+        ``"fast"`` or ``"stock"``.
+
+    Raises:
+        NSTError: For another name.
+    """
+    return _check_autodiff(current_autodiff() if mode is None else mode)
+
+
+@contextlib.contextmanager
+def autodiff_mode(mode: Autodiff) -> Iterator[None]:
+    """Within the block, VGG features use ``mode``'s implementation (where no call names one).
+
+    ``"stock"`` makes the features forward-differentiable (``jax.jvp``, ``jax.linearize``,
+    ``jax.hessian``); ``"fast"`` (the default outside any block) is reverse mode only and
+    faster. Read at trace time: see the module's docstring. Thread- and task-local
+    (a :class:`contextvars.ContextVar`).
+
+    Args:
+        mode: ``"fast"`` or ``"stock"``.
+
+    Returns:
+        A context manager.
+
+    Raises:
+        NSTError: For another name.
+    """
+    token = _AUTODIFF.set(_check_autodiff(mode))
+    try:
+        yield
+    finally:
+        _AUTODIFF.reset(token)
 
 
 def layer_level(name: str) -> int:
@@ -114,18 +191,27 @@ def check_fits(shape: Sequence[int], layers: Sequence[str], what: str = "image")
                        f"its {k} poolings need at least {2**k} px on each side")
 
 
-def preprocess(rgb: jax.Array, convention: str) -> jax.Array:
+def preprocess(rgb: ArrayLike, convention: str) -> jax.Array:
     """Maps an RGB image in [0, 1] to the network's input convention.
 
+    :func:`extract_features` and :class:`VGG19` apply it themselves; call it only to feed
+    ``VGG19(..., convention="preprocessed")``.
+
     Args:
-        rgb: ``[H, W, 3]`` float RGB in [0, 1].
+        rgb: ``[..., 3]`` float RGB in [0, 1] (any leading axes).
         convention: ``"caffe"``: BGR, 0-255, the ImageNet mean pixel
             ``CAFFE_MEAN_BGR`` subtracted (Keras/Caffe VGG-19). ``"torch"``: RGB
-            in [0, 1], ``(x - TORCH_MEAN_RGB) / TORCH_STD_RGB`` (torchvision).
+            in [0, 1], ``(x - TORCH_MEAN_RGB) / TORCH_STD_RGB`` (torchvision). A
+            :class:`VGGParams`' ``convention`` names its own.
 
     Returns:
-        ``[H, W, 3]`` network input.
+        ``[..., 3]`` network input, of ``rgb``'s float dtype.
+
+    Raises:
+        NSTError: For an unknown convention.
     """
+    checks.check_float(rgb, "preprocess's image")
+    rgb = jnp.asarray(rgb)
     if convention == "caffe":
         return rgb[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_BGR, rgb.dtype)
     if convention == "torch":
@@ -257,15 +343,51 @@ def _max_pool_bwd(residuals, g):
 max_pool2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+def stock_conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Array:
+    """:func:`conv3x3` without its custom VJP: stock ``lax`` ops, differentiable in every mode
+    (``jax.jvp``, ``jax.linearize``, ``jax.hessian``); the same values.
+
+    Args:
+        x: ``[B, H, W, C_in]``.
+        kernel: ``[3, 3, C_in, C_out]`` HWIO.
+        precision: ``"fp32"`` or ``"bf16"``.
+
+    Returns:
+        ``[B, H, W, C_out]``.
+    """
+    return _conv3x3(x, kernel, precision)
+
+
+def stock_max_pool2x2(x: jax.Array) -> jax.Array:
+    """:func:`max_pool2x2` without its custom VJP (a plain reduction over the windows); the same
+    values, differentiable in every mode. Where a window holds several equal maxima the gradient
+    is shared among them (JAX's rule for ``max``) rather than given to the first; below a ReLU
+    such ties are zeros, whose gradient the ReLU stops either way.
+
+    Args:
+        x: ``[..., H, W, C]``.
+
+    Returns:
+        ``[..., H // 2, W // 2, C]``.
+    """
+    return _windows(x).max(axis=(-4, -2))
+
+
 def _flax_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-               dimension_numbers=None, feature_group_count=1, precision=None, *, compute="fp32", **_):
+               dimension_numbers=None, feature_group_count=1, precision=None, *, compute="fp32", fast=True, **_):
     """`lax.conv_general_dilated`'s signature for `nn.Conv`, for the only case VGG-19 uses."""
     assert tuple(window_strides) == (1, 1) and feature_group_count == 1 and rhs.shape[:2] == (3, 3)
-    return conv3x3(lhs, rhs, compute)
+    return conv3x3(lhs, rhs, compute) if fast else stock_conv3x3(lhs, rhs, compute)
 
 
 class VGG19(nn.Module):
-    """VGG-19 convolutional trunk returning named feature maps.
+    """VGG-19 convolutional trunk returning named feature maps, of RGB images in [0, 1].
+
+    The module applies its weights' input convention itself (:func:`preprocess`), so
+    ``VGG19(outputs=..., convention=vgg.convention).apply(vgg.params, rgb)`` equals
+    :func:`extract_features` (which checks its arguments first). The default convention is the
+    shipped weights' (``"caffe"``); for input already in the network's convention, pass
+    ``convention="preprocessed"``.
 
     Runs only up to the deepest requested layer, so params of deeper layers
     may be present but are unused.
@@ -275,18 +397,26 @@ class VGG19(nn.Module):
         pooling: ``"max"`` or ``"avg"`` (2x2, stride 2).
         precision: ``"fp32"``, or ``"bf16"``: convolutions multiply in bf16 and
             accumulate in float32; everything else stays float32.
+        convention: What the input is: ``"caffe"`` or ``"torch"`` (RGB in [0, 1], mapped to that
+            convention here; use :attr:`VGGParams.convention`), or ``"preprocessed"``
+            (already the network's input).
+        autodiff: ``"fast"`` (custom VJPs, reverse mode only), ``"stock"`` (forward mode too) or
+            None (the mode in effect, :func:`autodiff_mode`); see the module's docstring.
     """
 
     outputs: tuple[str, ...]
-    pooling: str = "max"
-    precision: str = "fp32"
+    pooling: Literal["max", "avg"] = "max"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    convention: Literal["caffe", "torch", "preprocessed"] = "caffe"
+    autodiff: Autodiff | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, level_masks: Sequence[jax.Array] | None = None) -> dict[str, jax.Array]:
-        """Feature maps of a preprocessed image.
+        """Feature maps of an image.
 
         Args:
-            x: ``[H, W, 3]`` preprocessed image (see :func:`preprocess`), or batched ``[B, H, W, 3]``.
+            x: ``[H, W, 3]`` RGB in [0, 1] (network input with ``convention="preprocessed"``), or
+                batched ``[B, H, W, 3]``.
             level_masks: Optional, for evaluating a crop of a larger image exactly: ``level_masks[k]``
                 ``[H / 2^k, W / 2^k]`` multiplies the input of every convolution after ``k``
                 poolings (1 where the position lies inside the larger image's map at that level,
@@ -294,14 +424,23 @@ class VGG19(nn.Module):
 
         Returns:
             ``{name: [H_l, W_l, C_l]}`` for every name in ``outputs``.
+
+        Raises:
+            NSTError: For an unknown layer, pooling, precision, convention or autodiff mode.
         """
         check_layers(self.outputs, "outputs")
+        if self.convention != "preprocessed":
+            if self.convention not in CONVENTIONS:
+                raise NSTError(f"unknown input convention {self.convention!r} "
+                               f"(choose from {', '.join(CONVENTIONS)}, preprocessed)")
+            x = preprocess(x, self.convention)
+        fast = resolve_autodiff(self.autodiff) == "fast"
         if self.pooling not in POOLINGS:
             raise NSTError(f"unknown pooling {self.pooling!r} (choose from {', '.join(POOLINGS)})")
         if self.precision not in PRECISIONS:
             raise NSTError(f"unknown precision {self.precision!r} (choose from {', '.join(PRECISIONS)})")
-        pool = max_pool2x2 if self.pooling == "max" else avg_pool2x2
-        conv = functools.partial(_flax_conv, compute=self.precision)
+        pool = (max_pool2x2 if fast else stock_max_pool2x2) if self.pooling == "max" else avg_pool2x2
+        conv = functools.partial(_flax_conv, compute=self.precision, fast=fast)
         wanted = set(self.outputs)
         last = max(LAYERS.index(name) for name in self.outputs)
         features = {}
@@ -354,8 +493,27 @@ class VGGParams:
         return json.loads(self.meta_json)
 
 
+_warned_x64 = False
+
+
+def _compute_dtype(image: ArrayLike, precision: str) -> Any:
+    """float64 for a float64 image with ``jax_enable_x64`` on and fp32 convolutions, else float32
+    (warning once when a float64 image is computed in float32 with x64 on)."""
+    global _warned_x64
+    if checks._dtype(image) != np.float64 or not jax.config.jax_enable_x64:
+        return jnp.float32
+    if precision == "fp32":
+        return jnp.float64
+    if not _warned_x64:
+        _warned_x64 = True
+        warnings.warn("nst_jax: a float64 image with precision='bf16' is computed in bf16/float32; "
+                      "use precision='fp32' for float64 features", stacklevel=3)
+    return jnp.float32
+
+
 def extract_features(
-    vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], pooling: str = "max", precision: str = "fp32",
+    vgg: VGGParams, image: ArrayLike, *, layers: Sequence[str], pooling: Literal["max", "avg"] = "max",
+    precision: Literal["fp32", "bf16"] = "fp32", autodiff: Autodiff | None = None,
 ) -> dict[str, jax.Array]:
     """Feature maps of one RGB image.
 
@@ -365,30 +523,45 @@ def extract_features(
         layers: Layer names to return, e.g. ``("relu1_1", "relu4_2")``.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"`` convolutions (see :class:`VGG19`).
+        autodiff: ``"fast"`` (custom VJPs: reverse mode only, the default), ``"stock"``
+            (``jax.jvp``, ``jax.linearize`` and ``jax.hessian`` work too; same values) or None
+            (the mode in effect, :func:`autodiff_mode`).
 
     Returns:
-        ``{name: [H_l, W_l, C_l]}`` float32, ``H_l = floor(H / 2^k)`` after ``k`` poolings.
+        ``{name: [H_l, W_l, C_l]}``, ``H_l = floor(H / 2^k)`` after ``k`` poolings: float32, or
+        float64 for a float64 image with ``jax_enable_x64`` on and ``precision="fp32"`` (the
+        float32 weights are promoted; with ``"bf16"`` a one-time warning says it is float32).
 
     Raises:
         NSTError: On a batch, a shape other than ``[H, W, 3]``, an integer dtype, a bare string
-            or unknown name in ``layers``, or an image too small for the deepest layer.
+            or unknown name in ``layers``, an image too small for the deepest layer, or an
+            unknown autodiff mode.
     """
     layers = check_layers(layers)
     shape = checks.check_image(image)
     check_fits(shape, layers)
-    return unchecked_features(vgg, jnp.asarray(image, jnp.float32), layers=layers, pooling=pooling,
-                              precision=precision)
+    return unchecked_features(vgg, jnp.asarray(image, _compute_dtype(image, precision)), layers=layers,
+                              pooling=pooling, precision=precision, autodiff=autodiff)
 
 
 def unchecked_features(
     vgg: VGGParams, image: jax.Array, *, layers: Sequence[str], pooling: str = "max", precision: str = "fp32",
-    level_masks: Sequence[jax.Array] | None = None,
+    level_masks: Sequence[jax.Array] | None = None, autodiff: Autodiff | None = None,
 ) -> dict[str, jax.Array]:
     """:func:`extract_features` without the argument checks, for callers that made them once.
 
     Args:
-        vgg, image, layers, pooling, precision: As in :func:`extract_features`.
+        vgg: As in :func:`extract_features`.
+        image: ``[H, W, 3]`` float RGB in [0, 1], checked already.
+        layers: As in :func:`extract_features`.
+        pooling: As in :func:`extract_features`.
+        precision: As in :func:`extract_features`.
         level_masks: Optional per-level validity masks of a crop (see :class:`VGG19`).
+        autodiff: As in :func:`extract_features`.
+
+    Returns:
+        ``{name: [H_l, W_l, C_l]}``.
     """
-    return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision).apply(
-        vgg.params, preprocess(image, vgg.convention), level_masks)
+    return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision,  # type: ignore[arg-type]
+                 convention=vgg.convention, autodiff=autodiff).apply(  # type: ignore[arg-type]
+        vgg.params, image, level_masks)

@@ -1,0 +1,159 @@
+"""The typed public surface: Literal choice fields, mypy over the README's library code, and no
+process-wide side effects of the image functions (Pillow's MAX_IMAGE_PIXELS)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import re
+import struct
+import subprocess
+import sys
+import typing
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nst_jax
+from nst_jax import config as config_mod
+from nst_jax.errors import NSTError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HAS_MYPY = importlib.util.find_spec("mypy") is not None
+
+
+def library_blocks() -> str:
+    """The README's "Use as a library" Python blocks, joined in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## Use as a library")
+    end = text.index("\n## ", start + 1)
+    blocks = re.findall(r"```python\n(.*?)```", text[start:end], re.S)
+    assert blocks, "no python blocks in the README's library section"
+    return "\n\n".join(blocks)
+
+
+def run_mypy(source: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
+    path = tmp_path / "snippet.py"
+    path.write_text(source, encoding="utf-8")
+    # Modest: nst_jax's own annotations are followed (follow-imports=silent reports errors in the snippet
+    # only); numpy/jax/flax are read from their stubs and inline types, without --strict.
+    cmd = [sys.executable, "-m", "mypy", "--follow-imports=silent", "--ignore-missing-imports", "--no-incremental",
+           "--cache-dir", str(tmp_path / ".mypy_cache"), "--python-version", "3.10", str(path)]
+    env = {"MYPYPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+
+
+@pytest.mark.skipif(not HAS_MYPY, reason="mypy not installed (pip install -e .[test])")
+def test_readme_library_blocks_type_check(tmp_path):
+    result = run_mypy(library_blocks(), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not HAS_MYPY, reason="mypy not installed (pip install -e .[test])")
+def test_mypy_catches_a_misspelt_choice_and_takes_numpy_images(tmp_path):
+    source = '''
+import numpy as np
+import nst_jax
+
+vgg = nst_jax.load_vgg19()
+photo = nst_jax.load_image("photo.png", 64)
+feats = nst_jax.extract_features(vgg, photo, layers=("relu1_1",))
+grams = nst_jax.gram_matrix(np.zeros((4, 4, 8), np.float32), normalize=True)
+value = nst_jax.perceptual_loss(vgg, photo, photo)
+ok = nst_jax.StylizeConfig(pooling="avg", precision="bf16", init="noise", preserve_colour="luminance")
+bad = nst_jax.StylizeConfig(pooling="maxx")
+'''
+    result = run_mypy(source, tmp_path)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and "snippet.py:11:" in errors[0] and "pooling" in errors[0], result.stdout
+
+
+def test_choice_fields_are_literals_of_the_checked_choices():
+    cases = {
+        config_mod.LossConfig: {"mode": config_mod.MODES, "pooling": nst_jax.vgg.POOLINGS,
+                                "precision": nst_jax.vgg.PRECISIONS, "loss_units": config_mod.LOSS_UNITS},
+        config_mod.StylizeConfig: {"init": config_mod.INITS, "preserve_colour": config_mod.COLOURS},
+    }
+    for cls, fields in cases.items():
+        hints = typing.get_type_hints(cls)
+        for name, choices in fields.items():
+            args = [a for a in typing.get_args(hints[name]) if a is not type(None)]
+            if len(args) == 1 and typing.get_origin(args[0]) is typing.Literal:  # Optional[Literal[...]]
+                args = list(typing.get_args(args[0]))
+            assert tuple(args) == tuple(choices), (cls.__name__, name, args)
+        # Registry names stay str: checked at run time against the registries.
+        assert hints["style_loss"] is str
+    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] is str
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` (the pixel data is a stub)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_load_image_leaves_pillows_pixel_limit_alone(tmp_path):
+    before = Image.MAX_IMAGE_PIXELS
+    Image.fromarray(np.full((40, 48, 3), 100, np.uint8)).save(tmp_path / "ok.png")
+    assert nst_jax.load_image(tmp_path / "ok.png").shape == (40, 48, 3)
+    assert Image.MAX_IMAGE_PIXELS == before
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(20000, 20000))  # 400 M pixels, over both limits
+    with pytest.raises(NSTError, match="too large"):
+        nst_jax.load_image(tmp_path / "bomb.png")
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_our_cap_holds_even_when_pillows_limit_is_off(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    (tmp_path / "big.png").write_bytes(_png_header_only(15000, 15000))  # 225 M > MAX_INPUT_PIXELS
+    with pytest.raises(NSTError, match="too large"):
+        nst_jax.load_image(tmp_path / "big.png")
+    assert Image.MAX_IMAGE_PIXELS is None
+
+
+def _s15f16(v: float) -> bytes:
+    return struct.pack(">i", round(v * 65536))
+
+
+def linear_rgb_profile() -> bytes:
+    """An ICC v2 RGB profile with sRGB's primaries and a linear (gamma 1) tone curve, written by hand."""
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + _s15f16(x) + _s15f16(y) + _s15f16(z)
+    text = b"linear RGB (sRGB primaries)\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0" * 3 + b"\0" * 67
+    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", 0x0100) + b"\0\0"
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text" + b"\0" * 4 + b"none\0\0\0\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = struct.pack(">I", len(tags)), b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body + b"\0" * (-len(body) % 4)
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ " + b"\0" * 12
+              + b"acsp" + b"\0" * 24 + struct.pack(">I", 0) + _s15f16(0.9642) + _s15f16(1.0) + _s15f16(0.8249)
+              + b"\0" * 48)
+    assert len(header) == 128
+    return header + table + data
+
+
+def test_icc_profile_converted_to_srgb_and_outputs_tagged(tmp_path):
+    from PIL import ImageCms
+
+    pixels = np.full((40, 40, 3), 128, np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "linear.png", icc_profile=linear_rgb_profile())
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    # Linear 0.502 is sRGB-encoded 0.735: the profile was applied.
+    np.testing.assert_allclose(nst_jax.load_image(tmp_path / "linear.png"), 0.735, atol=0.01)
+    np.testing.assert_allclose(nst_jax.load_image(tmp_path / "plain.png"), 128 / 255, atol=1e-6)
+    nst_jax.save_image(tmp_path / "out.png", np.full((40, 40, 3), 0.5, np.float32))
+    with Image.open(tmp_path / "out.png") as im:
+        profile = ImageCms.ImageCmsProfile(__import__("io").BytesIO(im.info["icc_profile"]))
+    assert "srgb" in profile.profile.profile_description.lower()
+    # An sRGB-tagged file reads back unchanged.
+    np.testing.assert_allclose(nst_jax.load_image(tmp_path / "out.png"), 128 / 255, atol=1e-6)
