@@ -257,17 +257,29 @@ def sweep(
         weights: :class:`~nst_jax.config.Weights` with a leading ``[K]`` member axis on
             every leaf (:func:`nst_jax.stack_weights`).
         seeds: ``K`` seeds of the noise start (default: all 0).
-        content, style, init, masks: As in :func:`stylize`, shared by all members.
+        masks: As in :func:`stylize`, shared by all members.
         config: Static settings shared by all members (``StylizeConfig()`` if None).
         mesh: 1-D mesh with axis ``"members"`` (:func:`nst_jax.driver.member_mesh`); every
             device by default. ``K`` is padded to fill it, the copies dropped from the results.
         batch_size: Members vmapped together on a device: 1 on CPUs, all of a device's members
             on accelerators by default.
-        callback, sync_every, resume, record, plan: As in :func:`stylize`; the callback's ``terms``
-            are ``[K]`` arrays and its ``image`` the ``[K, H, W, 3]`` outputs.
+        content: As in :func:`stylize`, shared by all members.
+        style: As in :func:`stylize`.
+        init: As in :func:`stylize`.
+        callback: As in :func:`stylize`; its ``terms`` are ``[K]`` arrays and its ``image`` the
+            ``[K, H, W, 3]`` outputs.
+        sync_every: As in :func:`stylize`.
+        record: As in :func:`stylize` (the seeds are added).
+        resume: A checkpoint of this same sweep to continue.
+        plan: As in :func:`stylize`.
 
     Returns:
         The members' images and loss histories.
+
+    Raises:
+        NSTError: On a bad input or weights without a member axis, or if ``resume`` belongs to
+            a different sweep.
+        NumericalError: If a member's loss or image becomes NaN or Inf (``err.members`` says which).
     """
     vgg = _check_vgg(vgg)
     plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)

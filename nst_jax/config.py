@@ -303,6 +303,20 @@ def make_weights(
     paper-units values α = 1, β = 30, TV 1e4, set by eye at 256 px and not calibrated: there
     the balance shifts with the pixel count (β ≈ 100 at 512 px gives the 256 px look).
 
+    Args:
+        config: The static settings (layers, number of styles, loss units).
+        content_weight: α (default per loss units).
+        style_weight: β (default per loss units).
+        tv_weight: The total-variation weight (default per loss units).
+        content_layer_weights: One weight per content layer, or one for all (default 1).
+        style_layer_weights: One weight ``w_l`` per style layer, or one for all (default ``1 / L``).
+        style_blend: One weight per style image (default equal), normalised where used.
+        learning_rate: Adam's step size (L-BFGS does not read it).
+        ema_decay: Decay of the output's moving average over steps, in [0, 1) (0: the last iterate).
+
+    Returns:
+        The float32 :class:`Weights` pytree, unbatched.
+
     Raises:
         NSTError: If a per-layer weights list does not match its layer list, or a weight is
             negative or not finite.
@@ -344,7 +358,17 @@ def make_weights(
 
 
 def stack_weights(members) -> Weights:
-    """Stacks per-member :class:`Weights` into one pytree with a leading ``[K]`` member axis."""
+    """Stacks per-member :class:`Weights` into one pytree with a leading ``[K]`` member axis.
+
+    Args:
+        members: ``K`` unbatched :class:`Weights` (from :func:`make_weights`).
+
+    Returns:
+        :class:`Weights` whose every leaf has a leading ``[K]`` axis, for :func:`nst_jax.sweep`.
+
+    Raises:
+        NSTError: If there are no members.
+    """
     members = list(members)
     if not members:
         raise NSTError("a sweep needs at least one member")

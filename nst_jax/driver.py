@@ -55,8 +55,15 @@ PER_STEP = {"total_per_step": np.float32, "evaluations_per_step": np.int32}
 
 
 def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh with axis :data:`MEMBERS` over ``devices`` (all of ``jax.devices()``, every
-    process's, by default)."""
+    """A 1-D mesh with axis :data:`MEMBERS` over ``devices``.
+
+    Args:
+        devices: The devices to lay sweep members over; all of ``jax.devices()``, every
+            process's, by default.
+
+    Returns:
+        The mesh, for :func:`nst_jax.sweep`'s ``mesh``.
+    """
     return Mesh(np.asarray(devices if devices is not None else jax.devices()), (MEMBERS,))
 
 

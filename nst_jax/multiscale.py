@@ -33,6 +33,14 @@ DEFAULT_MIN_SIZE = 128
 def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> list[int]:
     """Longest sides of the levels, ``scales`` of them geometric from ``min_size`` to ``size``.
 
+    Args:
+        size: The output's longest side.
+        scales: The number of levels (1: the output alone).
+        min_size: The coarsest level's longest side.
+
+    Returns:
+        The levels' longest sides, increasing.
+
     Raises:
         NSTError: If ``scales < 1`` or ``min_size`` is not in [32, size] when ``scales > 1``.
     """
@@ -89,16 +97,26 @@ def stylize_multiscale(
     """Coarse-to-fine Gatys optimisation.
 
     Args:
-        vgg, content, style, init, masks, config, weights, seed, plan: As in
-            :func:`~nst_jax.api.stylize`; ``content`` (or ``init``, or the first style in
-            style mode) is at the full output size.
+        vgg: VGG-19 parameters.
         sizes: Longest side of each level, increasing; the last is the output's (see
             :func:`pyramid_sizes`).
         iterations: Steps per level (default ``config.iterations`` at each).
         callback: Called as ``callback(level, progress)`` after every chunk.
+        config: Static settings (``StylizeConfig()`` if None), shared by the levels.
+        content: ``[H, W, 3]`` content photo at the full output size.
+        style: Style image(s), as in :func:`~nst_jax.api.stylize`.
+        init: ``[H, W, 3]`` start of the coarsest level, resized to it.
+        masks: Region masks, resized to each level.
+        weights: Loss weights shared by the levels (:func:`~nst_jax.config.make_weights` if None).
+        seed: Seed of a noise start.
+        plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
 
     Returns:
         The output and every level's result.
+
+    Raises:
+        NSTError: On a bad input, sizes that do not increase or a miscounted ``iterations``.
+        NumericalError: If a level's loss or image becomes NaN or Inf.
     """
     if plan is None:
         plan = make_plan(StylizeConfig() if config is None else config, content=content, style=style, init=init,

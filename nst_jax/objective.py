@@ -18,6 +18,7 @@ as a perceptual loss in other models; it needs a :class:`~nst_jax.config.LossCon
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
 
@@ -93,6 +94,19 @@ def mask_pyramid(masks: jax.Array, layer_shapes: Mapping[str, tuple[int, ...]]) 
 
 
 Evaluation = Literal["dense", "tiled"]
+
+_warned_x64 = False
+
+
+def _warn_float32(*images) -> None:
+    """Warns once per process that float64 images (with ``jax_enable_x64`` on) are computed in float32."""
+    global _warned_x64
+    if _warned_x64 or not jax.config.jax_enable_x64:
+        return
+    if any(x is not None and np.dtype(getattr(x, "dtype", np.float32)) == np.float64 for x in images):
+        _warned_x64 = True
+        warnings.warn("nst_jax: the objective computes in float32; float64 images are converted "
+                      "(nst_jax.extract_features and perceptual_loss compute in float64)", stacklevel=3)
 
 
 def evaluation(config: LossConfig, shape: Sequence[int]) -> Evaluation:
@@ -210,6 +224,7 @@ def compute_targets(
         NSTError: On a missing, batched, integer or too small image, a miscounted style list, or
             masks with tiled evaluation.
     """
+    _warn_float32(content, *_as_list(style))
     if config.uses_content and content is None:
         raise NSTError(f"{config.mode} mode needs a content image")
     if config.uses_style and style is None:
@@ -452,6 +467,7 @@ def loss_terms(
         NSTError: On a batched, integer or too small image, or targets of another shape or config.
     """
     check_call(image, targets, weights, config)
+    _warn_float32(image)
     if reference is None:
         reference = style_reference(targets, weights, config=config) if config.uses_style else {}
     return evaluate_terms(vgg, jnp.asarray(image, jnp.float32), targets, weights, reference, config)

@@ -101,6 +101,9 @@ def make_stylizer(config: StylizeConfig) -> Stylizer:
         >>> stylizer = nst_jax.make_stylizer(config)  # doctest: +SKIP
         >>> state = jax.jit(stylizer.init)(vgg, targets, weights, image)  # doctest: +SKIP
         >>> state, info = jax.jit(stylizer.step)(vgg, targets, weights, state)  # doctest: +SKIP
+
+    Raises:
+        NSTError: If ``config`` is not a :class:`~nst_jax.config.StylizeConfig`.
     """
     if not isinstance(config, StylizeConfig):
         raise NSTError(f"make_stylizer needs a StylizeConfig (optimiser settings), got {type(config).__name__}")

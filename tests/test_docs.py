@@ -74,8 +74,7 @@ def test_docformat_is_google():
 # Public names whose docstrings live in modules outside this test's change (config.py's make_weights and
 # stack_weights, step.py, driver.py, multiscale.py, api.py) and still lack sections. Strictly expected to
 # fail below: once they are fixed, that test passes, which fails the run until the set is emptied.
-KNOWN_GAPS = {"loss_weights", "make_weights", "stack_weights", "make_stylizer", "member_mesh", "pyramid_sizes",
-              "stylize_multiscale", "sweep"}
+KNOWN_GAPS: set[str] = set()
 
 
 def _problems(names) -> list[str]:
@@ -84,12 +83,6 @@ def _problems(names) -> list[str]:
 
 def test_every_public_name_is_documented():
     problems = _problems(n for n in nst_jax.__all__ if n not in KNOWN_GAPS)
-    assert not problems, "\n".join(problems)
-
-
-@pytest.mark.xfail(strict=True, reason="docstrings in modules this change does not own (see KNOWN_GAPS)")
-def test_known_gaps_are_documented():
-    problems = _problems(KNOWN_GAPS)
     assert not problems, "\n".join(problems)
 
 
