@@ -30,6 +30,7 @@ from nst_jax.config import (
     DEFAULT_LOSS_WEIGHTS,
     INITS,
     LOSS_UNITS,
+    MODE_DEFAULTS,
     MODES,
     OPTIMIZERS,
     RECONSTRUCTION_ITERATIONS,
@@ -234,7 +235,9 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
     for option, name, label in (("content-weight", "content_weight", "alpha, the content weight"),
                                 ("style-weight", "style_weight", "beta, the style weight"),
                                 ("tv-weight", "tv_weight", "total-variation weight")):
-        default = " / ".join(f"{DEFAULT_LOSS_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS)
+        default = " / ".join(f"{DEFAULT_LOSS_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS) + "".join(
+            f"; {values[name]:g} in {mode} mode ({units} units)"
+            for (units, mode), values in MODE_DEFAULTS.items() if name in values)
         if swept:
             g.add_argument(f"--{option}s", nargs="+", metavar="V",
                            help=f"{label}: values or START:STOP:NUM [default: {default}]")
