@@ -1,0 +1,158 @@
+"""Where a run of ``nst-jax`` writes, and the rule it writes by.
+
+Every destination (output, checkpoint, last-good image, intermediate saves) is checked before any
+compute: distinct from every input and from each other, and without ``--overwrite`` not there
+yet. :class:`Writer` then writes under that rule: without ``--overwrite`` nothing is replaced, not
+even a file that appeared during the run (this run's file goes beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import re
+from typing import Any
+
+import numpy as np
+
+from nst_jax import checkpoint as ckpt
+from nst_jax import image as image_files
+from nst_jax.cli import common
+from nst_jax.cli.common import EXIT_CONFLICT, Exit
+from nst_jax.errors import NSTError, OutputExists
+
+
+def default_checkpoint(output: pathlib.Path) -> pathlib.Path:
+    return output.with_name(output.stem + ".ckpt.npz")
+
+
+def resumed_output(checkpoint: pathlib.Path, recorded: Any) -> pathlib.Path:
+    """The default output of a resumed run: ``STEM.EXT`` beside the checkpoint ``STEM.ckpt.npz``, with the
+    recorded output's extension if it is an image format (only the extension is taken from the file)."""
+    name = checkpoint.name
+    stem = name[: -len(".ckpt.npz")] if name.endswith(".ckpt.npz") and len(name) > 9 else checkpoint.stem
+    suffix = pathlib.Path(recorded).suffix.lower() if isinstance(recorded, str) else ""
+    known = image_files.Image.registered_extensions()
+    return checkpoint.with_name(stem + (suffix if suffix in known and known[suffix] in ("PNG", "JPEG") else ".png"))
+
+
+def intermediate_path(output: pathlib.Path, step: int) -> pathlib.Path:
+    return output.with_name(f"{output.stem}_{step:05d}{output.suffix}")
+
+
+def last_good_path(output: pathlib.Path) -> pathlib.Path:
+    return output.with_name(f"{output.stem}_last_good{output.suffix}")
+
+
+def intermediate_pattern(output: pathlib.Path) -> re.Pattern:
+    return re.compile(re.escape(output.stem) + r"_\d{5,}" + re.escape(output.suffix) + "$")
+
+
+def intermediate_paths(output: pathlib.Path) -> list[pathlib.Path]:
+    """Existing intermediate saves ``OUTPUT_<step>`` of an earlier run."""
+    parent = output.parent if str(output.parent) else pathlib.Path(".")
+    return sorted(p for p in parent.iterdir() if intermediate_pattern(output).match(p.name))
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same after resolving symlinks, or (when both exist) one inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_writable_file(path: pathlib.Path, what: str) -> None:
+    parent = path.parent if str(path.parent) else pathlib.Path(".")
+    if path.is_dir():
+        raise NSTError(f"{what} {path} is a directory")
+    if not parent.is_dir():
+        raise NSTError(f"{what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise NSTError(f"{what} {path}: directory {parent} is not writable")
+
+
+def _no_clobber(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
+    """Without --overwrite: no destination of this run may exist already (the resumed checkpoint aside)."""
+    if os.path.lexists(output):
+        raise NSTError(f"{output} exists; pass --overwrite to replace it")
+    if os.path.lexists(last_good_path(output)):
+        raise NSTError(f"{last_good_path(output)} (a last-good image) exists; pass --overwrite to replace it")
+    resuming_here = args.resume is not None and same_file(checkpoint, args.resume)
+    if os.path.lexists(checkpoint) and not resuming_here:
+        raise NSTError(f"checkpoint {checkpoint} exists (an interrupted run?); continue it with "
+                       f"--resume {checkpoint}, or pass --overwrite to start afresh")
+    earlier = intermediate_paths(output) if args.resume is None else []
+    if earlier:
+        raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
+
+
+def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
+    """Every file this run may write is distinct from every input and from each other, and (without
+    --overwrite) does not exist yet.
+
+    Raises:
+        NSTError: Naming the clash.
+    """
+    inputs = common.input_files(args) + ([("checkpoint being resumed", args.resume)] if args.resume else [])
+    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
+    for what, dest in writes:
+        for role, path in inputs:
+            if same_file(dest, path) and not (what == "checkpoint" and role == "checkpoint being resumed"):
+                raise NSTError(f"the {what} {dest} is the {role} {path}; nst-jax never writes to its inputs, "
+                               "choose another path")
+    for i, (what, dest) in enumerate(writes):
+        for other, path in writes[i + 1:]:
+            if same_file(dest, path):
+                raise NSTError(f"the {what} and the {other} are the same file {dest}; give them different paths")
+    if args.save_every:
+        pattern, folder = intermediate_pattern(output), os.path.realpath(output.parent)
+        for role, path in inputs + [("checkpoint", str(checkpoint))]:
+            if pattern.match(pathlib.Path(path).name) and os.path.realpath(pathlib.Path(path).parent) == folder:
+                raise NSTError(f"the {role} {path} has the name of an intermediate save of {output} (--save-every); "
+                               "choose another output")
+    if not args.overwrite:
+        _no_clobber(args, output, checkpoint)
+
+
+def locations(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
+    output = image_files.check_output_path(args.output)
+    checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
+    check_writable_file(checkpoint, "checkpoint")
+    args.checkpoint = str(checkpoint)
+    check_destinations(args, output, checkpoint)
+    return output, checkpoint
+
+
+class Writer:
+    """Writes a job's files under its overwrite rule: without --overwrite nothing is replaced, and a file
+    that appeared at a destination during the run is kept, this run's file going beside it."""
+
+    def __init__(self, job: Any):
+        self.job, self.replace, self.conflicts = job, job.args.overwrite, []
+        resuming_here = job.args.resume is not None and same_file(job.checkpoint, job.args.resume)
+        self.checkpoint_written = job.args.overwrite or resuming_here
+
+    def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
+        image_files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
+
+    def intermediate(self, step: int, image: np.ndarray) -> None:
+        try:
+            self.image(intermediate_path(self.job.output, step), image, step=step)
+        except OutputExists as err:
+            self.conflicts.append(err)
+
+    def checkpoint(self, progress, notes: dict) -> None:
+        ckpt.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
+        self.checkpoint_written = True
+
+    def has_checkpoint(self) -> bool:
+        return self.checkpoint_written and self.job.checkpoint.exists()
+
+    def check_conflicts(self) -> None:
+        if self.conflicts:
+            more = f" (and {common.plural(len(self.conflicts) - 1, 'more file')})" if len(self.conflicts) > 1 else ""
+            raise Exit(EXIT_CONFLICT, f"{self.conflicts[0]}{more}")
