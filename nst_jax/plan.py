@@ -275,8 +275,8 @@ def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, ini
         config: The level's settings (its step count and start).
         init: The level's start image at the level's size, or None.
     """
-    shape = colour.shape_for_longest(plan.shape, size)
-    content = None if plan.content is None else colour.resize(plan.content, shape)
+    shape = (*colour.shape_for_longest(plan.shape, size), plan.shape[2])
+    content = None if plan.content is None else colour.resize(plan.content, shape[:2])
     styles = plan.styles
     if styles is not None and config.style_scale is None:
         styles = tuple(colour.resize(s, colour.shape_for_longest(s.shape, round(max(s.shape[:2]) * size / full_size)))

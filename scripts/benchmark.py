@@ -407,7 +407,8 @@ def main() -> int:
     """The benchmark, then the compile summary line of everything this process compiled."""
     with CompileStats() as stats:
         code = run()
-    print(stats.summary(), flush=True)
+    if code == 0:  # a refused run (exit 1, one line on stderr) prints nothing else
+        print(stats.summary(), flush=True)
     return code
 
 
