@@ -1,6 +1,5 @@
 """Tiled evaluation: the same loss value and gradient as the untiled loss, tile geometry, refusals."""
 
-import argparse
 import dataclasses
 
 import jax
@@ -8,15 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, VGGParams, compute_targets, loss_terms, make_weights, stylize, tiled
-from nst_jax.cli import args as cli
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stylize, tiled
 from nst_jax.config import tile_alignment
-from nst_jax.errors import NSTError
-from nst_jax.objective import evaluation
 from nst_jax.vgg import receptive_radius
 
-from .conftest import EXAMPLES, smooth_image
-from .test_cli import stylize as run_cli
+from .conftest import smooth_image
 
 # Neither side a multiple of 16 (the pooled maps' floors differ from the tiles'), 2 x 3 tiles of 32.
 SHAPE = (40, 72, 3)
@@ -114,42 +109,3 @@ def test_stylize_tiled_equals_untiled(vgg, optimizer):
     np.testing.assert_allclose(results[1].history["total"], results[0].history["total"], rtol=1e-4)
     np.testing.assert_array_equal(results[1].history["evaluations_per_step"],
                                   results[0].history["evaluations_per_step"])
-
-
-def test_unsupported_combinations_refused():
-    for kwargs, message in [
-            (dict(style_loss="meancov"), "adds up over tiles \\(gram\\), not 'meancov'"),
-            (dict(style_loss="w2"), "adds up over tiles \\(gram\\), not 'w2'"),
-            (dict(tile_size=24), "multiple of 16"),
-            (dict(tile_size=-16), "multiple of 16"),
-            (dict(style_layers=("relu1_1", "pool5"), tile_size=48), "multiple of 32")]:
-        with pytest.raises(NSTError, match=message):
-            StylizeConfig(**{"tile_size": 64, **kwargs})
-    StylizeConfig(mode="content", style_loss="w2", tile_size=64)  # no style loss in content mode
-    config = StylizeConfig(mode="style", style_layers=("relu1_1",), tile_size=16, num_styles=2)
-    style = smooth_image(32, 32)
-    with pytest.raises(NSTError, match="masks are not supported"):
-        stylize(VGGParams({}), style=[style, style], config=config, masks=np.ones((2, 32, 32)))
-
-
-def test_cli_flag_reaches_the_config(tmp_path):
-    parser = argparse.ArgumentParser()
-    cli.add_run_arguments(parser)
-    assert cli.run_config(parser.parse_args([])).tile_size == 0
-    assert cli.run_config(parser.parse_args(["--tile-size", "64"])).tile_size == 64
-    with pytest.raises(NSTError, match="multiple of 16"):
-        cli.run_config(parser.parse_args(["--tile-size", "40"]))
-    with pytest.raises(NSTError, match="--masks cannot be combined with --tile-size"):
-        cli.run_config(parser.parse_args(["--tile-size", "64", "--style", "a.png", "--masks", "m.png"]))
-    out = tmp_path / "out.png"
-    proc = run_cli("--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png", "--output", out,
-                   "--size", 48, "--iterations", 2, "--tile-size", 16, "--content-layer", "relu2_2",
-                   "--style-layers", "relu1_1", "relu2_1")
-    assert proc.returncode == 0, proc.stderr
-    assert out.is_file()
-
-
-def test_one_tile_images_are_not_tiled():
-    config = StylizeConfig(tile_size=32)
-    assert evaluation(config, (32, 24, 3)) == "dense" and evaluation(config, (24, 33, 3)) == "tiled"
-    assert evaluation(StylizeConfig(), (4096, 4096, 3)) == "dense"
