@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import nst_jax
-from nst_jax import StylizeConfig, make_weights
+from nst_jax import StylizeConfig, make_weights, objective
+from nst_jax.optimizers import OPTIMIZERS
+from nst_jax.step import initial_image
 
 from .conftest import PAINTING, PHOTO, run, smooth_image
 
@@ -48,13 +50,49 @@ def test_seed_changes_noise_and_is_reproducible(vgg):
     assert np.abs(a - c).max() > 1e-4
 
 
-def test_evaluations_counted_per_step(vgg):
-    adam = run(vgg, StylizeConfig(mode="content", content_layers=("relu1_1",), optimizer="adam", iterations=4),
-               content=PHOTO)
+def counted_evaluations(monkeypatch, vgg, config, content, steps):
+    """Evaluations of the objective, counted where they happen (a host callback in every evaluation of the
+    loss terms), for the stylizer's init and each of ``steps`` jitted steps from ``stylize``'s start image."""
+    calls = []
+    evaluate_terms = objective.evaluate_terms
+
+    def counting(*args, **kwargs):
+        jax.debug.callback(lambda: calls.append(1))
+        return evaluate_terms(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "evaluate_terms", counting)
+    weights = make_weights(config)
+    targets = nst_jax.compute_targets(vgg, content=content, style=None, config=config)
+    stylizer = nst_jax.make_stylizer(config)
+    start = initial_image(config, content.shape, seed=0, content=content)
+    state = jax.jit(stylizer.init)(vgg, targets, weights, start)
+    jax.effects_barrier()
+    counts, reported = [len(calls)], []
+    step = jax.jit(stylizer.step)
+    for _ in range(steps):
+        calls.clear()
+        state, info = step(vgg, targets, weights, state)
+        jax.effects_barrier()
+        counts.append(len(calls))
+        reported.append(int(info.evaluations))
+    monkeypatch.setattr(objective, "evaluate_terms", evaluate_terms)
+    return counts, reported
+
+
+def test_evaluations_counted_per_step(vgg, monkeypatch):
+    config = StylizeConfig(mode="content", content_layers=("relu1_1",), optimizer="adam", iterations=4)
+    adam = run(vgg, config, content=PHOTO)
     np.testing.assert_array_equal(adam.history["evaluations_per_step"], [1, 1, 1, 1])
-    lbfgs = run(vgg, StylizeConfig(mode="content", content_layers=("relu1_1",), iterations=6), content=PHOTO)
+    assert counted_evaluations(monkeypatch, vgg, config, PHOTO, 4) == ([0, 1, 1, 1, 1], [1, 1, 1, 1])
+    config = StylizeConfig(mode="content", content_layers=("relu1_1",), iterations=6)
+    lbfgs = run(vgg, config, content=PHOTO)
     evals = lbfgs.history["evaluations_per_step"]
     assert evals[0] >= 2 and (evals >= 1).all() and evals.shape == (6,)
+    # Against an independent count: L-BFGS evaluates once at the start (init) and then only in its line
+    # searches, each step's own count; the first step reports the start's evaluation with its own.
+    (start, *own), reported = counted_evaluations(monkeypatch, vgg, config, PHOTO, 6)
+    assert start == OPTIMIZERS["lbfgs"].start_evaluations == 1 and own == reported, (start, own, reported)
+    np.testing.assert_array_equal(evals, [start + own[0], *own[1:]])
 
 
 def test_ema_decay_zero_is_the_raw_iterate_and_decay_averages(vgg):
