@@ -3,13 +3,17 @@
 import numpy as np
 from PIL import Image
 
+from nst_jax import StylizeConfig, make_weights, stylize
+from nst_jax.cli.stylize import parse, prepare
+from nst_jax.image import load_image
+
 from .conftest import EXAMPLES, run_cli
 
 CONTENT = EXAMPLES / "chelsea.png"
 STYLE = EXAMPLES / "swirls.png"
 
 
-def test_end_to_end_writes_image_and_reports(tmp_path):
+def test_end_to_end_writes_image_and_reports(tmp_path, vgg):
     out = tmp_path / "out.png"
     proc = run_cli("--content", CONTENT, "--style", STYLE, "--output", out, "--size", 48, "--iterations", 6,
                    "--save-every", 3)
@@ -19,6 +23,13 @@ def test_end_to_end_writes_image_and_reports(tmp_path):
     assert (tmp_path / "out_00003.png").is_file()
     assert "time per iteration:" in proc.stdout and "final loss: content=" in proc.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+    # The image is the library's for the same settings (the defaults, seed 0, both images at --size 48),
+    # up to the 8-bit rounding of the file, and the photo visibly changed into it.
+    content = load_image(CONTENT, 48)
+    want = stylize(vgg, content=content, style=load_image(STYLE, 48), config=StylizeConfig(iterations=6)).image
+    got = np.asarray(Image.open(out), np.float32) / 255
+    assert np.abs(got - want).max() <= 1.5 / 255, np.abs(got - want).max()
+    assert np.abs(got - content).mean() > 0.02, np.abs(got - content).mean()
 
 
 def test_style_mode_needs_no_content(tmp_path):
@@ -29,10 +40,21 @@ def test_style_mode_needs_no_content(tmp_path):
     assert np.asarray(Image.open(out)).shape == (36, 48, 3)
 
 
-def test_help_shows_defaults():
+def test_help_shows_defaults(tmp_path):
     proc = run_cli("--help")
     assert proc.returncode == 0
     assert "(default: lbfgs)" in proc.stdout and "relu4_2" in proc.stdout
+    # What the help shows is what a run without options does: the library's default settings and weights.
+    args, given = parse([str(CONTENT), str(STYLE), "--output", str(tmp_path / "out.png")])
+    job = prepare(args, given)
+    assert job.config == StylizeConfig() and job.config.optimizer == "lbfgs"
+    assert job.config.content_layers == ("relu4_2",)
+    for got, want in zip(job.weights, make_weights(StylizeConfig()), strict=True):
+        np.testing.assert_array_equal(got, want)
+    shown = " ".join(proc.stdout.split())
+    for option, value in [("--optimizer", job.config.optimizer), ("--content-layer", *job.config.content_layers),
+                          ("--pooling", job.config.pooling), ("--style-loss", job.config.style_loss)]:
+        assert f"(default: {value})" in shown[shown.index(option + " "):], option
 
 
 def _bad_cases(tmp_path):
