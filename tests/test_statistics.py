@@ -1,5 +1,5 @@
-"""Alternative style statistics (mean + covariance, Wasserstein-2) against NumPy/SciPy, and the
-stable matrix square root."""
+"""The style statistics (nst_jax.statistics): every registered statistic's summary, target, blend and loss
+against NumPy/SciPy, Gram summaries adding up over tiles, and the stable matrix square root."""
 
 import functools
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from nst_jax.statistics import meancov
+from nst_jax.statistics import STATISTICS, meancov
 from nst_jax.statistics import w2 as wasserstein
 
 from .conftest import np_stats
@@ -84,3 +84,79 @@ def test_trace_sqrtm_gradient_is_stable_and_correct():
     # Rank one, repeated zero eigenvalues: autodiff through eigh gives NaN, this does not.
     low = np.outer(a[0], a[0])
     assert np.isfinite(np.asarray(jax.grad(wasserstein.trace_sqrtm_psd)(jnp.float32(low)))).all()
+
+
+def np_summary(name, f, mask=None):
+    """Each registered statistic's summary of features ``[H, W, N]``, in float64 NumPy."""
+    if name == "gram":
+        g = f.reshape(-1, f.shape[-1]).astype(np.float64)
+        if mask is not None:
+            g = g * mask.reshape(-1, 1)
+        return {"gram": g.T @ g, "positions": f.shape[0] * f.shape[1] if mask is None else mask.sum()}
+    mu, c = np_stats(f, mask)
+    return {"mean": mu, "cov": c}
+
+
+def np_loss(name, f, summaries, b, units):
+    """The layer loss against the blend (weights ``b``) of the styles' targets, in float64 NumPy."""
+    n, m = f.shape[-1], f.shape[0] * f.shape[1]
+    if name == "gram":
+        a = sum(w * s["gram"] * m / s["positions"] for w, s in zip(b, summaries, strict=True))
+        error = np.sum((np_summary("gram", f)["gram"] - a) ** 2)
+        return error / np.sum(a**2) if units == "relative" else error / (4 * n**2 * m**2)
+    mean = sum(w * s["mean"] for w, s in zip(b, summaries, strict=True))
+    cov = sum(w * (s["cov"] + np.outer(s["mean"], s["mean"])) for w, s in zip(b, summaries, strict=True))
+    cov = cov - np.outer(mean, mean)
+    mu, c = np_stats(f)
+    if name == "meancov":
+        error = np.sum((c - cov) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mean, mean)) ** 2)
+        scale = np.sum(cov**2) + np.sum(np.outer(mean, mean) ** 2)
+        return error / scale if units == "relative" else error / (4 * n**2)
+    root = scipy.linalg.sqrtm(cov).real
+    cross = np.trace(scipy.linalg.sqrtm(root @ c @ root).real)
+    w2 = np.sum((mu - mean) ** 2) + np.trace(c) + np.trace(cov) - 2 * cross
+    return w2 / (np.sum(mean**2) + np.trace(cov)) if units == "relative" else w2 / n
+
+
+@pytest.mark.parametrize("name", list(STATISTICS))
+def test_each_registered_statistic_against_numpy(feats, name):
+    statistic = STATISTICS[name]
+    f, s = feats
+    styles = [s, np.maximum(s[::-1, ::-1] * 1.5 - 0.2, 0)]
+    mask = np.random.default_rng(4).uniform(size=f.shape[:2]).astype(np.float32)
+    for m in (None, mask):
+        got = jax.jit(statistic.summary)(f, m)
+        for key, want in np_summary(name, f, m).items():
+            np.testing.assert_allclose(got[key], want, rtol=1e-4, atol=1e-5, err_msg=f"{name} {key}")
+    summaries = [np_summary(name, x) for x in styles]
+    mass = jnp.float32(f.shape[0] * f.shape[1])
+    targets = [jax.jit(statistic.target)({k: jnp.float32(v) for k, v in x.items()}, mass) for x in summaries]
+    if name == "gram":
+        np.testing.assert_allclose(targets[0]["gram"], summaries[0]["gram"] * 30 / 28, rtol=1e-5)  # 6x5 vs 7x4
+    else:
+        np.testing.assert_allclose(targets[0]["cov"], summaries[0]["cov"], rtol=1e-5)
+    b = np.array([0.3, 0.7], np.float32)
+    stacked = {k: jnp.stack([t[k] for t in targets]) for k in targets[0]}
+    reference = statistic.finish(jax.jit(statistic.blend)(stacked, jnp.asarray(b)))
+    for units in ("relative", "paper"):
+        got = jax.jit(statistic.loss, static_argnums=3)(f, reference, None, units)
+        np.testing.assert_allclose(got, np_loss(name, f, summaries, b, units), rtol=2e-3, err_msg=f"{name} {units}")
+    assert float(statistic.loss(s, statistic.finish(jax.jit(statistic.summary)(s, None)), None, "relative")) < 1e-3
+    assert statistic.target_bytes(64) >= 4 * 64 * 64
+
+
+def test_gram_summaries_add_up_over_two_halves(feats):
+    gram = STATISTICS["gram"]
+    f = np.concatenate(feats[0:1] * 2, axis=0)[:10]  # [10, 5, 4]
+    mask = np.random.default_rng(5).uniform(size=f.shape[:2]).astype(np.float32)
+    for m in (None, mask):
+        whole = gram.summary(f, m)
+        halves = [gram.summary(f[:4], None if m is None else m[:4]), gram.summary(f[4:], None if m is None else m[4:])]
+        for key in whole:
+            np.testing.assert_allclose(halves[0][key] + halves[1][key], whole[key], rtol=1e-5)
+    # And the loss from the summed summary is the loss of the whole map.
+    reference = {"gram": gram.summary(feats[1], None)["gram"] * 50 / 28}
+    for units in ("relative", "paper"):
+        np.testing.assert_allclose(gram.summed_loss(gram.summary(f, None), reference, units),
+                                   gram.loss(f, reference, None, units), rtol=1e-5)
+    assert gram.additive and not STATISTICS["meancov"].additive and not STATISTICS["w2"].additive
