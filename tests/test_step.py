@@ -175,3 +175,12 @@ def test_stylizer_steps_do_not_retrace_and_vmap_over_members(vgg):
     for i, state in enumerate(solo):
         np.testing.assert_allclose(states.image[i], state.image, atol=1e-4)
     assert float(jnp.abs(states.image[0] - states.image[1]).mean()) > 1e-3  # the members differ
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_each_registered_optimizer_reports_its_evaluations_under_jit(vgg, monkeypatch, name):
+    """A registry entry's ``start_evaluations`` and each jitted step's reported count are the evaluations made."""
+    config = StylizeConfig(mode="content", content_layers=("relu1_1",), optimizer=name, iterations=3)
+    (start, *own), reported = counted_evaluations(monkeypatch, vgg, config, PHOTO, 3)
+    assert start == OPTIMIZERS[name].start_evaluations and own == reported and min(own) >= 1, (start, own, reported)
+    assert OPTIMIZERS[name].name == name and OPTIMIZERS[name].state_images(config) >= 3
