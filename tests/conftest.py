@@ -93,7 +93,7 @@ def stripes(size, period):
 def script_env(**extra):
     """The environment of a tool the tests start: CPU only, and this checkout's nst_jax first on the path."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=path, **extra)
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path, **extra}
 
 
 def run_script(name, *args, cwd=None, timeout=900):

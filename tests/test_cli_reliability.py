@@ -1,7 +1,6 @@
 """The CLI's reliability contract, in real subprocesses: bad inputs, signals, resume, numerical failure."""
 
 import json
-import os
 import pathlib
 import shutil
 import signal
@@ -16,7 +15,7 @@ from nst_jax.config import DEFAULT_LOSS_WEIGHTS
 from nst_jax.record import read_record
 from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, script_env
 from .image_cases import refused_cases
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
@@ -26,7 +25,7 @@ SMALL = ["--size", "48", "--content-layer", "relu1_1", "--style-layers", "relu1_
 
 
 def env(**extra):
-    return dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+    return script_env(**extra)
 
 
 def stylize(*args, extra_env=None, cwd=None):

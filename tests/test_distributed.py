@@ -6,7 +6,6 @@ results, and only process 0 of the sweep CLI writes files.
 """
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from PIL import Image
 
 from nst_jax import StylizeConfig, make_weights, member_mesh, stack_weights, sweep
 
-from .conftest import EXAMPLES, smooth_image
+from .conftest import EXAMPLES, script_env, smooth_image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONTENT = smooth_image(32, 32, seed=1)
@@ -80,7 +79,7 @@ def free_port() -> int:
 
 
 def child_env(devices: int | None) -> dict[str, str]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = script_env()
     env.pop("XLA_FLAGS", None)
     if devices is not None:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
