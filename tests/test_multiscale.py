@@ -20,6 +20,7 @@ def test_multiscale_pyramid_and_warm_start(vgg):
     assert names.count("local_chunk") == 2, names  # one compilation per size
     assert multi.image.shape == (48, 64, 3) and [r.image.shape[:2] for r in multi.levels] == [(32, 43), (48, 64)]
     single = run(vgg, dataclasses.replace(config, iterations=5), content=content, style=PAINTING)
-    # The fine level starts from the upsampled coarse result, below a noise start, and ends lower.
+    # The fine level starts from the upsampled coarse result, below the single run's start (the photo, the
+    # transfer mode's default), and ends lower.
     assert multi.levels[1].history["total"][0] < 0.8 * single.history["total"][0]
     assert multi.levels[1].history["total"][-1] < single.history["total"][-1]
