@@ -1,5 +1,6 @@
 """The CLI's reliability contract, in real subprocesses: bad inputs, signals, resume, numerical failure."""
 
+import concurrent.futures
 import json
 import pathlib
 import shutil
@@ -113,9 +114,13 @@ def test_bad_inputs_each_one_line_and_nothing_written(tmp_path):
     out = tmp_path / "out.png"
     cases = bad_cases(tmp_path)
     assert len(cases) >= 20
-    for name, (args, needle, extra_env) in cases.items():
-        defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
-        proc = stylize(*defaults, "--size", 64, "--iterations", 2, *args, extra_env=extra_env)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the processes are independent: run them together
+        procs = {}
+        for name, (args, _, extra_env) in cases.items():
+            defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
+            procs[name] = pool.submit(stylize, *defaults, "--size", 64, "--iterations", 2, *args, extra_env=extra_env)
+    for name, (_, needle, _) in cases.items():
+        proc = procs[name].result()
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, (name, lines)

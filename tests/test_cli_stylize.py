@@ -1,5 +1,7 @@
 """scripts/stylize.py end to end in real subprocesses."""
 
+import concurrent.futures
+
 import numpy as np
 from PIL import Image
 
@@ -83,9 +85,15 @@ def _bad_cases(tmp_path):
 
 def test_bad_input_one_line_no_output(tmp_path):
     out = tmp_path / "out.png"
-    for name, (args, needle) in _bad_cases(tmp_path).items():
-        defaults = {"--output": out, "--size": 64, "--iterations": 2}
-        proc = run_cli(*args, *[str(v) for k, v in defaults.items() if k not in args for v in (k, v)])
+    cases = _bad_cases(tmp_path)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the processes are independent: run them together
+        procs = {}
+        for name, (args, _) in cases.items():
+            defaults = {"--output": out, "--size": 64, "--iterations": 2}
+            procs[name] = pool.submit(run_cli, *args, *[str(v) for k, v in defaults.items() if k not in args
+                                                         for v in (k, v)])
+    for name, (_, needle) in cases.items():
+        proc = procs[name].result()
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
         assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
