@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nst_jax.config import DEFAULT_LOSS_WEIGHTS
@@ -110,6 +111,7 @@ def bad_cases(tmp_path):
     return cases
 
 
+@pytest.mark.slow
 def test_bad_inputs_each_one_line_and_nothing_written(tmp_path):
     out = tmp_path / "out.png"
     cases = bad_cases(tmp_path)
@@ -145,6 +147,7 @@ def wait_for(path, proc, timeout=120):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_bitwise_equal(tmp_path):
     content = tmp_path / "content.png"
     shutil.copy(CONTENT, content)

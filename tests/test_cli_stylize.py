@@ -3,6 +3,7 @@
 import concurrent.futures
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nst_jax import StylizeConfig, make_weights, stylize
@@ -15,6 +16,7 @@ CONTENT = EXAMPLES / "chelsea.png"
 STYLE = EXAMPLES / "swirls.png"
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_image_and_reports(tmp_path, vgg):
     out = tmp_path / "out.png"
     proc = run_cli("--content", CONTENT, "--style", STYLE, "--output", out, "--size", 48, "--iterations", 6,
@@ -104,6 +106,7 @@ def test_bad_input_one_line_no_output(tmp_path):
 # Interruption (SIGINT/SIGTERM), resume and numerical failure: tests/test_cli_reliability.py.
 
 
+@pytest.mark.slow
 def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     from nst_jax.record import read_record
 

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stack_weights, sweep
@@ -11,6 +12,7 @@ from nst_jax.image import load_image
 from .conftest import EXAMPLES, run_script
 
 
+@pytest.mark.slow
 def test_sweep_cli(tmp_path, vgg):
     proc = run_script("sweep.py", "--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png",
                       "--output-dir", tmp_path / "sw", "--size", 48, "--iterations", 3, "--optimizer", "adam",

@@ -15,6 +15,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from nst_jax import StylizeConfig, make_weights, member_mesh, stack_weights, sweep
@@ -122,6 +123,7 @@ class Processes:
         return [(self.logs / f"{i}.out").read_text() for i in range(len(self.procs))]
 
 
+@pytest.mark.slow
 def test_sweep_over_two_processes_equals_one_process(vgg, tmp_path):
     address = f"127.0.0.1:{free_port()}"
     env = child_env(2)
@@ -171,6 +173,7 @@ SWEEP_ARGS = ["--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swir
               "--style-layers", "relu1_1", "relu2_1", "--content-layer", "relu2_1"]
 
 
+@pytest.mark.slow
 def test_sweep_cli_distributed_writes_once_and_equals_one_process(tmp_path):
     script = [ROOT / "scripts" / "sweep.py", *SWEEP_ARGS]
     address = f"127.0.0.1:{free_port()}"

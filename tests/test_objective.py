@@ -75,6 +75,7 @@ def texture(h, w, seed, blur):
     return np.clip(0.5 + 0.2 * x / x.std(), 0, 1).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("units", ["relative", "paper"])
 def test_balance_of_style_and_content_does_not_depend_on_the_size(vgg, units):
     """The style-to-content ratio at the start and after 30 L-BFGS steps at 128, 256 and 512 px.

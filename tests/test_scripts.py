@@ -13,6 +13,7 @@ from PIL import Image
 from .conftest import SCRIPTS, SHARED_IMAGES, run_script, script_env
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_IMAGES / "tubingen.jpg").is_file(), reason="../shared/images is absent")
 def test_reproduce_paper_quick(tmp_path):
     proc = run_script("reproduce_paper.py", "--output-dir", tmp_path / "paper", "--quick",
@@ -42,6 +43,7 @@ def test_benchmark_peer_missing(tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and ".[peer]" in proc.stderr
 
 
+@pytest.mark.slow
 def test_highres_benchmark_small(tmp_path):
     # 64 px output, levels 32 and 64, the 64 px level in 32 px tiles: the tiled multi-scale path end to end.
     out, summary = tmp_path / "hr.png", tmp_path / "hr.json"

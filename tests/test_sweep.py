@@ -80,6 +80,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_over_four_host_devices():
     root = pathlib.Path(__file__).resolve().parent.parent
     env = script_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")

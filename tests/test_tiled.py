@@ -60,6 +60,7 @@ def test_receptive_radius_and_halo():
     assert (grid.rows, grid.cols, grid.span) == (2, 3, 224)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling,mode", [("max", "transfer"), ("avg", "style")])
 def test_value_and_gradient_equal_untiled(vgg, pooling, mode):
     config = StylizeConfig(mode=mode, pooling=pooling, style_layers=DEEP_LAYERS, tile_size=32)
@@ -82,6 +83,7 @@ def test_content_only_and_bf16_equal_untiled(vgg):
     assert rel_err(g1, g0) < 1e-2
 
 
+@pytest.mark.slow
 def test_too_small_halo_is_detected(vgg, monkeypatch):
     """The comparison above can fail: a halo below conv5_1's radius of 85 px is visibly wrong."""
     config = StylizeConfig(mode="style", style_layers=DEEP_LAYERS, tile_size=32)
