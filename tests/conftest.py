@@ -3,13 +3,15 @@ import logging
 import os
 import pathlib
 import re
+import subprocess
+import sys
 import tempfile
 
 import jax
 import numpy as np
 import pytest
 
-from nst_jax import load_vgg19
+from nst_jax import load_vgg19, stylize
 
 # Tests (and the tools they start) compile into a cache of their own, never the user's.
 os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax_test_cache_"))
@@ -27,8 +29,10 @@ if jax.default_backend() in ("gpu", "cuda", "rocm"):
     jax.config.update("jax_default_matmul_precision", "highest")
     os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 
-SHARED_IMAGES = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED_IMAGES = ROOT.parent / "shared" / "images"
+EXAMPLES = ROOT / "examples"
+SCRIPTS = ROOT / "scripts"
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +75,47 @@ def smooth_image(h, w, seed=0):
     channels = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y + rng.uniform()))
                 for _ in range(3)]
     return np.stack(channels, -1).astype(np.float32)
+
+
+# The small images of the optimisation tests (a 32 px photo and a 40 x 36 painting).
+PHOTO = smooth_image(32, 32, seed=1)
+PAINTING = smooth_image(40, 36, seed=2)
+
+
+def stripes(size, period):
+    """Vertical colour stripes with the given period (pixels), ``[size, size, 3]``."""
+    x = np.arange(size) / period
+    wave = 0.5 + 0.45 * np.sin(2 * np.pi * x)
+    img = np.stack([wave, 1 - wave, 0.5 * np.ones_like(wave)], -1)
+    return np.broadcast_to(img[None], (size, size, 3)).astype(np.float32).copy()
+
+
+def script_env(**extra):
+    """The environment of a tool the tests start: CPU only, and this checkout's nst_jax first on the path."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path, **extra}
+
+
+def run_script(name, *args, cwd=None, timeout=900):
+    """``scripts/<name>`` with ``args`` in a real subprocess (text output captured)."""
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True, text=True,
+                          env=script_env(), cwd=cwd, timeout=timeout)
+
+
+def run_cli(*args, cwd=None):
+    """``scripts/stylize.py`` (the ``nst-jax`` tool) with ``args`` in a real subprocess."""
+    return run_script("stylize.py", *args, cwd=cwd, timeout=600)
+
+
+def run(vgg, config, **kw):
+    """``nst_jax.stylize`` with ``config``."""
+    return stylize(vgg, config=config, **kw)
+
+
+def np_stats(f, mask=None):
+    """Float64 mean and covariance of features ``[..., N]`` over positions (weighted by ``mask``)."""
+    f = f.reshape(-1, f.shape[-1]).astype(np.float64)
+    w = np.ones(len(f)) if mask is None else mask.reshape(-1).astype(np.float64)
+    mu = w @ f / w.sum()
+    c = ((f - mu) * w[:, None]).T @ (f - mu) / w.sum()
+    return mu, c

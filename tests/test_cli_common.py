@@ -1,18 +1,22 @@
-"""The command line's shared parts and friendly forms: positional CONTENT STYLE, no abbreviations with a
-suggestion, grouped --help, plurals, and one exception-to-exit-code mapping."""
+"""The command line's shared parts (nst_jax.cli.common) and friendly forms: positional CONTENT STYLE, no
+abbreviations with a suggestion, grouped --help, plurals, value ranges, the run arguments, and one
+exception-to-exit-code mapping."""
 
+import argparse
 import ast
 import pathlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from nst_jax.cli import common
 from nst_jax.cli.stylize import build_parser, main, parse
+from nst_jax.errors import NSTError
 from nst_jax.image import save_image
 from nst_jax.record import read_record
 
-from .conftest import smooth_image
+from .conftest import EXAMPLES, run_cli, smooth_image
 
 CLI = pathlib.Path(__file__).resolve().parent.parent / "nst_jax" / "cli"
 
@@ -92,3 +96,29 @@ def test_one_exit_code_mapping_and_short_functions():
             assert "EXIT_INTERNAL" not in source.replace("EXIT_INTERNAL,", ""), path.name
             assert "tqdm(" not in source, path.name
             assert "signal.signal" not in source, path.name
+
+
+def test_cli_flag_reaches_the_config(tmp_path):
+    parser = argparse.ArgumentParser()
+    common.add_run_arguments(parser)
+    assert common.run_config(parser.parse_args([])).tile_size == 0
+    assert common.run_config(parser.parse_args(["--tile-size", "64"])).tile_size == 64
+    with pytest.raises(NSTError, match="multiple of 16"):
+        common.run_config(parser.parse_args(["--tile-size", "40"]))
+    with pytest.raises(NSTError, match="--masks cannot be combined with --tile-size"):
+        common.run_config(parser.parse_args(["--tile-size", "64", "--style", "a.png", "--masks", "m.png"]))
+    out = tmp_path / "out.png"
+    proc = run_cli("--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png", "--output", out,
+                   "--size", 48, "--iterations", 2, "--tile-size", 16, "--content-layer", "relu2_2",
+                   "--style-layers", "relu1_1", "relu2_1")
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
+
+
+def test_expand_values():
+    np.testing.assert_allclose(common.expand_values(["1e1:1e4:4"], "x"), [10, 100, 1000, 10000], rtol=1e-12)
+    assert common.expand_values(["2", "3.5"], "x") == [2.0, 3.5]
+    with pytest.raises(NSTError, match="START:STOP:NUM"):
+        common.expand_values(["1:0:3"], "--style-weights")
+    with pytest.raises(NSTError, match="START:STOP:NUM"):
+        common.expand_values(["abc"], "--style-weights")

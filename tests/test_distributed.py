@@ -6,7 +6,6 @@ results, and only process 0 of the sweep CLI writes files.
 """
 
 import json
-import os
 import pathlib
 import socket
 import subprocess
@@ -16,11 +15,12 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from nst_jax import StylizeConfig, make_weights, member_mesh, stack_weights, sweep
 
-from .conftest import EXAMPLES, smooth_image
+from .conftest import EXAMPLES, script_env, smooth_image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONTENT = smooth_image(32, 32, seed=1)
@@ -80,7 +80,7 @@ def free_port() -> int:
 
 
 def child_env(devices: int | None) -> dict[str, str]:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = script_env()
     env.pop("XLA_FLAGS", None)
     if devices is not None:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -123,6 +123,7 @@ class Processes:
         return [(self.logs / f"{i}.out").read_text() for i in range(len(self.procs))]
 
 
+@pytest.mark.slow
 def test_sweep_over_two_processes_equals_one_process(vgg, tmp_path):
     address = f"127.0.0.1:{free_port()}"
     env = child_env(2)
@@ -172,6 +173,7 @@ SWEEP_ARGS = ["--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swir
               "--style-layers", "relu1_1", "relu2_1", "--content-layer", "relu2_1"]
 
 
+@pytest.mark.slow
 def test_sweep_cli_distributed_writes_once_and_equals_one_process(tmp_path):
     script = [ROOT / "scripts" / "sweep.py", *SWEEP_ARGS]
     address = f"127.0.0.1:{free_port()}"

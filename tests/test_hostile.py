@@ -26,7 +26,7 @@ from nst_jax.errors import NSTError, OutputExists, clean, one_line
 from nst_jax.image import save_image
 from nst_jax.record import RECORD_KEY, read_record, save_options
 
-from .conftest import smooth_image
+from .conftest import script_env, smooth_image
 
 SMALL = ["--size", "32", "--content-layer", "relu1_1", "--style-layers", "relu1_1"]
 
@@ -399,7 +399,7 @@ def test_two_processes_one_output(pics, tmp_path):
     content, style = pics
     out = tmp_path / "shared.png"
     script = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = script_env()
     procs = [subprocess.Popen([sys.executable, str(script), str(content), str(style), "-o", str(out), *SMALL,
                                "--iterations", "2", "--checkpoint", str(tmp_path / f"c{i}.npz")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]

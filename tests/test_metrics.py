@@ -11,7 +11,7 @@ import pytest
 from nst_jax import metrics
 from nst_jax.image import load_image, save_image
 
-from .conftest import EXAMPLES, smooth_image
+from .conftest import EXAMPLES, script_env, smooth_image
 
 
 def np_gram(f):
@@ -79,12 +79,13 @@ def test_evaluate_script(tmp_path):
     save_image(out, smooth_image(48, 64))
     proc = subprocess.run([sys.executable, "scripts/evaluate.py", str(EXAMPLES / "chelsea.png"),
                            str(EXAMPLES / "swirls.png"), str(out), "--json"], capture_output=True, text=True,
-                          timeout=300)
+                          env=script_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     ratios = json.loads(proc.stdout)["outputs"][str(out)]
     assert set(ratios) == set(metrics.RATIOS) and all(np.isfinite(v) and v > 0 for v in ratios.values())
     bad = subprocess.run([sys.executable, "scripts/evaluate.py", str(EXAMPLES / "chelsea.png"),
-                          str(tmp_path / "nope.png"), str(out)], capture_output=True, text=True, timeout=300)
+                          str(tmp_path / "nope.png"), str(out)], capture_output=True, text=True,
+                         env=script_env(), timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no such file" in bad.stderr
 
 

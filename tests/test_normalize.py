@@ -43,6 +43,7 @@ def test_normalised_means_are_one_and_maps_are_rescaled(vgg):
             assert not np.allclose(scale, 1.0)  # not a no-op
 
 
+@pytest.mark.slow
 def test_shipped_normalisation_loads_and_is_reproducible(vgg, shared_images):
     means, meta, _ = normalize.load_scales()
     assert meta["size"] == 256 and len(meta["images"]) == 6

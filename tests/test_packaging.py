@@ -129,6 +129,7 @@ def installed(tmp_path_factory):
     return wheel, venv, python, bindir, work
 
 
+@pytest.mark.slow
 def test_wheel_contents(installed):
     wheel = installed[0]
     with zipfile.ZipFile(wheel) as zf:
@@ -144,6 +145,7 @@ def test_wheel_contents(installed):
     assert "nst-jax-sweep = nst_jax.cli.sweep:main" in entry_points
 
 
+@pytest.mark.slow
 def test_installed_library(installed):
     _, venv, python, _, work = installed
     out = _json_out(_run([python, "-c", textwrap.dedent(AFTER_INSTALL)], cwd=work))
@@ -160,6 +162,7 @@ def test_installed_library(installed):
     assert out["finite"]
 
 
+@pytest.mark.slow
 def test_console_script(installed):
     wheel, _, _, bindir, work = installed
     script = bindir / ("nst-jax.exe" if os.name == "nt" else "nst-jax")

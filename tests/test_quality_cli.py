@@ -1,6 +1,5 @@
 """The quality-control flags of the command line reach the library (checked in-process with prepare())."""
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from PIL import Image
 from nst_jax.errors import NSTError
 from nst_jax.plan import optimised_inputs
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, script_env
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
 CONTENT = str(EXAMPLES / "chelsea.png")
@@ -75,7 +74,7 @@ def test_end_to_end_with_quality_flags(tmp_path):
     inverse = tmp_path / "right.png"
     Image.fromarray(255 - np.asarray(Image.open(mask))).save(inverse)
     out = tmp_path / "out.png"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = script_env()
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--content", CONTENT, "--style", STYLE, CONTENT, "--masks", mask, inverse,
          "--style-loss", "meancov", "--ema", "0.5", "--preserve-colour", "match", "--style-scale", "0.8",

@@ -5,6 +5,7 @@ import pathlib
 import re
 
 import numpy as np
+import pytest
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
@@ -15,6 +16,7 @@ def library_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.slow
 def test_use_as_a_library_examples_run(monkeypatch):
     blocks = library_blocks()
     assert len(blocks) >= 5

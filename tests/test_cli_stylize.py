@@ -1,29 +1,25 @@
 """scripts/stylize.py end to end in real subprocesses."""
 
-import os
-import pathlib
-import subprocess
-import sys
+import concurrent.futures
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from .conftest import EXAMPLES
+from nst_jax import StylizeConfig, make_weights, stylize
+from nst_jax.cli.stylize import parse, prepare
+from nst_jax.image import load_image
 
-SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
+from .conftest import EXAMPLES, run_cli
+
 CONTENT = EXAMPLES / "chelsea.png"
 STYLE = EXAMPLES / "swirls.png"
 
 
-def stylize(*args, cwd=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
-
-
-def test_end_to_end_writes_image_and_reports(tmp_path):
+@pytest.mark.slow
+def test_end_to_end_writes_image_and_reports(tmp_path, vgg):
     out = tmp_path / "out.png"
-    proc = stylize("--content", CONTENT, "--style", STYLE, "--output", out, "--size", 48, "--iterations", 6,
+    proc = run_cli("--content", CONTENT, "--style", STYLE, "--output", out, "--size", 48, "--iterations", 6,
                    "--save-every", 3)
     assert proc.returncode == 0, proc.stderr
     with Image.open(out) as im:
@@ -31,20 +27,38 @@ def test_end_to_end_writes_image_and_reports(tmp_path):
     assert (tmp_path / "out_00003.png").is_file()
     assert "time per iteration:" in proc.stdout and "final loss: content=" in proc.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+    # The image is the library's for the same settings (the defaults, seed 0, both images at --size 48),
+    # up to the 8-bit rounding of the file, and the photo visibly changed into it.
+    content = load_image(CONTENT, 48)
+    want = stylize(vgg, content=content, style=load_image(STYLE, 48), config=StylizeConfig(iterations=6)).image
+    got = np.asarray(Image.open(out), np.float32) / 255
+    assert np.abs(got - want).max() <= 1.5 / 255, np.abs(got - want).max()
+    assert np.abs(got - content).mean() > 0.02, np.abs(got - content).mean()
 
 
 def test_style_mode_needs_no_content(tmp_path):
     out = tmp_path / "texture.jpg"
-    proc = stylize("--mode", "style", "--style", STYLE, "--output", out, "--size", 48, "--iterations", 2,
+    proc = run_cli("--mode", "style", "--style", STYLE, "--output", out, "--size", 48, "--iterations", 2,
                    "--style-layers", "relu1_1", "relu2_1", "--style-layer-weights", "1", "2")
     assert proc.returncode == 0, proc.stderr
     assert np.asarray(Image.open(out)).shape == (36, 48, 3)
 
 
-def test_help_shows_defaults():
-    proc = stylize("--help")
+def test_help_shows_defaults(tmp_path):
+    proc = run_cli("--help")
     assert proc.returncode == 0
     assert "(default: lbfgs)" in proc.stdout and "relu4_2" in proc.stdout
+    # What the help shows is what a run without options does: the library's default settings and weights.
+    args, given = parse([str(CONTENT), str(STYLE), "--output", str(tmp_path / "out.png")])
+    job = prepare(args, given)
+    assert job.config == StylizeConfig() and job.config.optimizer == "lbfgs"
+    assert job.config.content_layers == ("relu4_2",)
+    for got, want in zip(job.weights, make_weights(StylizeConfig()), strict=True):
+        np.testing.assert_array_equal(got, want)
+    shown = " ".join(proc.stdout.split())
+    for option, value in [("--optimizer", job.config.optimizer), ("--content-layer", *job.config.content_layers),
+                          ("--pooling", job.config.pooling), ("--style-loss", job.config.style_loss)]:
+        assert f"(default: {value})" in shown[shown.index(option + " "):], option
 
 
 def _bad_cases(tmp_path):
@@ -73,9 +87,15 @@ def _bad_cases(tmp_path):
 
 def test_bad_input_one_line_no_output(tmp_path):
     out = tmp_path / "out.png"
-    for name, (args, needle) in _bad_cases(tmp_path).items():
-        defaults = {"--output": out, "--size": 64, "--iterations": 2}
-        proc = stylize(*args, *[str(v) for k, v in defaults.items() if k not in args for v in (k, v)])
+    cases = _bad_cases(tmp_path)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the processes are independent: run them together
+        procs = {}
+        for name, (args, _) in cases.items():
+            defaults = {"--output": out, "--size": 64, "--iterations": 2}
+            procs[name] = pool.submit(run_cli, *args, *[str(v) for k, v in defaults.items() if k not in args
+                                                         for v in (k, v)])
+    for name, (_, needle) in cases.items():
+        proc = procs[name].result()
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
         assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
@@ -86,6 +106,7 @@ def test_bad_input_one_line_no_output(tmp_path):
 # Interruption (SIGINT/SIGTERM), resume and numerical failure: tests/test_cli_reliability.py.
 
 
+@pytest.mark.slow
 def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     from nst_jax.record import read_record
 
@@ -93,7 +114,7 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     content.write_bytes(CONTENT.read_bytes())
     out = tmp_path / "out.png"
     small = ["--size", 48, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "relu2_1"]
-    proc = stylize("--content", content, "--style", STYLE, "--output", out, *small, "--iterations", 6,
+    proc = run_cli("--content", content, "--style", STYLE, "--output", out, *small, "--iterations", 6,
                    "--save-every", 3)
     assert proc.returncode == 0, proc.stderr
     record = read_record(out)
@@ -103,24 +124,24 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     assert read_record(tmp_path / "out_00003.png")["step"] == 3
 
     # From another directory: the record's paths are absolute.
-    again = stylize("--rerun", out, cwd=tmp_path.parent)
+    again = run_cli("--rerun", out, cwd=tmp_path.parent)
     assert again.returncode == 0, again.stderr
     rerun = tmp_path / "out_rerun.png"
     np.testing.assert_array_equal(np.asarray(Image.open(rerun)), np.asarray(Image.open(out)))
     assert read_record(rerun)["run"] == run
     # An intermediate save is made again at its step.
-    middle = stylize("--rerun", tmp_path / "out_00003.png", "--output", tmp_path / "middle.png")
+    middle = run_cli("--rerun", tmp_path / "out_00003.png", "--output", tmp_path / "middle.png")
     assert middle.returncode == 0, middle.stderr
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "middle.png")),
                                   np.asarray(Image.open(tmp_path / "out_00003.png")))
     # A changed input, or a changed setting, is refused with what differs; nothing is written.
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
-    changed = stylize("--rerun", out, "--output", tmp_path / "changed.png")
+    changed = run_cli("--rerun", out, "--output", tmp_path / "changed.png")
     assert changed.returncode == 2 and "inputs.content" in changed.stderr, changed.stderr
-    setting = stylize("--rerun", out, "--output", tmp_path / "changed.png", "--iterations", 7)
+    setting = run_cli("--rerun", out, "--output", tmp_path / "changed.png", "--iterations", 7)
     assert setting.returncode == 2 and "--iterations 7" in setting.stderr, setting.stderr
     assert not (tmp_path / "changed.png").exists()
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
-    none = stylize("--rerun", plain)
+    none = run_cli("--rerun", plain)
     assert none.returncode == 2 and "carries no nst_jax run record" in none.stderr

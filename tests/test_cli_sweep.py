@@ -1,0 +1,55 @@
+"""scripts/sweep.py (the ``nst-jax-sweep`` tool) end to end in a real subprocess."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stack_weights, sweep
+from nst_jax.image import load_image
+
+from .conftest import EXAMPLES, run_script
+
+
+@pytest.mark.slow
+def test_sweep_cli(tmp_path, vgg):
+    proc = run_script("sweep.py", "--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png",
+                      "--output-dir", tmp_path / "sw", "--size", 48, "--iterations", 3, "--optimizer", "adam",
+                      "--style-weights", "1e1:1e3:2", "--seeds", 0, 1, "--style-layers", "relu1_1", "relu2_1",
+                      "--content-layer", "relu2_1")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "sw" / "losses.json").read_text())
+    members = report["members"]
+    assert [(m["style_weight"], m["seed"]) for m in members] == [(10.0, 0), (10.0, 1), (1000.0, 0), (1000.0, 1)]
+    for m in members:
+        assert (tmp_path / "sw" / m["file"]).is_file() and np.isfinite(m["final"]["total"])
+        assert set(m["ratios"]) == {"style_ratio", "content_ratio", "speckle_ratio"}, m
+        assert all(np.isfinite(v) and v >= 0 for v in m["ratios"].values()), m
+    assert members[2]["final"]["style"] > members[0]["final"]["style"]  # beta scales the weighted style term
+    assert Image.open(tmp_path / "sw" / "contact_sheet.png").size[0] > 80
+    # The images themselves: the library's sweep for the same settings, up to the files' 8-bit rounding, each
+    # moved from the photo towards the painting's style statistics (the library's own loss on the files).
+    config = StylizeConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"), optimizer="adam",
+                           iterations=3)
+    content, style = load_image(EXAMPLES / "chelsea.png", 48), load_image(EXAMPLES / "swirls.png", 48)
+    targets = compute_targets(vgg, content=content, style=style, config=config)
+    weights = make_weights(config)
+    style_term = lambda image: float(loss_terms(vgg, image, targets, weights, config=config)["style"])  # noqa: E731
+    images = [np.asarray(Image.open(tmp_path / "sw" / m["file"]).convert("RGB"), np.float32) / 255 for m in members]
+    photo = style_term(content)
+    terms = [style_term(image) for image in images]
+    assert all(term < photo for term in terms), (photo, terms)
+    members_weights = stack_weights([make_weights(config, style_weight=m["style_weight"]) for m in members])
+    want = sweep(vgg, weights=members_weights, seeds=[m["seed"] for m in members], content=content, style=style,
+                 config=config).images
+    for image, expected in zip(images, want, strict=True):
+        assert np.abs(image - expected).max() <= 1.5 / 255, np.abs(image - expected).max()
+    assert all(np.abs(image - content).mean() > 1e-2 for image in images)
+
+
+def test_sweep_cli_bad_range(tmp_path):
+    proc = run_script("sweep.py", "--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png",
+                      "--output-dir", tmp_path / "sw", "--style-weights", "1e3:1e1")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sw").exists()

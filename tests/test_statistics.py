@@ -1,0 +1,162 @@
+"""The style statistics (nst_jax.statistics): every registered statistic's summary, target, blend and loss
+against NumPy/SciPy, Gram summaries adding up over tiles, and the stable matrix square root."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+
+from nst_jax.statistics import STATISTICS, meancov
+from nst_jax.statistics import w2 as wasserstein
+
+from .conftest import np_stats
+
+
+@pytest.fixture
+def feats():
+    rng = np.random.default_rng(0)
+    # ReLU-like non-negative features, fewer positions than filters in the second (rank deficient).
+    return (np.maximum(rng.normal(size=(6, 5, 4)), 0).astype(np.float32),
+            np.maximum(rng.normal(size=(7, 4, 4)) + 0.5, 0).astype(np.float32))
+
+
+
+def test_feature_stats_against_numpy(feats):
+    f, _ = feats
+    mask = np.random.default_rng(1).uniform(size=f.shape[:2]).astype(np.float32)
+    for m in (None, mask):
+        mu, c = jax.jit(meancov.feature_stats)(f, m)
+        mu_np, c_np = np_stats(f, m)
+        np.testing.assert_allclose(mu, mu_np, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(c, c_np, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np_stats(f)[1], np.cov(f.reshape(-1, 4), rowvar=False, bias=True), atol=1e-12)
+
+
+def test_meancov_loss_against_numpy(feats):
+    f, s = feats
+    mu_s, c_s = np_stats(s)
+    mu, c = np_stats(f)
+    n = 4
+    error = np.sum((c - c_s) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mu_s, mu_s)) ** 2)
+    paper = jax.jit(functools.partial(meancov.meancov_layer_loss, units="paper"))
+    np.testing.assert_allclose(paper(f, jnp.float32(mu_s), jnp.float32(c_s)), error / (4 * n**2), rtol=1e-4)
+    relative = jax.jit(meancov.meancov_layer_loss)(f, jnp.float32(mu_s), jnp.float32(c_s))
+    np.testing.assert_allclose(relative, error / (np.sum(c_s**2) + np.sum(np.outer(mu_s, mu_s) ** 2)), rtol=1e-4)
+    assert float(meancov.meancov_layer_loss(s, *map(jnp.float32, np_stats(s)))) < 1e-10
+
+
+def test_sqrtm_against_scipy():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 6))
+    spd = a @ a.T + 0.1 * np.eye(6)
+    np.testing.assert_allclose(jax.jit(wasserstein.sqrtm_psd)(spd.astype(np.float32)), scipy.linalg.sqrtm(spd).real,
+                               rtol=1e-3, atol=1e-4)
+
+
+def test_w2_loss_against_scipy(feats):
+    f, s = feats
+    mu_s, c_s = np_stats(s)
+    mu, c = np_stats(f)
+    root = scipy.linalg.sqrtm(c_s).real
+    cross = scipy.linalg.sqrtm(root @ c @ root).real
+    w2 = np.sum((mu - mu_s) ** 2) + np.trace(c) + np.trace(c_s) - 2 * np.trace(cross)
+    args = [jnp.float32(x) for x in (mu_s, c_s, root)]
+    got = jax.jit(functools.partial(wasserstein.w2_layer_loss, units="paper"))(f, *args)
+    np.testing.assert_allclose(got, w2 / 4, rtol=1e-3, atol=1e-4)
+    got = jax.jit(wasserstein.w2_layer_loss)(f, *args)
+    np.testing.assert_allclose(got, w2 / (np.sum(mu_s**2) + np.trace(c_s)), rtol=1e-3, atol=1e-4)
+    # W2 of a Gaussian with itself is 0 (up to float32 round-off of the square roots).
+    self_args = [jnp.float32(x) for x in (mu, c, scipy.linalg.sqrtm(c).real)]
+    assert abs(float(wasserstein.w2_layer_loss(f, *self_args, units="paper"))) < 1e-3 * np.trace(c)
+
+
+def test_trace_sqrtm_gradient_is_stable_and_correct():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 5))
+    spd = a @ a.T + 0.5 * np.eye(5)
+    np.testing.assert_allclose(jax.jit(wasserstein.trace_sqrtm_psd)(jnp.float32(spd)),
+                               np.trace(scipy.linalg.sqrtm(spd).real), rtol=1e-5)
+    grad = jax.grad(wasserstein.trace_sqrtm_psd)(jnp.float32(spd))
+    np.testing.assert_allclose(grad, 0.5 * np.linalg.inv(scipy.linalg.sqrtm(spd).real), rtol=1e-3, atol=1e-4)
+    # Rank one, repeated zero eigenvalues: autodiff through eigh gives NaN, this does not.
+    low = np.outer(a[0], a[0])
+    assert np.isfinite(np.asarray(jax.grad(wasserstein.trace_sqrtm_psd)(jnp.float32(low)))).all()
+
+
+def np_summary(name, f, mask=None):
+    """Each registered statistic's summary of features ``[H, W, N]``, in float64 NumPy."""
+    if name == "gram":
+        g = f.reshape(-1, f.shape[-1]).astype(np.float64)
+        if mask is not None:
+            g = g * mask.reshape(-1, 1)
+        return {"gram": g.T @ g, "positions": f.shape[0] * f.shape[1] if mask is None else mask.sum()}
+    mu, c = np_stats(f, mask)
+    return {"mean": mu, "cov": c}
+
+
+def np_loss(name, f, summaries, b, units):
+    """The layer loss against the blend (weights ``b``) of the styles' targets, in float64 NumPy."""
+    n, m = f.shape[-1], f.shape[0] * f.shape[1]
+    if name == "gram":
+        a = sum(w * s["gram"] * m / s["positions"] for w, s in zip(b, summaries, strict=True))
+        error = np.sum((np_summary("gram", f)["gram"] - a) ** 2)
+        return error / np.sum(a**2) if units == "relative" else error / (4 * n**2 * m**2)
+    mean = sum(w * s["mean"] for w, s in zip(b, summaries, strict=True))
+    cov = sum(w * (s["cov"] + np.outer(s["mean"], s["mean"])) for w, s in zip(b, summaries, strict=True))
+    cov = cov - np.outer(mean, mean)
+    mu, c = np_stats(f)
+    if name == "meancov":
+        error = np.sum((c - cov) ** 2) + np.sum((np.outer(mu, mu) - np.outer(mean, mean)) ** 2)
+        scale = np.sum(cov**2) + np.sum(np.outer(mean, mean) ** 2)
+        return error / scale if units == "relative" else error / (4 * n**2)
+    root = scipy.linalg.sqrtm(cov).real
+    cross = np.trace(scipy.linalg.sqrtm(root @ c @ root).real)
+    w2 = np.sum((mu - mean) ** 2) + np.trace(c) + np.trace(cov) - 2 * cross
+    return w2 / (np.sum(mean**2) + np.trace(cov)) if units == "relative" else w2 / n
+
+
+@pytest.mark.parametrize("name", list(STATISTICS))
+def test_each_registered_statistic_against_numpy(feats, name):
+    statistic = STATISTICS[name]
+    f, s = feats
+    styles = [s, np.maximum(s[::-1, ::-1] * 1.5 - 0.2, 0)]
+    mask = np.random.default_rng(4).uniform(size=f.shape[:2]).astype(np.float32)
+    for m in (None, mask):
+        got = jax.jit(statistic.summary)(f, m)
+        for key, want in np_summary(name, f, m).items():
+            np.testing.assert_allclose(got[key], want, rtol=1e-4, atol=1e-5, err_msg=f"{name} {key}")
+    summaries = [np_summary(name, x) for x in styles]
+    mass = jnp.float32(f.shape[0] * f.shape[1])
+    targets = [jax.jit(statistic.target)({k: jnp.float32(v) for k, v in x.items()}, mass) for x in summaries]
+    if name == "gram":
+        np.testing.assert_allclose(targets[0]["gram"], summaries[0]["gram"] * 30 / 28, rtol=1e-5)  # 6x5 vs 7x4
+    else:
+        np.testing.assert_allclose(targets[0]["cov"], summaries[0]["cov"], rtol=1e-5)
+    b = np.array([0.3, 0.7], np.float32)
+    stacked = {k: jnp.stack([t[k] for t in targets]) for k in targets[0]}
+    reference = statistic.finish(jax.jit(statistic.blend)(stacked, jnp.asarray(b)))
+    for units in ("relative", "paper"):
+        got = jax.jit(statistic.loss, static_argnums=3)(f, reference, None, units)
+        np.testing.assert_allclose(got, np_loss(name, f, summaries, b, units), rtol=2e-3, err_msg=f"{name} {units}")
+    assert float(statistic.loss(s, statistic.finish(jax.jit(statistic.summary)(s, None)), None, "relative")) < 1e-3
+    assert statistic.target_bytes(64) >= 4 * 64 * 64
+
+
+def test_gram_summaries_add_up_over_two_halves(feats):
+    gram = STATISTICS["gram"]
+    f = np.concatenate(feats[0:1] * 2, axis=0)[:10]  # [10, 5, 4]
+    mask = np.random.default_rng(5).uniform(size=f.shape[:2]).astype(np.float32)
+    for m in (None, mask):
+        whole = gram.summary(f, m)
+        halves = [gram.summary(f[:4], None if m is None else m[:4]), gram.summary(f[4:], None if m is None else m[4:])]
+        for key in whole:
+            np.testing.assert_allclose(halves[0][key] + halves[1][key], whole[key], rtol=1e-5)
+    # And the loss from the summed summary is the loss of the whole map.
+    reference = {"gram": gram.summary(feats[1], None)["gram"] * 50 / 28}
+    for units in ("relative", "paper"):
+        np.testing.assert_allclose(gram.summed_loss(gram.summary(f, None), reference, units),
+                                   gram.loss(f, reference, None, units), rtol=1e-5)
+    assert gram.additive and not STATISTICS["meancov"].additive and not STATISTICS["w2"].additive
