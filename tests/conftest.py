@@ -19,7 +19,7 @@ os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax_test
 # On a GPU, JAX's default matmul and convolution precision is TF32 (a 10-bit mantissa, relative error
 # about 1e-3). The tests check exact maths against float32/float64 NumPy, SciPy and PyTorch references
 # with float32 tolerances (rtol 1e-4 to 1e-6: test_vgg's torch/reference features and conv gradients,
-# test_losses' Gram and loss values, test_style_stats' covariances and sqrtm, test_tiled's tiled-vs-dense
+# test_losses' Gram and loss values, test_statistics' covariances and sqrtm, test_tiled's tiled-vs-dense
 # values, test_metrics, test_normalize, test_weights' reference activations), which TF32 fails by
 # design. So on a GPU the tests run at full float32 precision: this process, and (via the environment)
 # the command-line tools the tests start. The library itself keeps JAX's default; its speed is measured by
