@@ -37,6 +37,7 @@ from nst_jax import checks, losses
 from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS
 from nst_jax.statistics.base import check_units
+from nst_jax.terms import weighted_sum
 from nst_jax.vgg import Autodiff, VGGParams, check_fits, check_layers, extract_features
 
 __all__ = ["DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "perceptual_loss", "perceptual_terms"]
@@ -114,19 +115,19 @@ def perceptual_terms(
     fx = extract_features(vgg, x, layers=layers, **options)
     fy = extract_features(vgg, y, layers=layers, **options)
 
-    content = jnp.zeros((), jnp.float32)
-    for name in content_layers:
-        content = content + _layer_weight(layer_weights, name, 1.0) * losses.content_loss(
-            fx[name], fy[name], units=units)
-    style = jnp.zeros((), jnp.float32)
     stat = STATISTICS[statistic]
-    for name in style_layers:
+
+    def style_layer(name):
         h, w, _ = fx[name].shape
         reference = stat.finish(stat.target(stat.summary(fy[name], None), jnp.float32(h * w)))
-        style = style + _layer_weight(layer_weights, name, 1.0 / len(style_layers)) * stat.loss(
-            fx[name], reference, None, units)
-    content = jnp.asarray(content_weight) * content
-    style = jnp.asarray(style_weight) * style
+        return stat.loss(fx[name], reference, None, units)
+
+    content = jnp.asarray(content_weight) * weighted_sum(
+        [_layer_weight(layer_weights, name, 1.0) for name in content_layers],
+        [losses.content_loss(fx[name], fy[name], units=units) for name in content_layers])
+    style = jnp.asarray(style_weight) * weighted_sum(
+        [_layer_weight(layer_weights, name, 1.0 / max(len(style_layers), 1)) for name in style_layers],
+        [style_layer(name) for name in style_layers])
     return {"content": content, "style": style, "total": content + style}
 
 

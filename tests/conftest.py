@@ -102,6 +102,18 @@ def run_script(name, *args, cwd=None, timeout=900):
                           env=script_env(), cwd=cwd, timeout=timeout)
 
 
+def nst_in_process(capsys, *args):
+    """Runs ``nst-jax`` in this process: ``(exit code, stdout, stderr)``."""
+    from nst_jax.cli.stylize import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def run_cli(*args, cwd=None):
     """``scripts/stylize.py`` (the ``nst-jax`` tool) with ``args`` in a real subprocess."""
     return run_script("stylize.py", *args, cwd=cwd, timeout=600)

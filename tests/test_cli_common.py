@@ -11,23 +11,18 @@ import pytest
 from PIL import Image
 
 from nst_jax.cli import common
-from nst_jax.cli.stylize import build_parser, main, parse
+from nst_jax.cli.stylize import build_parser, parse
 from nst_jax.errors import NSTError
 from nst_jax.image import save_image
 from nst_jax.record import read_record
 
-from .conftest import EXAMPLES, run_cli, smooth_image
+from .conftest import EXAMPLES, nst_in_process, run_cli, smooth_image
 
 CLI = pathlib.Path(__file__).resolve().parent.parent / "nst_jax" / "cli"
 
 
 def run(capsys, *args):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return nst_in_process(capsys, *args)
 
 
 def test_positional_form_with_default_output(capsys, tmp_path, monkeypatch):

@@ -26,18 +26,14 @@ from nst_jax.errors import NSTError, OutputExists, clean, one_line
 from nst_jax.image import save_image
 from nst_jax.record import RECORD_KEY, read_record, save_options
 
-from .conftest import script_env, smooth_image
+from .conftest import nst_in_process, script_env, smooth_image
 
 SMALL = ["--size", "32", "--content-layer", "relu1_1", "--style-layers", "relu1_1"]
 
 
 def nst(capsys, *args):
     """Runs ``nst-jax`` in-process: ``(exit code, stdout, stderr lines)``."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
+    code, out, err = nst_in_process(capsys, *args)
     return code, out, [line for line in err.splitlines() if line.startswith("error") or "Traceback" in line]
 
 
