@@ -15,16 +15,19 @@ changes with the size). """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from nst_jax import colour
-from nst_jax.api import StylizeResult, stylize
+from nst_jax.api import StylizeResult, _plan, stylize
+from nst_jax.checkpoint import Checkpoint
 from nst_jax.config import DEFAULT_MIN_SIZE, StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
-from nst_jax.errors import NSTError
-from nst_jax.plan import Plan, at_size, make_plan
+from nst_jax.errors import NSTError, NumericalError
+from nst_jax.plan import Plan, at_size
 from nst_jax.vgg import VGGParams
 
 
@@ -60,21 +63,79 @@ class MultiScaleResult:
 
     Attributes:
         image: ``[H, W, 3]`` the full-size output in [0, 1].
-        levels: Each level's :class:`~nst_jax.api.StylizeResult` (coarse to fine).
+        levels: Each level's :class:`~nst_jax.api.StylizeResult` (coarse to fine); None for the
+            levels a resumed run skipped.
         sizes: The levels' longest sides.
     """
 
     image: np.ndarray
-    levels: list[StylizeResult]
+    levels: list[StylizeResult | None]
     sizes: list[int]
 
     @property
     def run_seconds(self) -> float:
-        return sum(level.run_seconds for level in self.levels)
+        return sum(level.run_seconds for level in self.levels if level is not None)
 
     @property
     def compile_seconds(self) -> float:
-        return sum(level.compile_seconds for level in self.levels)
+        return sum(level.compile_seconds for level in self.levels if level is not None)
+
+
+def resumed_level(resume: Checkpoint | None, sizes: Sequence[int]) -> int:
+    """The level a checkpoint of a multi-scale run was taken at (0 without one).
+
+    Args:
+        resume: A checkpoint written during :func:`stylize_multiscale`, or None.
+        sizes: The run's levels (longest sides).
+
+    Returns:
+        The level's index; 0 for a checkpoint without one (a run of one level). Whether the
+        checkpoint belongs to this run is checked when it resumes (its whole record must match).
+
+    Raises:
+        NSTError: If the checkpoint's level is malformed or not one of ``sizes``.
+    """
+    if resume is None:
+        return 0
+    inputs = resume.run.get("inputs")
+    level = inputs.get("level") if isinstance(inputs, dict) else None
+    if level is None:
+        return 0
+    index = level.get("index") if isinstance(level, dict) else None
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(sizes):
+        raise NSTError(f"cannot resume: the checkpoint's level {str(index)[:20]} is not one of the "
+                       f"{len(sizes)} levels of this run")
+    return index
+
+
+def _level_plan(plan: Plan, sizes: list[int], iterations: list[int], level: int,
+                previous: np.ndarray | None) -> Plan:
+    """Level ``level``'s plan: the inputs at its size, its step count, and its start (the previous level's
+    output upsampled). One level at the output's size is the plain run, its record included."""
+    full = max(plan.shape[:2])
+    shape = colour.shape_for_longest(plan.shape, sizes[level])
+    if level == 0:
+        config = dataclasses.replace(plan.config, iterations=iterations[0])
+        init = None if plan.init is None else colour.resize(plan.init, shape)
+    else:
+        config = dataclasses.replace(plan.config, iterations=iterations[level], init="image")
+        # Resuming this level: its start is never used, the checkpoint's state replaces it.
+        init = colour.resize(previous, shape) if previous is not None else np.zeros((*shape, 3), np.float32)
+    plain = len(sizes) == 1 and sizes[0] == full
+    return at_size(plan, sizes[level], full, config=config, init=init,
+                   level=None if plain else {"index": level, "sizes": sizes, "iterations": iterations})
+
+
+def _levels(plan: Plan, sizes: Sequence[int], iterations: Sequence[int] | None) -> tuple[list[int], list[int]]:
+    sizes = [int(s) for s in sizes]
+    iterations = [int(n) for n in iterations] if iterations is not None else [plan.config.iterations] * len(sizes)
+    if not sizes:
+        raise NSTError("a multi-scale run needs at least one size")
+    if len(iterations) != len(sizes):
+        raise NSTError(f"{len(iterations)} iteration counts given for {len(sizes)} scales")
+    if sorted(sizes) != sizes:
+        raise NSTError(f"scale sizes must increase, got {sizes}")
+    return sizes, iterations
 
 
 def stylize_multiscale(
@@ -90,16 +151,32 @@ def stylize_multiscale(
     iterations: Sequence[int] | None = None,
     seed: int = 0,
     callback: Callable[[int, Progress], None] | None = None,
+    sync_every: Sequence[int] = (),
+    resume: Checkpoint | None = None,
+    record: Mapping[str, Any] | None = None,
     plan: Plan | None = None,
 ) -> MultiScaleResult:
     """Coarse-to-fine Gatys optimisation.
+
+    Each level is one :func:`~nst_jax.api.stylize` run, so checkpoints, resuming and run records
+    work as there. A level's run record is the whole run's (``record`` included) with the level
+    added to its inputs (``inputs.level``: its index and every level's size and steps), since a
+    level's inputs follow from the original inputs and the levels before it; a run of one level
+    at the output's size has exactly :func:`~nst_jax.api.stylize`'s record. A checkpoint taken
+    during level ``L`` (``progress.checkpoint()`` in the callback) holds level ``L``'s state:
+    resuming from it skips the levels before ``L``, continues ``L`` and runs the finer levels,
+    and ends bitwise equal to the uninterrupted run on the same platform.
 
     Args:
         vgg: VGG-19 parameters.
         sizes: Longest side of each level, increasing; the last is the output's (see
             :func:`pyramid_sizes`).
         iterations: Steps per level (default ``config.iterations`` at each).
-        callback: Called as ``callback(level, progress)`` after every chunk.
+        callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
+            the level's steps, and may be checkpointed; the callback may raise to stop the run.
+        sync_every: As in :func:`~nst_jax.api.stylize`, counted in each level's steps.
+        resume: A checkpoint of this same run, taken at any level, to continue from.
+        record: Extra entries for the run record (they must match too when resuming).
         config: Static settings (``StylizeConfig()`` if None), shared by the levels.
         content: ``[H, W, 3]`` content photo at the full output size.
         style: Style image(s), as in :func:`~nst_jax.api.stylize`.
@@ -110,38 +187,29 @@ def stylize_multiscale(
         plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
 
     Returns:
-        The output and every level's result.
+        The output and the result of every level run (None for the levels a resumed run skipped).
 
     Raises:
-        NSTError: On a bad input, sizes that do not increase or a miscounted ``iterations``.
-        NumericalError: If a level's loss or image becomes NaN or Inf.
+        NSTError: On a bad input, sizes that do not increase, a miscounted ``iterations``, or a
+            ``resume`` of another run.
+        NumericalError: If a level's loss or image becomes NaN or Inf; ``err.level`` says which
+            (``err.step`` counts that level's steps).
     """
-    if plan is None:
-        plan = make_plan(StylizeConfig() if config is None else config, content=content, style=style, init=init,
-                         masks=masks)
-    elif any(v is not None for v in (content, style, init, masks)):
-        raise NSTError("give the inputs or a plan made from them, not both")
-    config = plan.config
-    sizes = [int(s) for s in sizes]
-    iterations = list(iterations) if iterations is not None else [config.iterations] * len(sizes)
-    if len(iterations) != len(sizes):
-        raise NSTError(f"{len(iterations)} iteration counts given for {len(sizes)} scales")
-    if sorted(sizes) != sizes:
-        raise NSTError(f"scale sizes must increase, got {sizes}")
-    full = max(plan.shape[:2])
-    weights = make_weights(config) if weights is None else weights
-    levels, previous = [], None
-    for level, (size, steps) in enumerate(zip(sizes, iterations, strict=True)):
-        shape = colour.shape_for_longest(plan.shape, size)
-        if previous is None:
-            level_config = dataclasses.replace(config, iterations=steps)
-            level_init = None if plan.init is None else colour.resize(plan.init, shape)
-        else:
-            level_config = dataclasses.replace(config, iterations=steps, init="image")
-            level_init = colour.resize(previous, shape)
-        level_plan = at_size(plan, size, full, config=level_config, init=level_init)
-        result = stylize(vgg, plan=level_plan, weights=weights, seed=seed,
-                         callback=None if callback is None else (lambda p, level=level: callback(level, p)))
+    plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
+    sizes, iterations = _levels(plan, sizes, iterations)
+    weights = make_weights(plan.config) if weights is None else weights
+    first = resumed_level(resume, sizes)
+    levels: list[StylizeResult | None] = [None] * first
+    previous = None
+    for level in range(first, len(sizes)):
+        level_plan = _level_plan(plan, sizes, iterations, level, previous)
+        try:
+            result = stylize(vgg, plan=level_plan, weights=weights, seed=seed, sync_every=sync_every,
+                             callback=None if callback is None else functools.partial(callback, level),
+                             resume=resume if level == first else None, record=record)
+        except NumericalError as err:
+            err.level = level
+            raise
         levels.append(result)
         previous = result.image
     return MultiScaleResult(previous, levels, sizes)

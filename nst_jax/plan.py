@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -96,7 +96,7 @@ class Plan:
         masks: ``S`` float32 ``[H', W']`` region masks as given (any size), or None.
         shape: ``(H, W, 3)`` of the output (:func:`output_shape`).
         digests: ``{"content", "style", "init", "masks"}`` sha256 digests of the inputs as given,
-            for the run record.
+            for the run record; a multi-scale level's also ``"level"`` (:func:`at_size`).
     """
 
     config: StylizeConfig
@@ -247,12 +247,15 @@ def finish_image(plan: Plan, image: np.ndarray) -> np.ndarray:
     return image
 
 
-def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, init: np.ndarray | None) -> Plan:
+def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, init: np.ndarray | None,
+            level: Mapping[str, Any] | None = None) -> Plan:
     """A multi-scale level's plan: the inputs resized so the output's longest side is ``size``.
 
     The content photo is resized to the level; the style images too, by the level's factor
     ``size / full_size``, unless ``config.style_scale`` already ties them to the output size.
     Masks stay as given (they are resized to each level's output by :func:`optimised_inputs`).
+    The digests, and so the run record, are the full plan's plus ``level``: the original inputs
+    and the levels before it determine the level's inputs (its start is the previous level's output).
 
     Args:
         plan: The full-size plan.
@@ -260,6 +263,11 @@ def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, ini
         full_size: The output's longest side.
         config: The level's settings (its step count and start).
         init: The level's start image at the level's size, or None.
+        level: What places the level in its run (:func:`nst_jax.multiscale.stylize_multiscale`
+            records its index and every level's size and steps), or None for a plain run.
+
+    Returns:
+        The level's plan.
     """
     shape = (*colour.shape_for_longest(plan.shape, size), plan.shape[2])
     content = None if plan.content is None else colour.resize(plan.content, shape[:2])
@@ -267,7 +275,9 @@ def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, ini
     if styles is not None and config.style_scale is None:
         styles = tuple(colour.resize(s, colour.shape_for_longest(s.shape, round(max(s.shape[:2]) * size / full_size)))
                        for s in styles)
-    return dataclasses.replace(plan, config=config, content=content, styles=styles, init=init, shape=shape)
+    digests = plan.digests if level is None else {**plan.digests, "level": dict(level)}
+    return dataclasses.replace(plan, config=config, content=content, styles=styles, init=init, shape=shape,
+                               digests=digests)
 
 
 def check_seeds(seeds: Sequence[int] | None, count: int) -> np.ndarray:
