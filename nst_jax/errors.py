@@ -23,13 +23,15 @@ class NumericalError(NSTError):
         step: The step of the last image that was still finite.
         image: That image, ``[H, W, 3]`` float32 numpy (unclipped); ``[K, H, W, 3]`` from a sweep.
         members: Indices of the sweep members that failed (``[0]`` for a single run).
+        level: The multi-scale level that failed (0 for a single-scale run); ``step`` counts its steps.
     """
 
-    def __init__(self, message: str, *, step: int, image, members=(0,)):
+    def __init__(self, message: str, *, step: int, image, members=(0,), level: int = 0):
         super().__init__(message)
         self.step = step
         self.image = image
         self.members = [int(m) for m in members]
+        self.level = level
 
 
 class OutputExists(NSTError):

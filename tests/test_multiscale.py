@@ -73,3 +73,57 @@ def test_multiscale_resume_at_any_level_is_bitwise_equal(vgg, tmp_path):
         stylize_multiscale(vgg, **{**kw, "iterations": [4, 5]}, resume=saved)
     with pytest.raises(NSTError, match="not one of the 1 levels"):
         stylize_multiscale(vgg, **{**kw, "sizes": [48], "iterations": [3]}, resume=saved)
+
+
+def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path, monkeypatch):
+    """``--scales 2`` with ``--save-every``/``--checkpoint-every``: SIGINT during the fine level checkpoints
+    and exits 3; ``--resume`` finishes bitwise equal to the uninterrupted run; ``--rerun`` remakes the
+    output and an intermediate save of the coarse level. In-process, 32 -> 48 px, 4 + 3 steps."""
+    import os
+    import signal
+
+    from PIL import Image
+
+    import nst_jax.files
+    from nst_jax.files import load_checkpoint, read_record, save_image
+
+    from .conftest import nst_in_process
+
+    save_image(tmp_path / "content.png", smooth_image(48, 40, seed=3))
+    save_image(tmp_path / "style.png", PAINTING)
+    common = [tmp_path / "content.png", tmp_path / "style.png", "--size", 48, "--content-layer", "relu1_1",
+              "--style-layers", "relu1_1", "--scales", 2, "--min-size", 32, "--scale-iterations", 4, 3,
+              "--save-every", 2, "--checkpoint-every", 2]
+    code, out, err = nst_in_process(capsys, *common, "-o", tmp_path / "ref.png")
+    assert code == 0, err
+    assert "2 scales, longest sides 32, 48 px, 4, 3 iterations" in out
+    pixels = lambda name: np.asarray(Image.open(tmp_path / name))  # noqa: E731
+    # Saves every 2 steps of each level, named by the run's step: 2 and 4 (the coarse level's end) at 32 px,
+    # 6 (the fine level's step 2) at 48 px; step 7 is the output.
+    saved = sorted(p.name for p in tmp_path.glob("ref_0*.png"))
+    assert saved == ["ref_00002.png", "ref_00004.png", "ref_00006.png"], saved
+    assert [pixels(n).shape[:2] for n in saved] == [(32, 27), (32, 27), (48, 40)]
+    assert read_record(tmp_path / "ref_00006.png")["step"] == 6
+    assert load_checkpoint(tmp_path / "ref.ckpt.npz").run["inputs"]["level"]["index"] == 1
+
+    original = nst_jax.files.save_image
+
+    def interrupt_at_6(path, image, **kw):  # SIGINT while the fine level runs
+        original(path, image, **kw)
+        if path.name == "cut_00006.png":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(nst_jax.files, "save_image", interrupt_at_6)
+    code, _, err = nst_in_process(capsys, *common, "-o", tmp_path / "cut.png")
+    monkeypatch.setattr(nst_jax.files, "save_image", original)
+    assert code == 3 and "interrupted at step 6 of 7" in err and "--resume" in err, err
+    assert not (tmp_path / "cut.png").exists()
+    code, out, err = nst_in_process(capsys, "--resume", tmp_path / "cut.ckpt.npz")
+    assert code == 0 and "at step 6 of 7" in out, err
+    np.testing.assert_array_equal(pixels("cut.png"), pixels("ref.png"))
+    assert read_record(tmp_path / "cut.png")["run"] == read_record(tmp_path / "ref.png")["run"]
+
+    for source, made in (("ref.png", "again.png"), ("ref_00004.png", "coarse.png")):
+        code, _, err = nst_in_process(capsys, "--rerun", tmp_path / source, "-o", tmp_path / made)
+        assert code == 0, err
+        np.testing.assert_array_equal(pixels(made), pixels(source))

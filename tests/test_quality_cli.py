@@ -88,8 +88,11 @@ def test_scales_flags(stylize_script, tmp_path):
     assert prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", size=128).sizes == [32, 64, 128]
     with pytest.raises(NSTError, match="2 --scale-iterations given for 3 scales"):
         prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 5)
-    with pytest.raises(NSTError, match="not supported with --scales"):
-        prepared(stylize_script, tmp_path, "--scales", "2", "--min-size", "32", "--checkpoint-every", 5)
+    # Steps are counted over the whole run, level after level; checkpoints and saves work with levels.
+    job = prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 6, 7,
+                   "--checkpoint-every", 5, "--save-every", 2, size=128)
+    assert job.total == 18 and job.run_step(2, 3) == 14
+    assert [job.level_step(s) for s in (1, 5, 6, 11, 12, 18)] == [(0, 1), (0, 5), (1, 1), (1, 6), (2, 1), (2, 7)]
 
 
 def test_vgg_normalized_flag(stylize_script, tmp_path):

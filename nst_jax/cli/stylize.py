@@ -31,7 +31,7 @@ from nst_jax import (
     make_plan,
     make_weights,
     pyramid_sizes,
-    stylize,
+    resumed_level,
     stylize_multiscale,
 )
 from nst_jax.cli import common, outputs
@@ -75,14 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_output_arguments(g) -> None:
     g.add_argument("--save-every", type=common.integer, default=0, metavar="N",
-                   help="also save OUTPUT_<step> every N iterations (0: never)")
+                   help="also save OUTPUT_<step> every N iterations (of each level with --scales; 0: never)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace an existing output, intermediate saves, last-good image and checkpoint (else they "
                         "are refused, and a file appearing during the run is kept)")
     g.add_argument("--checkpoint", metavar="PATH", help="checkpoint file [default: OUTPUT_STEM.ckpt.npz; when "
                    "resuming, the checkpoint resumed]")
     g.add_argument("--checkpoint-every", type=common.integer, default=0, metavar="N",
-                   help="write the checkpoint every N iterations and at the end (0: only when interrupted)")
+                   help="write the checkpoint every N iterations and at the end (of each level with --scales; 0: "
+                        "only when interrupted)")
     g.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted run; its settings come from the checkpoint, never where to write "
                         "(--output, else CHECKPOINT_STEM.png beside it)")
@@ -94,7 +95,7 @@ def _add_output_arguments(g) -> None:
 def _add_scale_arguments(g) -> None:
     g.add_argument("--scales", type=common.integer, default=1, metavar="N",
                    help="coarse-to-fine: optimise at N sizes from --min-size to --size, each level "
-                        "starting from the previous one upsampled (not checkpointed)")
+                        "starting from the previous one upsampled (steps are counted over all levels)")
     g.add_argument("--min-size", type=common.integer, default=DEFAULT_MIN_SIZE, metavar="PX",
                    help="longest side of the coarsest level with --scales")
     g.add_argument("--scale-iterations", type=common.integer, nargs="+", metavar="N",
@@ -184,6 +185,10 @@ class Job:
         resume: The checkpoint being continued, if any.
         record: What every written image carries (``nst-jax --rerun`` reads it).
         stop_at: Step at which a rerun of an intermediate save stops (None: the whole run).
+        start: The step the run starts at (the resumed checkpoint's).
+
+    Steps are counted over the whole run, level after level (:meth:`run_step`): intermediate
+    saves, messages and the progress bar use that count.
     """
 
     args: argparse.Namespace
@@ -198,17 +203,32 @@ class Job:
     resume: files.Checkpoint | None
     record: dict[str, Any]
     stop_at: int | None = None
+    start: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.plan.shape
 
+    @property
+    def total(self) -> int:
+        """Steps of the whole run, every level's."""
+        return sum(self.iterations)
+
+    def run_step(self, level: int, step: int) -> int:
+        """Step ``step`` of level ``level`` counted over the whole run."""
+        return sum(self.iterations[:level]) + step
+
+    def level_step(self, step: int) -> tuple[int, int]:
+        """The level and the level's own step of the run's step ``step`` (1 to :attr:`total`)."""
+        for level, n in enumerate(self.iterations):
+            if step <= n:
+                return level, step
+            step -= n
+        raise ValueError(step)
+
 
 def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
     if args.scales > 1:
-        for name in ("save_every", "checkpoint_every"):
-            if getattr(args, name):
-                raise NSTError(f"--{name.replace('_', '-')} is not supported with --scales > 1")
         if args.scale_iterations is not None and len(args.scale_iterations) != args.scales:
             raise NSTError(f"{len(args.scale_iterations)} --scale-iterations given for {args.scales} scales")
         if any(not 1 <= n <= 1_000_000 for n in args.scale_iterations or []):
@@ -291,12 +311,16 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
     vgg, content, style, init, masks = common.load_run_inputs(args, config)
     plan = make_plan(config, content=content, style=style, init=init, masks=masks)
     check_memory(config, plan.canvas, plan.largest_style_shape)
+    sizes = pyramid_sizes(max(plan.shape[:2]), args.scales, args.min_size)  # the output's (the style's in style mode)
     levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
     run = files.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
-    stop_at = None if found is None else _verify_rerun(found, run, args.rerun, config.iterations)
+    stop_at = None if found is None else _verify_rerun(found, run, args.rerun, sum(iterations))
     record = {"format": files.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
     files.check_record_fits(record, files.image_format(output))
-    return Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
+    job = Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
+    if resume is not None:
+        job.start = job.run_step(resumed_level(resume, sizes), resume.step)
+    return job
 
 
 class Interrupted(Exception):
@@ -321,11 +345,13 @@ def run(argv: list[str] | None) -> int:
     job = prepare(args, given if args.resume or args.rerun else None)
     h, w = job.shape[:2]
     if job.resume is not None:
-        common.say(f"resuming {job.args.resume} at step {job.resume.step} of {job.config.iterations}; "
-                   f"writing {job.output}")
+        common.say(f"resuming {job.args.resume} at step {job.start} of {job.total}; writing {job.output}")
+    if len(job.sizes) > 1:
+        common.say(f"{common.plural(len(job.sizes), 'scale')}, longest sides {', '.join(map(str, job.sizes))} px, "
+                   f"{', '.join(map(str, job.iterations))} iterations")
     common.say(f"compiling for {w}x{h} ...")
     with CompileStats() as stats:
-        code = run_multiscale(job) if job.args.scales > 1 else run_single(job)
+        code = run_levels(job)
     common.say(stats.summary())
     return code
 
@@ -338,18 +364,19 @@ def _saved_state(job: Job, writer: outputs.Writer) -> str:
 
 def _last_good(job: Job, writer: outputs.Writer, err: NumericalError) -> Exit:
     path = outputs.last_good_path(job.output)
+    step = job.run_step(err.level, err.step)
     try:
-        writer.image(path, err.image, step=err.step, last_good=True)
+        writer.image(path, err.image, step=step, last_good=True)
         saved = f"saved to {path}"
     except OutputExists as clash:
         saved = f"saved to {clash.saved_as} ({path} appeared during the run and was kept)"
-    return Exit(EXIT_NUMERICAL, f"{err}; last finite image (step {err.step}) {saved}")
+    return Exit(EXIT_NUMERICAL, f"{err}; last finite image (step {step}) {saved}")
 
 
 def _outcome(job: Job, writer: outputs.Writer, err: BaseException) -> BaseException:
-    """The exit for an exception that stopped a single-scale run (the exception itself if it has none)."""
+    """The exit for an exception that stopped a run (the exception itself if it has none)."""
     if isinstance(err, Interrupted):
-        return Exit(EXIT_INTERRUPTED, f"interrupted at step {err.args[0]} of {job.config.iterations}; checkpoint "
+        return Exit(EXIT_INTERRUPTED, f"interrupted at step {err.args[0]} of {job.total}; checkpoint "
                                       f"saved to {job.checkpoint}; resume with: nst-jax --resume {job.checkpoint}")
     if isinstance(err, KeyboardInterrupt):
         return Exit(EXIT_INTERRUPTED, f"interrupted twice, stopped at once; {_saved_state(job, writer)}")
@@ -361,27 +388,30 @@ def _outcome(job: Job, writer: outputs.Writer, err: BaseException) -> BaseExcept
     return err
 
 
-def run_single(job: Job) -> int:
-    args, config = job.args, job.config
+def run_levels(job: Job) -> int:
+    """The run, every level of it (one without --scales): saves, checkpoints and signals count the run's steps."""
+    args = job.args
     writer, notes = outputs.Writer(job), {"args": job.record["args"]}
-    start = job.resume.step if job.resume else 0
-    with common.SignalFlag() as flag, common.Bar(config.iterations, initial=start) as bar:
-        def on_chunk(progress):
-            bar.update(progress.step, loss=f"{progress.terms['total']:.4g}")
-            if job.stop_at is not None and progress.step == job.stop_at:
+    stop = 0 if job.stop_at is None else job.level_step(job.stop_at)[1]
+    with common.SignalFlag() as flag, common.Bar(job.total, initial=job.start) as bar:
+        def on_chunk(level, progress):
+            step = job.run_step(level, progress.step)
+            bar.update(step, loss=f"{progress.terms['total']:.4g}")
+            if job.stop_at is not None and step == job.stop_at:
                 raise Reached(np.asarray(progress.image))
-            if args.save_every and progress.step % args.save_every == 0 and progress.step < progress.iterations:
-                writer.intermediate(progress.step, np.asarray(progress.image))
+            if args.save_every and progress.step % args.save_every == 0 and step < job.total:
+                writer.intermediate(step, np.asarray(progress.image))
             periodic = args.checkpoint_every and (progress.step % args.checkpoint_every == 0
                                                   or progress.step == progress.iterations)
-            if periodic or flag.signum is not None or (job.resume and progress.step == progress.iterations):
+            if periodic or flag.signum is not None or (job.resume and step == job.total):
                 writer.checkpoint(progress, notes)
-            if flag.signum is not None and progress.step < progress.iterations:
-                raise Interrupted(progress.step)
+            if flag.signum is not None and step < job.total:
+                raise Interrupted(step)
 
         try:
-            result = stylize(job.vgg, plan=job.plan, weights=job.weights, seed=args.seed, callback=on_chunk,
-                             sync_every=(args.save_every, args.checkpoint_every, job.stop_at or 0), resume=job.resume)
+            result = stylize_multiscale(job.vgg, sizes=job.sizes, iterations=job.iterations, plan=job.plan,
+                                        weights=job.weights, seed=args.seed, callback=on_chunk, resume=job.resume,
+                                        sync_every=(args.save_every, args.checkpoint_every, stop))
         except Reached as reached:
             bar.close()
             writer.image(job.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)
@@ -400,47 +430,17 @@ def run_single(job: Job) -> int:
 def _summary(job: Job, result) -> None:
     h, w = result.image.shape[:2]
     common.say(f"wrote {job.output} ({w}x{h})")
-    steps = job.config.iterations - (job.resume.step if job.resume else 0)
-    evaluations = int(result.history["evaluations_per_step"][-steps:].sum()) if steps else 0
+    steps = job.total - job.start
+    evaluations = 0
+    for level, done in enumerate(result.levels):  # the steps of each level run now (after the resumed step)
+        if done is not None:
+            counts = done.history["evaluations_per_step"]
+            evaluations += int(counts[len(counts) - (job.run_step(level + 1, 0) -
+                                                     max(job.run_step(level, 0), job.start)):].sum())
     common.say(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
                f"({common.plural(steps, 'iteration')}, {common.plural(evaluations, 'loss evaluation')}, "
                f"in {result.run_seconds:.1f} s; compile {result.compile_seconds:.1f} s)")
-    common.say(common.loss_line({k: v[-1] for k, v in result.history.items()}))
-
-
-def run_multiscale(job: Job) -> int:
-    """--scales > 1: one stylize() per level (no checkpoints; SIGINT/SIGTERM stop between chunks)."""
-    sizes, iterations = job.sizes, job.iterations
-    common.say(f"{common.plural(len(sizes), 'scale')}, longest sides {', '.join(map(str, sizes))} px, "
-               f"{', '.join(map(str, iterations))} iterations")
-    bars: dict[int, common.Bar] = {}
-    with common.SignalFlag() as flag:
-        def on_chunk(level, progress):
-            if level not in bars:
-                for bar in bars.values():
-                    bar.close()
-                bars[level] = common.Bar(progress.iterations, desc=f"{sizes[level]} px")
-            bars[level].update(progress.step, loss=f"{progress.terms['total']:.4g}")
-            if flag.signum is not None:
-                raise Interrupted(progress.step)
-
-        try:
-            result = stylize_multiscale(job.vgg, sizes=sizes, plan=job.plan, weights=job.weights,
-                                        iterations=iterations, seed=job.args.seed, callback=on_chunk)
-        except (Interrupted, KeyboardInterrupt):
-            raise Exit(EXIT_INTERRUPTED, "interrupted; multi-scale runs are not checkpointed, nothing written") \
-                from None
-        finally:
-            for bar in bars.values():
-                bar.close()
-    outputs.Writer(job).image(job.output, result.image)
-    h, w = result.image.shape[:2]
-    common.say(f"wrote {job.output} ({w}x{h})")
-    common.say(f"time: {result.run_seconds:.1f} s over {common.plural(len(sizes), 'scale')} "
-               f"({', '.join(f'{lv.run_seconds:.1f}' for lv in result.levels)} s; "
-               f"compile {result.compile_seconds:.1f} s)")
     common.say(common.loss_line({k: v[-1] for k, v in result.levels[-1].history.items()}))
-    return EXIT_OK
 
 
 if __name__ == "__main__":
