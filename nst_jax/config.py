@@ -332,8 +332,8 @@ def make_weights(
       with the same worst style ratio (0.145 vs 0.146).
     * A noise start needs 60 steps and keeps less of the photo; Adam's iterates stay more
       speckled than pastiche's up to 60 steps. Two scales (40 steps at half size, then 20)
-      pass every cell about 10 % faster (782 s against 851-915 s over the panel) but are not
-      a default: checkpoints, resume and intermediate saves work within one level only.
+      pass every cell about 10 % faster (782 s against 851-915 s over the panel) but were not
+      eligible: checkpoints, resume and intermediate saves then worked within one level only.
 
     In ``loss_units="paper"`` (eqs. 1 and 4, for reproducing the paper) the defaults are the
     paper-units values α = 1, β = 30, TV 1e4, set by eye at 256 px and not calibrated: there

@@ -315,7 +315,7 @@ def main(argv=None) -> int:
         if row["passed"] == len(cells) and candidates[row["candidate"]].scales > 1:
             print(f"{row['candidate']} at {row['step']} steps also passes every cell ({row['seconds']:.0f} s over "
                   f"the panel, margin {100 * row['margin']:.0f} %); multi-scale is not a candidate for the "
-                  f"defaults, since checkpoints, resume and intermediate saves work within one level only")
+                  f"defaults here (this grid chooses single-scale weights)")
     fastest = min((row["seconds"] for row in winners), default=None)
     best = max((row for row in winners if row["seconds"] <= TIE * fastest), key=lambda row: row["margin"],
                default=None)

@@ -33,17 +33,23 @@ class Stop(Exception):
     pass
 
 
+CONTENT = smooth_image(48, 40, seed=3)
+# Adam compiles faster than L-BFGS; resuming restores any optimiser's state alike (test_checkpoint has both).
+SMALL = StylizeConfig(content_layers=("relu1_1",), style_layers=("relu1_1",), optimizer="adam")
+
+
 def test_multiscale_resume_at_any_level_is_bitwise_equal(vgg, tmp_path):
     from nst_jax.checkpoint import load_checkpoint, save_checkpoint
     from nst_jax.errors import NSTError
     from nst_jax.multiscale import stylize_multiscale
 
-    content = smooth_image(48, 40, seed=3)
-    config = StylizeConfig(content_layers=("relu1_1",), style_layers=("relu1_1",), iterations=4, chunk_size=2)
-    kw = dict(sizes=[32, 48], iterations=[4, 3], content=content, style=PAINTING, config=config, seed=1)
+    # The settings and shapes of the CLI test below, so the two share their compiled programs.
+    kw = dict(sizes=[32, 48], iterations=[4, 3], content=CONTENT, style=PAINTING, config=SMALL, seed=1,
+              sync_every=(2,))
     seen = []
     whole = stylize_multiscale(vgg, **kw, callback=lambda level, p: seen.append((level, p.step, p.run)))
     assert [(level, step) for level, step, _ in seen] == [(0, 2), (0, 4), (1, 2), (1, 3)]
+    assert all(level.history["total"][-1] < level.history["total"][0] for level in whole.levels)  # it optimises
     # A level's record is the whole run's, its inputs plus the level.
     runs = {level: run for level, _, run in seen}
     assert runs[0]["inputs"]["level"] == {"index": 0, "sizes": [32, 48], "iterations": [4, 3]}
@@ -89,11 +95,11 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
 
     from .conftest import nst_in_process
 
-    save_image(tmp_path / "content.png", smooth_image(48, 40, seed=3))
+    save_image(tmp_path / "content.png", CONTENT)
     save_image(tmp_path / "style.png", PAINTING)
     common = [tmp_path / "content.png", tmp_path / "style.png", "--size", 48, "--content-layer", "relu1_1",
-              "--style-layers", "relu1_1", "--scales", 2, "--min-size", 32, "--scale-iterations", 4, 3,
-              "--save-every", 2, "--checkpoint-every", 2]
+              "--style-layers", "relu1_1", "--optimizer", "adam", "--scales", 2, "--min-size", 32,
+              "--scale-iterations", 4, 3, "--save-every", 2, "--checkpoint-every", 2]
     code, out, err = nst_in_process(capsys, *common, "-o", tmp_path / "ref.png")
     assert code == 0, err
     assert "2 scales, longest sides 32, 48 px, 4, 3 iterations" in out
