@@ -159,10 +159,11 @@ def stylize_multiscale(
     """Coarse-to-fine Gatys optimisation.
 
     Each level is one :func:`~nst_jax.api.stylize` run, so checkpoints, resuming and run records
-    work as there. A level's run record is the whole run's (``record`` included) with the level
-    added to its inputs (``inputs.level``: its index and every level's size and steps), since a
-    level's inputs follow from the original inputs and the levels before it; a run of one level
-    at the output's size has exactly :func:`~nst_jax.api.stylize`'s record. A checkpoint taken
+    work as there. A level's run record holds the level's settings (its steps and start), the
+    weights, the seed, ``record``, and the original inputs' digests plus ``inputs.level`` (its
+    index and every level's size and steps): a level's inputs follow from the original inputs and
+    the levels before it. A run of one level at the output's size has exactly
+    :func:`~nst_jax.api.stylize`'s record. A checkpoint taken
     during level ``L`` (``progress.checkpoint()`` in the callback) holds level ``L``'s state:
     resuming from it skips the levels before ``L``, continues ``L`` and runs the finer levels,
     and ends bitwise equal to the uninterrupted run on the same platform.

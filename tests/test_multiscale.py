@@ -84,7 +84,8 @@ def test_multiscale_resume_at_any_level_is_bitwise_equal(vgg, tmp_path):
 def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path, monkeypatch):
     """``--scales 2`` with ``--save-every``/``--checkpoint-every``: SIGINT during the fine level checkpoints
     and exits 3; ``--resume`` finishes bitwise equal to the uninterrupted run; ``--rerun`` remakes the
-    output and an intermediate save of the coarse level. In-process, 32 -> 48 px, 4 + 3 steps."""
+    output and an intermediate save of the coarse level; divergence saves the last finite image.
+    In-process, 32 -> 48 px, 4 + 3 steps."""
     import os
     import signal
 
@@ -133,3 +134,7 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
         code, _, err = nst_in_process(capsys, "--rerun", tmp_path / source, "-o", tmp_path / made)
         assert code == 0, err
         np.testing.assert_array_equal(pixels(made), pixels(source))
+    # Divergence stops a multi-scale run as a single-scale one: exit 4, the last finite image saved.
+    code, _, err = nst_in_process(capsys, *common, "--learning-rate", "1e30", "-o", tmp_path / "nan.png")
+    assert code == 4 and "last finite image (step " in err, err
+    assert (tmp_path / "nan_last_good.png").is_file() and not (tmp_path / "nan.png").exists()
