@@ -131,3 +131,8 @@ def np_stats(f, mask=None):
     mu = w @ f / w.sum()
     c = ((f - mu) * w[:, None]).T @ (f - mu) / w.sum()
     return mu, c
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first, so that with ``-n auto`` the short ones fill the workers' time at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
