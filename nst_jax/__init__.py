@@ -20,6 +20,7 @@ with one line. Importing the package changes no environment variable and no JAX 
 __version__ = "0.3.0"
 __docformat__ = "google"
 
+from nst_jax import data
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, member_mesh
@@ -59,6 +60,7 @@ __all__ = [
     "autodiff_mode",
     "compute_targets",
     "content_loss",
+    "data",
     "extract_features",
     "gram_matrix",
     "load_image",
