@@ -197,7 +197,7 @@ def to_uint8(image: ArrayLike) -> npt.NDArray[np.uint8]:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def check_output_path(path: str | os.PathLike) -> pathlib.Path:
+def check_output_path(path: str | os.PathLike[str]) -> pathlib.Path:
     """Checks that an image can be written at ``path`` before any compute is spent, by writing a tiny one
     of the same format to a temporary file in the same directory.
 
