@@ -15,6 +15,13 @@ settings are frozen dataclasses (:class:`LossConfig`, :class:`StylizeConfig`), n
 may vary a pytree (:class:`Weights`), and the VGG parameters travel with their input
 convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
 with one line. Importing the package changes no environment variable and no JAX setting.
+
+The public API is this package's ``__all__`` and four public modules, each with its own
+``__all__``: :mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.files`
+(images, run records, checkpoints, figures), :mod:`nst_jax.errors` and
+:mod:`nst_jax.compilation` (compile statistics, the persistent compilation cache). The other
+modules are the implementation; the command-line tools (:mod:`nst_jax.cli`) use only the public
+API, as any other program would.
 """
 
 __version__ = "0.3.0"
@@ -27,9 +34,13 @@ from nst_jax.driver import Progress, member_mesh
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
+from nst_jax.memory import check_memory
+from nst_jax.metrics import Evaluator
 from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, stylize_multiscale
+from nst_jax.normalize import normalize_vgg19
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
+from nst_jax.plan import Plan, make_plan
 from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
 from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax.vgg_io import load_vgg19
@@ -43,7 +54,9 @@ __all__ = [
     "VGG19",
     "LossConfig",
     "LossWeights",
+    "Plan",
     "Weights",
+    "Evaluator",
     "MultiScaleResult",
     "NSTError",
     "NumericalError",
@@ -58,6 +71,7 @@ __all__ = [
     "VGGParams",
     "__version__",
     "autodiff_mode",
+    "check_memory",
     "compute_targets",
     "content_loss",
     "data",
@@ -69,6 +83,8 @@ __all__ = [
     "loss_weights",
     "make_weights",
     "make_loss",
+    "make_plan",
+    "normalize_vgg19",
     "make_stylizer",
     "member_mesh",
     "preprocess",

@@ -11,9 +11,11 @@ OFF = "off"
 
 
 def default_cache_dir() -> str:
-    """``$NST_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/nst_jax/jax``, else ``~/.cache/nst_jax/jax``.
+    """The directory :func:`enable_compilation_cache` uses by default.
 
-    ``NST_JAX_CACHE_DIR=off`` turns the cache off by default.
+    Returns:
+        ``$NST_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/nst_jax/jax``, else ``~/.cache/nst_jax/jax``
+        (``NST_JAX_CACHE_DIR=off`` turns the cache off by default).
     """
     if os.environ.get("NST_JAX_CACHE_DIR"):
         return os.environ["NST_JAX_CACHE_DIR"]

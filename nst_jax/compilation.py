@@ -40,6 +40,10 @@ import threading
 import time
 from typing import Any
 
+from nst_jax.cache import default_cache_dir, enable_compilation_cache
+
+__all__ = ["CompileStats", "ProgramRecord", "default_cache_dir", "enable_compilation_cache"]
+
 TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"

@@ -24,6 +24,13 @@ from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax.statistics import STATISTICS, UNITS
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, layer_level
 
+__all__ = [
+    "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "INITS", "LOSS_UNITS", "MODES",
+    "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS",
+    "TRANSFER_ITERATIONS", "LossConfig", "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights",
+    "stack_weights",
+]
+
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 INITS = ("noise", "content", "image")
@@ -131,10 +138,33 @@ class LossConfig:
         return LossConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossConfig)})
 
 
+# StylizeConfig.shape_bucket on a GPU or TPU (CLI --shape-bucket auto).
+AUTO_SHAPE_BUCKET = 128
+
+
+def auto_shape_bucket(loss_units: str, tile_size: int) -> int:
+    """The shape bucket for this backend: :data:`AUTO_SHAPE_BUCKET` on a GPU or TPU (compiling costs
+    far more than running there), 0 on a CPU (where the canvas's extra pixels cost more than a
+    compile), and 0 where buckets do not apply (paper units, tiled evaluation).
+
+    Args:
+        loss_units: ``StylizeConfig.loss_units``.
+        tile_size: ``StylizeConfig.tile_size`` (0 = dense).
+
+    Returns:
+        A ``StylizeConfig.shape_bucket`` value.
+    """
+    if loss_units != "relative" or tile_size or jax.default_backend() == "cpu":
+        return 0
+    return AUTO_SHAPE_BUCKET
+
+
 # The default step counts of StylizeConfig.iterations, per mode (see make_weights for how the
 # transfer one was chosen; reconstructions start from noise and need many more).
 TRANSFER_ITERATIONS = 40
 RECONSTRUCTION_ITERATIONS = 500
+# The smallest level of a multi-scale run (nst_jax.pyramid_sizes), longest side in pixels.
+DEFAULT_MIN_SIZE = 128
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = ["NSTError", "NumericalError", "OutputExists", "clean", "one_line"]
+
 
 class NSTError(Exception):
     """A bad input, file or setting, described in one line.
@@ -48,12 +50,27 @@ class OutputExists(NSTError):
 
 
 def clean(text: object) -> str:
-    """``text`` with every control or format character (terminal escapes, bidi overrides) removed."""
+    """Text safe to print on a terminal.
+
+    Args:
+        text: Anything; its ``str`` is taken.
+
+    Returns:
+        The text with every control or format character (terminal escapes, bidi overrides) removed.
+    """
     return "".join(ch for ch in str(text) if not unicodedata.category(ch).startswith("C"))
 
 
 def one_line(err: BaseException | str, limit: int | None = 200) -> str:
-    """An exception (or text) as one printable line: its message (or its type), whitespace collapsed,
-    control characters removed, cut at ``limit`` characters."""
+    """An exception (or text) as one printable line.
+
+    Args:
+        err: The exception or text.
+        limit: The longest line returned (None: no limit); longer ones end in ``...``.
+
+    Returns:
+        Its message (its type's name when the message is empty), whitespace collapsed, control
+        characters removed (:func:`clean`), cut at ``limit`` characters.
+    """
     text = clean(" ".join(str(err).split())) or type(err).__name__
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

@@ -126,10 +126,20 @@ def _gib(n: int) -> str:
 
 def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None,
                  *, min_side: int = 32) -> dict[str, float]:
-    """Raises NSTError if the run would not fit in memory, with the estimate, the limit and a size that fits.
+    """Checks before any compute that a run fits in the memory available to it.
+
+    Args:
+        config: The run's ``StylizeConfig``.
+        shape: ``(H, W, 3)`` of the optimised image (a plan's ``canvas``).
+        style_shape: ``(H_s, W_s, 3)`` of the largest style image (None: the same as ``shape``).
+        min_side: The smallest side a suggested smaller size may have.
 
     Returns:
-        The estimate (:func:`estimate_bytes`) when it fits.
+        The estimate in bytes by part (:func:`estimate_bytes`) when it fits.
+
+    Raises:
+        NSTError: If it would not fit: the message gives the estimate, the limit and a size (or a
+            tile size) that fits.
     """
     parts = estimate_bytes(config, shape, style_shape)
     limit, source = available_bytes()

@@ -115,8 +115,21 @@ def load_scales(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, n
     return {name: arrays[name] for name, _, _ in CONV_LAYERS}, meta, digest
 
 
-def normalize(vgg: VGGParams, path: str | os.PathLike[str] | None = None) -> VGGParams:
-    """``vgg`` with the stored normalisation applied; its ``sha256`` combines both files' digests."""
+def normalize_vgg19(vgg: VGGParams, path: str | os.PathLike[str] | None = None) -> VGGParams:
+    """The VGG-19 rescaled so that every ReLU channel has mean 1 over the calibration images (Gatys et
+    al.'s normalised network): the same features up to a positive scale per channel.
+
+    Args:
+        vgg: Parameters from :func:`nst_jax.load_vgg19` (not modified).
+        path: The stored per-channel means; the shipped ones if None.
+
+    Returns:
+        The rescaled parameters; their ``sha256`` combines both files' digests, so run records
+        tell the two networks apart.
+
+    Raises:
+        NSTError: If the means file or its sidecar is missing, corrupt or misshapen.
+    """
     means, meta, digest = load_scales(path)
     combined = hashlib.sha256(f"{vgg.sha256}+{digest}".encode()).hexdigest()
     return dataclasses.replace(vgg, params=normalized_params(vgg.params, means), sha256=combined,

@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nst_jax import image as image_files
-from nst_jax.cache import default_cache_dir, enable_compilation_cache
+from nst_jax import files, load_vgg19, normalize_vgg19
+from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
+    AUTO_SHAPE_BUCKET,
     COLOURS,
     DEFAULT_LOSS_WEIGHTS,
     INITS,
@@ -33,16 +34,16 @@ from nst_jax.config import (
     MODE_DEFAULTS,
     MODES,
     OPTIMIZERS,
+    POOLINGS,
+    PRECISIONS,
     RECONSTRUCTION_ITERATIONS,
     STYLE_LOSSES,
     TRANSFER_ITERATIONS,
     StylizeConfig,
+    auto_shape_bucket,
     make_weights,
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
-from nst_jax.plan import AUTO_SHAPE_BUCKET, auto_shape_bucket
-from nst_jax.vgg import POOLINGS, PRECISIONS
-from nst_jax.vgg_io import DEFAULT_VGG_FILE
 
 VGG_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
@@ -132,7 +133,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
              "--masks region")
     g["basics"].add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
                              help="transfer; content reconstruction; style reconstruction (texture synthesis)")
-    g["basics"].add_argument("--size", type=integer, default=image_files.DEFAULT_SIZE,
+    g["basics"].add_argument("--size", type=integer, default=files.DEFAULT_SIZE,
                              help="longest side of the output, pixels")
     g["basics"].add_argument("--iterations", type=integer, default=CONFIG_DEFAULTS["iterations"],
                              help=f"optimiser steps [default: {TRANSFER_ITERATIONS} in transfer mode, "
@@ -193,8 +194,9 @@ def _add_advanced_arguments(g) -> None:
                    help="relative: every term normalised, the same weights at any size; paper: Gatys et al.'s "
                         "eqs. 1 and 4 (the content term grows with the pixel count)")
     g.add_argument("--vgg", default="original", metavar="original|normalized|FILE",
-                   help=f"VGG-19 parameters: the shipped ones ({DEFAULT_VGG_FILE.name}), the shipped ones normalised "
-                        "so every filter's mean activation is 1 (as in the paper), or a converted parameter file")
+                   help=f"VGG-19 parameters: the shipped ones ({files.DEFAULT_VGG_FILE.name}), the shipped ones "
+                        "normalised so every filter's mean activation is 1 (as in the paper), or a converted "
+                        "parameter file")
 
 
 def add_cache_argument(p: argparse.ArgumentParser) -> None:
@@ -257,8 +259,8 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 
 def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
-    if not image_files.MIN_SIZE <= args.size <= image_files.MAX_SIZE:
-        raise NSTError(f"--size must be between {image_files.MIN_SIZE} and {image_files.MAX_SIZE}, got {args.size}")
+    if not files.MIN_SIZE <= args.size <= files.MAX_SIZE:
+        raise NSTError(f"--size must be between {files.MIN_SIZE} and {files.MAX_SIZE}, got {args.size}")
     init = args.init if args.init is None or (args.init in INITS and args.init != "image") else "image"
     styles = args.style or []
     if args.masks is not None and len(args.masks) != max(len(styles), 1):
@@ -277,25 +279,19 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
 
 def load_vgg(choice: str):
     """The VGG-19 parameters for ``--vgg``: ``original``, ``normalized`` or a file."""
-    from nst_jax.vgg_io import load_vgg19
-
     vgg = load_vgg19(None if choice in VGG_CHOICES else choice)
-    if choice == "normalized":
-        from nst_jax.normalize import normalize
-
-        vgg = normalize(vgg)
-    return vgg
+    return normalize_vgg19(vgg) if choice == "normalized" else vgg
 
 
 def input_files(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(role, path)`` of every file a run reads (never to be written): images, masks, VGG file and its checksum."""
-    files = [("content image", args.content)] + [("style image", s) for s in args.style or []]
-    files += [("mask", m) for m in args.masks or []]
+    named = [("content image", args.content)] + [("style image", s) for s in args.style or []]
+    named += [("mask", m) for m in args.masks or []]
     if args.init is not None and args.init not in INITS:
-        files.append(("init image", args.init))
-    vgg = DEFAULT_VGG_FILE if args.vgg in VGG_CHOICES else args.vgg
-    files += [("VGG file", vgg), ("VGG checksum file", f"{vgg}.sha256")]
-    return [(role, str(path)) for role, path in files if path]
+        named.append(("init image", args.init))
+    vgg = files.DEFAULT_VGG_FILE if args.vgg in VGG_CHOICES else args.vgg
+    named += [("VGG file", vgg), ("VGG checksum file", f"{vgg}.sha256")]
+    return [(role, str(path)) for role, path in named if path]
 
 
 def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
@@ -312,22 +308,22 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
     if config.uses_style and not args.style:
         raise NSTError(f"--style is required in {config.mode} mode")
     vgg = load_vgg(args.vgg)
-    content = image_files.load_image(args.content, args.size) if config.uses_content else None
+    content = files.load_image(args.content, args.size) if config.uses_content else None
     style = None
     if config.uses_style:
         # Loaded at the size the style scale asks for (the library's resize is then a no-op).
         style_size = args.size if config.style_scale is None else round(config.style_scale * args.size)
-        style = [image_files.load_image(path, style_size) for path in args.style]
+        style = [files.load_image(path, style_size) for path in args.style]
         style = style[0] if len(style) == 1 else style
     init_image = None
     if config.init == "image":
-        init_image = image_files.load_image(args.init, args.size)
+        init_image = files.load_image(args.init, args.size)
         if content is not None and init_image.shape != content.shape:
             raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
                            f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
     masks = None
     if args.masks is not None:
-        masks = [np.asarray(image_files.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
+        masks = [np.asarray(files.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
     return vgg, content, style, init_image, masks
 
 

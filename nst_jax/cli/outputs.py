@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import checkpoint as ckpt
-from nst_jax import image as image_files
+from nst_jax import files
 from nst_jax.cli import common
 from nst_jax.cli.common import EXIT_CONFLICT, Exit
 from nst_jax.errors import NSTError, OutputExists
@@ -33,8 +32,7 @@ def resumed_output(checkpoint: pathlib.Path, recorded: Any) -> pathlib.Path:
     name = checkpoint.name
     stem = name[: -len(".ckpt.npz")] if name.endswith(".ckpt.npz") and len(name) > 9 else checkpoint.stem
     suffix = pathlib.Path(recorded).suffix.lower() if isinstance(recorded, str) else ""
-    known = image_files.Image.registered_extensions()
-    return checkpoint.with_name(stem + (suffix if suffix in known and known[suffix] in ("PNG", "JPEG") else ".png"))
+    return checkpoint.with_name(stem + (suffix if files.image_format(suffix) in ("PNG", "JPEG") else ".png"))
 
 
 def intermediate_path(output: pathlib.Path, step: int) -> pathlib.Path:
@@ -119,7 +117,7 @@ def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoin
 
 
 def locations(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
-    output = image_files.check_output_path(args.output)
+    output = files.check_output_path(args.output)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
     args.checkpoint = str(checkpoint)
@@ -137,7 +135,7 @@ class Writer:
         self.checkpoint_written = job.args.overwrite or resuming_here
 
     def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
-        image_files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
+        files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
 
     def intermediate(self, step: int, image: np.ndarray) -> None:
         try:
@@ -146,7 +144,7 @@ class Writer:
             self.conflicts.append(err)
 
     def checkpoint(self, progress, notes: dict) -> None:
-        ckpt.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
+        files.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
         self.checkpoint_written = True
 
     def has_checkpoint(self) -> bool:

@@ -23,19 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import __version__
-from nst_jax import checkpoint as ckpt
-from nst_jax import image as image_files
-from nst_jax import record as run_records
+from nst_jax import (
+    Plan,
+    __version__,
+    check_memory,
+    files,
+    make_plan,
+    make_weights,
+    pyramid_sizes,
+    stylize,
+    stylize_multiscale,
+)
 from nst_jax.cli import common, outputs
 from nst_jax.cli.common import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
 from nst_jax.cli.saved import validated
 from nst_jax.compilation import CompileStats
-from nst_jax.config import INITS, StylizeConfig, Weights, make_weights
+from nst_jax.config import DEFAULT_MIN_SIZE, INITS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError, OutputExists
-from nst_jax.memory import check_memory
-from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
-from nst_jax.plan import Plan, make_plan
 
 # Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
 LOCATIONS = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache")
@@ -174,7 +178,7 @@ class Job:
         output: The output image's path.
         checkpoint: The checkpoint's path.
         vgg: The VGG-19 parameters.
-        plan: The checked inputs (:func:`nst_jax.plan.make_plan`).
+        plan: The checked inputs (:func:`nst_jax.make_plan`).
         sizes: The levels' longest sides (one level without ``--scales``).
         iterations: Steps per level.
         resume: The checkpoint being continued, if any.
@@ -191,7 +195,7 @@ class Job:
     plan: Plan
     sizes: list[int]
     iterations: list[int]
-    resume: ckpt.Checkpoint | None
+    resume: files.Checkpoint | None
     record: dict[str, Any]
     stop_at: int | None = None
 
@@ -217,7 +221,7 @@ def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
 
 def _resumed(args: argparse.Namespace, given: set[str]):
     path = pathlib.Path(args.resume)
-    resume = ckpt.load_checkpoint(path)
+    resume = files.load_checkpoint(path)
     recorded = resume.notes.get("args")
     args = with_saved_args(args, given, recorded, f"checkpoint {path}", keep=("save_every", "checkpoint_every"))
     args.resume = str(path)
@@ -230,11 +234,11 @@ def _resumed(args: argparse.Namespace, given: set[str]):
 
 def _rerun(args: argparse.Namespace, given: set[str]):
     source = pathlib.Path(args.rerun)
-    found = run_records.read_record(source)
+    found = files.read_record(source)
     if found is None:
         raise NSTError(f"{source} carries no nst_jax run record (was it written by nst-jax, as PNG or JPEG?)")
     what = f"the run record of {source}"
-    found = run_records.checked(found, what)
+    found = files.check_record(found, what)
     args = with_saved_args(args, given, found["args"], what)
     args.rerun = str(source)
     if "output" not in given:
@@ -262,7 +266,7 @@ def _settings(args: argparse.Namespace):
 
 
 def _verify_rerun(found: dict, run: dict, source: str, iterations: int) -> int | None:
-    diffs = ckpt.differences(found["run"], run)
+    diffs = files.run_differences(found["run"], run)
     if diffs:
         raise NSTError(f"cannot make {source} again: this run differs: {'; '.join(diffs)}")
     step = found["step"]
@@ -288,10 +292,10 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
     plan = make_plan(config, content=content, style=style, init=init, masks=masks)
     check_memory(config, plan.canvas, plan.largest_style_shape)
     levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
-    run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
+    run = files.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
     stop_at = None if found is None else _verify_rerun(found, run, args.rerun, config.iterations)
-    record = {"format": run_records.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
-    run_records.check_fits(record, image_files.Image.registered_extensions()[output.suffix.lower()])
+    record = {"format": files.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
+    files.check_record_fits(record, files.image_format(output))
     return Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
 
 
@@ -358,8 +362,6 @@ def _outcome(job: Job, writer: outputs.Writer, err: BaseException) -> BaseExcept
 
 
 def run_single(job: Job) -> int:
-    from nst_jax import stylize
-
     args, config = job.args, job.config
     writer, notes = outputs.Writer(job), {"args": job.record["args"]}
     start = job.resume.step if job.resume else 0
