@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=256, help="longest side in pixels (default 256)")
     parser.add_argument("--iterations", type=int, default=100, help="steps per image (default 100)")
-    parser.add_argument("--shape-bucket", default="auto", help="passed to nst-jax (default auto)")
+    parser.add_argument("--shape-bucket", default="128",
+                        help="passed to nst-jax (default 128: the four aspect ratios share canvases; auto: 0 on a CPU)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in [*CONTENTS, STYLE] if not p.is_file()]
     if missing:
