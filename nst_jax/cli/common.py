@@ -382,9 +382,9 @@ class Bar:
             self.bar = measured_tqdm()(unit="it", dynamic_ncols=True, **self.kwargs)
         if seconds is not None and seconds > 0 and step > self.initial:
             self.bar.measured_rate = (step - self.initial) / seconds
-        self.bar.update(step - self.bar.n)
         if postfix:
-            self.bar.set_postfix(**postfix)
+            self.bar.set_postfix(refresh=False, **postfix)  # shown by the update: the loss of this step
+        self.bar.update(step - self.bar.n)
 
     def close(self) -> None:
         """Closes the bar (again: nothing)."""
