@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
             separate.append(seconds)
             print(f"separate run {i + 1} ({content.name}): {seconds:.1f} s ({compiled(out)})")
     total = sum(separate)
-    print(f"size {args.size} px, {args.iterations} iterations: one command {batch:.1f} s, "
+    steps = f"{args.iterations} iteration{'s' if args.iterations != 1 else ''}"
+    print(f"size {args.size} px, {steps}: one command {batch:.1f} s, "
           f"{len(CONTENTS)} separate runs {total:.1f} s (ratio {total / batch:.2f})")
 
 
