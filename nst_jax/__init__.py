@@ -27,6 +27,7 @@ API, as any other program would.
 __version__ = "0.3.0"
 __docformat__ = "google"
 
+from nst_jax import data
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, member_mesh
@@ -73,6 +74,7 @@ __all__ = [
     "check_memory",
     "compute_targets",
     "content_loss",
+    "data",
     "extract_features",
     "gram_matrix",
     "load_image",

@@ -42,6 +42,14 @@ def vgg():
 
 
 @pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory):
+    """The package's wheel, built once per session and installed into a fresh venv (tests/wheel.py)."""
+    from .wheel import build_and_install
+
+    return build_and_install(tmp_path_factory.mktemp("packaging"))
+
+
+@pytest.fixture(scope="session")
 def shared_images():
     if not (SHARED_IMAGES / "tubingen.jpg").is_file():
         pytest.skip("../shared/images is absent")
