@@ -16,10 +16,11 @@ may vary a pytree (:class:`Weights`), and the VGG parameters travel with their i
 convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
 with one line. Importing the package changes no environment variable and no JAX setting.
 
-The public API is this package's ``__all__`` and four public modules, each with its own
+The public API is this package's ``__all__`` and five public modules, each with its own
 ``__all__``: :mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.files`
-(images, run records, checkpoints, figures), :mod:`nst_jax.errors` and
-:mod:`nst_jax.compilation` (compile statistics, the persistent compilation cache). The other
+(images, run records, checkpoints, figures), :mod:`nst_jax.errors`,
+:mod:`nst_jax.compilation` (compile statistics, the persistent compilation cache) and
+:mod:`nst_jax.data` (two small sample images). The other
 modules are the implementation; the command-line tools (:mod:`nst_jax.cli`) use only the public
 API, as any other program would.
 """
@@ -27,6 +28,7 @@ API, as any other program would.
 __version__ = "0.3.0"
 __docformat__ = "google"
 
+from nst_jax import data
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, member_mesh
@@ -73,6 +75,7 @@ __all__ = [
     "check_memory",
     "compute_targets",
     "content_loss",
+    "data",
     "extract_features",
     "gram_matrix",
     "load_image",

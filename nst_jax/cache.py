@@ -23,7 +23,7 @@ def default_cache_dir() -> str:
     return os.path.join(base, "nst_jax", "jax")
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.Path | None:
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> pathlib.Path | None:
     """Stores every compiled program under ``path`` (:func:`default_cache_dir` if None).
 
     Args:

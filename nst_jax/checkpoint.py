@@ -124,7 +124,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, *, replace: bool = True) -> None:
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint, *, replace: bool = True) -> None:
     """Writes a checkpoint atomically: a temporary file in the same directory, renamed into place.
 
     Args:
@@ -178,7 +178,7 @@ def _leaves(arrays: dict, meta: dict, path: pathlib.Path) -> tuple[list[np.ndarr
     return leaves, history
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Reads a checkpoint, which is untrusted: sizes, entries, types and values are checked.
 
     Args:

@@ -80,13 +80,13 @@ class ProgramRecord:
 class _Collector:
     """The process-wide listener: an append-only log of programs and running totals."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self) -> None:
+        self.lock: threading.Lock = threading.Lock()
         self.records: list[ProgramRecord] = []
         self.totals: dict[str, float] = {"trace": 0.0, "lower": 0.0, "compile": 0.0, "saved": 0.0}
         self.counts: dict[str, int] = {"traces": 0, "lowerings": 0}
         # Per thread: what the program now being compiled has recorded so far.
-        self.pending = threading.local()
+        self.pending: threading.local = threading.local()
         self.shapes: dict[str, list[str]] = {}
 
     def _pending(self) -> dict[str, Any]:
@@ -260,7 +260,7 @@ class CompileStats:
     def __enter__(self) -> CompileStats:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _window(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -46,7 +47,7 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> None:
         raise NSTError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
 
 
-def tile_alignment(layers) -> int:
+def tile_alignment(layers: Iterable[str]) -> int:
     """What tile sizes and halos must be multiples of for ``layers``: ``max(16, 2^k)``, ``k`` the
     number of poolings before the deepest layer (so pooling windows line up across tiles)."""
     return max(TILE_ALIGNMENT, 2 ** max(layer_level(name) for name in layers))
@@ -95,7 +96,7 @@ class LossConfig:
     loss_units: Literal["relative", "paper"] = "relative"
     tile_size: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for field in ("content_layers", "style_layers"):
             object.__setattr__(self, field, check_layers(getattr(self, field), field.replace("_", " ")))
         _choice(self.mode, MODES, "mode")
@@ -217,7 +218,7 @@ class StylizeConfig(LossConfig):
     preserve_colour: Literal["none", "luminance", "match"] = "none"
     shape_bucket: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         _choice(self.optimizer, OPTIMIZERS, "optimizer")
         if self.shape_bucket:
@@ -393,7 +394,7 @@ def make_weights(
                        learning_rate=f32(learning_rate), ema_decay=f32(ema_decay))
 
 
-def stack_weights(members) -> Weights:
+def stack_weights(members: Sequence[Weights]) -> Weights:
     """Stacks per-member :class:`Weights` into one pytree with a leading ``[K]`` member axis.
 
     Args:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["NSTError", "NumericalError", "OutputExists", "clean", "one_line"]
 
@@ -26,12 +28,13 @@ class NumericalError(NSTError):
         level: The multi-scale level that failed (0 for a single-scale run); ``step`` counts its steps.
     """
 
-    def __init__(self, message: str, *, step: int, image, members=(0,), level: int = 0):
+    def __init__(self, message: str, *, step: int, image: Any, members: Iterable[int] = (0,),
+                 level: int = 0) -> None:
         super().__init__(message)
-        self.step = step
-        self.image = image
-        self.members = [int(m) for m in members]
-        self.level = level
+        self.step: int = step
+        self.image: Any = image
+        self.members: list[int] = [int(m) for m in members]
+        self.level: int = level
 
 
 class OutputExists(NSTError):
@@ -42,8 +45,9 @@ class OutputExists(NSTError):
         saved_as: Where the new file went instead (beside ``path``), or None if nowhere.
     """
 
-    def __init__(self, path: str | os.PathLike, saved_as: str | os.PathLike | None):
-        self.path, self.saved_as = path, saved_as
+    def __init__(self, path: str | os.PathLike[str], saved_as: str | os.PathLike[str] | None):
+        self.path: str | os.PathLike[str] = path
+        self.saved_as: str | os.PathLike[str] | None = saved_as
         where = f"; this run's file is saved beside it as {saved_as}" if saved_as else ""
         super().__init__(f"{path} appeared while this run was going on and was kept{where}")
 

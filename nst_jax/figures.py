@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -78,7 +79,7 @@ def labelled_grid(
     return sheet
 
 
-def save_sheet(path: str | os.PathLike, sheet: Image.Image) -> None:
+def save_sheet(path: str | os.PathLike[str], sheet: Image.Image) -> None:
     """Writes a PIL image atomically (temporary file in the same directory + rename).
 
     Args:
@@ -89,7 +90,7 @@ def save_sheet(path: str | os.PathLike, sheet: Image.Image) -> None:
         sheet.save(f, format=image_format(path))
 
 
-def save_reduced(path: str | os.PathLike, image: Image.Image, limit: int = 512) -> Image.Image:
+def save_reduced(path: str | os.PathLike[str], image: Image.Image, limit: int = 512) -> Image.Image:
     """Writes ``image`` shrunk (aspect kept, never enlarged) to at most ``limit`` px on its longest
     side, atomically, as JPEG (quality 90) or PNG by the suffix; returns the reduced image."""
     reduced = image.convert("RGB")
@@ -100,7 +101,7 @@ def save_reduced(path: str | os.PathLike, image: Image.Image, limit: int = 512) 
     return reduced
 
 
-def save_json(path: str | os.PathLike, data) -> None:
+def save_json(path: str | os.PathLike[str], data: Any) -> None:
     """Writes JSON atomically (temporary file in the same directory + rename), indented.
 
     Args:

@@ -209,7 +209,7 @@ def image_format(path: str | os.PathLike[str]) -> str | None:
     return Image.registered_extensions().get(pathlib.Path(path).suffix.lower())
 
 
-def check_output_path(path: str | os.PathLike) -> pathlib.Path:
+def check_output_path(path: str | os.PathLike[str]) -> pathlib.Path:
     """Checks that an image can be written at ``path`` before any compute is spent, by writing a tiny one
     of the same format to a temporary file in the same directory.
 

@@ -43,7 +43,7 @@ def as_image(x: ArrayLike, what: str, *, min_size: int = MIN_SIZE) -> np.ndarray
     return arr
 
 
-def style_list(style: Any) -> list:
+def style_list(style: Any) -> list[Any]:
     """A style argument (one image, or a list or tuple of them) as a list."""
     return list(style) if isinstance(style, (list, tuple)) else [style]
 

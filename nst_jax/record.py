@@ -85,7 +85,7 @@ def _decoded(text: str) -> str:
     return out.decode()
 
 
-def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The run record stored in an image by :func:`nst_jax.save_image`.
 
     Args:

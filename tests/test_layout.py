@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import pathlib
 
 import pytest
@@ -13,7 +14,7 @@ import nst_jax
 
 PACKAGE = pathlib.Path(nst_jax.__file__).resolve().parent
 # The modules besides the package itself whose __all__ is public (named in nst_jax's docstring).
-PUBLIC_MODULES = ("nst_jax.config", "nst_jax.files", "nst_jax.errors", "nst_jax.compilation")
+PUBLIC_MODULES = ("nst_jax.config", "nst_jax.files", "nst_jax.errors", "nst_jax.compilation", "nst_jax.data")
 
 
 def nst_jax_imports(path: pathlib.Path) -> list[tuple[str, str | None, int]]:
@@ -73,3 +74,15 @@ def test_public_modules_export_what_they_define(module):
     assert len(set(mod.__all__)) == len(mod.__all__)
     missing = [name for name in mod.__all__ if not hasattr(mod, name)]
     assert not missing, missing
+
+
+def test_no_function_has_more_than_60_lines_of_its_own():
+    spec = importlib.util.spec_from_file_location("layout_report", PACKAGE.parent / "scripts" / "layout_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    sample = ast.parse('def f(x):\n    """Doc\n\n    more."""\n    y = x\n\n    def g():\n        return 1\n'
+                       '    # a comment\n    return y\n')
+    assert report.functions(sample) == [("f", 4), ("f.g", 1)]  # y =, the blank, the comment, return
+    long = [(name, n) for path, source in report.modules_at(None).items()
+            for name, n in report.functions(ast.parse(source)) if n > 60]
+    assert not long, long

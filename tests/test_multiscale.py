@@ -101,7 +101,7 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
     common = [tmp_path / "content.png", tmp_path / "style.png", "--size", 48, "--content-layer", "relu1_1",
               "--style-layers", "relu1_1", "--optimizer", "adam", "--scales", 2, "--min-size", 32,
               "--scale-iterations", 4, 3, "--save-every", 2, "--checkpoint-every", 2]
-    code, out, err = nst_in_process(capsys, *common, "-o", tmp_path / "ref.png")
+    code, out, err = nst_in_process(capsys, *common, "-o", tmp_path / "ref.png", "--preview", tmp_path / "live.png")
     assert code == 0, err
     assert "2 scales, longest sides 32, 48 px, 4, 3 iterations" in out
     pixels = lambda name: np.asarray(Image.open(tmp_path / name))  # noqa: E731
@@ -111,6 +111,7 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
     assert saved == ["ref_00002.png", "ref_00004.png", "ref_00006.png"], saved
     assert [pixels(n).shape[:2] for n in saved] == [(32, 27), (32, 27), (48, 40)]
     assert read_record(tmp_path / "ref_00006.png")["step"] == 6
+    np.testing.assert_array_equal(pixels("live.png"), pixels("ref.png"))  # the preview ends as the output
     assert load_checkpoint(tmp_path / "ref.ckpt.npz").run["inputs"]["level"]["index"] == 1
 
     original = nst_jax.files.save_image

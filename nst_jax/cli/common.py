@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -123,10 +124,18 @@ def groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
     return p._nst_groups
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Inputs and static settings common to every tool that runs an optimisation."""
+def add_run_arguments(p: argparse.ArgumentParser, *, several_contents: bool = False) -> None:
+    """Inputs and static settings common to every tool that runs an optimisation (``several_contents``:
+    ``--content`` takes one or more photos; one is recorded as a plain path, as without it)."""
     g = groups(p)
-    g["basics"].add_argument("--content", help="content photo (transfer and content modes)")
+    if several_contents:
+        action = g["basics"].add_argument(
+            "--content", nargs="+", metavar="IMAGE",
+            help="content photo(s) (transfer and content modes); several are each stylized on their own, into "
+                 "--output as a directory, sharing compiled programs where their shapes allow")
+        action.scalar_if_single = True  # nst_jax.cli.saved reads a recorded single path back
+    else:
+        g["basics"].add_argument("--content", help="content photo (transfer and content modes)")
     g["basics"].add_argument(
         "--style", nargs="+", metavar="IMAGE",
         help="style image(s) (transfer and style modes); several are blended (--style-blend) or each styles one "
@@ -285,7 +294,8 @@ def load_vgg(choice: str):
 
 def input_files(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(role, path)`` of every file a run reads (never to be written): images, masks, VGG file and its checksum."""
-    named = [("content image", args.content)] + [("style image", s) for s in args.style or []]
+    named = [("content image", c) for c in [args.content, *getattr(args, "other_contents", [])]]
+    named += [("style image", s) for s in args.style or []]
     named += [("mask", m) for m in args.masks or []]
     if args.init is not None and args.init not in INITS:
         named.append(("init image", args.init))
@@ -350,32 +360,57 @@ class SignalFlag:
 
 
 class Bar:
-    """The progress bar: started at the first report (after compilation, so its rate measures the steps
-    only), closed once; a context manager."""
+    """The progress bar: started at the first report, closed once; a context manager.
+
+    Its rate and time left come from the optimisation's own measured wall time (``Progress.seconds``:
+    the chunks' wall times, compilation excluded), not from tqdm's clock, which would count the
+    compilation or, started at the first report, almost no time at all. The bar moves when a chunk
+    of compiled steps returns (``StylizeConfig.chunk_size``, 10 steps, fewer where a save, a
+    checkpoint or a preview falls): a per-step callback from inside the compiled program would keep
+    that program out of the
+    persistent compilation cache (JAX does not cache programs with host callbacks).
+    """
 
     def __init__(self, total: int, *, initial: int = 0, desc: str | None = None, disable: bool = False):
         self.kwargs = {"total": total, "initial": initial, "desc": desc, "disable": disable}
-        self.bar = None
+        self.initial = initial
+        self.bar: Any = None
 
-    def update(self, step: int, **postfix: str) -> None:
+    def update(self, step: int, seconds: float | None = None, **postfix: str) -> None:
+        """Moves the bar to ``step``; ``seconds``: optimisation time for the steps since ``initial``."""
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(unit="it", dynamic_ncols=True, **self.kwargs)
-        self.bar.update(step - self.bar.n)
+            self.bar = measured_tqdm()(unit="it", dynamic_ncols=True, **self.kwargs)
+        if seconds is not None and seconds > 0 and step > self.initial:
+            self.bar.measured_rate = (step - self.initial) / seconds
         if postfix:
-            self.bar.set_postfix(**postfix)
+            self.bar.set_postfix(refresh=False, **postfix)  # shown by the update: the loss of this step
+        self.bar.update(step - self.bar.n)
 
     def close(self) -> None:
+        """Closes the bar (again: nothing)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-    def __enter__(self):
+    def __enter__(self) -> Bar:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def measured_tqdm() -> type:
+    """A tqdm class whose rate (and so its time left) is ``measured_rate``, unknown ("?") until set."""
+    from tqdm import tqdm
+
+    class MeasuredTqdm(tqdm):
+        measured_rate: float | None = None
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            return {**super().format_dict, "rate": self.measured_rate}
+
+    return MeasuredTqdm
 
 
 def loss_line(last: dict) -> str:

@@ -88,6 +88,38 @@ def _no_clobber(args: argparse.Namespace, output: pathlib.Path, checkpoint: path
         raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
 
 
+def destinations(args: argparse.Namespace, output: pathlib.Path,
+                 checkpoint: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+    """``(what, path)`` of every file a run may write, intermediate saves aside."""
+    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
+    return writes + ([("preview", pathlib.Path(args.preview))] if args.preview else [])
+
+
+def check_batch(jobs: list[Any]) -> None:
+    """The runs of one command write distinct files (a shared ``--preview`` aside).
+
+    Raises:
+        NSTError: Naming two runs' clashing destinations.
+    """
+    seen: dict[str, str] = {}
+    for job in jobs:
+        for what, path in destinations(job.args, job.output, job.checkpoint):
+            key = os.path.realpath(path)
+            if what != "preview" and key in seen:
+                raise NSTError(f"the {what} {path} of {job.args.content} is also {seen[key]}; rename a content image")
+            seen[key] = f"the {what} of {job.args.content}"
+
+
+def _foreign_preview(path: str | None) -> bool:
+    """Whether ``path`` holds a file nst-jax did not write (one without a run record)."""
+    if not path or not os.path.lexists(path):
+        return False
+    try:
+        return files.read_record(path) is None
+    except NSTError:
+        return True
+
+
 def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
     """Every file this run may write is distinct from every input and from each other, and (without
     --overwrite) does not exist yet.
@@ -96,7 +128,7 @@ def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoin
         NSTError: Naming the clash.
     """
     inputs = common.input_files(args) + ([("checkpoint being resumed", args.resume)] if args.resume else [])
-    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
+    writes = destinations(args, output, checkpoint)
     for what, dest in writes:
         for role, path in inputs:
             if same_file(dest, path) and not (what == "checkpoint" and role == "checkpoint being resumed"):
@@ -114,10 +146,15 @@ def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoin
                                "choose another output")
     if not args.overwrite:
         _no_clobber(args, output, checkpoint)
+        if _foreign_preview(args.preview):
+            raise NSTError(f"--preview {args.preview} exists and was not written by nst-jax; choose another path, "
+                           "or pass --overwrite to replace it")
 
 
 def locations(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
     output = files.check_output_path(args.output)
+    if args.preview:
+        files.check_output_path(args.preview)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
     args.checkpoint = str(checkpoint)
@@ -136,6 +173,14 @@ class Writer:
 
     def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
         files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
+
+    def preview(self, step: int, image: Any, level_step: int | None = None) -> None:
+        """Replaces the ``--preview`` file (if any) with ``image`` at ``step``, atomically; ``--preview-every``
+        counts ``level_step``, the step within a multi-scale level, where given (as ``--save-every`` does)."""
+        path, every = self.job.args.preview, self.job.args.preview_every
+        counted = step if level_step is None else level_step
+        if path and (not every or counted % every == 0 or step == self.job.total):
+            files.save_image(path, np.clip(np.asarray(image), 0.0, 1.0), record={**self.job.record, "step": step})
 
     def intermediate(self, step: int, image: np.ndarray) -> None:
         try:

@@ -2,6 +2,7 @@
 
   nst-jax photo.jpg painting.jpg -o out.png
   nst-jax --content photo.jpg --style painting.jpg --output out.png
+  nst-jax a.jpg b.jpg c.jpg painting.jpg -o outdir/     (each photo on its own, one compile per shape)
 
 Every default comes from the library (``StylizeConfig``, ``make_weights``,
 ``nst_jax.image.DEFAULT_SIZE``). Every argument, input file, output location, the VGG parameters
@@ -34,7 +35,7 @@ from nst_jax import (
     resumed_level,
     stylize_multiscale,
 )
-from nst_jax.cli import common, outputs
+from nst_jax.cli import batch, common, outputs
 from nst_jax.cli.common import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
 from nst_jax.cli.saved import validated
 from nst_jax.compilation import CompileStats
@@ -44,8 +45,8 @@ from nst_jax.errors import NSTError, NumericalError, OutputExists
 # Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
 LOCATIONS = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache")
 # Options that may differ when resuming or rerunning: they do not change the result.
-RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every")
-PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint")
+RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every", "preview", "preview_every")
+PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint", "preview")
 EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
           "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
           "system (disk full, permission denied, out of memory); 6 a file appeared at an output during the run "
@@ -56,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = common.OneLineParser(prog="nst-jax", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"nst_jax {__version__}")
     g = common.groups(p)
-    g["basics"].add_argument("images", nargs="*", metavar="CONTENT STYLE",
-                             help="the content photo and the style image (instead of --content and --style)")
-    common.add_run_arguments(p)
+    g["basics"].add_argument("images", nargs="*", metavar="CONTENT [CONTENT ...] STYLE",
+                             help="the content photo(s) and the style image (instead of --content and --style)")
+    common.add_run_arguments(p, several_contents=True)
     g["basics"].add_argument("-o", "--output", help="output image (.png, .jpg, ...) [default: CONTENT_STEM-"
-                             "STYLE_STEM.png with CONTENT STYLE; required with --content and --style]")
+                             "STYLE_STEM.png with CONTENT STYLE; required with --content and --style]; with several "
+                             "content images, the directory of their CONTENT_STEM-STYLE_STEM.png [default: .]")
     common.add_weight_arguments(p)
     g["quality"].add_argument("--style-blend", nargs="+", type=float, metavar="B",
                               help="blend weights of several --style images, normalised to sum 1 [default: equal]")
@@ -74,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_output_arguments(g) -> None:
+    g.add_argument("--preview", metavar="PATH",
+                   help="an image file replaced (atomically) with the current result as the run goes, for a viewer "
+                        "to keep open; an existing file there is replaced only if nst-jax wrote it, or with "
+                        "--overwrite")
+    g.add_argument("--preview-every", type=common.integer, default=0, metavar="N",
+                   help="refresh --preview every N iterations (0: whenever a chunk of compiled steps "
+                        "returns: every 10 by default)")
     g.add_argument("--save-every", type=common.integer, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (of each level with --scales; 0: never)")
     g.add_argument("--overwrite", action="store_true",
@@ -109,12 +118,14 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     given = given_options(argv)
     images = args.__dict__.pop("images")
     if images:
-        if len(images) != 2 or args.content is not None or args.style is not None:
-            raise NSTError("give CONTENT STYLE (two paths) or --content and --style, not both")
-        args.content, args.style = images[0], [images[1]]
+        if len(images) < 2 or args.content is not None or args.style is not None:
+            raise NSTError("give CONTENT [CONTENT ...] STYLE (two or more paths) or --content and --style, not both")
+        args.content, args.style = images[:-1], images[-1:]
         given |= {"content", "style"}
-        if args.output is None:
-            args.output = f"{pathlib.Path(images[0]).stem}-{pathlib.Path(images[1]).stem}.png"
+        if args.output is None and len(images) == 2:
+            args.output = str(batch.output_name(images[0], args.style, args.mode))
+    if args.content is not None and len(args.content) == 1:
+        args.content = args.content[0]  # one photo: recorded as a path, as always
     return args, given - {"images"}
 
 
@@ -128,7 +139,7 @@ def given_options(argv: list[str] | None) -> set[str]:
 
 def normalised(args: argparse.Namespace) -> dict:
     """The arguments as JSON values, with absolute paths (a record resumes or reruns from any directory)."""
-    out = {k: v for k, v in vars(args).items() if k != "sizes"}
+    out = {k: v for k, v in vars(args).items() if k not in ("sizes", "other_contents")}
     absolute = lambda path: str(pathlib.Path(path).expanduser().absolute())  # noqa: E731
     for k in PATH_OPTIONS + ("init",):
         if isinstance(out.get(k), list):
@@ -269,7 +280,7 @@ def _rerun(args: argparse.Namespace, given: set[str]):
 def _settings(args: argparse.Namespace):
     if not args.output:
         raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
-    for name in ("save_every", "checkpoint_every"):
+    for name in ("save_every", "checkpoint_every", "preview_every"):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     config = common.run_config(args)
@@ -316,7 +327,8 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
     run = files.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
     stop_at = None if found is None else _verify_rerun(found, run, args.rerun, sum(iterations))
     record = {"format": files.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
-    files.check_record_fits(record, files.image_format(output))
+    for path in [output] + ([args.preview] if args.preview else []):
+        files.check_record_fits(record, files.image_format(path))
     job = Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
     if resume is not None:
         job.start = job.run_step(resumed_level(resume, sizes), resume.step)
@@ -342,18 +354,41 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(argv: list[str] | None) -> int:
     args, given = parse(argv)
+    if isinstance(args.content, list):
+        return run_batch(args)
     job = prepare(args, given if args.resume or args.rerun else None)
-    h, w = job.shape[:2]
     if job.resume is not None:
         common.say(f"resuming {job.args.resume} at step {job.start} of {job.total}; writing {job.output}")
+    with CompileStats() as stats:
+        code = run_job(job)
+    common.say(stats.summary())
+    return code
+
+
+def run_job(job: Job, compiled: bool = False) -> int:
+    """Runs one checked job (``compiled``: an earlier job of this process ran its programs already)."""
+    h, w = job.shape[:2]
     if len(job.sizes) > 1:
         common.say(f"{common.plural(len(job.sizes), 'scale')}, longest sides {', '.join(map(str, job.sizes))} px, "
                    f"{', '.join(map(str, job.iterations))} iterations")
-    common.say(f"compiling for {w}x{h} ...")
+    common.say(f"running {w}x{h} with the programs compiled already ..." if compiled else f"compiling for {w}x{h} ...")
+    return run_levels(job)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Several content photos, one style: every run checked first, then each run on its own."""
+    jobs = [prepare(one) for one in batch.split(args)]
+    outputs.check_batch(jobs)
+    seen = set()
     with CompileStats() as stats:
-        code = run_levels(job)
+        for i, job in enumerate(jobs, 1):
+            common.say(f"[{i}/{len(jobs)}] {job.args.content} -> {job.output}")
+            code = run_job(job, compiled=job.args.scales == 1 and job.plan.canvas in seen)
+            seen.add(job.plan.canvas)
+            if code != EXIT_OK:
+                return code
     common.say(stats.summary())
-    return code
+    return EXIT_OK
 
 
 def _saved_state(job: Job, writer: outputs.Writer) -> str:
@@ -393,14 +428,16 @@ def run_levels(job: Job) -> int:
     args = job.args
     writer, notes = outputs.Writer(job), {"args": job.record["args"]}
     stop = 0 if job.stop_at is None else job.level_step(job.stop_at)[1]
+    seconds: dict[int, float] = {}  # each level's optimisation time so far
     with common.SignalFlag() as flag, common.Bar(job.total, initial=job.start) as bar:
         def on_chunk(level, progress):
-            step = job.run_step(level, progress.step)
-            bar.update(step, loss=f"{progress.terms['total']:.4g}")
+            step, seconds[level] = job.run_step(level, progress.step), progress.seconds
+            bar.update(step, sum(seconds.values()), loss=f"{progress.terms['total']:.4g}")
             if job.stop_at is not None and step == job.stop_at:
                 raise Reached(np.asarray(progress.image))
             if args.save_every and progress.step % args.save_every == 0 and step < job.total:
                 writer.intermediate(step, np.asarray(progress.image))
+            writer.preview(step, progress.image, progress.step)
             periodic = args.checkpoint_every and (progress.step % args.checkpoint_every == 0
                                                   or progress.step == progress.iterations)
             if periodic or flag.signum is not None or (job.resume and step == job.total):
@@ -409,9 +446,10 @@ def run_levels(job: Job) -> int:
                 raise Interrupted(step)
 
         try:
+            sync_every = (args.save_every, args.checkpoint_every, args.preview_every, stop)
             result = stylize_multiscale(job.vgg, sizes=job.sizes, iterations=job.iterations, plan=job.plan,
                                         weights=job.weights, seed=args.seed, callback=on_chunk, resume=job.resume,
-                                        sync_every=(args.save_every, args.checkpoint_every, stop))
+                                        sync_every=sync_every)
         except Reached as reached:
             bar.close()
             writer.image(job.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)

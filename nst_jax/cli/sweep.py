@@ -142,7 +142,8 @@ def run(argv: list[str] | None) -> int:
     with common.Bar(config.iterations, disable=not writer) as bar, CompileStats() as stats:
         result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], plan=plan,
                        batch_size=args.batch_size,
-                       callback=lambda p: bar.update(p.step, mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
+                       callback=lambda p: bar.update(p.step, p.seconds,
+                                                     mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
     if writer:
         common.say(stats.summary())
     if args.distributed:
