@@ -26,7 +26,7 @@ def stylize_script():
 
 
 def prepared(script, tmp_path, *extra, size=64):
-    args = script.build_parser().parse_args(
+    args, _ = script.parse(  # as the command line parses (one --content photo becomes a path)
         ["--content", CONTENT, "--style", STYLE, "--output", str(tmp_path / "out.png"), "--size", str(size),
          *map(str, extra)])
     return script.prepare(args)
