@@ -93,6 +93,8 @@ def test_scales_flags(stylize_script, tmp_path):
                    "--checkpoint-every", 5, "--save-every", 2, size=128)
     assert job.total == 18 and job.run_step(2, 3) == 14
     assert [job.level_step(s) for s in (1, 5, 6, 11, 12, 18)] == [(0, 1), (0, 5), (1, 1), (1, 6), (2, 1), (2, 7)]
+    job.start = 8  # resumed at level 1's step 3: the steps each level runs now
+    assert [job.steps_now(level) for level in range(3)] == [0, 3, 7]
 
 
 def test_vgg_normalized_flag(stylize_script, tmp_path):

@@ -229,6 +229,10 @@ class Job:
         """Step ``step`` of level ``level`` counted over the whole run."""
         return sum(self.iterations[:level]) + step
 
+    def steps_now(self, level: int) -> int:
+        """Steps of level ``level`` that this invocation runs (those after the resumed step)."""
+        return max(0, self.run_step(level + 1, 0) - max(self.run_step(level, 0), self.start))
+
     def level_step(self, step: int) -> tuple[int, int]:
         """The level and the level's own step of the run's step ``step`` (1 to :attr:`total`)."""
         for level, n in enumerate(self.iterations):
@@ -469,12 +473,8 @@ def _summary(job: Job, result) -> None:
     h, w = result.image.shape[:2]
     common.say(f"wrote {job.output} ({w}x{h})")
     steps = job.total - job.start
-    evaluations = 0
-    for level, done in enumerate(result.levels):  # the steps of each level run now (after the resumed step)
-        if done is not None:
-            counts = done.history["evaluations_per_step"]
-            evaluations += int(counts[len(counts) - (job.run_step(level + 1, 0) -
-                                                     max(job.run_step(level, 0), job.start)):].sum())
+    evaluations = sum(int(done.history["evaluations_per_step"][job.iterations[level] - job.steps_now(level):].sum())
+                      for level, done in enumerate(result.levels) if done is not None)
     common.say(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
                f"({common.plural(steps, 'iteration')}, {common.plural(evaluations, 'loss evaluation')}, "
                f"in {result.run_seconds:.1f} s; compile {result.compile_seconds:.1f} s)")
