@@ -102,15 +102,16 @@ def np_sorted(f, mask=None):
 
 
 def np_quantiles(f, mask=None):
+    """``[P, Q]``: each direction's (weighted) quantile function at levels ``(j + ½) / Q``."""
     xs, _, levels = np_sorted(f, mask)
     u = (np.arange(sliced.QUANTILES) + 0.5) / sliced.QUANTILES
-    return np.stack([np.interp(u, levels[:, p], xs[:, p]) for p in range(xs.shape[1])], axis=1)
+    return np.stack([np.interp(u, levels[:, p], xs[:, p]) for p in range(xs.shape[1])])
 
 
 def np_sliced_loss(f, quantiles, units, mask=None):
     xs, ws, levels = np_sorted(f, mask)
     u = (np.arange(sliced.QUANTILES) + 0.5) / sliced.QUANTILES
-    t = np.stack([np.interp(levels[:, p], u, quantiles[:, p]) for p in range(xs.shape[1])], axis=1)
+    t = np.stack([np.interp(levels[:, p], u, quantiles[p]) for p in range(xs.shape[1])], axis=1)
     w2 = np.mean(np.sum(ws * (xs - t) ** 2, axis=0)) / ws[:, 0].sum()
     return w2 / np.mean(quantiles**2) if units == "relative" else w2
 
