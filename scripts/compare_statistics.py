@@ -1,14 +1,16 @@
 """Each registered style statistic on a small panel, scored by the independent judge (nst_jax/metrics.py).
 
   python scripts/compare_statistics.py                       # 3 pairs at 256 px, 60 steps, every statistic
-  python scripts/compare_statistics.py --pairs chelsea:swirls --size 128 --steps 10 --statistics gram sliced
+  python scripts/compare_statistics.py --pairs chelsea:swirls --size 192 --steps 10 --statistics gram sliced
 
 For each photo x painting pair and each statistic of nst_jax.statistics.STATISTICS, one run with the
 library's defaults and ``style_loss`` set (relative units: every statistic's layer term is 1 at
 blank features and 0 at the style, so the default weights carry over, though not exactly), timed
-(compilation and targets included), then scored with the eval extra's judge (ImageNet VGG-16 + LPIPS:
-style ratio at full, 1/2 and 1/4 size, LPIPS content ratio, speckle; lower is better) and, as the
-secondary columns, nst_jax's own VGG-19 ratios. Then each statistic's geometric mean over the pairs.
+(compilation and targets included; wall time, and the process's CPU time summed over its threads,
+which says more than the wall time on a shared machine), then scored with the eval extra's judge
+(ImageNet VGG-16 + LPIPS: style ratio at full, 1/2 and 1/4 size, LPIPS content ratio, speckle;
+lower is better) and, as the secondary columns, nst_jax's own VGG-19 ratios. Then each statistic's
+geometric mean over the pairs.
 Needs the eval extra (pip install 'nst_jax[eval]'). Photos and paintings: examples/ and
 ../shared/images (pairs whose files are absent are skipped, and said so).
 """
@@ -55,13 +57,13 @@ def run_pair(vgg, judge, photo: str, painting: str, args: argparse.Namespace) ->
     evaluator = Evaluator(vgg, content=content, style=style, shape=content.shape, judge=judge)
     rows = []
     for name in args.statistics:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         config = StylizeConfig(style_loss=name, iterations=args.steps)
         result = stylize(vgg, content=content, style=style, config=config)
         row = {"pair": f"{photo} x {painting}", "statistic": name, "seconds": time.perf_counter() - start,
-               **evaluator(result.image)}
+               "cpu_seconds": time.process_time() - cpu, **evaluator(result.image)}
         print(f"| {row['pair']} | {name} | " + " | ".join(f"{row[k]:.3f}" for k in COLUMNS)
-              + f" | {row['seconds']:.0f} s |", flush=True)
+              + f" | {row['seconds']:.0f} s | {row['cpu_seconds']:.0f} s |", flush=True)
         rows.append(row)
     return rows
 
@@ -79,8 +81,8 @@ def run(argv: list[str] | None) -> int:
 
     judge, vgg = load_judge(), load_vgg19()
     print(f"{args.size} px, {args.steps} L-BFGS steps, library defaults with style_loss set; judged by {judge.name}")
-    print("| pair | statistic | " + " | ".join(HEADER) + " | wall |")
-    print("|---|---|" + "---|" * (len(HEADER) + 1))
+    print("| pair | statistic | " + " | ".join(HEADER) + " | wall | CPU |")
+    print("|---|---|" + "---|" * (len(HEADER) + 2))
     rows = []
     for pair in args.pairs:
         photo, _, painting = pair.partition(":")
@@ -90,14 +92,14 @@ def run(argv: list[str] | None) -> int:
             continue
         rows += run_pair(vgg, judge, photo, painting, args)
     print("\ngeometric mean over the pairs (lower is better):")
-    print("| statistic | " + " | ".join(HEADER) + " | mean wall |")
-    print("|---|" + "---|" * (len(HEADER) + 1))
+    print("| statistic | " + " | ".join(HEADER) + " | mean wall | mean CPU |")
+    print("|---|" + "---|" * (len(HEADER) + 2))
     for name in args.statistics:
         mine = [r for r in rows if r["statistic"] == name]
         if mine:
             means = [float(np.exp(np.mean(np.log([max(r[k], 1e-12) for r in mine])))) for k in COLUMNS]
-            print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means)
-                  + f" | {np.mean([r['seconds'] for r in mine]):.0f} s |")
+            wall, cpu = (np.mean([r[k] for r in mine]) for k in ("seconds", "cpu_seconds"))
+            print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {wall:.0f} s | {cpu:.0f} s |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -63,7 +63,7 @@ def run(argv: list[str] | None) -> int:
 
     from nst_jax.errors import NSTError
     from nst_jax.image import load_image
-    from nst_jax.metrics import JUDGE_MIN_SIDE, Evaluator, optional_judge
+    from nst_jax.metrics import Evaluator, optional_judge
 
     content, style = load_image(args.content), load_image(args.style)
     paths = output_paths(args.outputs)
@@ -71,22 +71,21 @@ def run(argv: list[str] | None) -> int:
         raise NSTError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(args.outputs)}")
     outputs = {path: load_image(path) for path in paths}  # every file checked before any compute
     vgg = cli.load_vgg(args.vgg)
-    judge = None if args.vgg19_only else optional_judge()
     evaluators: dict[tuple[int, int], Evaluator] = {}  # one per output size: references computed once
     results = {}
     for path, image in outputs.items():
         shape = image.shape[:2]
         if shape not in evaluators:  # outputs too small for the judge get VGG-19's ratios only
             evaluators[shape] = Evaluator(vgg, content=content, style=style, shape=shape,
-                                          judge=judge if min(shape) >= JUDGE_MIN_SIDE else None)
+                                          judge=None if args.vgg19_only else optional_judge(shape))
         results[path] = evaluators[shape](image)
     judged_by = " and ".join(dict.fromkeys(e.judged_by for e in evaluators.values()))
     if args.json:
         print(json.dumps({"content": args.content, "style": args.style, "judged_by": judged_by,
                           "outputs": results}, indent=1))
         return 0
-    print(f"judged by {judged_by}" + ("" if judge is not None or args.vgg19_only else
-                                      "; pip install 'nst_jax[eval]' for the VGG-16/LPIPS judge"))
+    missing = not args.vgg19_only and optional_judge() is None
+    print(f"judged by {judged_by}" + ("; pip install 'nst_jax[eval]' for the VGG-16/LPIPS judge" if missing else ""))
     print_table(results)
     return 0
 

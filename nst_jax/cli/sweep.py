@@ -164,10 +164,10 @@ def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> tuple[list |
     installed (and the outputs are large enough for it), else VGG-19's ratios only."""
     if args.no_metrics or config.mode != "transfer":
         return None, None
-    from nst_jax.metrics import JUDGE_MIN_SIDE, Evaluator, optional_judge
+    from nst_jax.metrics import Evaluator, optional_judge
 
-    judge = optional_judge() if min(images.shape[1:3]) >= JUDGE_MIN_SIDE else None
-    evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3], judge=judge)
+    evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3],
+                          judge=optional_judge(images.shape[1:3]))
     return [evaluator(image) for image in images], evaluator.judged_by
 
 
