@@ -2,6 +2,7 @@
 
   python scripts/compare_statistics.py                       # 3 pairs at 256 px, 60 steps, every statistic
   python scripts/compare_statistics.py --pairs chelsea:swirls --size 192 --steps 10 --statistics gram sliced
+  python scripts/compare_statistics.py --statistics sliced --style-weight 200   # another balance
 
 For each photo x painting pair and each statistic of nst_jax.statistics.STATISTICS, one run with the
 library's defaults and ``style_loss`` set (relative units: every statistic's layer term is 1 at
@@ -43,13 +44,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=256, help="longest side in pixels (%(default)s)")
     p.add_argument("--steps", type=int, default=60, help="L-BFGS steps per run (%(default)s)")
     p.add_argument("--statistics", nargs="+", default=list(STATISTICS), choices=list(STATISTICS))
+    p.add_argument("--style-weight", type=float, help="β for every run (default: the library's)")
     p.add_argument("--json", type=pathlib.Path, help="also write every row as JSON here")
     return p.parse_args(argv)
 
 
 def run_pair(vgg, judge, photo: str, painting: str, args: argparse.Namespace) -> list[dict]:
     """One run per statistic on one pair, each scored; rows printed as they come."""
-    from nst_jax import StylizeConfig, stylize
+    from nst_jax import StylizeConfig, make_weights, stylize
     from nst_jax.image import load_image
     from nst_jax.metrics import Evaluator
 
@@ -59,7 +61,8 @@ def run_pair(vgg, judge, photo: str, painting: str, args: argparse.Namespace) ->
     for name in args.statistics:
         start, cpu = time.perf_counter(), time.process_time()
         config = StylizeConfig(style_loss=name, iterations=args.steps)
-        result = stylize(vgg, content=content, style=style, config=config)
+        weights = make_weights(config, style_weight=args.style_weight)
+        result = stylize(vgg, content=content, style=style, config=config, weights=weights)
         row = {"pair": f"{photo} x {painting}", "statistic": name, "seconds": time.perf_counter() - start,
                "cpu_seconds": time.process_time() - cpu, **evaluator(result.image)}
         print(f"| {row['pair']} | {name} | " + " | ".join(f"{row[k]:.3f}" for k in COLUMNS)
@@ -80,7 +83,9 @@ def run(argv: list[str] | None) -> int:
     from nst_jax.vgg_io import load_vgg19
 
     judge, vgg = load_judge(), load_vgg19()
-    print(f"{args.size} px, {args.steps} L-BFGS steps, library defaults with style_loss set; judged by {judge.name}")
+    beta = "the default style weight" if args.style_weight is None else f"style weight {args.style_weight:g}"
+    print(f"{args.size} px, {args.steps} L-BFGS steps, library defaults with style_loss set and {beta}; "
+          f"judged by {judge.name}")
     print("| pair | statistic | " + " | ".join(HEADER) + " | wall | CPU |")
     print("|---|---|" + "---|" * (len(HEADER) + 2))
     rows = []
