@@ -15,20 +15,33 @@ settings are frozen dataclasses (:class:`LossConfig`, :class:`StylizeConfig`), n
 may vary a pytree (:class:`Weights`), and the VGG parameters travel with their input
 convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
 with one line. Importing the package changes no environment variable and no JAX setting.
+
+The public API is this package's ``__all__`` and five public modules, each with its own
+``__all__``: :mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.files`
+(images, run records, checkpoints, figures), :mod:`nst_jax.errors`,
+:mod:`nst_jax.compilation` (compile statistics, the persistent compilation cache) and
+:mod:`nst_jax.data` (two small sample images). The other
+modules are the implementation; the command-line tools (:mod:`nst_jax.cli`) use only the public
+API, as any other program would.
 """
 
 __version__ = "0.3.0"
 __docformat__ = "google"
 
+from nst_jax import data
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, member_mesh
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
+from nst_jax.memory import check_memory
+from nst_jax.metrics import Evaluator, optional_judge
 from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, stylize_multiscale
+from nst_jax.normalize import normalize_vgg19
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
+from nst_jax.plan import Plan, make_plan
 from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
 from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax.vgg_io import load_vgg19
@@ -42,7 +55,9 @@ __all__ = [
     "VGG19",
     "LossConfig",
     "LossWeights",
+    "Plan",
     "Weights",
+    "Evaluator",
     "MultiScaleResult",
     "NSTError",
     "NumericalError",
@@ -57,8 +72,10 @@ __all__ = [
     "VGGParams",
     "__version__",
     "autodiff_mode",
+    "check_memory",
     "compute_targets",
     "content_loss",
+    "data",
     "extract_features",
     "gram_matrix",
     "load_image",
@@ -67,8 +84,11 @@ __all__ = [
     "loss_weights",
     "make_weights",
     "make_loss",
+    "make_plan",
+    "normalize_vgg19",
     "make_stylizer",
     "member_mesh",
+    "optional_judge",
     "preprocess",
     "perceptual_loss",
     "perceptual_terms",

@@ -115,7 +115,7 @@ def _record(plan: Plan, weights: Weights, vgg: VGGParams, seed: int,
 
 def _check_resume(resume: ckpt.Checkpoint | None, run: Mapping[str, Any]) -> None:
     if resume is not None:
-        diffs = ckpt.differences(resume.run, run)
+        diffs = ckpt.run_differences(resume.run, run)
         if diffs:
             raise NSTError("cannot resume: the checkpoint belongs to a different run: " + "; ".join(diffs))
 

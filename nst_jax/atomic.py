@@ -62,7 +62,7 @@ def place_new(tmp: str, path: pathlib.Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", *, fsync: bool = False, replace: bool = True):
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool = False, replace: bool = True):
     """Opens a temporary file beside ``path``; on success it goes to ``path``, on any error it is removed.
 
     A reader never sees a partial file at ``path``, and an interrupted write leaves none.

@@ -70,7 +70,8 @@ def gpu_present() -> bool:
     return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/kfd")
 
 
-def apply_gpu_defaults(defaults: Mapping[str, str] | None = None, environ: dict | None = None) -> dict[str, str]:
+def apply_gpu_defaults(defaults: Mapping[str, str] | None = None,
+                       environ: dict[str, str] | None = None) -> dict[str, str]:
     """Adds ``defaults`` (:data:`GPU_DEFAULTS` if None) to ``XLA_FLAGS`` where the user set none of them.
 
     Only on a GPU and only before JAX has started its backends (afterwards XLA no longer reads

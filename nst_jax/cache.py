@@ -11,9 +11,11 @@ OFF = "off"
 
 
 def default_cache_dir() -> str:
-    """``$NST_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/nst_jax/jax``, else ``~/.cache/nst_jax/jax``.
+    """The directory :func:`enable_compilation_cache` uses by default.
 
-    ``NST_JAX_CACHE_DIR=off`` turns the cache off by default.
+    Returns:
+        ``$NST_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/nst_jax/jax``, else ``~/.cache/nst_jax/jax``
+        (``NST_JAX_CACHE_DIR=off`` turns the cache off by default).
     """
     if os.environ.get("NST_JAX_CACHE_DIR"):
         return os.environ["NST_JAX_CACHE_DIR"]
@@ -21,7 +23,7 @@ def default_cache_dir() -> str:
     return os.path.join(base, "nst_jax", "jax")
 
 
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.Path | None:
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> pathlib.Path | None:
     """Stores every compiled program under ``path`` (:func:`default_cache_dir` if None).
 
     Args:

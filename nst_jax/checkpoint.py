@@ -77,6 +77,10 @@ def run_record(
         seed: Seed of the noise start.
         inputs: The input arrays' digests (``nst_jax.plan.Plan.digests``).
         extra: Further entries that must match to resume (e.g. a sweep's seeds).
+
+    Returns:
+        The record: ``config``, ``weights``, ``convention``, ``vgg_sha256``, ``seed``, ``rng``,
+        ``inputs`` and ``extra``, as JSON values.
     """
     return _jsonable({
         "config": dataclasses.asdict(config),
@@ -90,14 +94,24 @@ def run_record(
     })
 
 
-def differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Human-readable differences between two run records, e.g. ``"config.iterations: 100 vs 200"``."""
+def run_differences(saved: Mapping[str, Any], current: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two run records.
+
+    Args:
+        saved: The record a checkpoint or image holds.
+        current: The record of the run about to start.
+        prefix: Prepended to every key (used for the nested entries).
+
+    Returns:
+        One line per differing entry, e.g. ``"config.iterations (100 in the checkpoint, 200 now)"``;
+        empty when the records agree.
+    """
     out = []
     for key in sorted(set(saved) | set(current)):
         name = f"{prefix}{key}"
         a, b = saved.get(key), current.get(key)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            out += differences(a, b, name + ".")
+            out += run_differences(a, b, name + ".")
         elif a != b:
             out.append(f"{name} ({_short(a)} in the checkpoint, {_short(b)} now)")
     return out
@@ -110,7 +124,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint, *, replace: bool = True) -> None:
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint, *, replace: bool = True) -> None:
     """Writes a checkpoint atomically: a temporary file in the same directory, renamed into place.
 
     Args:
@@ -164,8 +178,14 @@ def _leaves(arrays: dict, meta: dict, path: pathlib.Path) -> tuple[list[np.ndarr
     return leaves, history
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Reads a checkpoint, which is untrusted: sizes, entries, types and values are checked.
+
+    Args:
+        path: A file written by :func:`save_checkpoint`.
+
+    Returns:
+        The checkpoint.
 
     Raises:
         NSTError: If the file is missing, unreadable, larger than :data:`MAX_CHECKPOINT_BYTES`, not a

@@ -9,9 +9,11 @@ under ``jax.jit`` and work on tracers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from nst_jax.errors import NSTError
 
@@ -26,7 +28,7 @@ def _dtype(x) -> np.dtype:
     return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
-def check_float(x, what: str) -> None:
+def check_float(x: ArrayLike, what: str) -> None:
     """Refuses integer and boolean arrays (uint8 pixels would come out 255 times too large)."""
     dtype = _dtype(x)
     if not np.issubdtype(dtype, np.floating):
@@ -34,7 +36,7 @@ def check_float(x, what: str) -> None:
         raise NSTError(f"{what} must be a float array, got {dtype}{hint}")
 
 
-def check_image(x, what: str = "image") -> tuple[int, int, int]:
+def check_image(x: ArrayLike, what: str = "image") -> tuple[int, int, int]:
     """``x`` must be one float RGB image ``[H, W, 3]``; returns its shape."""
     shape = _shape(x)
     if len(shape) == 4:
@@ -45,7 +47,7 @@ def check_image(x, what: str = "image") -> tuple[int, int, int]:
     return shape
 
 
-def check_features(x, what: str = "features") -> tuple[int, int, int]:
+def check_features(x: ArrayLike, what: str = "features") -> tuple[int, int, int]:
     """``x`` must be one float feature map ``[H, W, N]``; returns its shape."""
     shape = _shape(x)
     if len(shape) != 3:
@@ -55,12 +57,13 @@ def check_features(x, what: str = "features") -> tuple[int, int, int]:
     return shape
 
 
-def check_same_shape(a, b, what: str) -> None:
+def check_same_shape(a: ArrayLike, b: ArrayLike, what: str) -> None:
+    """``a`` and ``b`` must have one shape (``what`` names them in the error)."""
     if _shape(a) != _shape(b):
         raise NSTError(f"{what}: shapes {_shape(a)} and {_shape(b)} differ")
 
 
-def layer_tuple(layers, what: str = "layers") -> tuple[str, ...]:
+def layer_tuple(layers: str | Iterable[str], what: str = "layers") -> tuple[str, ...]:
     """``layers`` as a tuple of names; a bare string is refused (it would iterate as characters)."""
     if isinstance(layers, str):
         raise NSTError(f"{what} must be a sequence of layer names, not the string {layers!r}; use ({layers!r},)")
@@ -73,7 +76,7 @@ def layer_tuple(layers, what: str = "layers") -> tuple[str, ...]:
     return names
 
 
-def check_layer_weights(weights, layers: Sequence[str], what: str) -> None:
+def check_layer_weights(weights: Any, layers: Sequence[str], what: str) -> None:
     """One weight per layer: a ``[L]`` array for ``L`` layers."""
     shape = _shape(weights)
     if shape != (len(layers),):

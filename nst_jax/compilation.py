@@ -40,6 +40,10 @@ import threading
 import time
 from typing import Any
 
+from nst_jax.cache import default_cache_dir, enable_compilation_cache
+
+__all__ = ["CompileStats", "ProgramRecord", "default_cache_dir", "enable_compilation_cache"]
+
 TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -76,13 +80,13 @@ class ProgramRecord:
 class _Collector:
     """The process-wide listener: an append-only log of programs and running totals."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self) -> None:
+        self.lock: threading.Lock = threading.Lock()
         self.records: list[ProgramRecord] = []
         self.totals: dict[str, float] = {"trace": 0.0, "lower": 0.0, "compile": 0.0, "saved": 0.0}
         self.counts: dict[str, int] = {"traces": 0, "lowerings": 0}
         # Per thread: what the program now being compiled has recorded so far.
-        self.pending = threading.local()
+        self.pending: threading.local = threading.local()
         self.shapes: dict[str, list[str]] = {}
 
     def _pending(self) -> dict[str, Any]:
@@ -256,7 +260,7 @@ class CompileStats:
     def __enter__(self) -> CompileStats:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _window(self):

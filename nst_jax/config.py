@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -22,6 +23,13 @@ from nst_jax.errors import NSTError
 from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax.statistics import STATISTICS, UNITS
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, layer_level
+
+__all__ = [
+    "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "INITS", "LOSS_UNITS", "MODES",
+    "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS",
+    "TRANSFER_ITERATIONS", "LossConfig", "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights",
+    "stack_weights",
+]
 
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
@@ -39,7 +47,7 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> None:
         raise NSTError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
 
 
-def tile_alignment(layers) -> int:
+def tile_alignment(layers: Iterable[str]) -> int:
     """What tile sizes and halos must be multiples of for ``layers``: ``max(16, 2^k)``, ``k`` the
     number of poolings before the deepest layer (so pooling windows line up across tiles)."""
     return max(TILE_ALIGNMENT, 2 ** max(layer_level(name) for name in layers))
@@ -89,7 +97,7 @@ class LossConfig:
     loss_units: Literal["relative", "paper"] = "relative"
     tile_size: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for field in ("content_layers", "style_layers"):
             object.__setattr__(self, field, check_layers(getattr(self, field), field.replace("_", " ")))
         _choice(self.mode, MODES, "mode")
@@ -131,10 +139,33 @@ class LossConfig:
         return LossConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossConfig)})
 
 
+# StylizeConfig.shape_bucket on a GPU or TPU (CLI --shape-bucket auto).
+AUTO_SHAPE_BUCKET = 128
+
+
+def auto_shape_bucket(loss_units: str, tile_size: int) -> int:
+    """The shape bucket for this backend: :data:`AUTO_SHAPE_BUCKET` on a GPU or TPU (compiling costs
+    far more than running there), 0 on a CPU (where the canvas's extra pixels cost more than a
+    compile), and 0 where buckets do not apply (paper units, tiled evaluation).
+
+    Args:
+        loss_units: ``StylizeConfig.loss_units``.
+        tile_size: ``StylizeConfig.tile_size`` (0 = dense).
+
+    Returns:
+        A ``StylizeConfig.shape_bucket`` value.
+    """
+    if loss_units != "relative" or tile_size or jax.default_backend() == "cpu":
+        return 0
+    return AUTO_SHAPE_BUCKET
+
+
 # The default step counts of StylizeConfig.iterations, per mode (see make_weights for how the
 # transfer one was chosen; reconstructions start from noise and need many more).
 TRANSFER_ITERATIONS = 40
 RECONSTRUCTION_ITERATIONS = 500
+# The smallest level of a multi-scale run (nst_jax.pyramid_sizes), longest side in pixels.
+DEFAULT_MIN_SIZE = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +219,7 @@ class StylizeConfig(LossConfig):
     preserve_colour: Literal["none", "luminance", "match"] = "none"
     shape_bucket: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         _choice(self.optimizer, OPTIMIZERS, "optimizer")
         if self.shape_bucket:
@@ -364,7 +395,7 @@ def make_weights(
                        learning_rate=f32(learning_rate), ema_decay=f32(ema_decay))
 
 
-def stack_weights(members) -> Weights:
+def stack_weights(members: Sequence[Weights]) -> Weights:
     """Stacks per-member :class:`Weights` into one pytree with a leading ``[K]`` member axis.
 
     Args:

@@ -102,7 +102,7 @@ class Progress:
     image: Any
     seconds: float
     state: RunState | None = None
-    history: dict[str, list] | None = None
+    history: dict[str, list[Any]] | None = None
     run: dict[str, Any] | None = None
     num_members: int = 1
 
@@ -131,7 +131,7 @@ class DriverResult:
     run_seconds: float
 
 
-def history_arrays(history: Mapping[str, list]) -> dict[str, np.ndarray]:
+def history_arrays(history: Mapping[str, list[Any]]) -> dict[str, np.ndarray]:
     """The running history as arrays: per-chunk lists concatenated along the step axis."""
     out = {"step": np.asarray(history["step"], np.int64)}
     for name in TERMS:

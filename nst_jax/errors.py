@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["NSTError", "NumericalError", "OutputExists", "clean", "one_line"]
 
 
 class NSTError(Exception):
@@ -23,11 +27,11 @@ class NumericalError(NSTError):
         members: Indices of the sweep members that failed (``[0]`` for a single run).
     """
 
-    def __init__(self, message: str, *, step: int, image, members=(0,)):
+    def __init__(self, message: str, *, step: int, image: Any, members: Iterable[int] = (0,)) -> None:
         super().__init__(message)
-        self.step = step
-        self.image = image
-        self.members = [int(m) for m in members]
+        self.step: int = step
+        self.image: Any = image
+        self.members: list[int] = [int(m) for m in members]
 
 
 class OutputExists(NSTError):
@@ -38,19 +42,35 @@ class OutputExists(NSTError):
         saved_as: Where the new file went instead (beside ``path``), or None if nowhere.
     """
 
-    def __init__(self, path: str | os.PathLike, saved_as: str | os.PathLike | None):
-        self.path, self.saved_as = path, saved_as
+    def __init__(self, path: str | os.PathLike[str], saved_as: str | os.PathLike[str] | None):
+        self.path: str | os.PathLike[str] = path
+        self.saved_as: str | os.PathLike[str] | None = saved_as
         where = f"; this run's file is saved beside it as {saved_as}" if saved_as else ""
         super().__init__(f"{path} appeared while this run was going on and was kept{where}")
 
 
 def clean(text: object) -> str:
-    """``text`` with every control or format character (terminal escapes, bidi overrides) removed."""
+    """Text safe to print on a terminal.
+
+    Args:
+        text: Anything; its ``str`` is taken.
+
+    Returns:
+        The text with every control or format character (terminal escapes, bidi overrides) removed.
+    """
     return "".join(ch for ch in str(text) if not unicodedata.category(ch).startswith("C"))
 
 
 def one_line(err: BaseException | str, limit: int | None = 200) -> str:
-    """An exception (or text) as one printable line: its message (or its type), whitespace collapsed,
-    control characters removed, cut at ``limit`` characters."""
+    """An exception (or text) as one printable line.
+
+    Args:
+        err: The exception or text.
+        limit: The longest line returned (None: no limit); longer ones end in ``...``.
+
+    Returns:
+        Its message (its type's name when the message is empty), whitespace collapsed, control
+        characters removed (:func:`clean`), cut at ``limit`` characters.
+    """
     text = clean(" ".join(str(err).split())) or type(err).__name__
     return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."

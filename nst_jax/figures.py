@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from nst_jax.atomic import atomic_open
-from nst_jax.image import to_uint8
+from nst_jax.image import image_format, to_uint8
 
 PAD = 6
 BACKGROUND = (255, 255, 255)
@@ -79,25 +79,35 @@ def labelled_grid(
     return sheet
 
 
-def save_sheet(path: str | os.PathLike, sheet: Image.Image) -> None:
-    """Writes a PIL image atomically (temporary file in the same directory + rename)."""
+def save_sheet(path: str | os.PathLike[str], sheet: Image.Image) -> None:
+    """Writes a PIL image atomically (temporary file in the same directory + rename).
+
+    Args:
+        path: Destination; the format follows the extension.
+        sheet: The image, e.g. from :func:`labelled_grid`.
+    """
     with atomic_open(path) as f:
-        sheet.save(f, format=Image.registered_extensions()[pathlib.Path(path).suffix.lower()])
+        sheet.save(f, format=image_format(path))
 
 
-def save_reduced(path: str | os.PathLike, image: Image.Image, limit: int = 512) -> Image.Image:
+def save_reduced(path: str | os.PathLike[str], image: Image.Image, limit: int = 512) -> Image.Image:
     """Writes ``image`` shrunk (aspect kept, never enlarged) to at most ``limit`` px on its longest
     side, atomically, as JPEG (quality 90) or PNG by the suffix; returns the reduced image."""
     reduced = image.convert("RGB")
     reduced.thumbnail((limit, limit), Image.LANCZOS)
-    fmt = Image.registered_extensions()[pathlib.Path(path).suffix.lower()]
+    fmt = image_format(path)
     with atomic_open(path) as f:
         reduced.save(f, format=fmt, **({"quality": 90, "optimize": True} if fmt == "JPEG" else {}))
     return reduced
 
 
-def save_json(path: str | os.PathLike, data) -> None:
-    """Writes JSON atomically (temporary file in the same directory + rename)."""
+def save_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Writes JSON atomically (temporary file in the same directory + rename), indented.
+
+    Args:
+        path: Destination.
+        data: JSON-able values.
+    """
     with atomic_open(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False)
         f.write("\n")

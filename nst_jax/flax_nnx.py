@@ -72,10 +72,10 @@ class FrozenVGG(nnx.Module):
         Args:
             vgg: From :func:`nst_jax.load_vgg19`.
         """
-        self.weights = nnx.data({name: {k: FrozenWeights(v) for k, v in layer.items()}
-                                 for name, layer in vgg.params["params"].items()})
-        self.convention = vgg.convention
-        self.sha256 = vgg.sha256
+        self.weights: dict[str, dict[str, FrozenWeights]] = nnx.data(
+            {name: {k: FrozenWeights(v) for k, v in layer.items()} for name, layer in vgg.params["params"].items()})
+        self.convention: str = vgg.convention
+        self.sha256: str | None = vgg.sha256
 
     def params(self) -> VGGParams:
         """The weights as a :class:`~nst_jax.VGGParams`, their gradient stopped.

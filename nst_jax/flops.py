@@ -24,11 +24,15 @@ For the default transfer loss at 512x384 this gives 304.6 GFLOP (XLA:CPU's cost 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from nst_jax.vgg import CONV_LAYERS, LAYERS, layer_channels, layer_level
 
+if TYPE_CHECKING:  # config imports nothing from here; kept lazy all the same
+    from nst_jax.config import StylizeConfig
 
-def flop_breakdown(config, shape: Sequence[int]) -> dict[str, float]:
+
+def flop_breakdown(config: StylizeConfig, shape: Sequence[int]) -> dict[str, float]:
     """FLOPs of one value-and-gradient evaluation by part.
 
     Args:
@@ -68,6 +72,6 @@ def flop_breakdown(config, shape: Sequence[int]) -> dict[str, float]:
     return out
 
 
-def analytic_flops(config, shape: Sequence[int]) -> float:
+def analytic_flops(config: StylizeConfig, shape: Sequence[int]) -> float:
     """FLOPs of one loss value-and-gradient evaluation (the module docstring says what is counted)."""
     return float(sum(flop_breakdown(config, shape).values()))

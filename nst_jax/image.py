@@ -197,18 +197,37 @@ def to_uint8(image: ArrayLike) -> npt.NDArray[np.uint8]:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def check_output_path(path: str | os.PathLike) -> pathlib.Path:
+def image_format(path: str | os.PathLike[str]) -> str | None:
+    """Pillow's format for a path's extension, case-insensitive.
+
+    Args:
+        path: A file name; only its extension is read.
+
+    Returns:
+        The format's name (``"PNG"``, ``"JPEG"``, ...), or None for an extension Pillow does not know.
+    """
+    return Image.registered_extensions().get(pathlib.Path(path).suffix.lower())
+
+
+def check_output_path(path: str | os.PathLike[str]) -> pathlib.Path:
     """Checks that an image can be written at ``path`` before any compute is spent, by writing a tiny one
     of the same format to a temporary file in the same directory.
+
+    Args:
+        path: Where the image will go; the format follows the extension.
+
+    Returns:
+        ``path`` as a ``pathlib.Path``.
 
     Raises:
         NSTError: If the directory is missing or unwritable, the path is a
             directory, or Pillow has no writer for the extension or cannot write RGB in that format.
     """
     path = pathlib.Path(path)
-    ext = path.suffix.lower()
-    if ext not in Image.registered_extensions() or Image.registered_extensions()[ext] not in Image.SAVE:
-        raise NSTError(f"{path}: unknown image format {ext or '(no extension)'!r}; use e.g. .png or .jpg")
+    fmt = image_format(path)
+    if fmt is None or fmt not in Image.SAVE:
+        raise NSTError(f"{path}: unknown image format {path.suffix.lower() or '(no extension)'!r}; "
+                       "use e.g. .png or .jpg")
     if path.is_dir():
         raise NSTError(f"{path}: is a directory")
     parent = path.parent if str(path.parent) else pathlib.Path(".")
@@ -218,7 +237,7 @@ def check_output_path(path: str | os.PathLike) -> pathlib.Path:
         raise NSTError(f"{path}: directory {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise NSTError(f"{path}: exists and is not writable")
-    _probe(path, parent, Image.registered_extensions()[ext])
+    _probe(path, parent, fmt)
     return path
 
 
@@ -254,11 +273,13 @@ def save_image(path: str | os.PathLike[str], image: ArrayLike, *, record: Mappin
     The file carries an sRGB ICC profile where the format takes one (PNG, JPEG, TIFF, WebP).
 
     Raises:
-        NSTError: If the record does not fit the format.
+        NSTError: If the extension is no image format, or the record does not fit the format.
         nst_jax.errors.OutputExists: With ``replace=False``, if ``path`` exists.
     """
     path = pathlib.Path(path)
-    fmt = Image.registered_extensions()[path.suffix.lower()]
+    fmt = image_format(path)
+    if fmt is None:
+        raise NSTError(f"{path}: unknown image format {path.suffix.lower() or '(no extension)'!r}")
     options = save_options(record, fmt)
     if fmt in ICC_FORMATS:
         options = {**options, "icc_profile": srgb_profile_bytes()}

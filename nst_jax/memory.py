@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from nst_jax import tiled
-from nst_jax.config import tile_alignment
+from nst_jax.config import StylizeConfig, tile_alignment
 from nst_jax.errors import NSTError
 from nst_jax.objective import evaluation
 from nst_jax.optimizers import OPTIMIZERS
@@ -55,7 +55,8 @@ def _activation_bytes(shape: tuple[int, ...], layers: tuple[str, ...], pooling: 
     return sum(math.prod(m.shape) * 4 for m in maps.values()), maps
 
 
-def estimate_bytes(config, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None) -> dict:
+def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
+                   style_shape: tuple[int, int, int] | None = None) -> dict[str, float]:
     """Estimated peak memory of :func:`nst_jax.stylize`, by part.
 
     Args:
@@ -123,12 +124,22 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def check_memory(config, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None,
-                 *, min_side: int = 32) -> dict:
-    """Raises NSTError if the run would not fit in memory, with the estimate, the limit and a size that fits.
+def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None,
+                 *, min_side: int = 32) -> dict[str, float]:
+    """Checks before any compute that a run fits in the memory available to it.
+
+    Args:
+        config: The run's ``StylizeConfig``.
+        shape: ``(H, W, 3)`` of the optimised image (a plan's ``canvas``).
+        style_shape: ``(H_s, W_s, 3)`` of the largest style image (None: the same as ``shape``).
+        min_side: The smallest side a suggested smaller size may have.
 
     Returns:
-        The estimate (:func:`estimate_bytes`) when it fits.
+        The estimate in bytes by part (:func:`estimate_bytes`) when it fits.
+
+    Raises:
+        NSTError: If it would not fit: the message gives the estimate, the limit and a size (or a
+            tile size) that fits.
     """
     parts = estimate_bytes(config, shape, style_shape)
     limit, source = available_bytes()

@@ -277,19 +277,22 @@ class Evaluator:
                  judge: Judge | None = None):
         checks.check_image(content, "content image")
         checks.check_image(style, "style image")
-        self.vgg, self.shape = vgg, tuple(shape[:2])
+        self.vgg: VGGParams = vgg
+        self.shape: tuple[int, ...] = tuple(shape[:2])
         if judge is not None and min(self.shape) < JUDGE_MIN_SIDE:
             raise NSTError(f"the judge scores outputs of at least {JUDGE_MIN_SIDE} px a side, got {self.shape}")
         content = colour.resize(np.asarray(content, np.float32), self.shape)
         style = np.asarray(style, np.float32)
         style_same_pixels = colour.resize(style, shape_for_pixels(style.shape, self.shape[0] * self.shape[1]))
         style_same_shape = colour.resize(style, self.shape)
-        self.f_photo, self.f_style, f_style_shape = (_features(vgg, jnp.asarray(x), _LAYERS) for x in (
+        f_photo, f_style, f_style_shape = (_features(vgg, jnp.asarray(x), _LAYERS) for x in (
             content, style_same_pixels, style_same_shape))
-        self.photo_gram_error = gram_error(self.f_photo, self.f_style)
-        self.painting_content_error = relative_error(f_style_shape[CONTENT_LAYER], self.f_photo[CONTENT_LAYER])
-        self.style_speckle = mean_abs_laplacian(style_same_pixels)
-        self.judge = judge if judge is None else JudgeReferences(
+        self.f_photo: dict[str, jax.Array] = f_photo
+        self.f_style: dict[str, jax.Array] = f_style
+        self.photo_gram_error: jax.Array = gram_error(f_photo, f_style)
+        self.painting_content_error: jax.Array = relative_error(f_style_shape[CONTENT_LAYER], f_photo[CONTENT_LAYER])
+        self.style_speckle: jax.Array = mean_abs_laplacian(jnp.asarray(style_same_pixels))
+        self.judge: JudgeReferences | None = judge if judge is None else JudgeReferences(
             judge, photo=content, painting=style_same_pixels, painting_same_shape=style_same_shape)
 
     @property

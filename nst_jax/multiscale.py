@@ -21,13 +21,11 @@ import numpy as np
 
 from nst_jax import colour
 from nst_jax.api import StylizeResult, stylize
-from nst_jax.config import StylizeConfig, Weights, make_weights
+from nst_jax.config import DEFAULT_MIN_SIZE, StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError
 from nst_jax.plan import Plan, at_size, make_plan
 from nst_jax.vgg import VGGParams
-
-DEFAULT_MIN_SIZE = 128
 
 
 def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> list[int]:

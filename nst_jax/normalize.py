@@ -25,6 +25,7 @@ import json
 import os
 import pathlib
 from collections.abc import Iterable
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -64,7 +65,7 @@ def channel_means(vgg: VGGParams, images: Iterable[np.ndarray], pooling: str = "
     return {name: sums[name] / counts[name] for name in sums}
 
 
-def normalized_params(params: dict, means: dict[str, np.ndarray]) -> dict:
+def normalized_params(params: dict[str, Any], means: dict[str, np.ndarray]) -> dict[str, Any]:
     """The params of the normalised network (see the module docstring); ``params`` is not modified."""
     out, previous = {}, np.ones(3)
     for name, _, _ in CONV_LAYERS:
@@ -78,7 +79,7 @@ def normalized_params(params: dict, means: dict[str, np.ndarray]) -> dict:
     return {"params": out}
 
 
-def save_scales(path: str | os.PathLike, means: dict[str, np.ndarray], meta: dict) -> str:
+def save_scales(path: str | os.PathLike[str], means: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
     """Writes the per-channel means (float32) and ``meta`` (JSON) plus a ``.sha256`` sidecar; returns the digest."""
     path = pathlib.Path(path)
     payload = {name: np.asarray(means[name], np.float32) for name, _, _ in CONV_LAYERS}
@@ -91,7 +92,7 @@ def save_scales(path: str | os.PathLike, means: dict[str, np.ndarray], meta: dic
     return digest
 
 
-def load_scales(path: str | os.PathLike | None = None) -> tuple[dict[str, np.ndarray], dict, str]:
+def load_scales(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     """Reads a means file (checked against its sidecar and the layer shapes): ``(means, meta, sha256)``.
 
     Raises:
@@ -114,8 +115,21 @@ def load_scales(path: str | os.PathLike | None = None) -> tuple[dict[str, np.nda
     return {name: arrays[name] for name, _, _ in CONV_LAYERS}, meta, digest
 
 
-def normalize(vgg: VGGParams, path: str | os.PathLike | None = None) -> VGGParams:
-    """``vgg`` with the stored normalisation applied; its ``sha256`` combines both files' digests."""
+def normalize_vgg19(vgg: VGGParams, path: str | os.PathLike[str] | None = None) -> VGGParams:
+    """The VGG-19 rescaled so that every ReLU channel has mean 1 over the calibration images (Gatys et
+    al.'s normalised network): the same features up to a positive scale per channel.
+
+    Args:
+        vgg: Parameters from :func:`nst_jax.load_vgg19` (not modified).
+        path: The stored per-channel means; the shipped ones if None.
+
+    Returns:
+        The rescaled parameters; their ``sha256`` combines both files' digests, so run records
+        tell the two networks apart.
+
+    Raises:
+        NSTError: If the means file or its sidecar is missing, corrupt or misshapen.
+    """
     means, meta, digest = load_scales(path)
     combined = hashlib.sha256(f"{vgg.sha256}+{digest}".encode()).hexdigest()
     return dataclasses.replace(vgg, params=normalized_params(vgg.params, means), sha256=combined,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -268,7 +268,7 @@ def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, .
     return Targets(content_targets, style_targets, mask_targets, extent)
 
 
-def style_reference(targets: Targets, weights: Weights, *, config: LossConfig) -> dict[str, dict]:
+def style_reference(targets: Targets, weights: Weights, *, config: LossConfig) -> dict[str, dict[str, Any]]:
     """The statistics the style loss compares with, from the targets and the dynamic blend.
 
     Without masks the ``S`` styles are blended into one reference by the statistic's
@@ -290,7 +290,7 @@ def style_reference(targets: Targets, weights: Weights, *, config: LossConfig) -
     return out
 
 
-def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, reference: Mapping,
+def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, reference: Mapping[str, Any],
                         weights: Weights, config: LossConfig,
                         validity: Mapping[str, jax.Array] | None = None) -> list[jax.Array]:
     """``E_l`` per style layer, over the positions inside the extent (``validity``) if any. With
@@ -308,7 +308,7 @@ def _style_layer_losses(features: Mapping[str, jax.Array], targets: Targets, ref
             for name in config.style_layers]
 
 
-def check_call(image, targets: Targets, weights: Weights, config: LossConfig) -> None:
+def check_call(image: ArrayLike, targets: Targets, weights: Weights, config: LossConfig) -> None:
     """Static checks of one :func:`loss_terms` call: the image, and targets made for its size and config."""
     shape = checks.check_image(image)
     check_fits(shape, config.feature_layers)
@@ -330,7 +330,7 @@ def check_call(image, targets: Targets, weights: Weights, config: LossConfig) ->
         raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
 
 
-def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping,
+def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping[str, Any],
                  config: LossConfig) -> dict[str, jax.Array]:
     """The weighted loss terms of one image from one VGG pass."""
     feats, validity = _dense_features(vgg, image, config, config.feature_layers, targets.extent)
@@ -360,7 +360,7 @@ def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, sty
     return fn
 
 
-def _terms_from_sums(sums: Mapping, tv: jax.Array, weights: Weights, reference: Mapping,
+def _terms_from_sums(sums: Mapping[str, Any], tv: jax.Array, weights: Weights, reference: Mapping[str, Any],
                      factors: Mapping[str, jax.Array], config: LossConfig) -> dict[str, jax.Array]:
     stat = statistic(config)
     content = [factors[name] * sums["content"][name] for name in config.content_layers] if config.uses_content else []
@@ -427,7 +427,7 @@ def _tiled_total_bwd(config, residuals, cotangents):
 _tiled_total.defvjp(_tiled_total_fwd, _tiled_total_bwd)
 
 
-def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping,
+def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping[str, Any],
                    config: LossConfig) -> dict[str, jax.Array]:
     """:func:`loss_terms` of a checked float32 image and a computed ``reference`` (``{}`` without style).
 
@@ -443,7 +443,7 @@ def evaluate_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: 
 
 def loss_terms(
     vgg: VGGParams, image: ArrayLike, targets: Targets, weights: Weights, *, config: LossConfig,
-    reference: Mapping | None = None,
+    reference: Mapping[str, Any] | None = None,
 ) -> dict[str, jax.Array]:
     """Weighted loss terms of one image: ``α·L_content``, ``β·L_style``, ``tv·L_tv`` and their sum.
 

@@ -26,8 +26,10 @@ library's ``units="relative"`` terms (:mod:`nst_jax.losses`): 1 for a blank ``x`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Literal
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, ParamSpec
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,8 @@ from nst_jax.terms import weighted_sum
 from nst_jax.vgg import Autodiff, VGGParams, check_fits, check_layers, extract_features
 
 __all__ = ["DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "perceptual_loss", "perceptual_terms"]
+
+P = ParamSpec("P")
 
 DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -131,23 +135,21 @@ def perceptual_terms(
     return {"content": content, "style": style, "total": content + style}
 
 
-def perceptual_loss(
-    vgg: VGGParams,
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    content_layers: Sequence[str] = DEFAULT_CONTENT_LAYERS,
-    style_layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-    content_weight: ArrayLike = 1.0,
-    style_weight: ArrayLike = 1.0,
-    layer_weights: Mapping[str, float] | None = None,
-    statistic: str = "gram",
-    units: Literal["relative", "paper"] = "relative",
-    pooling: Literal["max", "avg"] = "max",
-    precision: Literal["fp32", "bf16"] = "fp32",
-    autodiff: Autodiff | None = None,
-) -> jax.Array:
-    """VGG-19 perceptual loss of one image pair: ``content + style`` (see the module's docstring).
+def _total_of(terms: Callable[P, dict[str, jax.Array]]) -> Callable[P, jax.Array]:
+    """``terms(...)["total"]``, with ``terms``' parameters: one signature for both public functions, which
+    ``inspect``, pdoc and type checkers (through the ``ParamSpec``) all read."""
+
+    @functools.wraps(terms)
+    def loss(*args: P.args, **kwargs: P.kwargs) -> jax.Array:
+        return terms(*args, **kwargs)["total"]
+
+    loss.__signature__ = inspect.signature(terms).replace(return_annotation="jax.Array")  # type: ignore[attr-defined]
+    return loss
+
+
+perceptual_loss = _total_of(perceptual_terms)
+perceptual_loss.__name__ = perceptual_loss.__qualname__ = "perceptual_loss"
+perceptual_loss.__doc__ = """VGG-19 perceptual loss of one image pair: ``content + style`` (see the module's docstring).
 
     A pure function of ``x`` and ``y`` (and ``vgg``), safe under ``jax.jit``, ``jax.grad`` and
     ``jax.vmap``; no total-variation or other term is added.
@@ -173,7 +175,3 @@ def perceptual_loss(
     Raises:
         NSTError: As :func:`perceptual_terms`.
     """
-    return perceptual_terms(vgg, x, y, content_layers=content_layers, style_layers=style_layers,
-                            content_weight=content_weight, style_weight=style_weight, layer_weights=layer_weights,
-                            statistic=statistic, units=units, pooling=pooling, precision=precision,
-                            autodiff=autodiff)["total"]

@@ -43,7 +43,7 @@ def as_image(x: ArrayLike, what: str, *, min_size: int = MIN_SIZE) -> np.ndarray
     return arr
 
 
-def style_list(style: Any) -> list:
+def style_list(style: Any) -> list[Any]:
     """A style argument (one image, or a list or tuple of them) as a list."""
     return list(style) if isinstance(style, (list, tuple)) else [style]
 
@@ -76,20 +76,6 @@ def canvas_shape(config: StylizeConfig, shape: Sequence[int]) -> tuple[int, int,
 
 # The bucket --shape-bucket auto picks on accelerators (measured on one H200: a cold 512 px run compiled for
 # 51 s and ran for 0.1 s, so a new aspect ratio is worth the canvas's extra pixels many times over).
-AUTO_SHAPE_BUCKET = 128
-
-
-def auto_shape_bucket(loss_units: str, tile_size: int) -> int:
-    """The shape bucket for this backend: :data:`AUTO_SHAPE_BUCKET` on a GPU or TPU (compiling costs
-    far more than running there), 0 on a CPU (where the canvas's extra pixels cost more than a
-    compile), and 0 where buckets do not apply (paper units, tiled evaluation)."""
-    import jax
-
-    if loss_units != "relative" or tile_size or jax.default_backend() == "cpu":
-        return 0
-    return AUTO_SHAPE_BUCKET
-
-
 def array_digest(array: np.ndarray | None) -> dict[str, Any] | None:
     """``{"shape", "sha256"}`` of an array's float32 values (None for None)."""
     if array is None:

@@ -3,8 +3,8 @@
 A PNG holds the record as a compressed ``iTXt`` chunk named :data:`RECORD_KEY`; a JPEG as its
 comment: the JSON text when it fits the comment's 65 533 bytes, else ``nst_jax:zlib:`` and the
 zlib-compressed text in base64; a record that does not fit even so is refused before any
-compute (:func:`check_fits`). Records are read with a cap on their size (:data:`MAX_RECORD_BYTES`
-of text) and are untrusted: :func:`checked` refuses one without its verification data.
+compute (:func:`check_record_fits`). Records are read with a cap on their size (:data:`MAX_RECORD_BYTES`
+of text) and are untrusted: :func:`check_record` refuses one without its verification data.
 """
 
 from __future__ import annotations
@@ -61,8 +61,16 @@ def save_options(record: Mapping[str, Any] | None, fmt: str) -> dict[str, Any]:
     return {}
 
 
-def check_fits(record: Mapping[str, Any], fmt: str) -> None:
-    """Raises NSTError now if ``record`` (plus a few notes) cannot be stored in format ``fmt``."""
+def check_record_fits(record: Mapping[str, Any], fmt: str) -> None:
+    """Checks before any compute that a record (plus the notes added at write time) fits a format.
+
+    Args:
+        record: The JSON-able run record.
+        fmt: Pillow's format name (:func:`nst_jax.files.image_format`).
+
+    Raises:
+        NSTError: If it cannot be stored in that format (a JPEG comment holds at most 64 KB).
+    """
     save_options({**record, "step": 10**9, "last_good": True}, fmt)
 
 
@@ -77,8 +85,14 @@ def _decoded(text: str) -> str:
     return out.decode()
 
 
-def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The run record stored in an image by :func:`nst_jax.save_image`, or None if it carries none.
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run record stored in an image by :func:`nst_jax.save_image`.
+
+    Args:
+        path: The image file.
+
+    Returns:
+        The record (a dict), or None if the image carries none.
 
     Raises:
         NSTError: If the file is not a readable image, or its record is malformed or larger than
@@ -110,9 +124,16 @@ def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("format") == RECORD_KEY else None
 
 
-def checked(record: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """A record's ``args`` (a dict), ``run`` (the verification data) and ``step`` (None or a step), checked
-    for presence and type only.
+def check_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A record's parts, checked for presence and type only (a record is untrusted).
+
+    Args:
+        record: A record from :func:`read_record`.
+        source: The file it came from, for messages.
+
+    Returns:
+        ``{"args", "run", "step"}``: the command-line arguments (a dict), the verification data
+        (:func:`nst_jax.files.run_record`'s dict) and the step it was written at (None or an int).
 
     Raises:
         NSTError: If a part is missing or of the wrong type.

@@ -7,9 +7,13 @@ Both evaluations of the objective (one VGG pass, or tile by tile) compute per-la
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+
+if TYPE_CHECKING:  # config imports the statistics, which import this module
+    from nst_jax.config import Weights
 
 TERMS = ("content", "style", "tv", "total")
 
@@ -19,7 +23,7 @@ def weighted_sum(layer_weights: jax.Array, values: Sequence[jax.Array]) -> jax.A
     return sum((layer_weights[i] * v for i, v in enumerate(values)), jnp.zeros((), jnp.float32))
 
 
-def weighted_terms(weights, *, content: Sequence[jax.Array] = (), style: Sequence[jax.Array] = (),
+def weighted_terms(weights: Weights, *, content: Sequence[jax.Array] = (), style: Sequence[jax.Array] = (),
                    tv: jax.Array) -> dict[str, jax.Array]:
     """The loss terms from per-layer losses.
 

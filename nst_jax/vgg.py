@@ -483,7 +483,7 @@ class VGGParams:
     sha256: str = ""
     meta_json: str = "{}"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.convention not in CONVENTIONS:
             raise NSTError(f"unknown input convention {self.convention!r} (choose from {', '.join(CONVENTIONS)})")
 

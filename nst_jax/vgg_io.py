@@ -52,7 +52,7 @@ DEFAULT_VGG_FILE = shipped_file("vgg19.npz")
 REGENERATE_HINT = "regenerate it with scripts/convert_weights.py (see weights/README.md)"
 
 
-def sha256_of(path: str | os.PathLike) -> str:
+def sha256_of(path: str | os.PathLike[str]) -> str:
     """Returns the hex sha256 digest of a file."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -61,7 +61,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_vgg19(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
+def save_vgg19(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
     """Writes a weights file and its ``.sha256`` sidecar atomically.
 
     Args:
@@ -88,7 +88,7 @@ def save_vgg19(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dic
     return digest
 
 
-def load_vgg19(path: str | os.PathLike | None = None) -> VGGParams:
+def load_vgg19(path: str | os.PathLike[str] | None = None) -> VGGParams:
     """Loads, checks and decodes a VGG-19 parameter file.
 
     Args:

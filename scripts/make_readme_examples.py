@@ -19,8 +19,16 @@ import time
 
 import numpy as np
 
-from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, save_image, stylize, stylize_multiscale
-from nst_jax.normalize import normalize
+from nst_jax import (
+    StylizeConfig,
+    load_image,
+    load_vgg19,
+    make_weights,
+    normalize_vgg19,
+    save_image,
+    stylize,
+    stylize_multiscale,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "quality"
@@ -63,7 +71,7 @@ def main(argv=None) -> int:
         config_kw, weights_kw, extra = RUNS[name]
         config = StylizeConfig(**{"iterations": args.iterations, **config_kw})
         weights = make_weights(config, **weights_kw)
-        net = normalize(vgg) if extra.get("normalized") else vgg
+        net = normalize_vgg19(vgg) if extra.get("normalized") else vgg
         styles = [style, style2] if extra.get("styles") == 2 else style
         t = time.perf_counter()
         if extra.get("sizes"):

@@ -42,6 +42,14 @@ def vgg():
 
 
 @pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory):
+    """The package's wheel, built once per session and installed into a fresh venv (tests/wheel.py)."""
+    from .wheel import build_and_install
+
+    return build_and_install(tmp_path_factory.mktemp("packaging"))
+
+
+@pytest.fixture(scope="session")
 def shared_images():
     if not (SHARED_IMAGES / "tubingen.jpg").is_file():
         pytest.skip("../shared/images is absent")
@@ -131,3 +139,8 @@ def np_stats(f, mask=None):
     mu = w @ f / w.sum()
     c = ((f - mu) * w[:, None]).T @ (f - mu) / w.sum()
     return mu, c
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tests first, so that with ``-n auto`` the short ones fill the workers' time at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

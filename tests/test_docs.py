@@ -5,6 +5,7 @@ reference builds (when pdoc is installed)."""
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import inspect
 import pathlib
@@ -83,6 +84,16 @@ def _problems(names) -> list[str]:
 
 def test_every_public_name_is_documented():
     problems = _problems(n for n in nst_jax.__all__ if n not in KNOWN_GAPS)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module", ["nst_jax.config", "nst_jax.files", "nst_jax.errors", "nst_jax.compilation",
+                                    "nst_jax.data"])
+def test_every_name_of_a_public_module_is_documented(module):
+    mod = importlib.import_module(module)
+    assert inspect.getdoc(mod)
+    names = [n for n in mod.__all__ if callable(getattr(mod, n))]  # constants carry comments, not docstrings
+    problems = [p for n in names for p in docstring_problems(f"{module}.{n}", getattr(mod, n))]
     assert not problems, "\n".join(problems)
 
 

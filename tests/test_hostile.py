@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+import nst_jax.files
 from nst_jax import checkpoint as ckpt
 from nst_jax.cli import common
 from nst_jax.cli.stylize import main
@@ -159,7 +160,7 @@ def test_last_good_follows_overwrite_rule(capsys, pics, tmp_path):
 
 
 def test_file_appearing_during_the_run_is_kept(capsys, pics, tmp_path, monkeypatch):
-    import nst_jax.image as image_files
+    import nst_jax.files as image_files  # what the CLI calls
 
     content, style = pics
     out = tmp_path / "out.png"
@@ -277,7 +278,7 @@ def test_faults_of_the_system_mid_run(capsys, pics, tmp_path, monkeypatch, fault
     def fail(*args, **kwargs):
         raise fault
 
-    monkeypatch.setattr(ckpt, "save_checkpoint", fail)
+    monkeypatch.setattr(nst_jax.files, "save_checkpoint", fail)  # what the CLI calls
     line = refused(capsys, 5, content, style, "-o", tmp_path / "x.png", *SMALL, "--iterations", 2,
                    "--checkpoint-every", 1, needle=needle)
     assert "internal error" not in line and not (tmp_path / "x.png").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -157,3 +158,14 @@ def test_icc_profile_converted_to_srgb_and_outputs_tagged(tmp_path):
     assert "srgb" in profile.profile.profile_description.lower()
     # An sRGB-tagged file reads back unchanged.
     np.testing.assert_allclose(nst_jax.load_image(tmp_path / "out.png"), 128 / 255, atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("basedpyright") is None and not (pathlib.Path(sys.executable).parent / "basedpyright")
+                    .exists(), reason="basedpyright not installed (pip install basedpyright)")
+def test_type_completeness_score():
+    """``pyright --verifytypes nst_jax`` (basedpyright's, which bundles Node.js): at least 95 %."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "type_completeness.py")], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    score = float(re.search(r"type completeness score: ([\d.]+)%", result.stdout).group(1))
+    assert score >= 95.0, result.stdout

@@ -20,12 +20,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from nst_jax import image as image_files
-from nst_jax.cache import default_cache_dir, enable_compilation_cache
+from nst_jax import files, load_vgg19, normalize_vgg19
+from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
+    AUTO_SHAPE_BUCKET,
     COLOURS,
     DEFAULT_LOSS_WEIGHTS,
     INITS,
@@ -33,16 +35,16 @@ from nst_jax.config import (
     MODE_DEFAULTS,
     MODES,
     OPTIMIZERS,
+    POOLINGS,
+    PRECISIONS,
     RECONSTRUCTION_ITERATIONS,
     STYLE_LOSSES,
     TRANSFER_ITERATIONS,
     StylizeConfig,
+    auto_shape_bucket,
     make_weights,
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
-from nst_jax.plan import AUTO_SHAPE_BUCKET, auto_shape_bucket
-from nst_jax.vgg import POOLINGS, PRECISIONS
-from nst_jax.vgg_io import DEFAULT_VGG_FILE
 
 VGG_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
@@ -122,17 +124,25 @@ def groups(p: argparse.ArgumentParser) -> dict[str, argparse._ArgumentGroup]:
     return p._nst_groups
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Inputs and static settings common to every tool that runs an optimisation."""
+def add_run_arguments(p: argparse.ArgumentParser, *, several_contents: bool = False) -> None:
+    """Inputs and static settings common to every tool that runs an optimisation (``several_contents``:
+    ``--content`` takes one or more photos; one is recorded as a plain path, as without it)."""
     g = groups(p)
-    g["basics"].add_argument("--content", help="content photo (transfer and content modes)")
+    if several_contents:
+        action = g["basics"].add_argument(
+            "--content", nargs="+", metavar="IMAGE",
+            help="content photo(s) (transfer and content modes); several are each stylized on their own, into "
+                 "--output as a directory, sharing compiled programs where their shapes allow")
+        action.scalar_if_single = True  # nst_jax.cli.saved reads a recorded single path back
+    else:
+        g["basics"].add_argument("--content", help="content photo (transfer and content modes)")
     g["basics"].add_argument(
         "--style", nargs="+", metavar="IMAGE",
         help="style image(s) (transfer and style modes); several are blended (--style-blend) or each styles one "
              "--masks region")
     g["basics"].add_argument("--mode", choices=MODES, default=CONFIG_DEFAULTS["mode"],
                              help="transfer; content reconstruction; style reconstruction (texture synthesis)")
-    g["basics"].add_argument("--size", type=integer, default=image_files.DEFAULT_SIZE,
+    g["basics"].add_argument("--size", type=integer, default=files.DEFAULT_SIZE,
                              help="longest side of the output, pixels")
     g["basics"].add_argument("--iterations", type=integer, default=CONFIG_DEFAULTS["iterations"],
                              help=f"optimiser steps [default: {TRANSFER_ITERATIONS} in transfer mode, "
@@ -193,8 +203,9 @@ def _add_advanced_arguments(g) -> None:
                    help="relative: every term normalised, the same weights at any size; paper: Gatys et al.'s "
                         "eqs. 1 and 4 (the content term grows with the pixel count)")
     g.add_argument("--vgg", default="original", metavar="original|normalized|FILE",
-                   help=f"VGG-19 parameters: the shipped ones ({DEFAULT_VGG_FILE.name}), the shipped ones normalised "
-                        "so every filter's mean activation is 1 (as in the paper), or a converted parameter file")
+                   help=f"VGG-19 parameters: the shipped ones ({files.DEFAULT_VGG_FILE.name}), the shipped ones "
+                        "normalised so every filter's mean activation is 1 (as in the paper), or a converted "
+                        "parameter file")
 
 
 def add_cache_argument(p: argparse.ArgumentParser) -> None:
@@ -257,8 +268,8 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 
 def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
     """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
-    if not image_files.MIN_SIZE <= args.size <= image_files.MAX_SIZE:
-        raise NSTError(f"--size must be between {image_files.MIN_SIZE} and {image_files.MAX_SIZE}, got {args.size}")
+    if not files.MIN_SIZE <= args.size <= files.MAX_SIZE:
+        raise NSTError(f"--size must be between {files.MIN_SIZE} and {files.MAX_SIZE}, got {args.size}")
     init = args.init if args.init is None or (args.init in INITS and args.init != "image") else "image"
     styles = args.style or []
     if args.masks is not None and len(args.masks) != max(len(styles), 1):
@@ -277,25 +288,20 @@ def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
 
 def load_vgg(choice: str):
     """The VGG-19 parameters for ``--vgg``: ``original``, ``normalized`` or a file."""
-    from nst_jax.vgg_io import load_vgg19
-
     vgg = load_vgg19(None if choice in VGG_CHOICES else choice)
-    if choice == "normalized":
-        from nst_jax.normalize import normalize
-
-        vgg = normalize(vgg)
-    return vgg
+    return normalize_vgg19(vgg) if choice == "normalized" else vgg
 
 
 def input_files(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(role, path)`` of every file a run reads (never to be written): images, masks, VGG file and its checksum."""
-    files = [("content image", args.content)] + [("style image", s) for s in args.style or []]
-    files += [("mask", m) for m in args.masks or []]
+    named = [("content image", c) for c in [args.content, *getattr(args, "other_contents", [])]]
+    named += [("style image", s) for s in args.style or []]
+    named += [("mask", m) for m in args.masks or []]
     if args.init is not None and args.init not in INITS:
-        files.append(("init image", args.init))
-    vgg = DEFAULT_VGG_FILE if args.vgg in VGG_CHOICES else args.vgg
-    files += [("VGG file", vgg), ("VGG checksum file", f"{vgg}.sha256")]
-    return [(role, str(path)) for role, path in files if path]
+        named.append(("init image", args.init))
+    vgg = files.DEFAULT_VGG_FILE if args.vgg in VGG_CHOICES else args.vgg
+    named += [("VGG file", vgg), ("VGG checksum file", f"{vgg}.sha256")]
+    return [(role, str(path)) for role, path in named if path]
 
 
 def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
@@ -312,22 +318,22 @@ def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
     if config.uses_style and not args.style:
         raise NSTError(f"--style is required in {config.mode} mode")
     vgg = load_vgg(args.vgg)
-    content = image_files.load_image(args.content, args.size) if config.uses_content else None
+    content = files.load_image(args.content, args.size) if config.uses_content else None
     style = None
     if config.uses_style:
         # Loaded at the size the style scale asks for (the library's resize is then a no-op).
         style_size = args.size if config.style_scale is None else round(config.style_scale * args.size)
-        style = [image_files.load_image(path, style_size) for path in args.style]
+        style = [files.load_image(path, style_size) for path in args.style]
         style = style[0] if len(style) == 1 else style
     init_image = None
     if config.init == "image":
-        init_image = image_files.load_image(args.init, args.size)
+        init_image = files.load_image(args.init, args.size)
         if content is not None and init_image.shape != content.shape:
             raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
                            f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
     masks = None
     if args.masks is not None:
-        masks = [np.asarray(image_files.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
+        masks = [np.asarray(files.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
     return vgg, content, style, init_image, masks
 
 
@@ -354,32 +360,57 @@ class SignalFlag:
 
 
 class Bar:
-    """The progress bar: started at the first report (after compilation, so its rate measures the steps
-    only), closed once; a context manager."""
+    """The progress bar: started at the first report, closed once; a context manager.
+
+    Its rate and time left come from the optimisation's own measured wall time (``Progress.seconds``:
+    the chunks' wall times, compilation excluded), not from tqdm's clock, which would count the
+    compilation or, started at the first report, almost no time at all. The bar moves when a chunk
+    of compiled steps returns (``StylizeConfig.chunk_size``, 10 steps, fewer where a save, a
+    checkpoint or a preview falls): a per-step callback from inside the compiled program would keep
+    that program out of the
+    persistent compilation cache (JAX does not cache programs with host callbacks).
+    """
 
     def __init__(self, total: int, *, initial: int = 0, desc: str | None = None, disable: bool = False):
         self.kwargs = {"total": total, "initial": initial, "desc": desc, "disable": disable}
-        self.bar = None
+        self.initial = initial
+        self.bar: Any = None
 
-    def update(self, step: int, **postfix: str) -> None:
+    def update(self, step: int, seconds: float | None = None, **postfix: str) -> None:
+        """Moves the bar to ``step``; ``seconds``: optimisation time for the steps since ``initial``."""
         if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(unit="it", dynamic_ncols=True, **self.kwargs)
-        self.bar.update(step - self.bar.n)
+            self.bar = measured_tqdm()(unit="it", dynamic_ncols=True, **self.kwargs)
+        if seconds is not None and seconds > 0 and step > self.initial:
+            self.bar.measured_rate = (step - self.initial) / seconds
         if postfix:
-            self.bar.set_postfix(**postfix)
+            self.bar.set_postfix(refresh=False, **postfix)  # shown by the update: the loss of this step
+        self.bar.update(step - self.bar.n)
 
     def close(self) -> None:
+        """Closes the bar (again: nothing)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-    def __enter__(self):
+    def __enter__(self) -> Bar:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def measured_tqdm() -> type:
+    """A tqdm class whose rate (and so its time left) is ``measured_rate``, unknown ("?") until set."""
+    from tqdm import tqdm
+
+    class MeasuredTqdm(tqdm):
+        measured_rate: float | None = None
+
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            return {**super().format_dict, "rate": self.measured_rate}
+
+    return MeasuredTqdm
 
 
 def loss_line(last: dict) -> str:

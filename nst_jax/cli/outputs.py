@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import checkpoint as ckpt
-from nst_jax import image as image_files
+from nst_jax import files
 from nst_jax.cli import common
 from nst_jax.cli.common import EXIT_CONFLICT, Exit
 from nst_jax.errors import NSTError, OutputExists
@@ -33,8 +32,7 @@ def resumed_output(checkpoint: pathlib.Path, recorded: Any) -> pathlib.Path:
     name = checkpoint.name
     stem = name[: -len(".ckpt.npz")] if name.endswith(".ckpt.npz") and len(name) > 9 else checkpoint.stem
     suffix = pathlib.Path(recorded).suffix.lower() if isinstance(recorded, str) else ""
-    known = image_files.Image.registered_extensions()
-    return checkpoint.with_name(stem + (suffix if suffix in known and known[suffix] in ("PNG", "JPEG") else ".png"))
+    return checkpoint.with_name(stem + (suffix if files.image_format(suffix) in ("PNG", "JPEG") else ".png"))
 
 
 def intermediate_path(output: pathlib.Path, step: int) -> pathlib.Path:
@@ -90,6 +88,38 @@ def _no_clobber(args: argparse.Namespace, output: pathlib.Path, checkpoint: path
         raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
 
 
+def destinations(args: argparse.Namespace, output: pathlib.Path,
+                 checkpoint: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+    """``(what, path)`` of every file a run may write, intermediate saves aside."""
+    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
+    return writes + ([("preview", pathlib.Path(args.preview))] if args.preview else [])
+
+
+def check_batch(jobs: list[Any]) -> None:
+    """The runs of one command write distinct files (a shared ``--preview`` aside).
+
+    Raises:
+        NSTError: Naming two runs' clashing destinations.
+    """
+    seen: dict[str, str] = {}
+    for job in jobs:
+        for what, path in destinations(job.args, job.output, job.checkpoint):
+            key = os.path.realpath(path)
+            if what != "preview" and key in seen:
+                raise NSTError(f"the {what} {path} of {job.args.content} is also {seen[key]}; rename a content image")
+            seen[key] = f"the {what} of {job.args.content}"
+
+
+def _foreign_preview(path: str | None) -> bool:
+    """Whether ``path`` holds a file nst-jax did not write (one without a run record)."""
+    if not path or not os.path.lexists(path):
+        return False
+    try:
+        return files.read_record(path) is None
+    except NSTError:
+        return True
+
+
 def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
     """Every file this run may write is distinct from every input and from each other, and (without
     --overwrite) does not exist yet.
@@ -98,7 +128,7 @@ def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoin
         NSTError: Naming the clash.
     """
     inputs = common.input_files(args) + ([("checkpoint being resumed", args.resume)] if args.resume else [])
-    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
+    writes = destinations(args, output, checkpoint)
     for what, dest in writes:
         for role, path in inputs:
             if same_file(dest, path) and not (what == "checkpoint" and role == "checkpoint being resumed"):
@@ -116,10 +146,15 @@ def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoin
                                "choose another output")
     if not args.overwrite:
         _no_clobber(args, output, checkpoint)
+        if _foreign_preview(args.preview):
+            raise NSTError(f"--preview {args.preview} exists and was not written by nst-jax; choose another path, "
+                           "or pass --overwrite to replace it")
 
 
 def locations(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
-    output = image_files.check_output_path(args.output)
+    output = files.check_output_path(args.output)
+    if args.preview:
+        files.check_output_path(args.preview)
     checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
     check_writable_file(checkpoint, "checkpoint")
     args.checkpoint = str(checkpoint)
@@ -137,7 +172,13 @@ class Writer:
         self.checkpoint_written = job.args.overwrite or resuming_here
 
     def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
-        image_files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
+        files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
+
+    def preview(self, step: int, image: Any) -> None:
+        """Replaces the ``--preview`` file (if any) with ``image`` at ``step``, atomically."""
+        path, every = self.job.args.preview, self.job.args.preview_every
+        if path and (not every or step % every == 0 or step == self.job.config.iterations):
+            files.save_image(path, np.clip(np.asarray(image), 0.0, 1.0), record={**self.job.record, "step": step})
 
     def intermediate(self, step: int, image: np.ndarray) -> None:
         try:
@@ -146,7 +187,7 @@ class Writer:
             self.conflicts.append(err)
 
     def checkpoint(self, progress, notes: dict) -> None:
-        ckpt.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
+        files.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
         self.checkpoint_written = True
 
     def has_checkpoint(self) -> bool:

@@ -52,6 +52,8 @@ def _field(action: argparse.Action, value: Any, what: str) -> Any:
         if not isinstance(value, bool):
             raise NSTError(f"{what} must be true or false, got {_show(value)}")
         return value
+    if getattr(action, "scalar_if_single", False):  # one run's record holds one path (--content)
+        return _scalar(action, value, what)
     if action.nargs in ("+", "*"):
         if not isinstance(value, list) or not value or len(value) > MAX_LIST:
             raise NSTError(f"{what} must be a list of 1 to {MAX_LIST} values, got {_show(value)}")

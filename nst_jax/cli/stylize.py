@@ -2,6 +2,7 @@
 
   nst-jax photo.jpg painting.jpg -o out.png
   nst-jax --content photo.jpg --style painting.jpg --output out.png
+  nst-jax a.jpg b.jpg c.jpg painting.jpg -o outdir/     (each photo on its own, one compile per shape)
 
 Every default comes from the library (``StylizeConfig``, ``make_weights``,
 ``nst_jax.image.DEFAULT_SIZE``). Every argument, input file, output location, the VGG parameters
@@ -23,25 +24,29 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import __version__
-from nst_jax import checkpoint as ckpt
-from nst_jax import image as image_files
-from nst_jax import record as run_records
-from nst_jax.cli import common, outputs
+from nst_jax import (
+    Plan,
+    __version__,
+    check_memory,
+    files,
+    make_plan,
+    make_weights,
+    pyramid_sizes,
+    stylize,
+    stylize_multiscale,
+)
+from nst_jax.cli import batch, common, outputs
 from nst_jax.cli.common import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
 from nst_jax.cli.saved import validated
 from nst_jax.compilation import CompileStats
-from nst_jax.config import INITS, StylizeConfig, Weights, make_weights
+from nst_jax.config import DEFAULT_MIN_SIZE, INITS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError, OutputExists
-from nst_jax.memory import check_memory
-from nst_jax.multiscale import DEFAULT_MIN_SIZE, pyramid_sizes, stylize_multiscale
-from nst_jax.plan import Plan, make_plan
 
 # Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
 LOCATIONS = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache")
 # Options that may differ when resuming or rerunning: they do not change the result.
-RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every")
-PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint")
+RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every", "preview", "preview_every")
+PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint", "preview")
 EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
           "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
           "system (disk full, permission denied, out of memory); 6 a file appeared at an output during the run "
@@ -52,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = common.OneLineParser(prog="nst-jax", description=__doc__.split("\n\n")[0], epilog=EPILOG)
     p.add_argument("--version", action="version", version=f"nst_jax {__version__}")
     g = common.groups(p)
-    g["basics"].add_argument("images", nargs="*", metavar="CONTENT STYLE",
-                             help="the content photo and the style image (instead of --content and --style)")
-    common.add_run_arguments(p)
+    g["basics"].add_argument("images", nargs="*", metavar="CONTENT [CONTENT ...] STYLE",
+                             help="the content photo(s) and the style image (instead of --content and --style)")
+    common.add_run_arguments(p, several_contents=True)
     g["basics"].add_argument("-o", "--output", help="output image (.png, .jpg, ...) [default: CONTENT_STEM-"
-                             "STYLE_STEM.png with CONTENT STYLE; required with --content and --style]")
+                             "STYLE_STEM.png with CONTENT STYLE; required with --content and --style]; with several "
+                             "content images, the directory of their CONTENT_STEM-STYLE_STEM.png [default: .]")
     common.add_weight_arguments(p)
     g["quality"].add_argument("--style-blend", nargs="+", type=float, metavar="B",
                               help="blend weights of several --style images, normalised to sum 1 [default: equal]")
@@ -70,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_output_arguments(g) -> None:
+    g.add_argument("--preview", metavar="PATH",
+                   help="an image file replaced (atomically) with the current result as the run goes, for a viewer "
+                        "to keep open; an existing file there is replaced only if nst-jax wrote it, or with "
+                        "--overwrite")
+    g.add_argument("--preview-every", type=common.integer, default=0, metavar="N",
+                   help="refresh --preview every N iterations (0: whenever a chunk of compiled steps "
+                        "returns: every 10 by default)")
     g.add_argument("--save-every", type=common.integer, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (0: never)")
     g.add_argument("--overwrite", action="store_true",
@@ -104,12 +117,14 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     given = given_options(argv)
     images = args.__dict__.pop("images")
     if images:
-        if len(images) != 2 or args.content is not None or args.style is not None:
-            raise NSTError("give CONTENT STYLE (two paths) or --content and --style, not both")
-        args.content, args.style = images[0], [images[1]]
+        if len(images) < 2 or args.content is not None or args.style is not None:
+            raise NSTError("give CONTENT [CONTENT ...] STYLE (two or more paths) or --content and --style, not both")
+        args.content, args.style = images[:-1], images[-1:]
         given |= {"content", "style"}
-        if args.output is None:
-            args.output = f"{pathlib.Path(images[0]).stem}-{pathlib.Path(images[1]).stem}.png"
+        if args.output is None and len(images) == 2:
+            args.output = str(batch.output_name(images[0], args.style, args.mode))
+    if args.content is not None and len(args.content) == 1:
+        args.content = args.content[0]  # one photo: recorded as a path, as always
     return args, given - {"images"}
 
 
@@ -123,7 +138,7 @@ def given_options(argv: list[str] | None) -> set[str]:
 
 def normalised(args: argparse.Namespace) -> dict:
     """The arguments as JSON values, with absolute paths (a record resumes or reruns from any directory)."""
-    out = {k: v for k, v in vars(args).items() if k != "sizes"}
+    out = {k: v for k, v in vars(args).items() if k not in ("sizes", "other_contents")}
     absolute = lambda path: str(pathlib.Path(path).expanduser().absolute())  # noqa: E731
     for k in PATH_OPTIONS + ("init",):
         if isinstance(out.get(k), list):
@@ -174,7 +189,7 @@ class Job:
         output: The output image's path.
         checkpoint: The checkpoint's path.
         vgg: The VGG-19 parameters.
-        plan: The checked inputs (:func:`nst_jax.plan.make_plan`).
+        plan: The checked inputs (:func:`nst_jax.make_plan`).
         sizes: The levels' longest sides (one level without ``--scales``).
         iterations: Steps per level.
         resume: The checkpoint being continued, if any.
@@ -191,7 +206,7 @@ class Job:
     plan: Plan
     sizes: list[int]
     iterations: list[int]
-    resume: ckpt.Checkpoint | None
+    resume: files.Checkpoint | None
     record: dict[str, Any]
     stop_at: int | None = None
 
@@ -202,7 +217,7 @@ class Job:
 
 def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
     if args.scales > 1:
-        for name in ("save_every", "checkpoint_every"):
+        for name in ("save_every", "checkpoint_every", "preview"):
             if getattr(args, name):
                 raise NSTError(f"--{name.replace('_', '-')} is not supported with --scales > 1")
         if args.scale_iterations is not None and len(args.scale_iterations) != args.scales:
@@ -217,7 +232,7 @@ def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
 
 def _resumed(args: argparse.Namespace, given: set[str]):
     path = pathlib.Path(args.resume)
-    resume = ckpt.load_checkpoint(path)
+    resume = files.load_checkpoint(path)
     recorded = resume.notes.get("args")
     args = with_saved_args(args, given, recorded, f"checkpoint {path}", keep=("save_every", "checkpoint_every"))
     args.resume = str(path)
@@ -230,11 +245,11 @@ def _resumed(args: argparse.Namespace, given: set[str]):
 
 def _rerun(args: argparse.Namespace, given: set[str]):
     source = pathlib.Path(args.rerun)
-    found = run_records.read_record(source)
+    found = files.read_record(source)
     if found is None:
         raise NSTError(f"{source} carries no nst_jax run record (was it written by nst-jax, as PNG or JPEG?)")
     what = f"the run record of {source}"
-    found = run_records.checked(found, what)
+    found = files.check_record(found, what)
     args = with_saved_args(args, given, found["args"], what)
     args.rerun = str(source)
     if "output" not in given:
@@ -245,7 +260,7 @@ def _rerun(args: argparse.Namespace, given: set[str]):
 def _settings(args: argparse.Namespace):
     if not args.output:
         raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
-    for name in ("save_every", "checkpoint_every"):
+    for name in ("save_every", "checkpoint_every", "preview_every"):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     config = common.run_config(args)
@@ -262,7 +277,7 @@ def _settings(args: argparse.Namespace):
 
 
 def _verify_rerun(found: dict, run: dict, source: str, iterations: int) -> int | None:
-    diffs = ckpt.differences(found["run"], run)
+    diffs = files.run_differences(found["run"], run)
     if diffs:
         raise NSTError(f"cannot make {source} again: this run differs: {'; '.join(diffs)}")
     step = found["step"]
@@ -288,10 +303,11 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
     plan = make_plan(config, content=content, style=style, init=init, masks=masks)
     check_memory(config, plan.canvas, plan.largest_style_shape)
     levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
-    run = ckpt.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
+    run = files.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
     stop_at = None if found is None else _verify_rerun(found, run, args.rerun, config.iterations)
-    record = {"format": run_records.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
-    run_records.check_fits(record, image_files.Image.registered_extensions()[output.suffix.lower()])
+    record = {"format": files.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
+    for path in [output] + ([args.preview] if args.preview else []):
+        files.check_record_fits(record, files.image_format(path))
     return Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
 
 
@@ -314,16 +330,39 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(argv: list[str] | None) -> int:
     args, given = parse(argv)
+    if isinstance(args.content, list):
+        return run_batch(args)
     job = prepare(args, given if args.resume or args.rerun else None)
-    h, w = job.shape[:2]
     if job.resume is not None:
         common.say(f"resuming {job.args.resume} at step {job.resume.step} of {job.config.iterations}; "
                    f"writing {job.output}")
-    common.say(f"compiling for {w}x{h} ...")
     with CompileStats() as stats:
-        code = run_multiscale(job) if job.args.scales > 1 else run_single(job)
+        code = run_job(job)
     common.say(stats.summary())
     return code
+
+
+def run_job(job: Job, compiled: bool = False) -> int:
+    """Runs one checked job (``compiled``: an earlier job of this process ran its programs already)."""
+    h, w = job.shape[:2]
+    common.say(f"running {w}x{h} with the programs compiled already ..." if compiled else f"compiling for {w}x{h} ...")
+    return run_multiscale(job) if job.args.scales > 1 else run_single(job)
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """Several content photos, one style: every run checked first, then each run on its own."""
+    jobs = [prepare(one) for one in batch.split(args)]
+    outputs.check_batch(jobs)
+    seen = set()
+    with CompileStats() as stats:
+        for i, job in enumerate(jobs, 1):
+            common.say(f"[{i}/{len(jobs)}] {job.args.content} -> {job.output}")
+            code = run_job(job, compiled=job.args.scales == 1 and job.plan.canvas in seen)
+            seen.add(job.plan.canvas)
+            if code != EXIT_OK:
+                return code
+    common.say(stats.summary())
+    return EXIT_OK
 
 
 def _saved_state(job: Job, writer: outputs.Writer) -> str:
@@ -358,18 +397,17 @@ def _outcome(job: Job, writer: outputs.Writer, err: BaseException) -> BaseExcept
 
 
 def run_single(job: Job) -> int:
-    from nst_jax import stylize
-
     args, config = job.args, job.config
     writer, notes = outputs.Writer(job), {"args": job.record["args"]}
     start = job.resume.step if job.resume else 0
     with common.SignalFlag() as flag, common.Bar(config.iterations, initial=start) as bar:
         def on_chunk(progress):
-            bar.update(progress.step, loss=f"{progress.terms['total']:.4g}")
+            bar.update(progress.step, progress.seconds, loss=f"{progress.terms['total']:.4g}")
             if job.stop_at is not None and progress.step == job.stop_at:
                 raise Reached(np.asarray(progress.image))
             if args.save_every and progress.step % args.save_every == 0 and progress.step < progress.iterations:
                 writer.intermediate(progress.step, np.asarray(progress.image))
+            writer.preview(progress.step, progress.image)
             periodic = args.checkpoint_every and (progress.step % args.checkpoint_every == 0
                                                   or progress.step == progress.iterations)
             if periodic or flag.signum is not None or (job.resume and progress.step == progress.iterations):
@@ -378,8 +416,9 @@ def run_single(job: Job) -> int:
                 raise Interrupted(progress.step)
 
         try:
+            sync_every = (args.save_every, args.checkpoint_every, args.preview_every, job.stop_at or 0)
             result = stylize(job.vgg, plan=job.plan, weights=job.weights, seed=args.seed, callback=on_chunk,
-                             sync_every=(args.save_every, args.checkpoint_every, job.stop_at or 0), resume=job.resume)
+                             sync_every=sync_every, resume=job.resume)
         except Reached as reached:
             bar.close()
             writer.image(job.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)
@@ -418,7 +457,7 @@ def run_multiscale(job: Job) -> int:
                 for bar in bars.values():
                     bar.close()
                 bars[level] = common.Bar(progress.iterations, desc=f"{sizes[level]} px")
-            bars[level].update(progress.step, loss=f"{progress.terms['total']:.4g}")
+            bars[level].update(progress.step, progress.seconds, loss=f"{progress.terms['total']:.4g}")
             if flag.signum is not None:
                 raise Interrupted(progress.step)
 

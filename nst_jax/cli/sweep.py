@@ -22,12 +22,11 @@ import sys
 
 import numpy as np
 
-from nst_jax import image as image_files
+from nst_jax import Evaluator, files, make_plan, make_weights, optional_judge, stack_weights, sweep
 from nst_jax.cli import common
 from nst_jax.compilation import CompileStats
-from nst_jax.config import TERMS, make_weights, stack_weights
+from nst_jax.config import TERMS
 from nst_jax.errors import NSTError, one_line
-from nst_jax.plan import make_plan
 
 SWEPT = {  # option -> (make_weights argument, label)
     "content_weights": ("content_weight", "alpha"),
@@ -110,7 +109,7 @@ def prepare(args: argparse.Namespace):
     out_dir = pathlib.Path(args.output_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
-    image_files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
+    files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
     swept = [o for o in SWEPT if len(grids[o]) > 1] + (["seeds"] if len(args.seeds) > 1 else [])
     return config, members, weights, out_dir, swept, grids
 
@@ -139,15 +138,14 @@ def run(argv: list[str] | None) -> int:
     plan = make_plan(config, content=content, style=style, init=init_image, masks=masks)
     import jax
 
-    from nst_jax import sweep
-
     writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
     common.say(f"{common.plural(len(members), 'member')} on {common.plural(devices, 'device')} of "
                f"{common.plural(processes, 'process')}; compiling ...")
     with common.Bar(config.iterations, disable=not writer) as bar, CompileStats() as stats:
         result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], plan=plan,
                        batch_size=args.batch_size,
-                       callback=lambda p: bar.update(p.step, mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
+                       callback=lambda p: bar.update(p.step, p.seconds,
+                                                     mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
     if writer:
         common.say(stats.summary())
     if args.distributed:
@@ -164,8 +162,6 @@ def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> tuple[list |
     installed (and the outputs are large enough for it), else VGG-19's ratios only."""
     if args.no_metrics or config.mode != "transfer":
         return None, None
-    from nst_jax.metrics import Evaluator, optional_judge
-
     evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3],
                           judge=optional_judge(images.shape[1:3]))
     return [evaluator(image) for image in images], evaluator.judged_by
@@ -173,14 +169,12 @@ def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> tuple[list |
 
 def write_results(args, config, vgg, plan, result, members, weights, out_dir, swept, grids, devices, processes):
     """Writes member_NN.png, contact_sheet.png and losses.json."""
-    from nst_jax.figures import labelled_grid, save_json, save_sheet
-
     ratios, judged_by = _ratios(args, config, vgg, plan, result.images)
     out_dir.mkdir(exist_ok=True)
     records = []
     for i, ((_, seed), image, w) in enumerate(zip(members, result.images, weights, strict=True)):
         name = f"member_{i:02d}.png"
-        image_files.save_image(out_dir / name, image)
+        files.save_image(out_dir / name, image)
         settings = {arg: float(getattr(w, field)) for arg, field in (
             ("content_weight", "content"), ("style_weight", "style"), ("tv_weight", "tv"),
             ("learning_rate", "learning_rate"))}
@@ -194,10 +188,10 @@ def write_results(args, config, vgg, plan, result, members, weights, out_dir, sw
     rows = [list(range(r, min(r + columns, len(members)))) for r in range(0, len(members), columns)]
     labels = [[" ".join([f"{SWEPT[o][1]}={records[i][SWEPT[o][0]]:.3g}" for o in swept if o in SWEPT]
                         + ([f"seed={members[i][1]}"] if "seeds" in swept else [])) for i in row] for row in rows]
-    sheet = labelled_grid([[result.images[i] for i in row] for row in rows], labels,
+    sheet = files.labelled_grid([[result.images[i] for i in row] for row in rows], labels,
                           title=f"{len(members)} members, {config.iterations} {config.optimizer} steps")
-    save_sheet(out_dir / "contact_sheet.png", sheet)
-    save_json(out_dir / "losses.json", {
+    files.save_sheet(out_dir / "contact_sheet.png", sheet)
+    files.save_json(out_dir / "losses.json", {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
         "devices": devices, "processes": processes,
         "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,

@@ -1,0 +1,58 @@
+"""Print nst_jax's type completeness score, as ``pyright --verifytypes`` computes it.
+
+  python scripts/type_completeness.py [--list]
+
+Runs ``basedpyright --verifytypes nst_jax --ignoreexternal`` (``pip install basedpyright``: it
+bundles Node.js, which the plain ``pyright`` package would download) on this checkout's package,
+from a directory outside it, and prints the score: the share of the symbols the package exports
+(every public module's public names) whose types are fully known. ``--list`` also prints each
+symbol that is not, with the checker's reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def verifytypes() -> dict:
+    """basedpyright's ``--outputjson`` report of ``--verifytypes nst_jax`` on this checkout."""
+    exe = shutil.which("basedpyright") or str(pathlib.Path(sys.executable).parent / "basedpyright")
+    if not os.path.exists(exe):
+        raise SystemExit("basedpyright is not installed (pip install basedpyright)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout first, ahead of any installed copy
+    with tempfile.TemporaryDirectory() as outside:
+        proc = subprocess.run([exe, "--pythonpath", sys.executable, "--verifytypes", "nst_jax", "--ignoreexternal",
+                               "--outputjson"], cwd=outside, env=env, capture_output=True, text=True, timeout=600)
+    report = json.loads(proc.stdout)
+    found = pathlib.Path(report["typeCompleteness"]["packageRootDirectory"]).resolve()
+    if found != ROOT / "nst_jax":
+        raise SystemExit(f"basedpyright checked {found}, not {ROOT / 'nst_jax'}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="print every exported symbol whose type is not known")
+    args = parser.parse_args(argv)
+    completeness = verifytypes()["typeCompleteness"]
+    exported = [s for s in completeness["symbols"] if s["isExported"]]
+    unknown = [s for s in exported if not s["isTypeKnown"]]
+    if args.list:
+        for symbol in unknown:
+            reasons = "; ".join(d["message"].splitlines()[0] for d in symbol["diagnostics"]) or "(via another symbol)"
+            print(f"{symbol['name']}: {reasons}")
+    print(f"exported symbols: {len(exported)}, type not fully known: {len(unknown)}")
+    print(f"type completeness score: {100 * completeness['completenessScore']:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
