@@ -79,7 +79,7 @@ def resample(values: jax.Array, levels: jax.Array) -> jax.Array:
 
 def projections(features: jax.Array, dirs: jax.Array) -> jax.Array:
     """``[P, M]``: the ``M = H * W`` feature vectors of ``[H, W, N]`` projected on ``dirs`` ``[N, P]``
-    (positions on the last axis, where XLA sorts fastest: 1.8x faster than axis 0 on CPU)."""
+    (positions on the last axis: XLA sorts rows faster than columns on CPU)."""
     f = features.reshape(-1, features.shape[-1])
     return jnp.matmul(dirs.T, f.T, precision=jax.lax.Precision.HIGHEST)
 
