@@ -62,9 +62,10 @@ class LossConfig:
             a photo from its features) or ``"style"`` (style term only: texture synthesis).
         content_layers: Layers whose features the content term matches.
         style_layers: Layers whose statistics the style term matches.
-        style_loss: Style statistics matched per layer: ``"gram"`` (the paper's Gram matrices,
-            eq. 4), ``"meancov"`` (mean and covariance) or ``"w2"`` (Wasserstein-2 distance
-            between Gaussian fits); see :mod:`nst_jax.losses`.
+        style_loss: Style statistics matched per layer, a key of
+            :data:`nst_jax.statistics.STATISTICS`: ``"gram"`` (the paper's Gram matrices, eq. 4),
+            ``"meancov"`` (mean and covariance), ``"w2"`` (Wasserstein-2 distance between Gaussian
+            fits), ``"sliced"`` (sliced Wasserstein, Heitz et al. 2021); see :mod:`nst_jax.statistics`.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"``, or ``"bf16"``: VGG convolutions multiply in bf16 with float32
             accumulation; the image, statistics and losses stay float32.

@@ -21,7 +21,7 @@ library's ``units="relative"`` terms (:mod:`nst_jax.losses`): 1 for a blank ``x`
 ``y``. ``units="paper"`` gives Gatys et al.'s eq. 1 (``½ Σ (F − P)²``) and eq. 4
 (``Σ (G − A)² / (4 N² M²)``, ``A`` the style Gram rescaled to ``x``'s positions) instead.
 ``statistic`` picks another style statistic from :data:`nst_jax.statistics.STATISTICS`
-(``"meancov"``, ``"w2"``).
+(``"meancov"``, ``"w2"``, ``"sliced"``, ...).
 """
 
 from __future__ import annotations
@@ -163,8 +163,7 @@ perceptual_loss.__doc__ = """VGG-19 perceptual loss of one image pair: ``content
         content_weight: Multiplies the content sum.
         style_weight: Multiplies the style sum.
         layer_weights: ``{layer: w_l}`` (defaults: 1 per content layer, ``1 / L`` per style layer).
-        statistic: ``"gram"`` (default), ``"meancov"`` or ``"w2"``
-            (:data:`nst_jax.statistics.STATISTICS`).
+        statistic: ``"gram"`` (default) or another key of :data:`nst_jax.statistics.STATISTICS`.
         units: ``"relative"`` or ``"paper"``.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"``.

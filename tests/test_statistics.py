@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from nst_jax.statistics import STATISTICS, meancov
+from nst_jax.statistics import STATISTICS, meancov, sliced
 from nst_jax.statistics import w2 as wasserstein
 
 from .conftest import np_stats
@@ -86,8 +86,40 @@ def test_trace_sqrtm_gradient_is_stable_and_correct():
     assert np.isfinite(np.asarray(jax.grad(wasserstein.trace_sqrtm_psd)(jnp.float32(low)))).all()
 
 
+def np_directions(n):
+    """The sliced statistic's documented directions: PCG64 seeded with ``n``, Gaussian, unit columns."""
+    d = np.random.default_rng(n).standard_normal((n, n))
+    return d / np.linalg.norm(d, axis=0)
+
+
+def np_sorted(f, mask=None):
+    """Projections on the directions sorted per column, their weights and cumulative-weight midpoint levels."""
+    x = f.reshape(-1, f.shape[-1]).astype(np.float64) @ np_directions(f.shape[-1])
+    w = np.ones(len(x)) if mask is None else mask.reshape(-1).astype(np.float64)
+    order = np.argsort(x, axis=0, kind="stable")
+    xs, ws = np.take_along_axis(x, order, 0), w[order]
+    return xs, ws, (np.cumsum(ws, 0) - ws / 2) / w.sum()
+
+
+def np_quantiles(f, mask=None):
+    """``[P, Q]``: each direction's (weighted) quantile function at levels ``(j + ½) / Q``."""
+    xs, _, levels = np_sorted(f, mask)
+    u = (np.arange(sliced.QUANTILES) + 0.5) / sliced.QUANTILES
+    return np.stack([np.interp(u, levels[:, p], xs[:, p]) for p in range(xs.shape[1])])
+
+
+def np_sliced_loss(f, quantiles, units, mask=None):
+    xs, ws, levels = np_sorted(f, mask)
+    u = (np.arange(sliced.QUANTILES) + 0.5) / sliced.QUANTILES
+    t = np.stack([np.interp(levels[:, p], u, quantiles[p]) for p in range(xs.shape[1])], axis=1)
+    w2 = np.mean(np.sum(ws * (xs - t) ** 2, axis=0)) / ws[:, 0].sum()
+    return w2 / np.mean(quantiles**2) if units == "relative" else w2
+
+
 def np_summary(name, f, mask=None):
     """Each registered statistic's summary of features ``[H, W, N]``, in float64 NumPy."""
+    if name == "sliced":
+        return {"quantiles": np_quantiles(f, mask)}
     if name == "gram":
         g = f.reshape(-1, f.shape[-1]).astype(np.float64)
         if mask is not None:
@@ -100,6 +132,8 @@ def np_summary(name, f, mask=None):
 def np_loss(name, f, summaries, b, units):
     """The layer loss against the blend (weights ``b``) of the styles' targets, in float64 NumPy."""
     n, m = f.shape[-1], f.shape[0] * f.shape[1]
+    if name == "sliced":  # the styles' barycentre along each direction
+        return np_sliced_loss(f, sum(w * s["quantiles"] for w, s in zip(b, summaries, strict=True)), units)
     if name == "gram":
         a = sum(w * s["gram"] * m / s["positions"] for w, s in zip(b, summaries, strict=True))
         error = np.sum((np_summary("gram", f)["gram"] - a) ** 2)
@@ -133,6 +167,8 @@ def test_each_registered_statistic_against_numpy(feats, name):
     targets = [jax.jit(statistic.target)({k: jnp.float32(v) for k, v in x.items()}, mass) for x in summaries]
     if name == "gram":
         np.testing.assert_allclose(targets[0]["gram"], summaries[0]["gram"] * 30 / 28, rtol=1e-5)  # 6x5 vs 7x4
+    elif name == "sliced":
+        np.testing.assert_allclose(targets[0]["quantiles"], summaries[0]["quantiles"], rtol=1e-5)
     else:
         np.testing.assert_allclose(targets[0]["cov"], summaries[0]["cov"], rtol=1e-5)
     b = np.array([0.3, 0.7], np.float32)
@@ -160,3 +196,69 @@ def test_gram_summaries_add_up_over_two_halves(feats):
         np.testing.assert_allclose(gram.summed_loss(gram.summary(f, None), reference, units),
                                    gram.loss(f, reference, None, units), rtol=1e-5)
     assert gram.additive and not STATISTICS["meancov"].additive and not STATISTICS["w2"].additive
+
+
+def test_sliced_directions_are_fixed_unit_vectors():
+    d = np.asarray(sliced.directions(6))
+    assert d.shape == (6, 6) and d.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(d, axis=0), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(d, np.asarray(sliced.directions(6)))
+    np.testing.assert_allclose(d, np_directions(6), rtol=1e-6)
+
+
+def test_sliced_loss_is_zero_for_identical_features_and_ignores_the_order_of_positions():
+    rng = np.random.default_rng(6)
+    f = np.maximum(rng.normal(size=(32, 32, 5)), 0).astype(np.float32)  # 1024 positions: the quantile levels
+    statistic = STATISTICS["sliced"]
+    reference = statistic.finish(statistic.target(statistic.summary(f, None), jnp.float32(1024)))
+    for units in ("relative", "paper"):
+        assert float(statistic.loss(f, reference, None, units)) == 0.0
+    g = np.maximum(rng.normal(size=(8, 12, 5)), 0).astype(np.float32)
+    shuffled = g.reshape(-1, 5)[rng.permutation(96)].reshape(8, 12, 5)
+    loss = jax.jit(statistic.loss, static_argnums=3)
+    assert float(loss(g, reference, None, "paper")) > 0
+    np.testing.assert_allclose(loss(shuffled, reference, None, "paper"), loss(g, reference, None, "paper"), rtol=1e-6)
+    np.testing.assert_allclose(loss(g, reference, None, "paper"), np_sliced_loss(g, np_quantiles(f), "paper"),
+                               rtol=1e-4)
+    # Other numbers of positions than the quantile levels: 0 up to the quantile function's resolution.
+    small = statistic.finish(statistic.summary(g, None))
+    assert float(loss(g, small, None, "relative")) < 1e-4
+    grad = jax.grad(lambda x: statistic.loss(x, reference, None, "relative"))(g)
+    assert np.isfinite(np.asarray(grad)).all() and float(jnp.abs(grad).max()) > 0
+
+
+@pytest.mark.slow
+def test_a_sliced_stylization_lowers_its_loss(vgg):
+    """64 px, 10 L-BFGS steps from the photo with ``style_loss="sliced"``: the style term falls."""
+    from nst_jax import StylizeConfig, stylize
+    from nst_jax.image import load_image
+
+    from .conftest import EXAMPLES
+
+    content, style = load_image(EXAMPLES / "chelsea.png", 64), load_image(EXAMPLES / "swirls.png", 64)
+    config = StylizeConfig(style_loss="sliced", iterations=10, chunk_size=10, init="content",
+                           style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",))
+    history = stylize(vgg, content=content, style=style, config=config).history
+    assert np.isfinite(history["total"]).all()
+    assert history["style"][-1] < 0.5 * history["style"][0] and history["total"][-1] < history["total"][0]
+
+
+def test_sliced_with_region_masks_scores_each_region_against_its_style(vgg):
+    """With masks the reference keeps one style per region (directions included): the style term is the sum
+    of each region's weighted sliced loss against its own style."""
+    from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
+    from nst_jax.vgg import extract_features
+
+    from .conftest import smooth_image
+
+    image, styles = smooth_image(32, 32, 3), [smooth_image(36, 40, 4), smooth_image(40, 36, 5)]
+    masks = np.zeros((2, 32, 32), np.float32)
+    masks[0, :, :16], masks[1, :, 16:] = 1.0, 1.0
+    config = StylizeConfig(mode="style", style_layers=("relu1_1",), style_loss="sliced", loss_units="paper",
+                           num_styles=2)
+    targets = compute_targets(vgg, style=styles, config=config, output_shape=image.shape, masks=masks)
+    got = float(loss_terms(vgg, image, targets, make_weights(config, style_weight=1.0), config=config)["style"])
+    f = np.asarray(extract_features(vgg, image, layers=["relu1_1"])["relu1_1"])
+    want = sum(np_sliced_loss(f, np_quantiles(np.asarray(extract_features(vgg, s, layers=["relu1_1"])["relu1_1"])),
+                              "paper", masks[k]) for k, s in enumerate(styles))
+    np.testing.assert_allclose(got, want, rtol=1e-3)

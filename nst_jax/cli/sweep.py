@@ -7,7 +7,9 @@ combinations. The members run as one compiled optimisation whose member axis is 
 every device JAX sees (:func:`nst_jax.sweep`); with --distributed, over every device of every
 process started with the same command (JAX's multi-controller runtime). Writes member_NN.png,
 contact_sheet.png (the swept values under each tile) and losses.json (per member: the settings,
-the loss terms at the start and the end, and the quality ratios of :mod:`nst_jax.metrics`).
+the loss terms at the start and the end, and the quality ratios of :mod:`nst_jax.metrics`: the
+VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed, VGG-19's alone otherwise;
+``judged_by`` says which).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 
 import numpy as np
 
-from nst_jax import Evaluator, files, make_plan, make_weights, stack_weights, sweep
+from nst_jax import Evaluator, files, make_plan, make_weights, optional_judge, stack_weights, sweep
 from nst_jax.cli import common
 from nst_jax.compilation import CompileStats
 from nst_jax.config import TERMS
@@ -155,16 +157,19 @@ def run(argv: list[str] | None) -> int:
     return 0
 
 
-def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> list | None:
+def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> tuple[list | None, str | None]:
+    """Each member's quality ratios and what judged them: the VGG-16/LPIPS judge where the eval extra is
+    installed (and the outputs are large enough for it), else VGG-19's ratios only."""
     if args.no_metrics or config.mode != "transfer":
-        return None
-    evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3])
-    return [evaluator(image) for image in images]
+        return None, None
+    evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3],
+                          judge=optional_judge(images.shape[1:3]))
+    return [evaluator(image) for image in images], evaluator.judged_by
 
 
 def write_results(args, config, vgg, plan, result, members, weights, out_dir, swept, grids, devices, processes):
     """Writes member_NN.png, contact_sheet.png and losses.json."""
-    ratios = _ratios(args, config, vgg, plan, result.images)
+    ratios, judged_by = _ratios(args, config, vgg, plan, result.images)
     out_dir.mkdir(exist_ok=True)
     records = []
     for i, ((_, seed), image, w) in enumerate(zip(members, result.images, weights, strict=True)):
@@ -189,7 +194,8 @@ def write_results(args, config, vgg, plan, result, members, weights, out_dir, sw
     files.save_json(out_dir / "losses.json", {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
         "devices": devices, "processes": processes,
-        "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds, "members": records})
+        "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
+        **({"judged_by": judged_by} if judged_by else {}), "members": records})
     common.say(f"wrote {common.plural(len(members), 'image')}, contact_sheet.png and losses.json to {out_dir}")
     common.say(f"{result.run_seconds / config.iterations:.3f} s per iteration for all {len(members)} members "
                f"(compile {result.compile_seconds:.1f} s)")

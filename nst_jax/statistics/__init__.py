@@ -14,7 +14,7 @@ import importlib
 from nst_jax.statistics.base import UNITS, Statistic
 
 # The registry: one module name per statistic.
-MODULES = ("gram", "meancov", "w2")
+MODULES = ("gram", "meancov", "w2", "sliced")
 
 STATISTICS: dict[str, Statistic] = {
     s.name: s for s in (importlib.import_module(f"{__name__}.{m}").STATISTIC for m in MODULES)}
