@@ -1,4 +1,4 @@
-"""How good a style transfer is, in three ratios that need no reference output.
+"""How good a style transfer is: ratios that need no reference output, scored by an independent judge.
 
 For an output image, its content photo and its style image (all RGB in [0, 1]), with VGG-19
 feature maps ``F`` and per-position Gram matrices ``G = Fᵀ F / M``:

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 
 from nst_jax import load_vgg19, stylize
+from nst_jax.compilation import enable_compilation_cache
 
-# Tests (and the tools they start) compile into a cache of their own, never the user's.
+# Tests (and the tools they start) compile into a cache of their own, never the user's: one directory for the
+# session, set before pytest-xdist starts its workers, so the workers, this process and every tool a test starts
+# share it. A program the suite builds twice (the same loss at the same shape, in another process) is then
+# compiled once. Compilation counts are unaffected: JAX logs a program loaded from the cache as compiled.
 os.environ.setdefault("NST_JAX_CACHE_DIR", tempfile.mkdtemp(prefix="nst_jax_test_cache_"))
+enable_compilation_cache(os.environ["NST_JAX_CACHE_DIR"])
 
 # On a GPU, JAX's default matmul and convolution precision is TF32 (a 10-bit mantissa, relative error
 # about 1e-3). The tests check exact maths against float32/float64 NumPy, SciPy and PyTorch references

@@ -79,22 +79,29 @@ def texture(h, w, seed, blur):
 @pytest.mark.slow
 @pytest.mark.parametrize("units", ["relative", "paper"])
 def test_balance_of_style_and_content_does_not_depend_on_the_size(vgg, units):
-    """The style-to-content ratio at the start and after 30 L-BFGS steps at 128, 256 and 512 px.
+    """The style-to-content ratio at the start and after 15 L-BFGS steps at 128, 256 and 512 px.
 
     Relative units (the default): within 10% at every size. The paper's units, whose content term
     sums over positions, shift the balance with the pixel count (16x from 128 to 512 px); so does
     multi-scale and tiled optimisation in them, which run the same objective at several sizes.
     """
-    # Paper units are refuted at the start already; one step keeps that case cheap.
-    steps = 30 if units == "relative" else 1
     # From noise: from the photo the content term starts at 0 and the ratio is undefined.
-    config = StylizeConfig(iterations=steps, chunk_size=steps, loss_units=units, init="noise")
+    config = StylizeConfig(iterations=15, chunk_size=15, loss_units=units, init="noise")
     ratios = []
     for size in (128, 256, 512):
         h, w = size * 3 // 4, size
-        result = run(vgg, config, content=texture(h, w, 1, 2.0), style=texture(h, w, 2, 4.0))
+        content, style = texture(h, w, 1, 2.0), texture(h, w, 2, 4.0)
+        if units == "paper":  # refuted at the start already: the terms of a noise image, no optimisation
+            targets = compute_targets(vgg, content=content, style=style, config=config, output_shape=(h, w, 3))
+            noise = np.random.default_rng(size).uniform(size=(h, w, 3)).astype(np.float32)
+            terms = loss_terms(vgg, noise, targets, make_weights(config), config=config)
+            ratios.append([float(terms["style"] / terms["content"])])
+            continue
+        # 15 steps: the spread measured 1.05 after 12 steps and under 1.1 after 30 (the balance holds as the
+        # optimisation moves on; more steps only cost time).
+        result = run(vgg, config, content=content, style=style)
         ratios.append(result.history["style"][[0, -1]] / result.history["content"][[0, -1]])
-    ratios = np.array(ratios)  # [size, (start, after 30 steps)]
+    ratios = np.array(ratios)  # [size, (start, after 15 steps)] (paper units: [size, (start,)])
     spread = ratios.max(axis=0) / ratios.min(axis=0)
     if units == "relative":
         assert (spread < 1.1).all(), ratios
