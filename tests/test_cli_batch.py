@@ -133,3 +133,21 @@ def test_bar_rate_is_the_measured_one():
     resumed.update(10, 0.5)
     assert resumed.bar.format_dict["rate"] == 8.0  # 4 steps since the resumed step, in 0.5 s
     resumed.close()
+
+
+def test_progress_every_step_moves_the_bar_each_step_and_keeps_the_result(capsys, pics, monkeypatch):
+    seen = []
+    update = common.Bar.update
+    monkeypatch.setattr(common.Bar, "update", lambda self, step, *a, **k: (seen.append(step), update(self, step, *a,
+                                                                                                      **k))[1])
+    outputs = {}
+    for every in (0, 1):
+        seen.clear()
+        out = pics / f"p{every}.png"
+        code, _, err = nst_in_process(capsys, pics / "a.png", pics / "paint.png", "-o", out, "--size", 48,
+                                      "--progress-every", every, *FAST)
+        assert code == 0, err
+        outputs[every] = (list(seen), load_image(out))
+    assert outputs[0][0] == [3]  # one chunk of 3 steps: the bar moves once
+    assert outputs[1][0] == [1, 2, 3]
+    np.testing.assert_array_equal(outputs[1][1], outputs[0][1])

@@ -366,9 +366,10 @@ class Bar:
     the chunks' wall times, compilation excluded), not from tqdm's clock, which would count the
     compilation or, started at the first report, almost no time at all. The bar moves when a chunk
     of compiled steps returns (``StylizeConfig.chunk_size``, 10 steps, fewer where a save, a
-    checkpoint or a preview falls): a per-step callback from inside the compiled program would keep
-    that program out of the
-    persistent compilation cache (JAX does not cache programs with host callbacks).
+    checkpoint or a preview falls; every step with ``--progress-every 1``, which ends a chunk after
+    each step without recompiling): a per-step callback from inside the compiled program would keep
+    that program out of the persistent compilation cache (JAX does not cache programs with host
+    callbacks).
     """
 
     def __init__(self, total: int, *, initial: int = 0, desc: str | None = None, disable: bool = False):

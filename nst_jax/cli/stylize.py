@@ -45,7 +45,7 @@ from nst_jax.errors import NSTError, NumericalError, OutputExists
 # Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
 LOCATIONS = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache")
 # Options that may differ when resuming or rerunning: they do not change the result.
-RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every", "preview", "preview_every")
+RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every", "preview", "preview_every", "progress_every")
 PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint", "preview")
 EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
           "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
@@ -83,6 +83,9 @@ def _add_output_arguments(g) -> None:
     g.add_argument("--preview-every", type=common.integer, default=0, metavar="N",
                    help="refresh --preview every N iterations (0: whenever a chunk of compiled steps "
                         "returns: every 10 by default)")
+    g.add_argument("--progress-every", type=common.integer, default=0, metavar="N",
+                   help="move the progress bar every N iterations (0: whenever a chunk of compiled steps returns, "
+                        "every 10; 1: every step, one round trip to the host per step; the result is the same)")
     g.add_argument("--save-every", type=common.integer, default=0, metavar="N",
                    help="also save OUTPUT_<step> every N iterations (of each level with --scales; 0: never)")
     g.add_argument("--overwrite", action="store_true",
@@ -284,7 +287,7 @@ def _rerun(args: argparse.Namespace, given: set[str]):
 def _settings(args: argparse.Namespace):
     if not args.output:
         raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
-    for name in ("save_every", "checkpoint_every", "preview_every"):
+    for name in ("save_every", "checkpoint_every", "preview_every", "progress_every"):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     config = common.run_config(args)
@@ -450,7 +453,7 @@ def run_levels(job: Job) -> int:
                 raise Interrupted(step)
 
         try:
-            sync_every = (args.save_every, args.checkpoint_every, args.preview_every, stop)
+            sync_every = (args.save_every, args.checkpoint_every, args.preview_every, args.progress_every, stop)
             result = stylize_multiscale(job.vgg, sizes=job.sizes, iterations=job.iterations, plan=job.plan,
                                         weights=job.weights, seed=args.seed, callback=on_chunk, resume=job.resume,
                                         sync_every=sync_every)
