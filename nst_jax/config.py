@@ -139,7 +139,8 @@ class LossConfig:
         return LossConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LossConfig)})
 
 
-# StylizeConfig.shape_bucket on a GPU or TPU (CLI --shape-bucket auto).
+# StylizeConfig.shape_bucket on a GPU or TPU (CLI --shape-bucket auto): measured on one H200, a cold 512 px run
+# compiled for 51 s and ran for 0.1 s, so a new aspect ratio is worth the canvas's extra pixels many times over.
 AUTO_SHAPE_BUCKET = 128
 
 

@@ -1,7 +1,8 @@
 """How good a style transfer is: ratios that need no reference output, scored by an independent judge.
 
 For an output image, its content photo and its style image (all RGB in [0, 1]), with VGG-19
-feature maps ``F`` and per-position Gram matrices ``G = Fᵀ F / M``:
+feature maps ``F`` and per-position Gram matrices ``G = Fᵀ F / M`` (:func:`nst_jax.gram_matrix` with
+``normalize=True``):
 
 * **style ratio** (lower = more style): the mean over relu1_1 … relu5_1 of the relative Gram
   error ``‖G(out) − G(style)‖² / ‖G(style)‖²``, divided by the same mean for the content photo
@@ -51,6 +52,7 @@ from jax.typing import ArrayLike
 
 from nst_jax import checks, colour
 from nst_jax.errors import NSTError
+from nst_jax.losses import gram_matrix
 from nst_jax.vgg import VGGParams, extract_features
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -70,13 +72,6 @@ _LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 _LPIPS_SCALE = (0.458, 0.448, 0.450)
 
 
-def position_gram(features: jax.Array) -> jax.Array:
-    """``Fᵀ F / M`` of one ``[H, W, N]`` map: the Gram matrix per position, ``[N, N]``."""
-    h, w, n = checks.check_features(features)
-    f = features.reshape(-1, n)
-    return jnp.matmul(f.T, f, precision=jax.lax.Precision.HIGHEST) / (h * w)
-
-
 def relative_error(x: jax.Array, reference: jax.Array) -> jax.Array:
     """``‖x − reference‖² / ‖reference‖²``."""
     return jnp.sum(jnp.square(x - reference)) / jnp.sum(jnp.square(reference))
@@ -85,7 +80,8 @@ def relative_error(x: jax.Array, reference: jax.Array) -> jax.Array:
 def gram_error(features: Mapping[str, jax.Array], style_features: Mapping[str, jax.Array],
                layers: Sequence[str] = STYLE_LAYERS) -> jax.Array:
     """The mean over ``layers`` of the relative error of ``features``' Grams against ``style_features``'."""
-    return sum(relative_error(position_gram(features[name]), position_gram(style_features[name]))
+    return sum(relative_error(gram_matrix(features[name], normalize=True),
+                              gram_matrix(style_features[name], normalize=True))
                for name in layers) / len(layers)
 
 

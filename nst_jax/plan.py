@@ -74,8 +74,6 @@ def canvas_shape(config: StylizeConfig, shape: Sequence[int]) -> tuple[int, int,
     return -(-int(shape[0]) // b) * b, -(-int(shape[1]) // b) * b, int(shape[2])
 
 
-# The bucket --shape-bucket auto picks on accelerators (measured on one H200: a cold 512 px run compiled for
-# 51 s and ran for 0.1 s, so a new aspect ratio is worth the canvas's extra pixels many times over).
 def array_digest(array: np.ndarray | None) -> dict[str, Any] | None:
     """``{"shape", "sha256"}`` of an array's float32 values (None for None)."""
     if array is None:
