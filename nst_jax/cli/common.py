@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import difflib
 import errno
+import functools
 import inspect
 import math
 import os
@@ -400,8 +401,10 @@ class Bar:
         self.close()
 
 
+@functools.cache
 def measured_tqdm() -> type:
-    """A tqdm class whose rate (and so its time left) is ``measured_rate``, unknown ("?") until set."""
+    """A tqdm class whose rate (and so its time left) is ``measured_rate``, unknown ("?") until set (made
+    once, on the first bar: tqdm is imported only then)."""
     from tqdm import tqdm
 
     class MeasuredTqdm(tqdm):
