@@ -21,7 +21,7 @@ from nst_jax import driver
 from nst_jax.config import StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.plan import Plan, check_seeds, finish_image, make_plan, optimised_inputs
+from nst_jax.plan import Plan, check_seeds, finish_image, optimised_inputs, run_plan
 from nst_jax.step import initial_image
 from nst_jax.vgg import VGGParams
 
@@ -73,13 +73,6 @@ def _check_vgg(vgg: Any) -> VGGParams:
     return vgg
 
 
-def _check_config(config: Any) -> StylizeConfig:
-    config = StylizeConfig() if config is None else config
-    if not isinstance(config, StylizeConfig):
-        raise NSTError(f"config must be a StylizeConfig (optimiser settings included), got {type(config).__name__}")
-    return config
-
-
 def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> Weights:
     """``weights`` as a Weights for ``config``, unbatched (``members=None``) or with ``[members]``."""
     if not isinstance(weights, Weights):
@@ -93,19 +86,6 @@ def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> 
                     else "; stack one Weights per member with nst_jax.stack_weights")
             raise NSTError(f"weights.{name} has shape {tuple(np.shape(leaf))}, expected {want}{hint}")
     return weights
-
-
-def _plan(config: StylizeConfig | None, plan: Plan | None, **inputs: Any) -> Plan:
-    """The run's plan: the one given (made by :func:`nst_jax.plan.make_plan`) or one made from the inputs."""
-    if plan is None:
-        return make_plan(_check_config(config), **inputs)
-    if not isinstance(plan, Plan):
-        raise NSTError(f"plan must be a nst_jax.plan.Plan, got {type(plan).__name__}")
-    if any(v is not None for v in inputs.values()):
-        raise NSTError("give the inputs or a plan made from them, not both")
-    if config is not None and config != plan.config:
-        raise NSTError("config differs from the plan's; make the plan with this config")
-    return plan
 
 
 def _record(plan: Plan, weights: Weights, vgg: VGGParams, seed: int,
@@ -199,7 +179,7 @@ def stylize(
         NumericalError: If the loss or the image becomes NaN or Inf.
     """
     vgg = _check_vgg(vgg)
-    plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
+    plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     config = plan.config
     weights = _check_weights(make_weights(config) if weights is None else weights, config, None)
     run = _record(plan, weights, vgg, seed, record)
@@ -282,7 +262,7 @@ def sweep(
         NumericalError: If a member's loss or image becomes NaN or Inf (``err.members`` says which).
     """
     vgg = _check_vgg(vgg)
-    plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
+    plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     config = plan.config
     leaves = jax.tree_util.tree_leaves(weights)
     k = int(np.shape(leaves[0])[0]) if leaves and np.ndim(leaves[0]) else 0

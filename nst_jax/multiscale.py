@@ -22,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from nst_jax import colour
-from nst_jax.api import StylizeResult, _plan, stylize
+from nst_jax.api import StylizeResult, stylize
 from nst_jax.checkpoint import Checkpoint
 from nst_jax.config import DEFAULT_MIN_SIZE, StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.plan import Plan, at_size
+from nst_jax.plan import Plan, at_size, run_plan
 from nst_jax.vgg import VGGParams
 
 
@@ -196,7 +196,7 @@ def stylize_multiscale(
         NumericalError: If a level's loss or image becomes NaN or Inf; ``err.level`` says which
             (``err.step`` counts that level's steps).
     """
-    plan = _plan(config, plan, content=content, style=style, init=init, masks=masks)
+    plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     sizes, iterations = _levels(plan, sizes, iterations)
     weights = make_weights(plan.config) if weights is None else weights
     first = resumed_level(resume, sizes)

@@ -211,6 +211,36 @@ class Inputs(NamedTuple):
     masks: np.ndarray | None
 
 
+def run_plan(config: StylizeConfig | None, plan: Plan | None, **inputs: Any) -> Plan:
+    """A run's plan, as :func:`nst_jax.stylize`, :func:`nst_jax.sweep` and
+    :func:`nst_jax.stylize_multiscale` take it: the one given, or one made from the inputs.
+
+    Args:
+        config: The run's settings (``StylizeConfig()`` if None); with a plan, None or the plan's.
+        plan: A plan from :func:`make_plan`, or None.
+        **inputs: ``content``, ``style``, ``init`` and ``masks`` (all None with a plan).
+
+    Returns:
+        The plan.
+
+    Raises:
+        NSTError: If ``config`` is not a ``StylizeConfig``, ``plan`` not a ``Plan``, both a plan and
+            inputs are given, or the config differs from the plan's.
+    """
+    if plan is None:
+        config = StylizeConfig() if config is None else config
+        if not isinstance(config, StylizeConfig):
+            raise NSTError(f"config must be a StylizeConfig (optimiser settings included), got {type(config).__name__}")
+        return make_plan(config, **inputs)
+    if not isinstance(plan, Plan):
+        raise NSTError(f"plan must be a nst_jax.plan.Plan, got {type(plan).__name__}")
+    if any(v is not None for v in inputs.values()):
+        raise NSTError("give the inputs or a plan made from them, not both")
+    if config is not None and config != plan.config:
+        raise NSTError("config differs from the plan's; make the plan with this config")
+    return plan
+
+
 def optimised_inputs(plan: Plan) -> Inputs:
     """The input-side quality controls applied to a plan's inputs.
 
