@@ -220,10 +220,20 @@ def preprocess(rgb: ArrayLike, convention: str) -> jax.Array:
 
 
 PRECISIONS = ("fp32", "bf16")
-# bf16 layers with at least this many input channels use the shifted-matmul form below
-# (measured on an AMX CPU: 1.4x at 64x64x256 and 4.7x at 32x32x512 over XLA's convolution;
-# slower than XLA's convolution for fewer channels, where the shift-add dominates).
+# On the backends below, bf16 layers with at least this many input channels use the shifted-matmul form
+# (measured on an AMX CPU: 1.4x at 64x64x256 and 4.7x at 32x32x512 over XLA's convolution; slower than
+# XLA's convolution for fewer channels, where the shift-add dominates). Elsewhere (a GPU: cuDNN's bf16
+# convolutions with float32 accumulation; a TPU) every bf16 layer is XLA's own convolution.
 SHIFT_MATMUL_MIN_CHANNELS = 256
+SHIFT_MATMUL_BACKENDS = ("cpu",)
+
+
+def bf16_conv_form(channels: int, backend: str | None = None) -> str:
+    """How a bf16 3x3 convolution with ``channels`` input channels is computed on ``backend``
+    (JAX's default backend if None): ``"shifted_matmul"`` or ``"xla"``. Decided here only."""
+    backend = jax.default_backend() if backend is None else backend
+    shifted = backend in SHIFT_MATMUL_BACKENDS and channels >= SHIFT_MATMUL_MIN_CHANNELS
+    return "shifted_matmul" if shifted else "xla"
 
 
 def _shifted_matmul_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -245,7 +255,7 @@ def _conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Ar
     dims = ("NHWC", "HWIO", "NHWC")
     if precision == "fp32":
         return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims)
-    if x.shape[-1] >= SHIFT_MATMUL_MIN_CHANNELS:
+    if bf16_conv_form(x.shape[-1]) == "shifted_matmul":
         return _shifted_matmul_conv(x, kernel)
     return lax.conv_general_dilated(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), (1, 1), ((1, 1), (1, 1)),
                                     dimension_numbers=dims, preferred_element_type=jnp.float32)

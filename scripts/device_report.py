@@ -50,7 +50,7 @@ SHARED = ROOT.parent / "shared" / "images"
 STAGES = [("env", 10, 30), ("cold", 100, 60), ("warm", 40, 60), ("steps500", 50, 40), ("sizes", 90, 60),
           ("per_eval", 70, 60), ("sweep", 40, 60), ("tests", 40, 60), ("pastiche", 40, 20)]
 TEST_SUBSET = ["tests/test_compilation.py", "tests/test_flops.py", "tests/test_losses.py", "tests/test_vgg.py",
-               "tests/test_style_stats.py", "tests/test_api.py"]
+               "tests/test_statistics.py", "tests/test_api.py"]
 DRY_TEST_SUBSET = ["tests/test_flops.py", "tests/test_backend.py"]
 
 

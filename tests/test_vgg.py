@@ -118,9 +118,28 @@ def test_conv3x3_gradients_match_autodiff_of_lax_conv():
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-@pytest.mark.parametrize("channels", [8, 256])  # XLA bf16 convolution, shifted bf16 matmul
-def test_conv3x3_bf16_close_to_fp32(channels):
+def test_bf16_conv_form_per_backend():
+    from nst_jax.vgg import SHIFT_MATMUL_MIN_CHANNELS, bf16_conv_form
+
+    wide, narrow = SHIFT_MATMUL_MIN_CHANNELS, SHIFT_MATMUL_MIN_CHANNELS - 1
+    assert bf16_conv_form(wide, "cpu") == "shifted_matmul"
+    assert bf16_conv_form(narrow, "cpu") == "xla"
+    assert bf16_conv_form(wide, "gpu") == bf16_conv_form(wide, "cuda") == bf16_conv_form(wide, "tpu") == "xla"
+
+
+@pytest.mark.parametrize("channels,backends", [(8, ("cpu",)), (256, ("cpu",)), (256, ())],
+                         ids=["xla", "shifted_matmul", "xla-as-on-gpu"])
+def test_conv3x3_bf16_close_to_fp32(channels, backends, monkeypatch):
+    from nst_jax import vgg
     from nst_jax.vgg import conv3x3
+
+    monkeypatch.setattr(vgg, "SHIFT_MATMUL_BACKENDS", backends)  # () : every layer as on a GPU
+    want_form = "shifted_matmul" if backends and channels >= vgg.SHIFT_MATMUL_MIN_CHANNELS else "xla"
+    assert vgg.bf16_conv_form(channels, "cpu") == want_form
+    jaxpr = str(jax.make_jaxpr(lambda x, k: conv3x3(x, k, "bf16"))(
+        np.zeros((1, 9, 7, channels), np.float32), np.zeros((3, 3, channels, 16), np.float32)))
+    assert ("dot_general" in jaxpr) == (want_form == "shifted_matmul")
+    assert ("conv_general_dilated" in jaxpr) == (want_form == "xla")
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1, 9, 7, channels)).astype(np.float32)
