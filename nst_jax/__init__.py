@@ -37,7 +37,7 @@ from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
 from nst_jax.memory import check_memory
 from nst_jax.metrics import Evaluator, optional_judge
-from nst_jax.multiscale import MultiScaleResult, pyramid_sizes, resumed_level, stylize_multiscale
+from nst_jax.multiscale import MultiScaleResult, preset_levels, pyramid_sizes, resumed_level, stylize_multiscale
 from nst_jax.normalize import normalize_vgg19
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
@@ -92,6 +92,7 @@ __all__ = [
     "preprocess",
     "perceptual_loss",
     "perceptual_terms",
+    "preset_levels",
     "pyramid_sizes",
     "resumed_level",
     "save_image",

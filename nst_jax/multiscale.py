@@ -24,7 +24,7 @@ import numpy as np
 from nst_jax import colour
 from nst_jax.api import StylizeResult, stylize
 from nst_jax.checkpoint import Checkpoint
-from nst_jax.config import DEFAULT_MIN_SIZE, StylizeConfig, Weights, make_weights
+from nst_jax.config import DEFAULT_MIN_SIZE, DEFAULT_PRESET, PRESETS, StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.plan import Plan, at_size, run_plan
@@ -55,6 +55,37 @@ def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> l
     if len(set(sizes)) != len(sizes):
         raise NSTError(f"{scales} scales between {min_size} and {size} px repeat a size; use fewer scales")
     return sizes
+
+
+def preset_levels(size: int, config: StylizeConfig | None = None, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """:func:`stylize_multiscale`'s ``sizes``, ``iterations`` and ``weights`` for a preset
+    (:data:`~nst_jax.config.PRESETS`) at an output whose longest side is ``size``.
+
+    ``stylize_multiscale(vgg, content=c, style=s, **preset_levels(512))`` is what ``nst-jax`` does by
+    default at ``--size 512``. Presets are for style transfer in relative loss units.
+
+    Args:
+        size: The output's longest side, pixels.
+        config: The static settings the weights are made for (``StylizeConfig()`` if None).
+        preset: A key of :data:`~nst_jax.config.PRESETS`.
+
+    Returns:
+        ``{"sizes": [L], "iterations": [L], "weights": [L] Weights}``, coarse to fine; levels under
+        :data:`~nst_jax.config.MIN_LEVEL_SIZE` px are dropped, so a small output has fewer.
+
+    Raises:
+        NSTError: For an unknown preset, or a ``config`` they do not apply to.
+    """
+    config = StylizeConfig() if config is None else config
+    if preset not in PRESETS:
+        raise NSTError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    if config.mode != "transfer" or config.loss_units != "relative":
+        raise NSTError("presets are for style transfer in relative loss units")
+    levels = PRESETS[preset].levels(size)
+    weights = [make_weights(config, style_weight=level.style_weight, tv_weight=PRESETS[preset].tv_weight)
+               for level in levels]
+    return {"sizes": [level.size for level in levels], "iterations": [level.iterations for level in levels],
+            "weights": weights}
 
 
 @dataclasses.dataclass
@@ -138,6 +169,17 @@ def _levels(plan: Plan, sizes: Sequence[int], iterations: Sequence[int] | None) 
     return sizes, iterations
 
 
+def _level_weights(plan: Plan, weights: Weights | Sequence[Weights] | None, levels: int) -> list[Weights]:
+    if weights is None:
+        weights = make_weights(plan.config)
+    if isinstance(weights, Weights):
+        return [weights] * levels
+    weights = list(weights)
+    if len(weights) != levels or not all(isinstance(w, Weights) for w in weights):
+        raise NSTError(f"give one Weights, or one per level ({levels}); got {len(weights)}")
+    return weights
+
+
 def stylize_multiscale(
     vgg: VGGParams,
     *,
@@ -147,7 +189,7 @@ def stylize_multiscale(
     style: np.ndarray | Sequence[np.ndarray] | None = None,
     init: np.ndarray | None = None,
     masks: np.ndarray | None = None,
-    weights: Weights | None = None,
+    weights: Weights | Sequence[Weights] | None = None,
     iterations: Sequence[int] | None = None,
     seed: int = 0,
     callback: Callable[[int, Progress], None] | None = None,
@@ -183,7 +225,9 @@ def stylize_multiscale(
         style: Style image(s), as in :func:`~nst_jax.api.stylize`.
         init: ``[H, W, 3]`` start of the coarsest level, resized to it.
         masks: Region masks, resized to each level.
-        weights: Loss weights shared by the levels (:func:`~nst_jax.config.make_weights` if None).
+        weights: Loss weights: one :class:`~nst_jax.config.Weights` shared by the levels, or one per
+            level, coarse to fine (the presets weigh the style more at the coarse levels);
+            :func:`~nst_jax.config.make_weights` if None.
         seed: Seed of a noise start.
         plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
 
@@ -198,14 +242,14 @@ def stylize_multiscale(
     """
     plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     sizes, iterations = _levels(plan, sizes, iterations)
-    weights = make_weights(plan.config) if weights is None else weights
+    level_weights = _level_weights(plan, weights, len(sizes))
     first = resumed_level(resume, sizes)
     levels: list[StylizeResult | None] = [None] * first
     previous = None
     for level in range(first, len(sizes)):
         level_plan = _level_plan(plan, sizes, iterations, level, previous)
         try:
-            result = stylize(vgg, plan=level_plan, weights=weights, seed=seed, sync_every=sync_every,
+            result = stylize(vgg, plan=level_plan, weights=level_weights[level], seed=seed, sync_every=sync_every,
                              callback=None if callback is None else functools.partial(callback, level),
                              resume=resume if level == first else None, record=record)
         except NumericalError as err:

@@ -148,9 +148,11 @@ def stage_autotune(p, work, level: str):
 
 
 def _defaults_run(vgg, size: int, iterations: int | None = None, chunk_size: int | None = None):
+    """The command line's defaults through the library (the default preset's levels), or one level of
+    ``iterations`` steps."""
     import jax
 
-    from nst_jax import StylizeConfig, load_image, stylize
+    from nst_jax import StylizeConfig, load_image, preset_levels, stylize, stylize_multiscale
     from nst_jax.compilation import CompileStats
 
     content, style, _ = image_files()
@@ -159,7 +161,10 @@ def _defaults_run(vgg, size: int, iterations: int | None = None, chunk_size: int
     t = time.perf_counter()
     with CompileStats() as stats:
         c, s = load_image(content, size), load_image(style, size)
-        result = stylize(vgg, content=c, style=s, config=config)
+        if iterations is None:
+            result = stylize_multiscale(vgg, content=c, style=s, config=config, **preset_levels(size, config))
+        else:
+            result = stylize(vgg, content=c, style=s, config=config)
     wall = time.perf_counter() - t
     try:
         peak = jax.devices()[0].memory_stats()["peak_bytes_in_use"] / 2**30

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax.config import DEFAULT_LOSS_WEIGHTS
+from nst_jax.config import DEFAULT_PRESET, PRESETS
 from nst_jax.record import read_record
 from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
@@ -171,7 +171,7 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
 
     # A different configuration, or a changed input, is refused, naming what differs.
     proc2 = stylize("--resume", ckpt, "--style-weight", 5)
-    default = DEFAULT_LOSS_WEIGHTS["relative"]["style_weight"]
+    default = PRESETS[DEFAULT_PRESET].style_weights[-1]  # one level at 48 px: the preset's output level
     assert proc2.returncode == 2 and f"--style-weight 5.0 (recorded: {default})" in proc2.stderr, proc2.stderr
     original = content.read_bytes()
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)

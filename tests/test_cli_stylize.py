@@ -8,6 +8,7 @@ from PIL import Image
 
 from nst_jax import StylizeConfig, make_weights, stylize
 from nst_jax.cli.stylize import parse, prepare
+from nst_jax.config import DEFAULT_PRESET, PRESETS
 from nst_jax.image import load_image
 
 from .conftest import EXAMPLES, run_cli
@@ -27,10 +28,14 @@ def test_end_to_end_writes_image_and_reports(tmp_path, vgg):
     assert (tmp_path / "out_00003.png").is_file()
     assert "time per iteration:" in proc.stdout and "final loss: content=" in proc.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
-    # The image is the library's for the same settings (the defaults, seed 0, both images at --size 48),
-    # up to the 8-bit rounding of the file, and the photo visibly changed into it.
+    # The image is the library's for the same settings (the default preset, whose levels at 48 px reduce to
+    # the output's with its style weight; seed 0; both images at --size 48), up to the 8-bit rounding of the
+    # file, and the photo visibly changed into it.
     content = load_image(CONTENT, 48)
-    want = stylize(vgg, content=content, style=load_image(STYLE, 48), config=StylizeConfig(iterations=6)).image
+    config = StylizeConfig(iterations=6)
+    (level,) = PRESETS[DEFAULT_PRESET].levels(48)
+    weights = make_weights(config, style_weight=level.style_weight, tv_weight=PRESETS[DEFAULT_PRESET].tv_weight)
+    want = stylize(vgg, content=content, style=load_image(STYLE, 48), config=config, weights=weights).image
     got = np.asarray(Image.open(out), np.float32) / 255
     assert np.abs(got - want).max() <= 1.5 / 255, np.abs(got - want).max()
     assert np.abs(got - content).mean() > 0.02, np.abs(got - content).mean()
@@ -145,3 +150,59 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     Image.new("RGB", (8, 8)).save(plain)
     none = run_cli("--rerun", plain)
     assert none.returncode == 2 and "carries no nst_jax run record" in none.stderr
+
+
+@pytest.mark.parametrize("extra,want", [
+    # The default preset at 384 px: its three levels, halving from the output, steps and weights per level.
+    ([], dict(scales=3, min_size=96, scale_iterations=[80, 40, 40], scale_style_weights=[60.0, 60.0, 15.0],
+              style_weight=15.0, iterations=None)),
+    # Explicit options win; the rest still comes from the preset.
+    (["--style-weight", "30"], dict(scales=3, scale_style_weights=None, style_weight=30.0)),
+    (["--iterations", "10"], dict(scales=3, scale_iterations=None, iterations=10)),
+    (["--scales", "1"], dict(scales=1, scale_iterations=None, scale_style_weights=None, style_weight=15.0)),
+    (["--preset", "faithful"], dict(scales=1, iterations=40, style_weight=20.0, scale_style_weights=None)),
+    (["--size", "100"], dict(scales=1, iterations=40, style_weight=15.0)),  # 25 and 50 px levels dropped
+    (["--size", "128"], dict(scales=2, min_size=64, scale_iterations=[40, 40], scale_style_weights=[60.0, 15.0])),
+    # Presets are for transfer in relative units; elsewhere one level and the mode's own defaults.
+    (["--mode", "content"], dict(scales=1, min_size=128, style_weight=None, tv_weight=None)),
+    (["--loss-units", "paper"], dict(scales=1, style_weight=None, tv_weight=None)),
+])
+def test_preset_fills_what_was_not_given(extra, want):
+    from nst_jax.cli import stylize as cli
+    from nst_jax.config import DEFAULT_PRESET, PRESETS
+
+    assert DEFAULT_PRESET == "balanced" and PRESETS[DEFAULT_PRESET].iterations == (80, 40, 40)
+    args, _ = cli.parse(["a.png", "b.png", "--size", "384", *extra])
+    cli.apply_preset(args)
+    assert {k: getattr(args, k) for k in want} == want
+
+
+def test_preset_levels_halve_from_the_output():
+    from nst_jax.config import MIN_LEVEL_SIZE, PRESETS
+
+    for preset in PRESETS.values():
+        for size in (64, 100, 128, 384, 512, 1000, 4096):
+            levels = preset.levels(size)
+            assert levels[-1].size == size and all(b.size == round(size / 2 ** (len(levels) - 1 - k))
+                                                   for k, b in enumerate(levels))
+            assert all(level.size >= MIN_LEVEL_SIZE for level in levels[:-1])
+            n = len(preset.iterations)
+            assert [tuple(level[1:]) for level in levels] == list(zip(preset.iterations, preset.style_weights,
+                                                                       strict=True))[n - len(levels):]
+
+
+def test_library_preset_levels_are_the_command_lines():
+    from nst_jax import StylizeConfig, preset_levels
+    from nst_jax.cli import stylize as cli
+    from nst_jax.errors import NSTError
+
+    for size in (100, 128, 384, 1000):
+        args, _ = cli.parse(["a.png", "b.png", "--size", str(size)])
+        cli.apply_preset(args)
+        levels = preset_levels(size)
+        assert levels["sizes"] == cli.pyramid_sizes(size, args.scales, args.min_size)
+        assert levels["iterations"] == (args.scale_iterations or [args.iterations])
+        assert [float(w.style) for w in levels["weights"]] == (args.scale_style_weights or [args.style_weight])
+        assert {float(w.tv) for w in levels["weights"]} == {args.tv_weight}
+    with pytest.raises(NSTError, match="relative"):
+        preset_levels(384, StylizeConfig(mode="content"))

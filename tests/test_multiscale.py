@@ -139,3 +139,22 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
     code, _, err = nst_in_process(capsys, *common, "--learning-rate", "1e30", "-o", tmp_path / "nan.png")
     assert code == 4 and "last finite image (step " in err, err
     assert (tmp_path / "nan_last_good.png").is_file() and not (tmp_path / "nan.png").exists()
+
+
+def test_multiscale_weights_per_level(vgg):
+    """One Weights per level: each level runs with its own (the presets' coarse levels weigh the style more)."""
+    from nst_jax import make_weights
+    from nst_jax.errors import NSTError
+    from nst_jax.multiscale import stylize_multiscale
+
+    kw = dict(sizes=[32, 48], iterations=[3, 2], content=CONTENT, style=PAINTING, config=SMALL)
+    low, high = make_weights(SMALL, style_weight=1.0), make_weights(SMALL, style_weight=100.0)
+    mixed = stylize_multiscale(vgg, **kw, weights=[high, low])
+    # Level 0 is the run with `high` throughout; level 1, started from it, is not that run's (it uses `low`).
+    all_high = stylize_multiscale(vgg, **kw, weights=high)
+    np.testing.assert_array_equal(mixed.levels[0].image, all_high.levels[0].image)
+    assert not np.array_equal(mixed.image, all_high.image)
+    # Level 1's weighted style term carries its own weight, 1 against 100.
+    assert mixed.levels[1].history["style"][0] < 0.1 * all_high.levels[1].history["style"][0]
+    with pytest.raises(NSTError, match="one per level"):
+        stylize_multiscale(vgg, **kw, weights=[low])

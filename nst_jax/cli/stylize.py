@@ -39,7 +39,7 @@ from nst_jax.cli import batch, common, outputs
 from nst_jax.cli.common import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
 from nst_jax.cli.saved import validated
 from nst_jax.compilation import CompileStats
-from nst_jax.config import DEFAULT_MIN_SIZE, INITS, StylizeConfig, Weights
+from nst_jax.config import DEFAULT_MIN_SIZE, DEFAULT_PRESET, INITS, PRESETS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError, OutputExists
 
 # Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
@@ -105,13 +105,48 @@ def _add_output_arguments(g) -> None:
 
 
 def _add_scale_arguments(g) -> None:
-    g.add_argument("--scales", type=common.integer, default=1, metavar="N",
+    presets = "; ".join(
+        f"{name}: {preset.summary} ({common.plural(len(preset.iterations), 'level')}, "
+        f"{'+'.join(map(str, preset.iterations))} steps, style weight "
+        f"{'/'.join(f'{w:g}' for w in preset.style_weights)})" for name, preset in PRESETS.items())
+    g.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                   help=f"transfer settings chosen by measurement, from most photo to most painting: {presets}. "
+                        "Options given explicitly (--style-weight, --tv-weight, --scales, --min-size, --iterations, "
+                        "--scale-iterations, --scale-style-weights) override it; content and style modes and "
+                        "--loss-units paper run one level with their own defaults")
+    g.add_argument("--scales", type=common.integer, metavar="N",
                    help="coarse-to-fine: optimise at N sizes from --min-size to --size, each level "
-                        "starting from the previous one upsampled (steps are counted over all levels)")
-    g.add_argument("--min-size", type=common.integer, default=DEFAULT_MIN_SIZE, metavar="PX",
-                   help="longest side of the coarsest level with --scales")
+                        "starting from the previous one upsampled (steps are counted over all levels) "
+                        "[default: the preset's levels, halving from --size]")
+    g.add_argument("--min-size", type=common.integer, metavar="PX",
+                   help=f"longest side of the coarsest level [default: the preset's; {DEFAULT_MIN_SIZE} with --scales]")
     g.add_argument("--scale-iterations", type=common.integer, nargs="+", metavar="N",
-                   help="steps at each level, coarse to fine [default: --iterations at each]")
+                   help="steps at each level, coarse to fine [default: the preset's; --iterations at each when "
+                        "--iterations or --scales is given]")
+    g.add_argument("--scale-style-weights", type=float, nargs="+", metavar="W",
+                   help="style weight at each level, coarse to fine [default: the preset's; --style-weight at each "
+                        "when --style-weight or --scales is given]")
+
+
+def apply_preset(args: argparse.Namespace) -> None:
+    """Fills the level and weight settings left unset from ``--preset`` (transfer in relative units),
+    else from the one-level defaults. Explicit options win; a record's settings arrive resolved."""
+    preset = PRESETS[args.preset] if args.mode == "transfer" and args.loss_units == "relative" else None
+    if preset is not None:
+        levels = preset.levels(args.size)
+        args.tv_weight = preset.tv_weight if args.tv_weight is None else args.tv_weight
+        if args.scales is None:  # the preset's levels, with what was not given explicitly
+            args.scales = len(levels)
+            args.min_size = levels[0].size if args.min_size is None else args.min_size
+            if args.iterations is None and args.scale_iterations is None:
+                args.scale_iterations = [level.iterations for level in levels] if len(levels) > 1 else None
+                args.iterations = levels[-1].iterations if len(levels) == 1 else None
+            if args.style_weight is None and args.scale_style_weights is None and len(levels) > 1:
+                args.scale_style_weights = [level.style_weight for level in levels]
+        if args.style_weight is None:
+            args.style_weight = (args.scale_style_weights or [levels[-1].style_weight])[-1]
+    args.scales = 1 if args.scales is None else args.scales
+    args.min_size = DEFAULT_MIN_SIZE if args.min_size is None else args.min_size
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
@@ -189,7 +224,7 @@ class Job:
     Attributes:
         args: The arguments (completed from the record when resuming or rerunning).
         config: Static settings.
-        weights: Loss weights.
+        weights: Loss weights of each level, coarse to fine (one without ``--scales``).
         output: The output image's path.
         checkpoint: The checkpoint's path.
         vgg: The VGG-19 parameters.
@@ -207,7 +242,7 @@ class Job:
 
     args: argparse.Namespace
     config: StylizeConfig
-    weights: Weights
+    weights: list[Weights]
     output: pathlib.Path
     checkpoint: pathlib.Path
     vgg: Any
@@ -246,14 +281,14 @@ class Job:
 
 
 def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
+    for name in ("scale_iterations", "scale_style_weights"):
+        given = getattr(args, name)
+        if given is not None and len(given) != args.scales:
+            raise NSTError(f"{len(given)} --{name.replace('_', '-')} given for {args.scales} scale(s)")
     if args.scales > 1:
-        if args.scale_iterations is not None and len(args.scale_iterations) != args.scales:
-            raise NSTError(f"{len(args.scale_iterations)} --scale-iterations given for {args.scales} scales")
         if any(not 1 <= n <= 1_000_000 for n in args.scale_iterations or []):
             raise NSTError("--scale-iterations must be between 1 and 1000000")
         return list(args.scale_iterations or [config.iterations] * args.scales)
-    if args.scale_iterations is not None:
-        raise NSTError("--scale-iterations needs --scales > 1")
     return [config.iterations]
 
 
@@ -290,17 +325,22 @@ def _settings(args: argparse.Namespace):
     for name in ("save_every", "checkpoint_every", "preview_every", "progress_every"):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.style_weight is not None and args.scale_style_weights and args.scale_style_weights[-1] != args.style_weight:
+        raise NSTError("give --style-weight or --scale-style-weights, not both")
+    apply_preset(args)
     config = common.run_config(args)
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
     iterations = _check_levels(args, config)
-    weights = make_weights(
-        config, content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+    level_weights = [make_weights(
+        config, content_weight=args.content_weight, style_weight=style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
         learning_rate=args.learning_rate, style_blend=args.style_blend, ema_decay=args.ema)
+        for style_weight in args.scale_style_weights or [args.style_weight]]
+    weights = level_weights[-1]
     # The weights the defaults resolved to (per loss units) go into the records.
     args.content_weight, args.style_weight, args.tv_weight = (float(weights.content), float(weights.style),
                                                               float(weights.tv))
-    return config, sizes, iterations, weights
+    return config, sizes, iterations, level_weights
 
 
 def _verify_rerun(found: dict, run: dict, source: str, iterations: int) -> int | None:
@@ -330,8 +370,9 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
     plan = make_plan(config, content=content, style=style, init=init, masks=masks)
     check_memory(config, plan.canvas, plan.largest_style_shape)
     sizes = pyramid_sizes(max(plan.shape[:2]), args.scales, args.min_size)  # the output's (the style's in style mode)
-    levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations}
-    run = files.run_record(config, weights, vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
+    levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations,
+                                          "style_weights": [float(w.style) for w in weights]}
+    run = files.run_record(config, weights[-1], vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
     stop_at = None if found is None else _verify_rerun(found, run, args.rerun, sum(iterations))
     record = {"format": files.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
     for path in [output] + ([args.preview] if args.preview else []):
