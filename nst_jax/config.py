@@ -355,9 +355,9 @@ PRESETS: dict[str, Preset] = {
                        style_weights=(DEFAULT_LOSS_WEIGHTS["relative"]["style_weight"],),
                        tv_weight=DEFAULT_LOSS_WEIGHTS["relative"]["tv_weight"]),
     "balanced": Preset("the painting's style at every scale, the photo still recognisable",
-                       iterations=(80, 40, 40), style_weights=(60.0, 60.0, 15.0), tv_weight=30.0),
+                       iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0),
     "painterly": Preset("more of the painting: its large forms and colours over the photo's",
-                        iterations=(80, 40, 40), style_weights=(100.0, 100.0, 30.0), tv_weight=30.0),
+                        iterations=(80, 40, 40), style_weights=(60.0, 60.0, 60.0), tv_weight=30.0),
 }
 DEFAULT_PRESET = "balanced"
 

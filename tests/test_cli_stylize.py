@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import StylizeConfig, make_weights, stylize
+from nst_jax import StylizeConfig, make_weights, preset_levels, stylize
 from nst_jax.cli.stylize import parse, prepare
 from nst_jax.config import DEFAULT_PRESET, PRESETS
 from nst_jax.image import load_image
@@ -53,13 +53,18 @@ def test_help_shows_defaults(tmp_path):
     proc = run_cli("--help")
     assert proc.returncode == 0
     assert "(default: lbfgs)" in proc.stdout and "relu4_2" in proc.stdout
-    # What the help shows is what a run without options does: the library's default settings and weights.
+    # What the help shows is what a run without options does: the library's default settings, and the
+    # default preset's levels and weights (nst_jax.preset_levels).
+    assert "--preset {faithful,balanced,painterly}" in proc.stdout and f"(default: {DEFAULT_PRESET})" in proc.stdout
     args, given = parse([str(CONTENT), str(STYLE), "--output", str(tmp_path / "out.png")])
     job = prepare(args, given)
     assert job.config == StylizeConfig() and job.config.optimizer == "lbfgs"
     assert job.config.content_layers == ("relu4_2",)
-    for got, want in zip(job.weights, make_weights(StylizeConfig()), strict=True):
-        np.testing.assert_array_equal(got, want)
+    levels = preset_levels(max(job.shape[:2]), StylizeConfig())
+    assert job.sizes == levels["sizes"] and job.iterations == levels["iterations"]
+    for got_level, want_level in zip(job.level_weights, levels["weights"], strict=True):
+        for got, want in zip(got_level, want_level, strict=True):
+            np.testing.assert_array_equal(got, want)
     shown = " ".join(proc.stdout.split())
     for option, value in [("--optimizer", job.config.optimizer), ("--content-layer", *job.config.content_layers),
                           ("--pooling", job.config.pooling), ("--style-loss", job.config.style_loss)]:
@@ -154,15 +159,15 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
 
 @pytest.mark.parametrize("extra,want", [
     # The default preset at 384 px: its three levels, halving from the output, steps and weights per level.
-    ([], dict(scales=3, min_size=96, scale_iterations=[80, 40, 40], scale_style_weights=[60.0, 60.0, 15.0],
-              style_weight=15.0, iterations=None)),
+    ([], dict(scales=3, min_size=96, scale_iterations=[80, 40, 40], scale_style_weights=[100.0, 100.0, 10.0],
+              style_weight=10.0, iterations=None)),
     # Explicit options win; the rest still comes from the preset.
     (["--style-weight", "30"], dict(scales=3, scale_style_weights=None, style_weight=30.0)),
     (["--iterations", "10"], dict(scales=3, scale_iterations=None, iterations=10)),
-    (["--scales", "1"], dict(scales=1, scale_iterations=None, scale_style_weights=None, style_weight=15.0)),
+    (["--scales", "1"], dict(scales=1, scale_iterations=None, scale_style_weights=None, style_weight=10.0)),
     (["--preset", "faithful"], dict(scales=1, iterations=40, style_weight=20.0, scale_style_weights=None)),
-    (["--size", "100"], dict(scales=1, iterations=40, style_weight=15.0)),  # 25 and 50 px levels dropped
-    (["--size", "128"], dict(scales=2, min_size=64, scale_iterations=[40, 40], scale_style_weights=[60.0, 15.0])),
+    (["--size", "100"], dict(scales=1, iterations=40, style_weight=10.0)),  # 25 and 50 px levels dropped
+    (["--size", "128"], dict(scales=2, min_size=64, scale_iterations=[40, 40], scale_style_weights=[100.0, 10.0])),
     # Presets are for transfer in relative units; elsewhere one level and the mode's own defaults.
     (["--mode", "content"], dict(scales=1, min_size=128, style_weight=None, tv_weight=None)),
     (["--loss-units", "paper"], dict(scales=1, style_weight=None, tv_weight=None)),

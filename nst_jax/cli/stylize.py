@@ -224,7 +224,7 @@ class Job:
     Attributes:
         args: The arguments (completed from the record when resuming or rerunning).
         config: Static settings.
-        weights: Loss weights of each level, coarse to fine (one without ``--scales``).
+        level_weights: Loss weights of each level, coarse to fine (one without ``--scales``).
         output: The output image's path.
         checkpoint: The checkpoint's path.
         vgg: The VGG-19 parameters.
@@ -242,7 +242,7 @@ class Job:
 
     args: argparse.Namespace
     config: StylizeConfig
-    weights: list[Weights]
+    level_weights: list[Weights]
     output: pathlib.Path
     checkpoint: pathlib.Path
     vgg: Any
@@ -253,6 +253,11 @@ class Job:
     record: dict[str, Any]
     stop_at: int | None = None
     start: int = 0
+
+    @property
+    def weights(self) -> Weights:
+        """The output level's loss weights (the ones the run record names)."""
+        return self.level_weights[-1]
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -284,7 +289,7 @@ def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
     for name in ("scale_iterations", "scale_style_weights"):
         given = getattr(args, name)
         if given is not None and len(given) != args.scales:
-            raise NSTError(f"{len(given)} --{name.replace('_', '-')} given for {args.scales} scale(s)")
+            raise NSTError(f"{len(given)} --{name.replace('_', '-')} given for {common.plural(args.scales, 'scale')}")
     if args.scales > 1:
         if any(not 1 <= n <= 1_000_000 for n in args.scale_iterations or []):
             raise NSTError("--scale-iterations must be between 1 and 1000000")
@@ -335,7 +340,7 @@ def _settings(args: argparse.Namespace):
         config, content_weight=args.content_weight, style_weight=style_weight, tv_weight=args.tv_weight,
         content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
         learning_rate=args.learning_rate, style_blend=args.style_blend, ema_decay=args.ema)
-        for style_weight in args.scale_style_weights or [args.style_weight]]
+        for style_weight in args.scale_style_weights or [args.style_weight] * args.scales]
     weights = level_weights[-1]
     # The weights the defaults resolved to (per loss units) go into the records.
     args.content_weight, args.style_weight, args.tv_weight = (float(weights.content), float(weights.style),
@@ -496,7 +501,7 @@ def run_levels(job: Job) -> int:
         try:
             sync_every = (args.save_every, args.checkpoint_every, args.preview_every, args.progress_every, stop)
             result = stylize_multiscale(job.vgg, sizes=job.sizes, iterations=job.iterations, plan=job.plan,
-                                        weights=job.weights, seed=args.seed, callback=on_chunk, resume=job.resume,
+                                        weights=job.level_weights, seed=args.seed, callback=on_chunk, resume=job.resume,
                                         sync_every=sync_every)
         except Reached as reached:
             bar.close()
