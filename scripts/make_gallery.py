@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                              "nst_jax defaults (--preset balanced)\n") + ratios_line(scores[who, s])
                             for who in ("pastiche", "balanced")] for s in PEER_PAIRS],
                           row_titles=[PAINTINGS[s][0] for s in PEER_PAIRS], font_size=14,
-                          title=f"judged by ImageNet VGG-16 + LPIPS (style at full size / ½ / ¼, {SIZE} px)")
+                          title=f"judged by ImageNet VGG-16 + LPIPS (style at full size / 1/2 / 1/4, {SIZE} px)")
     sizes["gallery_pastiche.jpg"] = save_jpeg(args.output_dir / "gallery_pastiche.jpg", pairs)
 
     big, wall = run(args.work, "balanced-starry_night-2048",
