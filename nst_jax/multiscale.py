@@ -81,9 +81,9 @@ def preset_levels(size: int, config: StylizeConfig | None = None, preset: str = 
         raise NSTError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     if config.mode != "transfer" or config.loss_units != "relative":
         raise NSTError("presets are for style transfer in relative loss units")
-    levels = PRESETS[preset].levels(size)
-    weights = [make_weights(config, style_weight=level.style_weight, tv_weight=PRESETS[preset].tv_weight)
-               for level in levels]
+    chosen = PRESETS[preset]
+    levels = chosen.levels(size)
+    weights = [make_weights(config, style_weight=level.style_weight, tv_weight=chosen.tv_weight) for level in levels]
     return {"sizes": [level.size for level in levels], "iterations": [level.iterations for level in levels],
             "weights": weights}
 

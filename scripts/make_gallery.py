@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nst_jax import Evaluator, load_image, load_vgg19, optional_judge
     from nst_jax.figures import labelled_grid
+    from nst_jax.metrics import evaluate
 
     peer = json.loads((args.peer / "peer.json").read_text())
     peer_files = {s: args.peer / f"{PHOTO.stem}-{s}-{SIZE}.png" for s in PEER_PAIRS}
@@ -113,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         if painting in PEER_PAIRS:
             image = load_image(peer_files[painting])
             outputs["pastiche", painting] = image
-            judge = Evaluator(vgg, content=photo, style=load_image(painting_path), shape=image.shape[:2],
-                              judge=optional_judge(image.shape[:2]))
-            scores["pastiche", painting] = judge(image)
+            scores["pastiche", painting] = evaluate(vgg, content=photo, style=load_image(painting_path),
+                                                    output=image, judge=optional_judge(image.shape[:2]))
             print(f"{'pastiche':>9} x {painting:<13} {peer[peer_files[painting].name]['seconds']:.0f} s  "
                   + ratios_line(scores["pastiche", painting]).replace("\n", "  "), flush=True)
 
