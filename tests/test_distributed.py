@@ -20,7 +20,7 @@ from PIL import Image
 
 from nst_jax import StylizeConfig, make_weights, member_mesh, stack_weights, sweep
 
-from .conftest import EXAMPLES, script_env, smooth_image
+from .conftest import EXAMPLES, host_devices_env, smooth_image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONTENT = smooth_image(32, 32, seed=1)
@@ -79,14 +79,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def child_env(devices: int | None) -> dict[str, str]:
-    env = script_env()
-    env.pop("XLA_FLAGS", None)
-    if devices is not None:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
-
-
 class Processes:
     """Commands started together; :meth:`wait` fails with their stderr if any fails or they time out,
     and any still running when the block ends are killed (a peer left alone would wait for the other)."""
@@ -126,7 +118,7 @@ class Processes:
 @pytest.mark.slow
 def test_sweep_over_two_processes_equals_one_process(vgg, tmp_path):
     address = f"127.0.0.1:{free_port()}"
-    env = child_env(2)
+    env = host_devices_env(2)
     commands = [([sys.executable, "-c", CHILD, address, pid, tmp_path / f"out{pid}.npz"], env) for pid in (0, 1)]
     with Processes(tmp_path / "logs", commands) as procs:
         # The reference, one ordinary process on one device, computed while the children run.
@@ -179,8 +171,9 @@ def test_sweep_cli_distributed_writes_once_and_equals_one_process(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     # Each process gets its own --output-dir, so a write by process 1 would show.
     commands = [([sys.executable, "-c", SLOW_WRITER, *script, "--output-dir", tmp_path / f"dist{pid}", "--distributed",
-                  "--coordinator", address, "--num-processes", 2, "--process-id", pid], child_env(2)) for pid in (0, 1)]
-    commands.append(([sys.executable, *script, "--output-dir", tmp_path / "single"], child_env(None)))
+                  "--coordinator", address, "--num-processes", 2, "--process-id", pid], host_devices_env(2))
+                for pid in (0, 1)]
+    commands.append(([sys.executable, *script, "--output-dir", tmp_path / "single"], host_devices_env(None)))
     with Processes(tmp_path / "logs", commands) as procs:
         stdout = procs.wait()
     assert "6 members on 4 devices of 2 processes" in stdout[0]

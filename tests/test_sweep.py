@@ -10,7 +10,7 @@ import pytest
 
 from nst_jax import StylizeConfig, make_weights, stack_weights, stylize, sweep
 
-from .conftest import script_env, smooth_image
+from .conftest import host_devices_env, smooth_image
 
 CONTENT = smooth_image(32, 40, seed=1)
 STYLE = smooth_image(36, 36, seed=2)
@@ -83,7 +83,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_sharded_over_four_host_devices():
     root = pathlib.Path(__file__).resolve().parent.parent
-    env = script_env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = host_devices_env(4)
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, env=env,
                           cwd=root, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
