@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--scale-iterations", type=int, nargs="+", default=[100, 40, 6, 2],
                    help="L-BFGS steps per level, coarse to fine")
     p.add_argument("--style-weight", type=float, default=None, help="β (default: the library's)")
+    p.add_argument("--style-layers", nargs="+", default=None, help="style layers (default: the library's)")
+    p.add_argument("--content-layers", nargs="+", default=None, help="content layers (default: the library's)")
     p.add_argument("--output", type=pathlib.Path, help="write the final image here (PNG)")
     p.add_argument("--json", type=pathlib.Path, help="write the per-level figures here")
     args = p.parse_args(argv)
@@ -66,7 +68,9 @@ def main(argv=None) -> int:
     else:
         content_path, style_path = ROOT / "examples" / "chelsea.png", ROOT / "examples" / "swirls.png"
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
-    config = StylizeConfig(tile_size=args.tile_size, chunk_size=2)
+    layers = {name: tuple(value) for name, value in (("style_layers", args.style_layers),
+                                                     ("content_layers", args.content_layers)) if value}
+    config = StylizeConfig(tile_size=args.tile_size, chunk_size=2, **layers)
     weights = make_weights(config, style_weight=args.style_weight)
     beta = float(weights.style)
     vgg = load_vgg19()

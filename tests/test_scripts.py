@@ -46,9 +46,12 @@ def test_benchmark_peer_missing(tmp_path):
 @pytest.mark.slow
 def test_highres_benchmark_small(tmp_path):
     # 64 px output, levels 32 and 64, the 64 px level in 32 px tiles: the tiled multi-scale path end to end.
+    # Shallow layers, so each tile's halo is 16 px, not the default layers' 96 (tiled equals untiled with deep
+    # layers is test_tiled's).
     out, summary = tmp_path / "hr.png", tmp_path / "hr.json"
     proc = run_script("highres_benchmark.py", "--size", 64, "--tile-size", 32, "--scales", 2, "--min-size", 32,
-                      "--scale-iterations", 2, 2, "--output", out, "--json", summary)
+                      "--scale-iterations", 2, 2, "--style-layers", "relu1_1", "relu2_1", "--content-layers", "relu2_2",
+                      "--output", out, "--json", summary)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (64, 64)
     levels = json.loads(summary.read_text())["levels"]
