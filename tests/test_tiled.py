@@ -35,7 +35,8 @@ def untiled_and_tiled(vgg, config, *, seed=0):
     image = jnp.asarray(np.random.default_rng(seed).uniform(size=SHAPE).astype(np.float32))
 
     def value_grad_terms(config):
-        # The network and targets are arguments, not constants folded into the program (compiles 5x faster).
+        # The network and targets are arguments: closed over, XLA folds their 80 MB as constants (measured
+        # 10.2 s per compile of the untiled program at this size, 0.7 s as arguments).
         def total(x, vgg, targets):
             terms = loss_terms(vgg, x, targets, weights, config=config)
             return terms["total"], terms
