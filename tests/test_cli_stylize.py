@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import StylizeConfig, make_weights, preset_levels, stylize
+from nst_jax import StylizeConfig, preset_levels, stylize
+from nst_jax.cli import stylize as cli
 from nst_jax.cli.stylize import parse, prepare
-from nst_jax.config import DEFAULT_PRESET, PRESETS
+from nst_jax.config import DEFAULT_PRESET, MIN_LEVEL_SIZE, PRESETS
+from nst_jax.errors import NSTError
 from nst_jax.image import load_image
 
 from .conftest import EXAMPLES, run_cli
@@ -33,8 +35,7 @@ def test_end_to_end_writes_image_and_reports(tmp_path, vgg):
     # file, and the photo visibly changed into it.
     content = load_image(CONTENT, 48)
     config = StylizeConfig(iterations=6)
-    (level,) = PRESETS[DEFAULT_PRESET].levels(48)
-    weights = make_weights(config, style_weight=level.style_weight, tv_weight=PRESETS[DEFAULT_PRESET].tv_weight)
+    (weights,) = preset_levels(48, config)["weights"]
     want = stylize(vgg, content=content, style=load_image(STYLE, 48), config=config, weights=weights).image
     got = np.asarray(Image.open(out), np.float32) / 255
     assert np.abs(got - want).max() <= 1.5 / 255, np.abs(got - want).max()
@@ -167,15 +168,15 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     (["--scales", "1"], dict(scales=1, scale_iterations=None, scale_style_weights=None, style_weight=10.0)),
     (["--preset", "faithful"], dict(scales=1, iterations=40, style_weight=20.0, scale_style_weights=None)),
     (["--size", "100"], dict(scales=1, iterations=40, style_weight=10.0)),  # 25 and 50 px levels dropped
+    # One level: a single --scale-iterations is its step count (not ignored).
+    (["--size", "100", "--scale-iterations", "7"], dict(scales=1, iterations=7, scale_iterations=None)),
+    (["--scales", "1", "--scale-iterations", "7"], dict(scales=1, iterations=7, scale_iterations=None)),
     (["--size", "128"], dict(scales=2, min_size=64, scale_iterations=[40, 40], scale_style_weights=[100.0, 10.0])),
     # Presets are for transfer in relative units; elsewhere one level and the mode's own defaults.
     (["--mode", "content"], dict(scales=1, min_size=128, style_weight=None, tv_weight=None)),
     (["--loss-units", "paper"], dict(scales=1, style_weight=None, tv_weight=None)),
 ])
 def test_preset_fills_what_was_not_given(extra, want):
-    from nst_jax.cli import stylize as cli
-    from nst_jax.config import DEFAULT_PRESET, PRESETS
-
     assert DEFAULT_PRESET == "balanced" and PRESETS[DEFAULT_PRESET].iterations == (80, 40, 40)
     args, _ = cli.parse(["a.png", "b.png", "--size", "384", *extra])
     cli.apply_preset(args)
@@ -183,8 +184,6 @@ def test_preset_fills_what_was_not_given(extra, want):
 
 
 def test_preset_levels_halve_from_the_output():
-    from nst_jax.config import MIN_LEVEL_SIZE, PRESETS
-
     for preset in PRESETS.values():
         for size in (64, 100, 128, 384, 512, 1000, 4096):
             levels = preset.levels(size)
@@ -197,10 +196,6 @@ def test_preset_levels_halve_from_the_output():
 
 
 def test_library_preset_levels_are_the_command_lines():
-    from nst_jax import StylizeConfig, preset_levels
-    from nst_jax.cli import stylize as cli
-    from nst_jax.errors import NSTError
-
     for size in (100, 128, 384, 1000):
         args, _ = cli.parse(["a.png", "b.png", "--size", str(size)])
         cli.apply_preset(args)

@@ -147,6 +147,9 @@ def apply_preset(args: argparse.Namespace) -> None:
             args.style_weight = (args.scale_style_weights or [levels[-1].style_weight])[-1]
     args.scales = 1 if args.scales is None else args.scales
     args.min_size = DEFAULT_MIN_SIZE if args.min_size is None else args.min_size
+    if args.scales == 1 and args.scale_iterations is not None and len(args.scale_iterations) == 1:
+        # One level: its steps are the run's --iterations (which the config and the run record carry).
+        args.iterations, args.scale_iterations = args.scale_iterations[0], None
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
@@ -331,7 +334,7 @@ def _settings(args: argparse.Namespace):
         if getattr(args, name) < 0:
             raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if args.style_weight is not None and args.scale_style_weights and args.scale_style_weights[-1] != args.style_weight:
-        raise NSTError("give --style-weight or --scale-style-weights, not both")
+        raise NSTError("give --style-weight or --scale-style-weights, not both (unless --style-weight is the last)")
     apply_preset(args)
     config = common.run_config(args)
     sizes = pyramid_sizes(args.size, args.scales, args.min_size)
