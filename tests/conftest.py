@@ -16,13 +16,17 @@ from nst_jax import load_vgg19, stylize
 from nst_jax.backend import gpu_present, merged_xla_flags
 from nst_jax.compilation import enable_compilation_cache
 
-# The suite's programs run once, on tiny images: on the CPU, LLVM's expensive optimisation passes cost
-# more compile time than they save in run time (a compile-bound subset of the tests measured 12% faster
-# without them; a 200-step 192 px reconstruction ran in the same time). Set before JAX starts its backend,
-# for this process and the tools the tests start; the library and the benchmarks keep XLA's defaults.
+# The suite's programs run once, on tiny images, so on the CPU they compile faster than XLA's defaults
+# allow: without LLVM's expensive optimisation passes (a compile-bound subset of the tests measured 12%
+# faster; a 200-step 192 px reconstruction ran in the same time), and with XLA:CPU's older elemental
+# fusion emitters instead of its MLIR ones (the optimisation chunk of a 64 px run compiled in 1.7-2.0 s
+# instead of 2.7-3.2 s; a 20-step 256 px transfer ran in the same time; the whole suite took 540 s of
+# wall time instead of 646 s). Set before JAX starts its backend, for this process and the tools the
+# tests start; the library and the benchmarks keep XLA's defaults.
 if not gpu_present():
     os.environ["XLA_FLAGS"] = merged_xla_flags(os.environ.get("XLA_FLAGS", ""),
-                                               {"xla_llvm_disable_expensive_passes": "true"})
+                                               {"xla_llvm_disable_expensive_passes": "true",
+                                                "xla_cpu_use_fusion_emitters": "false"})
 
 # Tests (and the tools they start) compile into a cache of their own, never the user's: one directory for the
 # session, set before pytest-xdist starts its workers, so the workers, this process and every tool a test starts
