@@ -5,16 +5,18 @@ the VGG parameters, the targets and the static config, and differ in their
 :class:`~nst_jax.config.Weights` and start images. The loop:
 
 * **start** (:func:`start_program`): one compiled program computes the targets once (VGG
-  forward passes over the content and style images) and lays out every member's state, not yet
-  initialised;
+  forward passes over the content and style images) and lays out every member's state before
+  the optimiser's start (``StylizerCore.blank``: no evaluation);
 * **chunks** (:func:`chunk_program`): one compiled program, the only one that differentiates
   the VGG, runs ``n <= config.chunk_size`` steps of every member as a ``lax.fori_loop`` (the
   same program for any ``n``, so it is traced once), then reports the loss terms, the output
-  images and whether they are finite. Its first call has ``n = 0`` and ``fresh`` set: it runs
-  every member's ``stylizer.init`` (a real ``lax.cond`` on an unbatched flag, not a select) and
-  reports the terms at the start images. The host calls it until the step count is reached,
-  and after each chunk checks every value for NaN/Inf (stopping with the last finite images),
-  extends the history and calls the progress callback (which may checkpoint);
+  images and whether they are finite. Its first call has ``n = 0`` and ``fresh`` set: the loop
+  then makes every member's optimiser start (L-BFGS's evaluation at the start image) as its one
+  iteration, through the same step function (``StylizerCore.advance``), so the program holds
+  one differentiated loss, not two; it reports the terms at the start images. The host calls it
+  until the step count is reached, and after each chunk checks every value for NaN/Inf
+  (stopping with the last finite images), extends the history and calls the progress callback
+  (which may checkpoint);
 * **resume** from a checkpoint of the same run continues bitwise where it stopped.
 
 Members are laid out over a 1-D device mesh (axis :data:`MEMBERS`) with ``jax.shard_map``; on
@@ -46,7 +48,7 @@ from nst_jax import objective
 from nst_jax.config import TERMS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.optimizers import OPTIMIZERS
-from nst_jax.step import RunState, make_stylizer, output_image
+from nst_jax.step import RunState, output_image, stylizer_core
 from nst_jax.vgg import VGGParams
 
 MEMBERS = "members"
@@ -244,18 +246,16 @@ def _sharded(layout: Layout, fn, in_specs, out_specs, **jit_kwargs):
 def start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int, ...]):
     """``start(vgg, targets_in, images, weights) -> (state, targets)``: the targets, and every member's
     state laid out (zeros, the start image in ``state.image``) for the chunk's ``fresh`` call."""
-    stylizer, loss_config = make_stylizer(config), config.loss_config()
+    core, loss_config = stylizer_core(config), config.loss_config()
     m, r = PartitionSpec(MEMBERS), PartitionSpec()
 
     def local_start(vgg, targets_in, images, weights):
         targets = objective.targets_of(vgg, config=loss_config, output_shape=output_shape, **targets_in)
 
-        def member(image, weights, vgg, targets):
-            shapes = jax.eval_shape(stylizer.init, vgg, targets, weights, image)
-            blank = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-            return blank._replace(image=image)
+        def member(image, weights, targets):
+            return core.blank(targets, weights, image)
 
-        return _over_members(layout, member, (images, weights), (vgg, targets)), targets
+        return _over_members(layout, member, (images, weights), (targets,)), targets
 
     return _sharded(layout, local_start, (r, r, m, m), (m, r))
 
@@ -270,22 +270,26 @@ def chunk_program(config: StylizeConfig, layout: Layout):
     ``finite`` whether each member's iterate is finite and ``previous`` the incoming iterates (the
     last good images should this chunk diverge; ``state`` is donated).
     """
-    stylizer, loss_config = make_stylizer(config), config.loss_config()
+    core, loss_config = stylizer_core(config), config.loss_config()
     m, r = PartitionSpec(MEMBERS), PartitionSpec()
 
     def member(state, weights, vgg, targets, num_steps, fresh):
-        state = jax.lax.cond(fresh, lambda s: stylizer.init(vgg, targets, weights, s.image), lambda s: s, state)
+        # A fresh chunk first makes the optimiser's start, as iteration 0 of the same loop as the steps.
+        starts = jnp.where(fresh & core.needs_start, 1, 0).astype(jnp.int32)
 
         def body(i, carry):
             state, records = carry
-            state, info = stylizer.step(vgg, targets, weights, state)
-            return state, {"total": records["total"].at[i].set(info.value),
-                           "evaluations": records["evaluations"].at[i].set(info.evaluations)}
+            start = i < starts
+            state, info = core.advance(vgg, targets, weights, state, start)
+            j = i - starts
+            stepped = {"total": records["total"].at[j].set(info.value),
+                       "evaluations": records["evaluations"].at[j].set(info.evaluations)}
+            return state, jax.tree_util.tree_map(lambda old, new: jnp.where(start, old, new), records, stepped)
 
         records = {"total": jnp.full((config.chunk_size,), jnp.nan, jnp.float32),
                    "evaluations": jnp.zeros((config.chunk_size,), jnp.int32)}
         previous = state.image
-        state, records = jax.lax.fori_loop(0, num_steps, body, (state, records))
+        state, records = jax.lax.fori_loop(0, num_steps + starts, body, (state, records))
         terms = objective.evaluate_terms(vgg, state.image, targets, weights, state.reference, loss_config)
         finite = jnp.isfinite(state.image).all()
         return state, records, terms, output_image(state, weights), finite, previous

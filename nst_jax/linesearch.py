@@ -22,6 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import ArrayLike
 
 
 class WolfeState(NamedTuple):
@@ -94,11 +95,17 @@ def scale_by_wolfe_linesearch(
 
     Chain it after a transformation producing a descent direction ``d`` (e.g.
     ``optax.scale_by_lbfgs`` then ``optax.scale(-1)``). Its ``update`` takes the extra
-    keyword arguments ``value`` (``f(x)``), ``grad`` (``∇f(x)``) and ``value_fn`` (``f``,
-    differentiable), and returns ``t·d`` where ``t`` satisfies
+    keyword arguments ``value`` (``f(x)``), ``grad`` (``∇f(x)``), ``value_fn`` (``f``,
+    differentiable) and optionally ``start`` (a bool, may be traced; see below), and returns
+    ``t·d`` where ``t`` satisfies
     ``f(x + t d) <= f(x) + c1 t <∇f(x), d>`` (or, approximately, ``f(x + t d) <=
     f(x) + ε|f(x)|``) and ``|<∇f(x + t d), d>| <= c2 |<∇f(x), d>|``. The state keeps the
     value and gradient at the accepted point so the next step need not recompute them.
+
+    With ``start`` true the update is instead the optimisation's start: one evaluation at ``x``
+    itself, by the same loop (so a program holding both a start and steps differentiates the
+    loss in one place), which fills the state's value and gradient; the update is zero and the
+    step size and search count are kept, and ``d``, ``value`` and ``grad`` are not read.
 
     Args:
         max_steps: Most evaluations per search. On running out, the trial point with
@@ -130,18 +137,23 @@ def scale_by_wolfe_linesearch(
 
     def update_fn(
         updates: optax.Updates, state: WolfeState, params: optax.Params, *,
-        value: jax.Array, grad: optax.Updates, value_fn: Callable[..., jax.Array], **extra_args,
+        value: jax.Array, grad: optax.Updates, value_fn: Callable[..., jax.Array], start: ArrayLike = False,
+        **extra_args,
     ) -> tuple[optax.Updates, WolfeState]:
         del extra_args
         value_and_grad = jax.value_and_grad(value_fn)
-        value = jnp.asarray(value, jnp.float32)
-        slope0 = optax.tree.real(optax.tree.vdot(grad, updates)).astype(jnp.float32)
+        is_start = jnp.asarray(start, bool)
+        # The start evaluates at x itself: a zero direction (d is not computed yet and may hold NaN), trial step 0.
+        updates = jax.tree_util.tree_map(lambda u: jnp.where(is_start, jnp.zeros_like(u), u), updates)
+        value = jnp.where(is_start, jnp.inf, jnp.asarray(value, jnp.float32))
+        slope0 = jnp.where(is_start, 0.0, optax.tree.real(optax.tree.vdot(grad, updates)).astype(jnp.float32))
         first_trial = jnp.asarray(initial_step, jnp.float32)
         if first_step_from_value:
             from_value = jnp.abs(value) / jnp.maximum(jnp.abs(slope0), jnp.finfo(jnp.float32).tiny)
             first_search = state.num_searches == 0
             first_trial = jnp.where(first_search & jnp.isfinite(from_value) & (from_value > 0), from_value,
                                     first_trial)
+        first_trial = jnp.where(is_start, 0.0, first_trial)
         origin = _Point(jnp.zeros((), jnp.float32), value, slope0)
         armijo_bound = lambda t: value + c1 * t * slope0  # noqa: E731
         approx_bound = value + approx_dec_rtol * jnp.abs(value)
@@ -174,9 +186,9 @@ def scale_by_wolfe_linesearch(
             hi = _select(found_lo, s.prev, hi)
             hi = _select(flip, s.lo, hi)
             bracketed = s.bracketed | found_hi | found_lo
-            done = accept | (bracketed & (jnp.abs(hi.t - lo.t) <= 1e-7 * jnp.maximum(lo.t, hi.t)))
+            done = accept | is_start | (bracketed & (jnp.abs(hi.t - lo.t) <= 1e-7 * jnp.maximum(lo.t, hi.t)))
 
-            better = accept | (f < s.best.value)
+            better = accept | is_start | (f < s.best.value)
             best = _select(better, point, s.best)
             best_grad = _select(better, g, s.best_grad)
             trial = jnp.where(bracketed, _cubic_step(lo, hi), t * increase_factor)
@@ -190,7 +202,8 @@ def scale_by_wolfe_linesearch(
         s = jax.lax.while_loop(lambda s: ~s.done & (s.i < max_steps), body, start)
         t = s.best.t
         new_updates = jax.tree_util.tree_map(lambda u: (t * u).astype(u.dtype), updates)
-        failed = ~s.done | (s.best.value > value + approx_dec_rtol * jnp.abs(value))
-        return new_updates, WolfeState(t, s.best.value, s.best_grad, s.i, failed, state.num_searches + 1)
+        failed = ~is_start & (~s.done | (s.best.value > value + approx_dec_rtol * jnp.abs(value)))
+        return new_updates, WolfeState(jnp.where(is_start, state.learning_rate, t), s.best.value, s.best_grad, s.i,
+                                       failed, state.num_searches + jnp.where(is_start, 0, 1))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -77,9 +77,60 @@ class Stylizer(NamedTuple):
     step: Callable[[VGGParams, Targets, Weights, RunState], tuple[RunState, StepInfo]]
 
 
+class StylizerCore(NamedTuple):
+    """What :class:`Stylizer`'s pair is made of (:func:`stylizer_core`), for a loop that holds the
+    start and the steps in one program (the driver's chunk): the start is an ``advance``, so the
+    program differentiates the loss in one place.
+
+    Attributes:
+        blank: ``blank(targets, weights, image) -> RunState``: the state at ``image`` before the
+            optimiser's start (no evaluation).
+        advance: ``advance(vgg, targets, weights, state, start) -> (RunState, StepInfo)``: one step,
+            or with ``start`` true (a bool, may be traced) the optimiser's start at ``state.image``
+            (its evaluations; no move, no step counted). Only for an optimiser with
+            ``start_evaluations > 0`` may ``start`` be true.
+        needs_start: Whether the optimiser has a start (``start_evaluations > 0``).
+    """
+
+    blank: Callable[[Targets, Weights, ArrayLike], RunState]
+    advance: Callable[[VGGParams, Targets, Weights, RunState, ArrayLike], tuple[RunState, StepInfo]]
+    needs_start: bool
+
+
 def optimizer(config: StylizeConfig) -> Optimizer:
     """The pixel optimiser of ``config`` (:data:`nst_jax.optimizers.OPTIMIZERS`)."""
     return OPTIMIZERS[config.optimizer]
+
+
+def stylizer_core(config: StylizeConfig) -> StylizerCore:
+    """The :class:`StylizerCore` of ``config`` (a :class:`~nst_jax.config.StylizeConfig`, checked by the caller)."""
+    loss_config = config.loss_config()
+    opt = optimizer(config)
+
+    def objective_fns(vgg, targets, weights, reference):
+        def value_fn(x):
+            return objective.evaluate_terms(vgg, x, targets, weights, reference, loss_config)["total"]
+
+        return jax.value_and_grad(value_fn), value_fn
+
+    def blank(targets: Targets, weights: Weights, image: ArrayLike) -> RunState:
+        image = jnp.asarray(image, jnp.float32)
+        reference = objective.style_reference(targets, weights, config=loss_config) if config.uses_style else {}
+        opt_state = opt.init(opt.transform(config, weights), image)
+        return RunState(image, opt_state, jnp.zeros((), jnp.int32), jnp.zeros_like(image), reference)
+
+    def advance(vgg: VGGParams, targets: Targets, weights: Weights, state: RunState,
+                start: ArrayLike) -> tuple[RunState, StepInfo]:
+        value_and_grad, value_fn = objective_fns(vgg, targets, weights, state.reference)
+        start = jnp.asarray(start, bool)
+        updates, opt_state, value, evaluations = opt.update(
+            opt.transform(config, weights), state.image, state.opt_state, value_and_grad, value_fn, start)
+        image = jnp.where(start, state.image, optax.apply_updates(state.image, updates))
+        ema = jnp.where(start, state.ema, weights.ema_decay * state.ema + (1.0 - weights.ema_decay) * image)
+        new = RunState(image, opt_state, state.step + jnp.where(start, 0, 1).astype(jnp.int32), ema, state.reference)
+        return new, StepInfo(jnp.asarray(value, jnp.float32), jnp.asarray(evaluations, jnp.int32))
+
+    return StylizerCore(blank, advance, opt.start_evaluations > 0)
 
 
 def make_stylizer(config: StylizeConfig) -> Stylizer:
@@ -108,31 +159,15 @@ def make_stylizer(config: StylizeConfig) -> Stylizer:
     if not isinstance(config, StylizeConfig):
         raise NSTError(f"make_stylizer needs a StylizeConfig (optimiser settings), got {type(config).__name__}")
     loss_config = config.loss_config()
-
-    opt = optimizer(config)
-
-    def objective_fns(vgg, targets, weights, reference):
-        def value_fn(x):
-            return objective.evaluate_terms(vgg, x, targets, weights, reference, loss_config)["total"]
-
-        return jax.value_and_grad(value_fn), value_fn
+    core = stylizer_core(config)
 
     def init(vgg: VGGParams, targets: Targets, weights: Weights, image: ArrayLike) -> RunState:
         objective.check_call(image, targets, weights, loss_config)
-        image = jnp.asarray(image, jnp.float32)
-        reference = objective.style_reference(targets, weights, config=loss_config) if config.uses_style else {}
-        value_and_grad, _ = objective_fns(vgg, targets, weights, reference)
-        opt_state = opt.init(opt.transform(config, weights), image, value_and_grad)
-        return RunState(image, opt_state, jnp.zeros((), jnp.int32), jnp.zeros_like(image), reference)
+        state = core.blank(targets, weights, image)
+        return core.advance(vgg, targets, weights, state, True)[0] if core.needs_start else state
 
     def step(vgg: VGGParams, targets: Targets, weights: Weights, state: RunState) -> tuple[RunState, StepInfo]:
-        value_and_grad, value_fn = objective_fns(vgg, targets, weights, state.reference)
-        updates, opt_state, value, evaluations = opt.update(
-            opt.transform(config, weights), state.image, state.opt_state, value_and_grad, value_fn)
-        image = optax.apply_updates(state.image, updates)
-        ema = weights.ema_decay * state.ema + (1.0 - weights.ema_decay) * image
-        new = RunState(image, opt_state, state.step + 1, ema, state.reference)
-        return new, StepInfo(jnp.asarray(value, jnp.float32), jnp.asarray(evaluations, jnp.int32))
+        return core.advance(vgg, targets, weights, state, False)
 
     return Stylizer(init, step)
 

@@ -15,8 +15,6 @@ from typing import Any
 import jax
 import optax
 
-ValueAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
-
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
@@ -27,11 +25,15 @@ class Optimizer:
         help: One line for ``--help``.
         transform: ``transform(config, weights) -> optax.GradientTransformationExtraArgs`` (may read
             dynamic numbers such as the learning rate from ``weights``).
-        init: ``init(transform, image, value_and_grad) -> opt_state``.
-        update: ``update(transform, image, opt_state, value_and_grad, value_fn) -> (updates,
+        init: ``init(transform, image) -> opt_state``, before any evaluation.
+        update: ``update(transform, image, opt_state, value_and_grad, value_fn, start) -> (updates,
             opt_state, value, evaluations)``: ``value`` the objective at ``image`` (the step's
             start) and ``evaluations`` the loss-and-gradient evaluations the step made (int32).
-        start_evaluations: Evaluations ``init`` makes (reported with the first step).
+            With ``start`` true (a bool, may be traced; only for an optimiser with
+            ``start_evaluations > 0``), the optimiser's start instead: its evaluations at
+            ``image``, zero updates, and a state ready for the first step.
+        start_evaluations: Evaluations the start makes (reported with the first step); 0 if the
+            optimiser needs no start.
         state_images: ``state_images(config) -> int``, how many image-sized float32 arrays the
             optimiser holds at its peak (state, gradient, update, trial points), for the
             memory estimate.
@@ -40,7 +42,7 @@ class Optimizer:
     name: str
     help: str
     transform: Callable[[Any, Any], optax.GradientTransformationExtraArgs]
-    init: Callable[[optax.GradientTransformationExtraArgs, jax.Array, ValueAndGrad], optax.OptState]
+    init: Callable[[optax.GradientTransformationExtraArgs, jax.Array], optax.OptState]
     update: Callable[..., tuple[Any, optax.OptState, jax.Array, jax.Array]]
     start_evaluations: int
     state_images: Callable[[Any], int]
