@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from nst_jax import StylizeConfig
-from nst_jax.driver import member_layout, member_mesh
+from nst_jax import StylizeConfig, make_weights, objective
+from nst_jax.driver import chunk_program, member_layout, member_mesh, start_program
 from nst_jax.errors import NSTError
 
 from .conftest import PHOTO, compiled_programs, run
@@ -53,3 +53,28 @@ def test_a_run_compiles_its_start_and_chunk_programs_once(vgg):
         result = run(vgg, config, content=PHOTO)
     assert names.count("local_start") == 1 and names.count("local_chunk") == 1, names
     np.testing.assert_array_equal(result.history["step"], [0, 3, 6, 7])
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_chunk_differentiates_the_loss_once(vgg, monkeypatch, optimizer):
+    """The chunk program traces the loss twice: the optimiser's evaluations (L-BFGS's start included, made by
+    the same loop as its steps) and the terms reported at the new iterates. The start as a separate ``init``
+    would be a third copy of the differentiated VGG in the program."""
+    calls = []
+    evaluate_terms = objective.evaluate_terms
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return evaluate_terms(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "evaluate_terms", counting)
+    config = StylizeConfig(mode="content", content_layers=("relu1_1",), optimizer=optimizer, iterations=2,
+                           chunk_size=2)
+    layout = member_layout(1, None, None)
+    weights = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], make_weights(config))
+    start = start_program.__wrapped__(config, layout, PHOTO.shape)  # fresh programs: nothing traced yet
+    state, targets = jax.eval_shape(start, vgg, {"content": PHOTO}, PHOTO[None], weights)
+    calls.clear()
+    jax.eval_shape(chunk_program.__wrapped__(config, layout), state, vgg, targets, weights, np.int32(2),
+                   np.bool_(True))
+    assert len(calls) == 2, len(calls)

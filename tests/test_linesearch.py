@@ -137,3 +137,24 @@ def test_first_search_starts_from_the_linear_model():
     # Minimiser at t = 200; f / |slope| = 100 meets the Wolfe conditions at once.
     assert int(fast.num_linesearch_steps) == 1 and float(fast.learning_rate) == 100.0
     assert int(slow.num_linesearch_steps) >= 6 and float(slow.value) > float(fast.value)
+
+
+def test_start_mode_evaluates_at_x_and_moves_nothing():
+    """``start=True``: one evaluation at x itself (value and gradient against NumPy), a zero update whatever the
+    direction (NaN included), and the step size and search count of the state kept."""
+    f, f_np = quadratic(1.0)
+    x = np.full(6, 0.5, np.float32)
+    ls = scale_by_wolfe_linesearch()
+    state = ls.init(x)._replace(learning_rate=jnp.float32(0.25))
+    direction = np.full(6, np.nan, np.float32)
+    updates, new = jax.jit(lambda d, s: ls.update(d, s, x, value=jnp.nan, grad=d, value_fn=f, start=True))(
+        direction, state)
+    f0, g0 = f_np(x.astype(np.float64))
+    np.testing.assert_array_equal(updates, np.zeros(6))
+    np.testing.assert_allclose(new.value, f0, rtol=1e-6)
+    np.testing.assert_allclose(new.grad, g0, rtol=1e-6)
+    assert int(new.num_linesearch_steps) == 1 and not bool(new.failed)
+    assert float(new.learning_rate) == 0.25 and int(new.num_searches) == 0
+    # The first search after the start still starts from the linear model (it is the first search).
+    _, after = ls.update(-new.grad, new, x, value=new.value, grad=new.grad, value_fn=f)
+    assert int(after.num_searches) == 1 and not bool(after.failed)
