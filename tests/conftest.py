@@ -20,9 +20,10 @@ from nst_jax.compilation import enable_compilation_cache
 # allow: without LLVM's expensive optimisation passes (a compile-bound subset of the tests measured 12%
 # faster; a 200-step 192 px reconstruction ran in the same time), and with XLA:CPU's older elemental
 # fusion emitters instead of its MLIR ones (the optimisation chunk of a 64 px run compiled in 1.7-2.0 s
-# instead of 2.7-3.2 s; a 20-step 256 px transfer ran in the same time; the whole suite took 540 s of
-# wall time instead of 646 s). Set before JAX starts its backend, for this process and the tools the
-# tests start; the library and the benchmarks keep XLA's defaults.
+# instead of 2.7-3.2 s; a 20-step 256 px transfer ran in the same time; the whole suite, run with
+# compile-time listeners both times, took 540 s of wall time instead of 646 s). So on the CPU the suite
+# checks the library's maths, not XLA's default code generation. Set before JAX starts its backend, for
+# this process and the tools the tests start; the library and the benchmarks keep XLA's defaults.
 if not gpu_present():
     os.environ["XLA_FLAGS"] = merged_xla_flags(os.environ.get("XLA_FLAGS", ""),
                                                {"xla_llvm_disable_expensive_passes": "true",
