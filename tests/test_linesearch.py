@@ -155,6 +155,10 @@ def test_start_mode_evaluates_at_x_and_moves_nothing():
     np.testing.assert_allclose(new.grad, g0, rtol=1e-6)
     assert int(new.num_linesearch_steps) == 1 and not bool(new.failed)
     assert float(new.learning_rate) == 0.25 and int(new.num_searches) == 0
-    # The first search after the start still starts from the linear model (it is the first search).
-    _, after = ls.update(-new.grad, new, x, value=new.value, grad=new.grad, value_fn=f)
+    # The first search after the start is the first search: the same step as from a fresh state given the
+    # value and gradient directly (which starts from the linear model, not from the kept step size 0.25).
+    step, after = ls.update(-new.grad, new, x, value=new.value, grad=new.grad, value_fn=f)
+    fresh_step, fresh = search(f, x, -new.grad)
+    np.testing.assert_array_equal(step, fresh_step)
+    assert float(after.learning_rate) == float(fresh.learning_rate) != 0.25
     assert int(after.num_searches) == 1 and not bool(after.failed)
