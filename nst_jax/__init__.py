@@ -16,8 +16,9 @@ may vary a pytree (:class:`Weights`), and the VGG parameters travel with their i
 convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
 with one line. Importing the package changes no environment variable and no JAX setting.
 
-The public API is this package's ``__all__`` and five public modules, each with its own
-``__all__``: :mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.files`
+The public API is this package's ``__all__`` and six public modules, each with its own
+``__all__``: :mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.spec` (a run
+resolved once: its levels, steps and weights, stored in records), :mod:`nst_jax.files`
 (images, run records, checkpoints, figures), :mod:`nst_jax.errors`,
 :mod:`nst_jax.compilation` (compile statistics, the persistent compilation cache) and
 :mod:`nst_jax.data` (two small sample images). The other
@@ -37,11 +38,12 @@ from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
 from nst_jax.memory import check_memory
 from nst_jax.metrics import Evaluator, optional_judge
-from nst_jax.multiscale import MultiScaleResult, preset_levels, pyramid_sizes, resumed_level, stylize_multiscale
+from nst_jax.multiscale import MultiScaleResult, preset_levels, resumed_level, run_spec, stylize_multiscale
 from nst_jax.normalize import normalize_vgg19
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
 from nst_jax.plan import Plan, make_plan
+from nst_jax.spec import Choices, LevelSpec, RunSpec, make_spec, pyramid_sizes, resolve_levels
 from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
 from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax.vgg_io import load_vgg19
@@ -53,6 +55,8 @@ loss_weights = make_weights
 __all__ = [
     "LAYERS",
     "VGG19",
+    "Choices",
+    "LevelSpec",
     "LossConfig",
     "LossWeights",
     "Plan",
@@ -62,6 +66,7 @@ __all__ = [
     "NSTError",
     "NumericalError",
     "Progress",
+    "RunSpec",
     "RunState",
     "StepInfo",
     "StylizeConfig",
@@ -85,6 +90,7 @@ __all__ = [
     "make_weights",
     "make_loss",
     "make_plan",
+    "make_spec",
     "normalize_vgg19",
     "make_stylizer",
     "member_mesh",
@@ -94,7 +100,9 @@ __all__ = [
     "perceptual_terms",
     "preset_levels",
     "pyramid_sizes",
+    "resolve_levels",
     "resumed_level",
+    "run_spec",
     "save_image",
     "stack_weights",
     "style_layer_loss",

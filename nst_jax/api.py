@@ -22,6 +22,7 @@ from nst_jax.config import StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.plan import Plan, check_seeds, finish_image, optimised_inputs, run_plan
+from nst_jax.spec import make_spec
 from nst_jax.step import initial_image
 from nst_jax.vgg import VGGParams
 
@@ -182,6 +183,7 @@ def stylize(
     plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     config = plan.config
     weights = _check_weights(make_weights(config) if weights is None else weights, config, None)
+    make_spec(plan=plan, levels=[(max(plan.shape[:2]), config.iterations, weights)], seed=seed)  # the one validation
     run = _record(plan, weights, vgg, seed, record)
     _check_resume(resume, run)
     inputs = optimised_inputs(plan)
@@ -270,6 +272,9 @@ def sweep(
         raise NSTError("sweep weights need one leading member axis on every leaf (use nst_jax.stack_weights)")
     weights = _check_weights(weights, config, k)
     seeds = check_seeds(seeds, k)
+    members = [Weights(*leaves) for leaves in zip(*(np.asarray(leaf) for leaf in weights), strict=True)]
+    for member, seed in zip(members, seeds, strict=True):  # each member is a run: the one validation
+        make_spec(plan=plan, levels=[(max(plan.shape[:2]), config.iterations, member)], seed=int(seed))
     run = _record(plan, weights, vgg, 0, {**dict(record or {}), "seeds": seeds.tolist()})
     _check_resume(resume, run)
     inputs = optimised_inputs(plan)

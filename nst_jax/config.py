@@ -209,13 +209,19 @@ class Preset:
     def levels(self, size: int) -> list[Level]:
         """The levels for an output whose longest side is ``size``, coarse to fine.
 
-        Sides halve from ``size``; levels under :data:`MIN_LEVEL_SIZE` px are dropped with their
-        steps and weights, so a small output runs fewer levels (at least the output's).
+        Sides halve from ``size`` (:func:`halving`); levels under :data:`MIN_LEVEL_SIZE` px are
+        dropped with their steps and weights, so a small output runs fewer levels (at least the
+        output's).
         """
         n = len(self.iterations)
-        levels = [Level(int(round(size / 2 ** (n - 1 - k))), self.iterations[k], self.style_weights[k])
-                  for k in range(n)]
+        levels = [Level(side, self.iterations[k], self.style_weights[k]) for k, side in enumerate(halving(size, n))]
         return [level for k, level in enumerate(levels) if level.size >= MIN_LEVEL_SIZE or k == n - 1]
+
+
+def halving(size: int, levels: int) -> list[int]:
+    """Longest sides of ``levels`` levels, each half the next (rounded), the last ``size``: the rule of
+    the presets' levels and of ``nst-jax --scales N``."""
+    return [int(round(size / 2 ** (levels - 1 - k))) for k in range(levels)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,37 +24,12 @@ import numpy as np
 from nst_jax import colour
 from nst_jax.api import StylizeResult, stylize
 from nst_jax.checkpoint import Checkpoint
-from nst_jax.config import DEFAULT_MIN_SIZE, DEFAULT_PRESET, PRESETS, StylizeConfig, Weights, make_weights
+from nst_jax.config import DEFAULT_PRESET, StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.plan import Plan, at_size, run_plan
+from nst_jax.spec import Choices, RunSpec, make_spec, resolve_levels
 from nst_jax.vgg import VGGParams
-
-
-def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> list[int]:
-    """Longest sides of the levels, ``scales`` of them geometric from ``min_size`` to ``size``.
-
-    Args:
-        size: The output's longest side.
-        scales: The number of levels (1: the output alone).
-        min_size: The coarsest level's longest side.
-
-    Returns:
-        The levels' longest sides, increasing.
-
-    Raises:
-        NSTError: If ``scales < 1`` or ``min_size`` is not in [32, size] when ``scales > 1``.
-    """
-    if scales < 1:
-        raise NSTError(f"the number of scales must be at least 1, got {scales}")
-    if scales == 1:
-        return [int(size)]
-    if not 32 <= min_size <= size:
-        raise NSTError(f"--min-size must be between 32 and the output size {size}, got {min_size}")
-    sizes = [int(round(s)) for s in np.geomspace(min_size, size, scales)]
-    if len(set(sizes)) != len(sizes):
-        raise NSTError(f"{scales} scales between {min_size} and {size} px repeat a size; use fewer scales")
-    return sizes
 
 
 def preset_levels(size: int, config: StylizeConfig | None = None, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
@@ -62,7 +37,8 @@ def preset_levels(size: int, config: StylizeConfig | None = None, preset: str = 
     (:data:`~nst_jax.config.PRESETS`) at an output whose longest side is ``size``.
 
     ``stylize_multiscale(vgg, content=c, style=s, **preset_levels(512))`` is what ``nst-jax`` does by
-    default at ``--size 512``. Presets are for style transfer in relative loss units.
+    default at ``--size 512``: both resolve the preset with :func:`nst_jax.spec.resolve_levels`.
+    Presets are for style transfer in relative loss units.
 
     Args:
         size: The output's longest side, pixels.
@@ -77,15 +53,10 @@ def preset_levels(size: int, config: StylizeConfig | None = None, preset: str = 
         NSTError: For an unknown preset, or a ``config`` they do not apply to.
     """
     config = StylizeConfig() if config is None else config
-    if preset not in PRESETS:
-        raise NSTError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     if config.mode != "transfer" or config.loss_units != "relative":
         raise NSTError("presets are for style transfer in relative loss units")
-    chosen = PRESETS[preset]
-    levels = chosen.levels(size)
-    weights = [make_weights(config, style_weight=level.style_weight, tv_weight=chosen.tv_weight) for level in levels]
-    return {"sizes": [level.size for level in levels], "iterations": [level.iterations for level in levels],
-            "weights": weights}
+    sizes, iterations, weights = zip(*resolve_levels(size, config, Choices(preset=preset)), strict=True)
+    return {"sizes": list(sizes), "iterations": list(iterations), "weights": list(weights)}
 
 
 @dataclasses.dataclass
@@ -139,12 +110,11 @@ def resumed_level(resume: Checkpoint | None, sizes: Sequence[int]) -> int:
     return index
 
 
-def _level_plan(plan: Plan, sizes: list[int], iterations: list[int], level: int,
-                previous: np.ndarray | None) -> Plan:
+def _level_plan(spec: RunSpec, level: int, previous: np.ndarray | None) -> Plan:
     """Level ``level``'s plan: the inputs at its size, its step count, and its start (the previous level's
-    output upsampled). One level at the output's size is the plain run, its record included."""
-    full = max(plan.shape[:2])
-    shape = colour.shape_for_longest(plan.shape, sizes[level])
+    output upsampled). One level is the plain run, its record included."""
+    plan, sizes, iterations = spec.plan, spec.sizes, spec.iterations
+    shape = spec.levels[level].shape
     if level == 0:
         config = dataclasses.replace(plan.config, iterations=iterations[0])
         init = None if plan.init is None else colour.resize(plan.init, shape)
@@ -152,32 +122,21 @@ def _level_plan(plan: Plan, sizes: list[int], iterations: list[int], level: int,
         config = dataclasses.replace(plan.config, iterations=iterations[level], init="image")
         # Resuming this level: its start is never used, the checkpoint's state replaces it.
         init = colour.resize(previous, shape) if previous is not None else np.zeros((*shape, 3), np.float32)
-    plain = len(sizes) == 1 and sizes[0] == full
-    return at_size(plan, sizes[level], full, config=config, init=init,
-                   level=None if plain else {"index": level, "sizes": sizes, "iterations": iterations})
+    return at_size(plan, sizes[level], sizes[-1], config=config, init=init,
+                   level=None if len(sizes) == 1 else {"index": level, "sizes": sizes, "iterations": iterations})
 
 
-def _levels(plan: Plan, sizes: Sequence[int], iterations: Sequence[int] | None) -> tuple[list[int], list[int]]:
-    sizes = [int(s) for s in sizes]
-    iterations = [int(n) for n in iterations] if iterations is not None else [plan.config.iterations] * len(sizes)
-    if not sizes:
-        raise NSTError("a multi-scale run needs at least one size")
+def _explicit_levels(plan: Plan, sizes: Sequence[int], iterations: Sequence[int] | None,
+                     weights: Weights | Sequence[Weights] | None) -> list[tuple[int, int, Weights]]:
+    sizes = list(sizes)
+    iterations = list(iterations) if iterations is not None else [plan.config.iterations] * len(sizes)
     if len(iterations) != len(sizes):
         raise NSTError(f"{len(iterations)} iteration counts given for {len(sizes)} scales")
-    if sorted(sizes) != sizes:
-        raise NSTError(f"scale sizes must increase, got {sizes}")
-    return sizes, iterations
-
-
-def _level_weights(plan: Plan, weights: Weights | Sequence[Weights] | None, levels: int) -> list[Weights]:
-    if weights is None:
-        weights = make_weights(plan.config)
-    if isinstance(weights, Weights):
-        return [weights] * levels
-    weights = list(weights)
-    if len(weights) != levels or not all(isinstance(w, Weights) for w in weights):
-        raise NSTError(f"give one Weights, or one per level ({levels}); got {len(weights)}")
-    return weights
+    weights = make_weights(plan.config) if weights is None else weights
+    weights = [weights] * len(sizes) if isinstance(weights, Weights) else list(weights)
+    if len(weights) != len(sizes):
+        raise NSTError(f"give one Weights, or one per level ({len(sizes)}); got {len(weights)}")
+    return list(zip(sizes, iterations, weights, strict=True))
 
 
 def stylize_multiscale(
@@ -198,22 +157,11 @@ def stylize_multiscale(
     record: Mapping[str, Any] | None = None,
     plan: Plan | None = None,
 ) -> MultiScaleResult:
-    """Coarse-to-fine Gatys optimisation.
-
-    Each level is one :func:`~nst_jax.api.stylize` run, so checkpoints, resuming and run records
-    work as there. A level's run record holds the level's settings (its steps and start), the
-    weights, the seed, ``record``, and the original inputs' digests plus ``inputs.level`` (its
-    index and every level's size and steps): a level's inputs follow from the original inputs and
-    the levels before it. A run of one level at the output's size has exactly
-    :func:`~nst_jax.api.stylize`'s record. A checkpoint taken
-    during level ``L`` (``progress.checkpoint()`` in the callback) holds level ``L``'s state:
-    resuming from it skips the levels before ``L``, continues ``L`` and runs the finer levels,
-    and ends bitwise equal to the uninterrupted run on the same platform.
+    """Coarse-to-fine Gatys optimisation: :func:`nst_jax.make_spec` with these levels, then :func:`run_spec`.
 
     Args:
         vgg: VGG-19 parameters.
-        sizes: Longest side of each level, increasing; the last is the output's (see
-            :func:`pyramid_sizes`).
+        sizes: Longest side of each level, increasing; the last is the output's.
         iterations: Steps per level (default ``config.iterations`` at each).
         callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
             the level's steps, and may be checkpointed; the callback may raise to stop the run.
@@ -232,29 +180,67 @@ def stylize_multiscale(
         plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
 
     Returns:
+        As :func:`run_spec`.
+
+    Raises:
+        NSTError: On a bad input, sizes that do not increase to the output's, a miscounted
+            ``iterations``, or a ``resume`` of another run.
+        NumericalError: If a level's loss or image becomes NaN or Inf; ``err.level`` says which.
+    """
+    plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
+    spec = make_spec(plan=plan, levels=_explicit_levels(plan, sizes, iterations, weights), seed=seed)
+    return run_spec(vgg, spec, callback=callback, sync_every=sync_every, resume=resume, record=record)
+
+
+def run_spec(
+    vgg: VGGParams,
+    spec: RunSpec,
+    *,
+    callback: Callable[[int, Progress], None] | None = None,
+    sync_every: Sequence[int] = (),
+    resume: Checkpoint | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> MultiScaleResult:
+    """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
+
+    Each level is one :func:`~nst_jax.api.stylize` run, so checkpoints, resuming and run records
+    work as there. A level's run record holds the level's settings (its steps and start), the
+    weights, the seed, ``record``, and the original inputs' digests plus ``inputs.level`` (its
+    index and every level's size and steps): a level's inputs follow from the original inputs and
+    the levels before it. A run of one level has exactly :func:`~nst_jax.api.stylize`'s record. A
+    checkpoint taken during level ``L`` (``progress.checkpoint()`` in the callback) holds level
+    ``L``'s state: resuming from it skips the levels before ``L``, continues ``L`` and runs the
+    finer levels, and ends bitwise equal to the uninterrupted run on the same platform.
+
+    Args:
+        vgg: VGG-19 parameters.
+        spec: The run (:func:`nst_jax.make_spec`).
+        callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
+            the level's steps, and may be checkpointed; the callback may raise to stop the run.
+        sync_every: As in :func:`~nst_jax.api.stylize`, counted in each level's steps.
+        resume: A checkpoint of this same run, taken at any level, to continue from.
+        record: Extra entries for the run record (they must match too when resuming).
+
+    Returns:
         The output and the result of every level run (None for the levels a resumed run skipped).
 
     Raises:
-        NSTError: On a bad input, sizes that do not increase, a miscounted ``iterations``, or a
-            ``resume`` of another run.
+        NSTError: If ``resume`` belongs to another run.
         NumericalError: If a level's loss or image becomes NaN or Inf; ``err.level`` says which
             (``err.step`` counts that level's steps).
     """
-    plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
-    sizes, iterations = _levels(plan, sizes, iterations)
-    level_weights = _level_weights(plan, weights, len(sizes))
-    first = resumed_level(resume, sizes)
+    first = resumed_level(resume, spec.sizes)
     levels: list[StylizeResult | None] = [None] * first
     previous = None
-    for level in range(first, len(sizes)):
-        level_plan = _level_plan(plan, sizes, iterations, level, previous)
+    for level in range(first, len(spec.levels)):
         try:
-            result = stylize(vgg, plan=level_plan, weights=level_weights[level], seed=seed, sync_every=sync_every,
+            result = stylize(vgg, plan=_level_plan(spec, level, previous), weights=spec.levels[level].weights,
+                             seed=spec.seed, sync_every=sync_every, resume=resume if level == first else None,
                              callback=None if callback is None else functools.partial(callback, level),
-                             resume=resume if level == first else None, record=record)
+                             record=record)
         except NumericalError as err:
             err.level = level
             raise
         levels.append(result)
         previous = result.image
-    return MultiScaleResult(previous, levels, sizes)
+    return MultiScaleResult(previous, levels, spec.sizes)

@@ -132,7 +132,9 @@ def _check_masks(config: StylizeConfig, masks: Any) -> tuple[np.ndarray, ...] | 
     if config.tile_size:
         raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
     arrays = tuple(np.asarray(m, np.float32) for m in masks)
-    if len(arrays) != config.num_styles or any(m.ndim != 2 or min(m.shape) < 1 for m in arrays):
+    if len(arrays) != config.num_styles:
+        raise NSTError(f"{len(arrays)} masks given for {config.num_styles} style images; give one mask per style")
+    if any(m.ndim != 2 or min(m.shape) < 1 for m in arrays):
         shapes = [m.shape for m in arrays]
         raise NSTError(f"masks must be {config.num_styles} [H, W] arrays (or one [S, H, W] array), one per style "
                        f"image, got shapes {shapes}")
@@ -175,7 +177,8 @@ def make_plan(config: StylizeConfig, *, content: ArrayLike | None = None,
     init = None if init is None else as_image(init, "init image")
     shape = output_shape(config, content=content, init=init, style=styles)
     if init is not None and init.shape != shape:
-        raise NSTError(f"init image has shape {init.shape}, the output {shape}; give it the content's size")
+        raise NSTError(f"init image is {init.shape[1]}x{init.shape[0]}, the output {shape[1]}x{shape[0]}; give it the "
+                       "content's size (an image of the same aspect ratio, loaded at the same size)")
     masks = _check_masks(config, masks)
     if styles is not None:
         for s in styles:

@@ -9,6 +9,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
 # The package (its __all__) and the submodules a library user reaches into; pdoc skips "_" names.
 "$python" -m pdoc --docformat google --no-show-source -o "$out" \
-  nst_jax nst_jax.vgg nst_jax.losses nst_jax.perceptual nst_jax.flax_nnx nst_jax.image nst_jax.config \
+  nst_jax nst_jax.vgg nst_jax.losses nst_jax.perceptual nst_jax.flax_nnx nst_jax.image nst_jax.config nst_jax.spec \
   nst_jax.statistics nst_jax.errors nst_jax.data
 echo "API reference in $out/index.html"

@@ -52,8 +52,8 @@ def test_several_contents_equal_separate_runs_and_compile_once(capsys, pics):
         batch = load_image(d / "out" / f"{name}-paint.png")
         np.testing.assert_allclose(batch, load_image(d / f"{name}_alone.png"), atol=1.5 / 255)
         record = read_record(d / "out" / f"{name}-paint.png")  # each its own run record
-        assert record["args"]["content"] == str(d / f"{name}.png")
-        assert record["args"]["output"] == str(d / "out" / f"{name}-paint.png")
+        assert record["sources"]["content"] == str(d / f"{name}.png") and record["sources"]["style"] == [
+            str(d / "paint.png")]
     assert not np.array_equal(load_image(d / "out" / "a-paint.png"), load_image(d / "out" / "b-paint.png"))
 
 

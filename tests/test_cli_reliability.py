@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax.config import DEFAULT_PRESET, PRESETS
 from nst_jax.record import read_record
 from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
@@ -171,8 +170,8 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
 
     # A different configuration, or a changed input, is refused, naming what differs.
     proc2 = stylize("--resume", ckpt, "--style-weight", 5)
-    default = PRESETS[DEFAULT_PRESET].style_weights[-1]  # one level at 48 px: the preset's output level
-    assert proc2.returncode == 2 and f"--style-weight 5.0 (recorded: {default})" in proc2.stderr, proc2.stderr
+    assert proc2.returncode == 2 and "--style-weight 5.0" in proc2.stderr and "from its record" in proc2.stderr, (
+        proc2.stderr)
     original = content.read_bytes()
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
     proc2 = stylize("--resume", ckpt)
@@ -181,9 +180,9 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
 
     resumed = stylize("--resume", ckpt, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    # The same pixels, and the same run in the records they carry (their arguments name other outputs).
+    # The same pixels, and the same run in the records they carry.
     np.testing.assert_array_equal(np.asarray(Image.open(cut)), np.asarray(Image.open(tmp_path / "ref.png")))
-    assert read_record(cut)["run"] == read_record(tmp_path / "ref.png")["run"]
+    assert read_record(cut) == read_record(tmp_path / "ref.png")
     with np.load(tmp_path / "ref.ckpt.npz") as a, np.load(ckpt) as b:
         assert sorted(a.files) == sorted(b.files)
         for k in a.files:

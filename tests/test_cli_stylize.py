@@ -1,19 +1,23 @@
 """scripts/stylize.py end to end in real subprocesses."""
 
+import argparse
 import concurrent.futures
+import json
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import StylizeConfig, preset_levels, stylize
+import nst_jax
+from nst_jax import StylizeConfig, preset_levels, resolve_levels, stylize
+from nst_jax.cli import common
 from nst_jax.cli import stylize as cli
-from nst_jax.cli.stylize import parse, prepare
 from nst_jax.config import DEFAULT_PRESET, MIN_LEVEL_SIZE, PRESETS
 from nst_jax.errors import NSTError
 from nst_jax.image import load_image
 
-from .conftest import EXAMPLES, run_cli
+from .conftest import EXAMPLES, compiled_programs, run_cli
 
 CONTENT = EXAMPLES / "chelsea.png"
 STYLE = EXAMPLES / "swirls.png"
@@ -50,26 +54,99 @@ def test_style_mode_needs_no_content(tmp_path):
     assert np.asarray(Image.open(out)).shape == (36, 48, 3)
 
 
-def test_help_shows_defaults(tmp_path):
-    proc = run_cli("--help")
-    assert proc.returncode == 0
-    assert "(default: lbfgs)" in proc.stdout and "relu4_2" in proc.stdout
-    # What the help shows is what a run without options does: the library's default settings, and the
-    # default preset's levels and weights (nst_jax.preset_levels).
-    assert "--preset {faithful,balanced,painterly}" in proc.stdout and f"(default: {DEFAULT_PRESET})" in proc.stdout
-    args, given = parse([str(CONTENT), str(STYLE), "--output", str(tmp_path / "out.png")])
-    job = prepare(args, given)
-    assert job.config == StylizeConfig() and job.config.optimizer == "lbfgs"
-    assert job.config.content_layers == ("relu4_2",)
-    levels = preset_levels(max(job.shape[:2]), StylizeConfig())
-    assert job.sizes == levels["sizes"] and job.iterations == levels["iterations"]
-    for got_level, want_level in zip(job.level_weights, levels["weights"], strict=True):
-        for got, want in zip(got_level, want_level, strict=True):
-            np.testing.assert_array_equal(got, want)
-    shown = " ".join(proc.stdout.split())
-    for option, value in [("--optimizer", job.config.optimizer), ("--content-layer", *job.config.content_layers),
-                          ("--pooling", job.config.pooling), ("--style-loss", job.config.style_loss)]:
-        assert f"(default: {value})" in shown[shown.index(option + " "):], option
+def _dry_run(capsys, *argv):
+    """``nst-jax ARGV --dry-run`` in this process: its exit code and the JSON it printed."""
+    code = cli.main([*map(str, argv), "--dry-run"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if code == 0 else out
+
+
+# What each run-affecting option decides in a plain run, read from the spec --dry-run prints (transfer, one
+# content photo at --size 512): the value its help must show as its default.
+PLAIN_RUN = {
+    "size": lambda d: max(d["spec"]["levels"][-1]["shape"]),
+    "mode": lambda d: d["spec"]["config"]["mode"], "optimizer": lambda d: d["spec"]["config"]["optimizer"],
+    "content_layer": lambda d: " ".join(d["spec"]["config"]["content_layers"]),
+    "style_layers": lambda d: " ".join(d["spec"]["config"]["style_layers"]),
+    "style_loss": lambda d: d["spec"]["config"]["style_loss"], "pooling": lambda d: d["spec"]["config"]["pooling"],
+    "precision": lambda d: d["spec"]["config"]["precision"], "tile_size": lambda d: d["spec"]["config"]["tile_size"],
+    "noise_scale": lambda d: d["spec"]["config"]["noise_scale"],
+    "loss_units": lambda d: d["spec"]["config"]["loss_units"],
+    "preserve_colour": lambda d: d["spec"]["config"]["preserve_colour"],
+    "style_scale": lambda d: {None: "none"}[d["spec"]["config"]["style_scale"]],
+    "init": lambda d: d["spec"]["config"]["init"],
+    "shape_bucket": lambda d: {0: "auto"}[d["spec"]["config"]["shape_bucket"]],  # auto is 0 on the CPU
+    "seed": lambda d: d["spec"]["seed"], "vgg": lambda d: d["sources"]["vgg"],
+    "iterations": lambda d: [level["iterations"] for level in d["spec"]["levels"]],
+    "scale_iterations": lambda d: [level["iterations"] for level in d["spec"]["levels"]],
+    "style_weight": lambda d: [level["weights"]["style"] for level in d["spec"]["levels"]],
+    "scale_style_weights": lambda d: [level["weights"]["style"] for level in d["spec"]["levels"]],
+    "scales": lambda d: [len(d["spec"]["levels"])],
+    "min_size": lambda d: [max(d["spec"]["levels"][0]["shape"])],
+    **{name: (lambda d, key=key: {level["weights"][key] for level in d["spec"]["levels"]}.pop())
+       for name, key in (("content_weight", "content"), ("tv_weight", "tv"), ("learning_rate", "learning_rate"),
+                         ("ema", "ema_decay"))},
+    "content_layer_weights": lambda d: "1 each" if d["spec"]["levels"][-1]["weights"]["content_layers"] == [1.0]
+    else None,
+    "style_layer_weights": lambda d: "1/L each" if d["spec"]["levels"][-1]["weights"]["style_layers"] == [0.2] * 5
+    else None,
+    "style_blend": lambda d: "equal" if d["spec"]["levels"][-1]["weights"]["style_blend"] == [1.0] else None,
+    "preset": lambda d: DEFAULT_PRESET,  # checked through the levels it gives (iterations, style_weight, ...)
+}
+# Options that do not change the image (where to write, how often, what to print) or name inputs.
+NOT_RUN = {"help", "version", "images", "content", "style", "masks", "output", "dry_run", "preview", "preview_every",
+           "progress_every", "save_every", "overwrite", "checkpoint", "checkpoint_every", "resume", "rerun",
+           "compile_cache"}
+
+
+def test_every_default_the_help_shows_is_the_plain_runs(capsys, tmp_path):
+    """Every option's default in --help is the value a run without options uses, read from its --dry-run spec."""
+    parser = cli.build_parser()
+    shown = "".join(parser.format_help().split())  # without the line breaks of the wrapping
+    content = tmp_path / "photo.png"
+    Image.open(CONTENT).resize((512, 341)).save(content)
+    code, plain = _dry_run(capsys, content, STYLE, "-o", tmp_path / "o.png")
+    assert code == 0, plain
+    assert {a.dest for a in parser._actions} == set(PLAIN_RUN) | NOT_RUN  # a new option needs its line above
+    for action in parser._actions:
+        if action.dest in NOT_RUN:
+            continue
+        flag = max(action.option_strings, key=len)
+        described = " ".join(parser._get_formatter()._get_help_string(action).split())
+        assert "".join(described.split()) in shown, flag  # the text --help prints for this option
+        text = described[described.index("(default: ") + 10:]
+        want = PLAIN_RUN[action.dest](plain)
+        value = re.split(r"[,;)]| \(", text, maxsplit=1)[0]  # the shown default, before any explanation
+        if isinstance(want, list | float | int):
+            want = want if isinstance(want, list) else [want]
+            assert [float(t) for t in value.split()] == pytest.approx(want), (flag, text[:80], want)
+        else:
+            assert value == str(want), (flag, text[:80], want)
+    assert plain["spec"]["levels"] == json.loads(json.dumps(
+        nst_jax.make_spec(content=load_image(content, 512), style=load_image(STYLE, 512)).to_json()))["levels"]
+
+
+def test_dry_run_computes_and_writes_nothing(capsys, tmp_path):
+    """--dry-run decodes the inputs and prints the spec, the memory estimate, the programs and the destinations;
+    it compiles nothing and writes nothing. The library builds the same spec from the same arrays."""
+    before = sorted(tmp_path.iterdir())
+    with compiled_programs() as programs:
+        code, out = _dry_run(capsys, CONTENT, STYLE, "-o", tmp_path / "o.png", "--size", 258, "--checkpoint-every",
+                             5, "--compile-cache", tmp_path / "cache")
+    assert code == 0 and programs == [] and sorted(tmp_path.iterdir()) == before, programs
+    levels = out["spec"]["levels"]
+    assert [level["shape"] for level in levels] == [[43, 64], [86, 129], [172, 258]]  # halving from 258 px
+    assert [level["iterations"] for level in levels] == [80, 40, 40]
+    assert [level["weights"]["style"] for level in levels] == [100.0, 100.0, 10.0]
+    assert out["programs"]["optimisation"] == 6 and out["writes"]["output"] == str(tmp_path / "o.png")
+    assert out["memory"]["estimate_bytes"] > 0 and out["writes"]["checkpoint"] == str(tmp_path / "o.ckpt.npz")
+    spec = nst_jax.make_spec(content=load_image(CONTENT, 258), style=load_image(STYLE, 258))
+    assert json.loads(json.dumps(spec.to_json())) == out["spec"]
+    # Bad input: exit 2, one line, still nothing written.
+    assert cli.main([str(CONTENT), str(STYLE), "-o", str(tmp_path / "o.png"), "--scales", "9", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "9 scales halving from 512 px" in err and len(err.strip().splitlines()) == 1
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def _bad_cases(tmp_path):
@@ -90,7 +167,7 @@ def _bad_cases(tmp_path):
         "zero iterations": (ok + ["--iterations", 0], "iterations"),
         "negative style weight": (ok + ["--style-weight", "-1"], "style weight"),
         "unknown optimizer": (ok + ["--optimizer", "sgd"], "invalid choice"),
-        "no content in transfer": (["--style", STYLE], "--content is required"),
+        "no content in transfer": (["--style", STYLE], "transfer mode needs a content image"),
         "output dir is a file": (ok + ["--output", plain_file / "out.png"], "does not exist"),
         "output unknown format": (ok + ["--output", tmp_path / "out.xyz"], "unknown image format"),
     }
@@ -129,9 +206,10 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
                    "--save-every", 3)
     assert proc.returncode == 0, proc.stderr
     record = read_record(out)
-    assert record["format"] == "nst_jax" and record["args"]["iterations"] == 6
-    run = record["run"]
-    assert len(run["vgg_sha256"]) == 64 and run["inputs"]["content"]["sha256"] and run["config"]["iterations"] == 6
+    spec = record["spec"]
+    assert record["format"] == "nst_jax" and [level["iterations"] for level in spec["levels"]] == [6]
+    assert len(record["vgg"]["sha256"]) == 64 and spec["inputs"]["content"]["sha256"]
+    assert record["sources"]["content"] == str(content) and record["sources"]["size"] == 48
     assert read_record(tmp_path / "out_00003.png")["step"] == 3
 
     # From another directory: the record's paths are absolute.
@@ -139,7 +217,7 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     assert again.returncode == 0, again.stderr
     rerun = tmp_path / "out_rerun.png"
     np.testing.assert_array_equal(np.asarray(Image.open(rerun)), np.asarray(Image.open(out)))
-    assert read_record(rerun)["run"] == run
+    assert read_record(rerun)["spec"] == spec
     # An intermediate save is made again at its step.
     middle = run_cli("--rerun", tmp_path / "out_00003.png", "--output", tmp_path / "middle.png")
     assert middle.returncode == 0, middle.stderr
@@ -158,29 +236,49 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     assert none.returncode == 2 and "carries no nst_jax run record" in none.stderr
 
 
+def _cli_levels(args, size):
+    """The levels the command line resolves for ``args`` at ``size``: its one mapping (flags to the config and
+    Choices) and the library's one resolution."""
+    args = argparse.Namespace(**{**vars(args), "size": size})
+    levels = resolve_levels(size, common.run_config(args, iterations=None), cli.choices_of(args))
+    return [(s, n, float(w.style), float(w.tv)) for s, n, w in levels]
+
+
 @pytest.mark.parametrize("extra,want", [
     # The default preset at 384 px: its three levels, halving from the output, steps and weights per level.
-    ([], dict(scales=3, min_size=96, scale_iterations=[80, 40, 40], scale_style_weights=[100.0, 100.0, 10.0],
-              style_weight=10.0, iterations=None)),
+    ([], [(96, 80, 100.0, 30.0), (192, 40, 100.0, 30.0), (384, 40, 10.0, 30.0)]),
     # Explicit options win; the rest still comes from the preset.
-    (["--style-weight", "30"], dict(scales=3, scale_style_weights=None, style_weight=30.0)),
-    (["--iterations", "10"], dict(scales=3, scale_iterations=None, iterations=10)),
-    (["--scales", "1"], dict(scales=1, scale_iterations=None, scale_style_weights=None, style_weight=10.0)),
-    (["--preset", "faithful"], dict(scales=1, iterations=40, style_weight=20.0, scale_style_weights=None)),
-    (["--size", "100"], dict(scales=1, iterations=40, style_weight=10.0)),  # 25 and 50 px levels dropped
+    (["--style-weight", "30"], [(96, 80, 30.0, 30.0), (192, 40, 30.0, 30.0), (384, 40, 30.0, 30.0)]),
+    (["--iterations", "10"], [(96, 10, 100.0, 30.0), (192, 10, 100.0, 30.0), (384, 10, 10.0, 30.0)]),
+    (["--scales", "1"], [(384, 40, 10.0, 30.0)]),
+    (["--scales", "2"], [(192, 40, 10.0, 30.0), (384, 40, 10.0, 30.0)]),  # halving, the output level's beta
+    (["--scales", "2", "--min-size", "100"], [(100, 40, 10.0, 30.0), (384, 40, 10.0, 30.0)]),
+    (["--preset", "faithful"], [(384, 40, 20.0, 30.0)]),
+    (["--tv-weight", "5", "--scale-style-weights", "1", "2", "3"],
+     [(96, 80, 1.0, 5.0), (192, 40, 2.0, 5.0), (384, 40, 3.0, 5.0)]),
     # One level: a single --scale-iterations is its step count (not ignored).
-    (["--size", "100", "--scale-iterations", "7"], dict(scales=1, iterations=7, scale_iterations=None)),
-    (["--scales", "1", "--scale-iterations", "7"], dict(scales=1, iterations=7, scale_iterations=None)),
-    (["--size", "128"], dict(scales=2, min_size=64, scale_iterations=[40, 40], scale_style_weights=[100.0, 10.0])),
+    (["--scales", "1", "--scale-iterations", "7"], [(384, 7, 10.0, 30.0)]),
     # Presets are for transfer in relative units; elsewhere one level and the mode's own defaults.
-    (["--mode", "content"], dict(scales=1, min_size=128, style_weight=None, tv_weight=None)),
-    (["--loss-units", "paper"], dict(scales=1, style_weight=None, tv_weight=None)),
+    (["--mode", "content"], [(384, 500, 20.0, 0.0)]),
+    (["--loss-units", "paper"], [(384, 40, 30.0, 1e4)]),
 ])
 def test_preset_fills_what_was_not_given(extra, want):
     assert DEFAULT_PRESET == "balanced" and PRESETS[DEFAULT_PRESET].iterations == (80, 40, 40)
-    args, _ = cli.parse(["a.png", "b.png", "--size", "384", *extra])
-    cli.apply_preset(args)
-    assert {k: getattr(args, k) for k in want} == want
+    args, _ = cli.parse(["a.png", "b.png", *extra])
+    assert _cli_levels(args, 384) == want
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--scales", "4", "--size", "96"], "4 scales halving from 96 px make a 12 px level"),  # names no --min-size
+    (["--iterations", "5", "--scale-iterations", "1", "2", "3"], "not both"),
+    (["--scale-iterations", "1", "2"], "2 per-level step counts (--scale-iterations) given for 3 levels"),
+    (["--style-weight", "3", "--scale-style-weights", "1", "2", "4"], "--style-weight or --scale-style-weights"),
+    (["--scales", "2", "--min-size", "500"], "--min-size must be between 32 and the output size 384"),
+])
+def test_level_choices_refused_with_their_own_names(extra, needle):
+    args, _ = cli.parse(["a.png", "b.png", *extra])
+    with pytest.raises(NSTError, match=re.escape(needle)):
+        _cli_levels(args, args.size if "--size" in extra else 384)
 
 
 def test_preset_levels_halve_from_the_output():
@@ -195,14 +293,19 @@ def test_preset_levels_halve_from_the_output():
                                                                        strict=True))[n - len(levels):]
 
 
-def test_library_preset_levels_are_the_command_lines():
-    for size in (100, 128, 384, 1000):
-        args, _ = cli.parse(["a.png", "b.png", "--size", str(size)])
-        cli.apply_preset(args)
-        levels = preset_levels(size)
-        assert levels["sizes"] == cli.pyramid_sizes(size, args.scales, args.min_size)
-        assert levels["iterations"] == (args.scale_iterations or [args.iterations])
-        assert [float(w.style) for w in levels["weights"]] == (args.scale_style_weights or [args.style_weight])
-        assert {float(w.tv) for w in levels["weights"]} == {args.tv_weight}
+def test_the_command_lines_levels_are_the_librarys_at_every_size():
+    """For every --size from 32 to 8192 the command line runs the levels nst_jax.preset_levels gives, and
+    both are the presets' rule computed here independently: sides halving from the size, rounded half to
+    even, those under 64 px dropped (the output's kept), steps and beta from the end of the preset's lists."""
+    args, _ = cli.parse(["a.png", "b.png"])
+    preset = PRESETS[DEFAULT_PRESET]
+    for size in range(32, 8193):
+        sides = [int(np.round(size / 4)), int(np.round(size / 2)), size]
+        keep = [k for k in range(3) if sides[k] >= 64 or k == 2]
+        want = [(sides[k], preset.iterations[k], preset.style_weights[k], preset.tv_weight) for k in keep]
+        library = preset_levels(size)
+        assert _cli_levels(args, size) == want, size
+        assert [(s, n, float(w.style), float(w.tv)) for s, n, w in zip(
+            library["sizes"], library["iterations"], library["weights"], strict=True)] == want, size
     with pytest.raises(NSTError, match="relative"):
         preset_levels(384, StylizeConfig(mode="content"))

@@ -87,8 +87,8 @@ def test_every_public_name_is_documented():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("module", ["nst_jax.config", "nst_jax.files", "nst_jax.errors", "nst_jax.compilation",
-                                    "nst_jax.data"])
+@pytest.mark.parametrize("module", ["nst_jax.config", "nst_jax.spec", "nst_jax.files", "nst_jax.errors",
+                                    "nst_jax.compilation", "nst_jax.data"])
 def test_every_name_of_a_public_module_is_documented(module):
     mod = importlib.import_module(module)
     assert inspect.getdoc(mod)

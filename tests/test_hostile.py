@@ -94,8 +94,8 @@ def test_checkpoint_cannot_redirect_writes(capsys, done, tmp_path):
     (elsewhere / "dotbashrc").write_text("alias ls=ls")
 
     def redirect(m):
-        m["notes"]["args"].update(output=str(elsewhere / "important.png"), checkpoint=str(elsewhere / "dotbashrc"),
-                                  overwrite=True)
+        m["notes"].update(output=str(elsewhere / "important.png"), checkpoint=str(elsewhere / "dotbashrc"),
+                          overwrite=True)
 
     ck = tampered_checkpoint(done / "a.ckpt.npz", tmp_path / "redirect2.ckpt.npz", redirect)
     code, out, err = nst(capsys, "--resume", ck)
@@ -249,7 +249,7 @@ def test_jpeg_record_over_64kb(capsys, pics, tmp_path):
                        "--iterations", 1)
     assert code == 0, err
     record = read_record(tmp_path / "big.jpg")
-    assert len(json.dumps(record)) > 65_533 and record["args"]["style"][0].endswith("s0.png")
+    assert len(json.dumps(record)) > 65_533 and record["sources"]["style"][0].endswith("s0.png")
     # One that does not fit even compressed is refused before any compute.
     paths = _long_paths(tmp_path / "b", style, 40, string.ascii_letters + string.digits)
     refused(capsys, 2, "--content", content, "--style", *paths, "-o", tmp_path / "huge.jpg", *SMALL,
@@ -319,21 +319,31 @@ def test_full_disk_exit_5(capsys, pics, tiny_fs, tmp_path):
 # --- 8-9, 11. Tampered records and checkpoints -----------------------------------------------------------------
 
 RECORD_TAMPERING = {
-    "size as a string": (lambda r: r["args"].update(size="64"), "field 'size' must be an integer"),
-    "content as a list": (lambda r: r["args"].update(content=["a", "b"]), "field 'content' must be a path"),
-    "style as a number": (lambda r: r["args"].update(style=5), "field 'style' must be a list"),
-    "overwrite as a string": (lambda r: r["args"].update(overwrite="yes"), "field 'overwrite' must be true"),
-    "iterations fractional": (lambda r: r["args"].update(iterations=1.5), "field 'iterations' must be an integer"),
-    "unknown mode": (lambda r: r["args"].update(mode="bogus"), "field 'mode' must be one of"),
-    "seed out of range": (lambda r: r["args"].update(seed=10**30), "out of range"),
-    "size out of range": (lambda r: r["args"].update(size=10**6), "--size must be between"),
-    "no run data": (lambda r: r.pop("run"), "verification data"),
-    "run data emptied": (lambda r: r.update(run={}), "verification data"),
-    "args not a dict": (lambda r: r.update(args=[1]), "holds no command-line arguments"),
+    "size as a string": (lambda r: r["sources"].update(size="64"), "size must be an integer"),
+    "size out of range": (lambda r: r["sources"].update(size=10**6), "--size must be between"),
+    "content as a list": (lambda r: r["sources"].update(content=["a", "b"]), "content must be a path"),
+    "style as a number": (lambda r: r["sources"].update(style=5), "style must be a list"),
+    "a write option smuggled in": (lambda r: r["sources"].update(overwrite=True), "unknown field 'overwrite'"),
+    "terminal escapes": (lambda r: r["sources"].update(content="/tmp/\x1b]0;pwned\x07\x1b[2J\u202enope.png"),
+                         "no such file"),
+    "iterations fractional": (lambda r: r["spec"]["levels"][0].update(iterations=1.5),
+                              "iterations must be an integer"),
+    "iterations out of range": (lambda r: r["spec"]["levels"][0].update(iterations=0), "between 1 and"),
+    "unknown mode": (lambda r: r["spec"]["config"].update(mode="bogus"), "unknown mode 'bogus'"),
+    "config field of the wrong type": (lambda r: r["spec"]["config"].update(tile_size="0"), "'tile_size'"),
+    "unknown config field": (lambda r: r["spec"]["config"].update(shell="rm"), "unknown config field 'shell'"),
+    "negative weight": (lambda r: r["spec"]["levels"][0]["weights"].update(style=-1), "style weight must be"),
+    "weights missing": (lambda r: r["spec"]["levels"][0]["weights"].pop("tv"), "weights must hold"),
+    "shape edited": (lambda r: r["spec"]["levels"][0].update(shape=[16, 16]), "must be 32 px"),
+    "seed out of range": (lambda r: r["spec"].update(seed=10**30), "int64 range"),
+    "levels emptied": (lambda r: r["spec"].update(levels=[]), "'levels' must be a list of 1 to 16"),
+    "an older version": (lambda r: (r.pop("spec"), r.update(version="0.3.0")), "written by nst_jax 0.3.0"),
+    "another spec version": (lambda r: r["spec"].update(spec_version=99), "version 99"),
+    "spec not a dict": (lambda r: r.update(spec=[1]), "holds no run specification"),
+    "another VGG": (lambda r: r["vgg"].update(sha256="0" * 64), "VGG parameters differ"),
+    "no VGG digest": (lambda r: r.pop("vgg"), "sha256 of the VGG file"),
     "step negative": (lambda r: r.update(step=-3), "'step'"),
     "step beyond the run": (lambda r: r.update(step=99), "outside 1..3"),
-    "terminal escapes": (lambda r: r["args"].update(content="/tmp/\x1b]0;pwned\x07\x1b[2J\u202enope.png"),
-                         "no such file"),
 }
 
 
@@ -354,7 +364,8 @@ def test_record_size_capped(capsys, done, tmp_path):
 
 CHECKPOINT_TAMPERING = {
     "notes not a dict": (lambda m: m.update(notes=[1, 2]), None, "must be JSON objects"),
-    "args with a wrong type": (lambda m: m["notes"]["args"].update(size="64"), None, "must be an integer"),
+    "sources with a wrong type": (lambda m: m["notes"]["sources"].update(size="64"), None, "must be an integer"),
+    "spec edited": (lambda m: m["notes"]["spec"]["levels"][0].update(iterations=2), None, "different run"),
     "step a string": (lambda m: m.update(step="3"), None, "'step' must be"),
     "all NaN": (None, lambda a: a.update({k: np.full_like(v, np.nan) for k, v in a.items()
                                           if k.startswith("state/") and v.dtype.kind == "f"}), "NaN or Inf"),

@@ -11,7 +11,7 @@ from .conftest import PAINTING, compiled_programs, run, smooth_image
 
 
 def test_multiscale_pyramid_and_warm_start(vgg):
-    from nst_jax.multiscale import pyramid_sizes, stylize_multiscale
+    from nst_jax import pyramid_sizes, stylize_multiscale
 
 
     assert pyramid_sizes(512, 3, 128) == [128, 256, 512] and pyramid_sizes(300, 1) == [300]
@@ -129,7 +129,7 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
     code, out, err = nst_in_process(capsys, "--resume", tmp_path / "cut.ckpt.npz")
     assert code == 0 and "at step 6 of 7" in out, err
     np.testing.assert_array_equal(pixels("cut.png"), pixels("ref.png"))
-    assert read_record(tmp_path / "cut.png")["run"] == read_record(tmp_path / "ref.png")["run"]
+    assert read_record(tmp_path / "cut.png")["spec"] == read_record(tmp_path / "ref.png")["spec"]
 
     for source, made in (("ref.png", "again.png"), ("ref_00004.png", "coarse.png")):
         code, _, err = nst_in_process(capsys, "--rerun", tmp_path / source, "-o", tmp_path / made)

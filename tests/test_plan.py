@@ -115,7 +115,7 @@ def test_masks_of_any_size_are_resized_to_the_output():
     (dict(config=StylizeConfig(), content=C[:16], style=S), "smaller than the 32 px"),
     (dict(config=StylizeConfig(), content=C, style=S[:8]), "smaller than the 16 px"),
     (dict(config=StylizeConfig(), content=C * np.nan, style=S), "NaN or Inf"),
-    (dict(config=StylizeConfig(), content=C, style=S, masks=[np.ones((4, 4))] * 2), "masks must be 1"),
+    (dict(config=StylizeConfig(), content=C, style=S, masks=[np.ones((4, 4))] * 2), "2 masks given for 1 style images"),
     (dict(config=StylizeConfig(), content=C, style=S, masks=[np.full((4, 4), np.nan)]), "masks hold NaN"),
     (dict(config=StylizeConfig(tile_size=16), content=C, style=S, masks=[np.ones((4, 4))]), "not supported with tiled"),
     (dict(config=StylizeConfig(style_scale=0.2), content=C, style=S), "makes a style image smaller than 16 px"),

@@ -1,6 +1,7 @@
 """The quality-control flags of the command line reach the library (checked in-process with prepare())."""
 
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -86,7 +87,7 @@ def test_end_to_end_with_quality_flags(tmp_path):
 
 def test_scales_flags(stylize_script, tmp_path):
     assert prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", size=128).sizes == [32, 64, 128]
-    with pytest.raises(NSTError, match="2 --scale-iterations given for 3 scales"):
+    with pytest.raises(NSTError, match=re.escape("2 per-level step counts (--scale-iterations) given for 3 levels")):
         prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 5)
     # Steps are counted over the whole run, level after level; checkpoints and saves work with levels.
     job = prepared(stylize_script, tmp_path, "--scales", "3", "--min-size", "32", "--scale-iterations", 5, 6, 7,

@@ -11,7 +11,6 @@ run is checked before the first one computes.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import pathlib
 
@@ -41,9 +40,8 @@ def output_name(content: str, style: list[str] | None, mode: str) -> str:
     return f"{pathlib.Path(content).stem}-{suffix}.png"
 
 
-def split(args: argparse.Namespace) -> list[argparse.Namespace]:
-    """One argument set per content photo, each with its own ``--output``; the others' photos ride
-    along (``other_contents``) so that no run writes to any photo of the batch.
+def split(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``(content photo, output path)`` of each run of a batch.
 
     Raises:
         NSTError: For an option that names one run's file, a bad ``--output``, or two photos whose
@@ -54,13 +52,11 @@ def split(args: argparse.Namespace) -> list[argparse.Namespace]:
             raise NSTError(f"--{name} names one run's file; it cannot be combined with several content images")
     folder = output_folder(args.output)
     runs, seen = [], {}
-    for i, content in enumerate(args.content):
-        one = copy.copy(args)
-        one.content, one.output = content, str(folder / output_name(content, args.style, args.mode))
-        one.other_contents = args.content[:i] + args.content[i + 1:]
-        if one.output in seen:
-            raise NSTError(f"content images {seen[one.output]} and {content} would both be written to {one.output}; "
+    for content in args.content:
+        output = str(folder / output_name(content, args.style, args.mode))
+        if output in seen:
+            raise NSTError(f"content images {seen[output]} and {content} would both be written to {output}; "
                            "rename one")
-        seen[one.output] = content
-        runs.append(one)
+        seen[output] = content
+        runs.append((content, output))
     return runs

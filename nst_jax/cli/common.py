@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from nst_jax import files, load_vgg19, normalize_vgg19
+from nst_jax.cli.request import VGG_CHOICES, Sources, init_source
 from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
     AUTO_SHAPE_BUCKET,
@@ -47,7 +48,6 @@ from nst_jax.config import (
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
 
-VGG_CHOICES = ("original", "normalized")
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 EXIT_ENVIRONMENT, EXIT_CONFLICT = 5, 6
 INT_RANGE = (-(2**63), 2**63 - 1)  # integers beyond int64 are refused as usage errors
@@ -85,14 +85,28 @@ def plural(count: int, word: str) -> str:
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
-    """Appends each option's default (lists as words), except where there is none."""
+    """Appends each option's default (lists as words): its ``shown_default`` where something other than
+    argparse decides it (a preset, the mode), else argparse's default, except where there is none."""
 
     def _get_help_string(self, action):
-        default = action.default
+        default = getattr(action, "shown_default", action.default)
         if default is None or default is argparse.SUPPRESS or action.option_strings == ["-h", "--help"]:
             return action.help
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         return f"{action.help} (default: {shown})"
+
+
+def parser_action(parser: argparse.ArgumentParser, option: str) -> argparse.Action:
+    """The action of ``option`` in ``parser`` (or one of its groups)."""
+    return parser._option_string_actions[option]
+
+
+def show_default(parser: argparse.ArgumentParser | argparse._ArgumentGroup, option: str, text: str) -> None:
+    """Makes ``--help`` show ``text`` as the default of ``option`` (whose argparse default is None: the
+    value is decided after parsing); ``parser`` may be one of its argument groups."""
+    action = parser._option_string_actions[option]
+    assert action.default is None, option
+    action.shown_default = text
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -145,9 +159,9 @@ def add_run_arguments(p: argparse.ArgumentParser, *, several_contents: bool = Fa
                              help="transfer; content reconstruction; style reconstruction (texture synthesis)")
     g["basics"].add_argument("--size", type=integer, default=files.DEFAULT_SIZE,
                              help="longest side of the output, pixels")
-    g["basics"].add_argument("--iterations", type=integer, default=CONFIG_DEFAULTS["iterations"],
-                             help=f"optimiser steps [default: {TRANSFER_ITERATIONS} in transfer mode, "
-                                  f"{RECONSTRUCTION_ITERATIONS} in content and style modes]")
+    g["basics"].add_argument("--iterations", type=integer, help="optimiser steps")
+    show_default(p, "--iterations", f"{TRANSFER_ITERATIONS} (transfer mode); {RECONSTRUCTION_ITERATIONS} in "
+                                    "content and style modes")
     _add_quality_arguments(g["quality"])
     _add_advanced_arguments(g["advanced"])
     g["performance"].add_argument(
@@ -174,21 +188,21 @@ def shape_bucket(text: str) -> str | int:
 
 def _add_quality_arguments(g) -> None:
     g.add_argument("--style-loss", choices=STYLE_LOSSES, default=CONFIG_DEFAULTS["style_loss"],
-                   help="style statistics: Gram matrices (paper), mean + covariance, or Wasserstein-2 between "
+                   help="style statistics: Gram matrices (paper), mean + covariance, Wasserstein-2 between "
                         "Gaussian fits (in --loss-units paper w2 is in feature^2 units: use a style weight "
-                        "1e3-1e4 times the Gram one)")
-    g.add_argument("--style-scale", type=float, default=CONFIG_DEFAULTS["style_scale"], metavar="S",
+                        "1e3-1e4 times the Gram one), or sliced Wasserstein (Heitz et al. 2021)")
+    g.add_argument("--style-scale", type=float, metavar="S",
                    help="resize the style image(s) to S times the output's longest side; larger S, larger "
-                        "brush strokes [default: the style at --size, i.e. 1]")
+                        "brush strokes")
+    show_default(g, "--style-scale", "none (the style images at --size)")
     g.add_argument("--preserve-colour", choices=COLOURS, default=CONFIG_DEFAULTS["preserve_colour"],
                    help="keep the content's colours: luminance-only transfer, or the style's colours matched "
                         "to the content's mean and covariance first")
     g.add_argument("--masks", nargs="+", metavar="MASK",
                    help="spatial control: one mask image per style (white = that style's region), resized to the "
                         "output")
-    g.add_argument("--init", default=CONFIG_DEFAULTS["init"],
-                   help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image "
-                        "[default: content in transfer mode, noise in content and style modes]")
+    g.add_argument("--init", help=f"starting image: {' | '.join(i for i in INITS if i != 'image')} | path to an image")
+    show_default(g, "--init", "content (transfer mode); noise in content and style modes")
 
 
 def _add_advanced_arguments(g) -> None:
@@ -247,18 +261,21 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
     for option, name, label in (("content-weight", "content_weight", "alpha, the content weight"),
                                 ("style-weight", "style_weight", "beta, the style weight"),
                                 ("tv-weight", "tv_weight", "total-variation weight")):
-        default = " / ".join(f"{DEFAULT_LOSS_WEIGHTS[u][name]:g} in {u} units" for u in LOSS_UNITS) + "".join(
+        first, *others = LOSS_UNITS
+        default = f"{DEFAULT_LOSS_WEIGHTS[first][name]:g} ({first} units)" + "".join(
+            f"; {DEFAULT_LOSS_WEIGHTS[u][name]:g} in {u} units" for u in others) + "".join(
             f"; {values[name]:g} in {mode} mode ({units} units)"
             for (units, mode), values in MODE_DEFAULTS.items() if name in values)
+        flag = f"--{option}s" if swept else f"--{option}"
         if swept:
-            g.add_argument(f"--{option}s", nargs="+", metavar="V",
-                           help=f"{label}: values or START:STOP:NUM [default: {default}]")
+            g.add_argument(flag, nargs="+", metavar="V", help=f"{label}: values or START:STOP:NUM")
         else:
-            g.add_argument(f"--{option}", type=float, help=f"{label} [default: {default}]")
-    g.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W",
-                   help="one weight per content layer [default: 1 each]")
-    g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W",
-                   help="one weight per style layer [default: 1/L each]")
+            g.add_argument(flag, type=float, help=label)
+        show_default(g, flag, default)
+    g.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W", help="one weight per content layer")
+    show_default(g, "--content-layer-weights", "1 each")
+    g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W", help="one weight per style layer")
+    show_default(g, "--style-layer-weights", "1/L each")
     g = groups(p)["advanced"]
     if swept:
         g.add_argument("--learning-rates", nargs="+", default=[str(WEIGHT_DEFAULTS["learning_rate"])], metavar="V",
@@ -268,23 +285,23 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 
 
 def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:
-    """The static config from parsed :func:`add_run_arguments` (raises NSTError when invalid)."""
-    if not files.MIN_SIZE <= args.size <= files.MAX_SIZE:
-        raise NSTError(f"--size must be between {files.MIN_SIZE} and {files.MAX_SIZE}, got {args.size}")
-    init = args.init if args.init is None or (args.init in INITS and args.init != "image") else "image"
-    styles = args.style or []
-    if args.masks is not None and len(args.masks) != max(len(styles), 1):
-        raise NSTError(f"{len(args.masks)} masks given for {len(styles)} style images; give one mask per style")
-    if args.masks is not None and args.tile_size:
-        raise NSTError("--masks cannot be combined with --tile-size")
+    """The static config from parsed :func:`add_run_arguments`; the config validates itself (NSTError)."""
+    init, _ = init_source(args.init)
     return StylizeConfig(**{
-        "num_styles": max(len(styles), 1), "style_scale": args.style_scale, "preserve_colour": args.preserve_colour,
-        "mode": args.mode, "content_layers": tuple(args.content_layer), "style_layers": tuple(args.style_layers),
-        "pooling": args.pooling, "optimizer": args.optimizer, "iterations": args.iterations, "init": init,
-        "precision": args.precision, "noise_scale": args.noise_scale, "style_loss": args.style_loss,
-        "tile_size": args.tile_size, "loss_units": args.loss_units,
+        "num_styles": max(len(args.style or []), 1), "style_scale": args.style_scale,
+        "preserve_colour": args.preserve_colour, "mode": args.mode, "content_layers": tuple(args.content_layer),
+        "style_layers": tuple(args.style_layers), "pooling": args.pooling, "optimizer": args.optimizer,
+        "iterations": args.iterations, "init": init, "precision": args.precision, "noise_scale": args.noise_scale,
+        "style_loss": args.style_loss, "tile_size": args.tile_size, "loss_units": args.loss_units,
         "shape_bucket": auto_shape_bucket(args.loss_units, args.tile_size) if args.shape_bucket == "auto"
         else args.shape_bucket, **overrides})
+
+
+def sources_of(args: argparse.Namespace) -> Sources:
+    """The files the parsed arguments name, and the size they load at."""
+    return Sources(size=args.size, content=args.content, style=None if args.style is None else tuple(args.style),
+                   masks=None if args.masks is None else tuple(args.masks), init=init_source(args.init)[1],
+                   vgg=args.vgg)
 
 
 def load_vgg(choice: str):
@@ -295,47 +312,43 @@ def load_vgg(choice: str):
 
 def input_files(args: argparse.Namespace) -> list[tuple[str, str]]:
     """``(role, path)`` of every file a run reads (never to be written): images, masks, VGG file and its checksum."""
-    named = [("content image", c) for c in [args.content, *getattr(args, "other_contents", [])]]
-    named += [("style image", s) for s in args.style or []]
-    named += [("mask", m) for m in args.masks or []]
-    if args.init is not None and args.init not in INITS:
-        named.append(("init image", args.init))
-    vgg = files.DEFAULT_VGG_FILE if args.vgg in VGG_CHOICES else args.vgg
-    named += [("VGG file", vgg), ("VGG checksum file", f"{vgg}.sha256")]
-    return [(role, str(path)) for role, path in named if path]
+    return sources_of(args).files()
 
 
-def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
-    """Loads the VGG parameters and the images a run needs, each checked, before any compute.
+def load_inputs(sources: Sources, config: StylizeConfig) -> dict[str, Any]:
+    """The images a run needs from their files, each checked as it loads, before any compute.
+
+    Only what ``config`` uses is loaded; whether what it needs was given is the run's own check
+    (:func:`nst_jax.make_spec`).
 
     Returns:
-        ``(vgg, content, style, init_image, masks)``: the :class:`~nst_jax.vgg.VGGParams`, images
+        ``{"content", "style", "init", "masks"}`` as :func:`nst_jax.make_spec` takes them: images
         ``[H, W, 3]`` in [0, 1] or None (``style`` a list when several are given); masks a list of
         ``[H_k, W_k]`` in [0, 1] or None.
     """
-    enable_compilation_cache(args.compile_cache)
-    if config.uses_content and not args.content:
-        raise NSTError(f"--content is required in {config.mode} mode")
-    if config.uses_style and not args.style:
-        raise NSTError(f"--style is required in {config.mode} mode")
-    vgg = load_vgg(args.vgg)
-    content = files.load_image(args.content, args.size) if config.uses_content else None
+    content = files.load_image(sources.content, sources.size) if config.uses_content and sources.content else None
     style = None
-    if config.uses_style:
+    if config.uses_style and sources.style:
         # Loaded at the size the style scale asks for (the library's resize is then a no-op).
-        style_size = args.size if config.style_scale is None else round(config.style_scale * args.size)
-        style = [files.load_image(path, style_size) for path in args.style]
+        size = sources.size if config.style_scale is None else round(config.style_scale * sources.size)
+        style = [files.load_image(path, size) for path in sources.style]
         style = style[0] if len(style) == 1 else style
-    init_image = None
-    if config.init == "image":
-        init_image = files.load_image(args.init, args.size)
-        if content is not None and init_image.shape != content.shape:
-            raise NSTError(f"--init image resizes to {init_image.shape[1]}x{init_image.shape[0]}, "
-                           f"the content to {content.shape[1]}x{content.shape[0]}; give them the same aspect ratio")
+    init = files.load_image(sources.init, sources.size) if config.init == "image" and sources.init else None
     masks = None
-    if args.masks is not None:
-        masks = [np.asarray(files.open_image(path), np.float32).mean(-1) / 255.0 for path in args.masks]
-    return vgg, content, style, init_image, masks
+    if sources.masks is not None:
+        masks = [np.asarray(files.open_image(path), np.float32).mean(-1) / 255.0 for path in sources.masks]
+    return {"content": content, "style": style, "init": init, "masks": masks}
+
+
+def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
+    """:func:`load_inputs` for parsed arguments, with the VGG parameters and the compilation cache.
+
+    Returns:
+        ``(vgg, content, style, init_image, masks)``.
+    """
+    enable_compilation_cache(args.compile_cache)
+    inputs = load_inputs(sources_of(args), config)
+    return load_vgg(args.vgg), inputs["content"], inputs["style"], inputs["init"], inputs["masks"]
 
 
 class SignalFlag:
@@ -441,23 +454,30 @@ def environment_fault(err: BaseException) -> str | None:
 
 
 def exit_code(err: BaseException) -> tuple[int, str]:
-    """The exit code and the one-line message for an exception that ended a tool."""
+    """The exit code and the one-line message for an exception that ended a tool: the one mapping.
+
+    Notes added to the exception (``err.add_note``: what a run saved before it stopped) follow its
+    message, separated by ``;``.
+    """
+    notes = "".join(f"; {note}" for note in getattr(err, "__notes__", ()))
     if isinstance(err, Exit):
-        return err.code, one_line(err, None)
-    if isinstance(err, OutputExists):
-        return EXIT_CONFLICT, one_line(err, None)
-    if isinstance(err, NumericalError):
-        return EXIT_NUMERICAL, one_line(err, None)
-    if isinstance(err, NSTError):
-        return EXIT_USAGE, one_line(err, None)
-    if isinstance(err, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted; nothing written"
-    fault = environment_fault(err)
-    if fault is not None:
-        return EXIT_ENVIRONMENT, f"the system refused: {fault}; free space or memory, or fix the permissions, " \
-                                 "and run again"
-    return EXIT_INTERNAL, (f"internal error: {type(err).__name__}: {one_line(err)} "
-                           "(set NST_JAX_DEBUG=1 for the traceback)")
+        code, message = err.code, one_line(err, None)
+    elif isinstance(err, OutputExists):
+        code, message = EXIT_CONFLICT, one_line(err, None)
+    elif isinstance(err, NumericalError):
+        code, message = EXIT_NUMERICAL, one_line(err, None)
+    elif isinstance(err, NSTError):
+        code, message = EXIT_USAGE, one_line(err, None)
+    elif isinstance(err, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
+        message = one_line(err, None) if str(err) else "interrupted" if notes else "interrupted; nothing written"
+    elif (fault := environment_fault(err)) is not None:
+        advice = "" if notes else "; free space or memory, or fix the permissions, and run again"
+        code, message = EXIT_ENVIRONMENT, f"the system refused: {fault}{advice}"
+    else:
+        code, message = EXIT_INTERNAL, (f"internal error: {type(err).__name__}: {one_line(err)} "
+                                        "(set NST_JAX_DEBUG=1 for the traceback)")
+    return code, clean(message + notes)
 
 
 def guarded_main(run: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ even a file that appeared during the run (this run's file goes beside it).
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import re
@@ -19,6 +18,7 @@ import numpy as np
 from nst_jax import files
 from nst_jax.cli import common
 from nst_jax.cli.common import EXIT_CONFLICT, Exit
+from nst_jax.cli.request import Destinations
 from nst_jax.errors import NSTError, OutputExists
 
 
@@ -73,41 +73,45 @@ def check_writable_file(path: pathlib.Path, what: str) -> None:
         raise NSTError(f"{what} {path}: directory {parent} is not writable")
 
 
-def _no_clobber(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
+def _no_clobber(dest: Destinations) -> None:
     """Without --overwrite: no destination of this run may exist already (the resumed checkpoint aside)."""
+    output, checkpoint = dest.output, dest.checkpoint
     if os.path.lexists(output):
         raise NSTError(f"{output} exists; pass --overwrite to replace it")
     if os.path.lexists(last_good_path(output)):
         raise NSTError(f"{last_good_path(output)} (a last-good image) exists; pass --overwrite to replace it")
-    resuming_here = args.resume is not None and same_file(checkpoint, args.resume)
+    resuming_here = dest.resume is not None and same_file(checkpoint, dest.resume)
     if os.path.lexists(checkpoint) and not resuming_here:
         raise NSTError(f"checkpoint {checkpoint} exists (an interrupted run?); continue it with "
                        f"--resume {checkpoint}, or pass --overwrite to start afresh")
-    earlier = intermediate_paths(output) if args.resume is None else []
+    earlier = intermediate_paths(output) if dest.resume is None else []
     if earlier:
         raise NSTError(f"{earlier[0]} (an intermediate save) exists; pass --overwrite to replace such files")
 
 
-def destinations(args: argparse.Namespace, output: pathlib.Path,
-                 checkpoint: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+def destinations(dest: Destinations) -> list[tuple[str, pathlib.Path]]:
     """``(what, path)`` of every file a run may write, intermediate saves aside."""
-    writes = [("output", output), ("checkpoint", checkpoint), ("last-good image", last_good_path(output))]
-    return writes + ([("preview", pathlib.Path(args.preview))] if args.preview else [])
+    writes = [("output", dest.output), ("checkpoint", dest.checkpoint),
+              ("last-good image", last_good_path(dest.output))]
+    return writes + ([("preview", pathlib.Path(dest.preview))] if dest.preview else [])
 
 
-def check_batch(jobs: list[Any]) -> None:
+def check_batch(runs: list[tuple[str, Destinations]]) -> None:
     """The runs of one command write distinct files (a shared ``--preview`` aside).
+
+    Args:
+        runs: ``(content photo, destinations)`` of each run.
 
     Raises:
         NSTError: Naming two runs' clashing destinations.
     """
     seen: dict[str, str] = {}
-    for job in jobs:
-        for what, path in destinations(job.args, job.output, job.checkpoint):
+    for content, dest in runs:
+        for what, path in destinations(dest):
             key = os.path.realpath(path)
             if what != "preview" and key in seen:
-                raise NSTError(f"the {what} {path} of {job.args.content} is also {seen[key]}; rename a content image")
-            seen[key] = f"the {what} of {job.args.content}"
+                raise NSTError(f"the {what} {path} of {content} is also {seen[key]}; rename a content image")
+            seen[key] = f"the {what} of {content}"
 
 
 def _foreign_preview(path: str | None) -> bool:
@@ -120,46 +124,39 @@ def _foreign_preview(path: str | None) -> bool:
         return True
 
 
-def check_destinations(args: argparse.Namespace, output: pathlib.Path, checkpoint: pathlib.Path) -> None:
+def check_destinations(dest: Destinations, inputs: list[tuple[str, str]]) -> None:
     """Every file this run may write is distinct from every input and from each other, and (without
     --overwrite) does not exist yet.
+
+    Args:
+        dest: Where the run writes.
+        inputs: ``(role, path)`` of every file the run (or its batch) reads.
 
     Raises:
         NSTError: Naming the clash.
     """
-    inputs = common.input_files(args) + ([("checkpoint being resumed", args.resume)] if args.resume else [])
-    writes = destinations(args, output, checkpoint)
-    for what, dest in writes:
-        for role, path in inputs:
-            if same_file(dest, path) and not (what == "checkpoint" and role == "checkpoint being resumed"):
-                raise NSTError(f"the {what} {dest} is the {role} {path}; nst-jax never writes to its inputs, "
+    inputs = inputs + ([("checkpoint being resumed", dest.resume)] if dest.resume else [])
+    writes = destinations(dest)
+    for what, path in writes:
+        for role, source in inputs:
+            if same_file(path, source) and not (what == "checkpoint" and role == "checkpoint being resumed"):
+                raise NSTError(f"the {what} {path} is the {role} {source}; nst-jax never writes to its inputs, "
                                "choose another path")
-    for i, (what, dest) in enumerate(writes):
-        for other, path in writes[i + 1:]:
-            if same_file(dest, path):
-                raise NSTError(f"the {what} and the {other} are the same file {dest}; give them different paths")
-    if args.save_every:
-        pattern, folder = intermediate_pattern(output), os.path.realpath(output.parent)
-        for role, path in inputs + [("checkpoint", str(checkpoint))]:
+    for i, (what, path) in enumerate(writes):
+        for other, second in writes[i + 1:]:
+            if same_file(path, second):
+                raise NSTError(f"the {what} and the {other} are the same file {path}; give them different paths")
+    if dest.save_every:
+        pattern, folder = intermediate_pattern(dest.output), os.path.realpath(dest.output.parent)
+        for role, path in inputs + [("checkpoint", str(dest.checkpoint))]:
             if pattern.match(pathlib.Path(path).name) and os.path.realpath(pathlib.Path(path).parent) == folder:
-                raise NSTError(f"the {role} {path} has the name of an intermediate save of {output} (--save-every); "
-                               "choose another output")
-    if not args.overwrite:
-        _no_clobber(args, output, checkpoint)
-        if _foreign_preview(args.preview):
-            raise NSTError(f"--preview {args.preview} exists and was not written by nst-jax; choose another path, "
+                raise NSTError(f"the {role} {path} has the name of an intermediate save of {dest.output} "
+                               "(--save-every); choose another output")
+    if not dest.overwrite:
+        _no_clobber(dest)
+        if _foreign_preview(dest.preview):
+            raise NSTError(f"--preview {dest.preview} exists and was not written by nst-jax; choose another path, "
                            "or pass --overwrite to replace it")
-
-
-def locations(args: argparse.Namespace) -> tuple[pathlib.Path, pathlib.Path]:
-    output = files.check_output_path(args.output)
-    if args.preview:
-        files.check_output_path(args.preview)
-    checkpoint = pathlib.Path(args.checkpoint) if args.checkpoint else default_checkpoint(output)
-    check_writable_file(checkpoint, "checkpoint")
-    args.checkpoint = str(checkpoint)
-    check_destinations(args, output, checkpoint)
-    return output, checkpoint
 
 
 class Writer:
@@ -167,9 +164,10 @@ class Writer:
     that appeared at a destination during the run is kept, this run's file going beside it."""
 
     def __init__(self, job: Any):
-        self.job, self.replace, self.conflicts = job, job.args.overwrite, []
-        resuming_here = job.args.resume is not None and same_file(job.checkpoint, job.args.resume)
-        self.checkpoint_written = job.args.overwrite or resuming_here
+        self.job, self.dest, self.conflicts = job, job.dest, []
+        self.replace = job.dest.overwrite
+        resuming_here = job.dest.resume is not None and same_file(job.dest.checkpoint, job.dest.resume)
+        self.checkpoint_written = job.dest.overwrite or resuming_here
 
     def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
         files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
@@ -177,23 +175,23 @@ class Writer:
     def preview(self, step: int, image: Any, level_step: int | None = None) -> None:
         """Replaces the ``--preview`` file (if any) with ``image`` at ``step``, atomically; ``--preview-every``
         counts ``level_step``, the step within a multi-scale level, where given (as ``--save-every`` does)."""
-        path, every = self.job.args.preview, self.job.args.preview_every
+        path, every = self.dest.preview, self.dest.preview_every
         counted = step if level_step is None else level_step
         if path and (not every or counted % every == 0 or step == self.job.total):
             files.save_image(path, np.clip(np.asarray(image), 0.0, 1.0), record={**self.job.record, "step": step})
 
     def intermediate(self, step: int, image: np.ndarray) -> None:
         try:
-            self.image(intermediate_path(self.job.output, step), image, step=step)
+            self.image(intermediate_path(self.dest.output, step), image, step=step)
         except OutputExists as err:
             self.conflicts.append(err)
 
     def checkpoint(self, progress, notes: dict) -> None:
-        files.save_checkpoint(self.job.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
+        files.save_checkpoint(self.dest.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
         self.checkpoint_written = True
 
     def has_checkpoint(self) -> bool:
-        return self.checkpoint_written and self.job.checkpoint.exists()
+        return self.checkpoint_written and self.dest.checkpoint.exists()
 
     def check_conflicts(self) -> None:
         if self.conflicts:

@@ -3,20 +3,25 @@
   nst-jax photo.jpg painting.jpg -o out.png
   nst-jax --content photo.jpg --style painting.jpg --output out.png
   nst-jax a.jpg b.jpg c.jpg painting.jpg -o outdir/     (each photo on its own, one compile per shape)
+  nst-jax photo.jpg painting.jpg --dry-run              (the resolved run as JSON; nothing computed)
 
-Every default comes from the library (``StylizeConfig``, ``make_weights``,
-``nst_jax.image.DEFAULT_SIZE``). Every argument, input file, output location, the VGG parameters
-and the memory needed are checked before anything is compiled. Nothing is ever written to an
-input, and without --overwrite no existing file is replaced, not even one that appears during
-the run. Errors are one line on stderr; the exit codes are those of :mod:`nst_jax.cli.common`.
-Every image written carries its run record (PNG text, JPEG comment): ``nst-jax --rerun IMAGE``
-makes it again.
+The command line maps its flags once to the library's values: the static settings
+(``StylizeConfig``), what was chosen explicitly (:class:`nst_jax.spec.Choices`, the preset's
+levels and weights for the rest), the input files (:class:`~nst_jax.cli.request.Sources`) and
+where to write (:class:`~nst_jax.cli.request.Destinations`). :func:`nst_jax.make_spec` resolves
+and validates the run, as it does for a library caller, and :func:`nst_jax.run_spec` runs it.
+Every input file, output location, the VGG parameters and the memory needed are checked before
+anything is compiled. Nothing is ever written to an input, and without --overwrite no existing
+file is replaced, not even one that appears during the run. Errors are one line on stderr; the
+exit codes are those of :mod:`nst_jax.cli.common`. Every image written carries the run's spec
+(PNG text, JPEG comment): ``nst-jax --rerun IMAGE`` makes it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import pathlib
 import sys
@@ -24,29 +29,24 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import (
-    Plan,
-    __version__,
-    check_memory,
-    files,
-    make_plan,
-    make_weights,
-    pyramid_sizes,
-    resumed_level,
-    stylize_multiscale,
-)
+from nst_jax import Choices, RunSpec, __version__, check_memory, files, make_spec, resumed_level, run_spec
 from nst_jax.cli import batch, common, outputs
-from nst_jax.cli.common import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_NUMERICAL, EXIT_OK, Exit
-from nst_jax.cli.saved import validated
-from nst_jax.compilation import CompileStats
-from nst_jax.config import DEFAULT_MIN_SIZE, DEFAULT_PRESET, INITS, PRESETS, StylizeConfig, Weights
+from nst_jax.cli.common import EXIT_OK
+from nst_jax.cli.request import Destinations, Replay, Sources, record_of, replay_of
+from nst_jax.compilation import CompileStats, enable_compilation_cache
+from nst_jax.config import DEFAULT_PRESET, PRESETS, RECONSTRUCTION_ITERATIONS, StylizeConfig
 from nst_jax.errors import NSTError, NumericalError, OutputExists
+from nst_jax.spec import config_from_json, resolve_levels, spec_from_json
 
-# Where a run writes, and whether it may replace: never taken from a checkpoint or a record.
-LOCATIONS = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache")
-# Options that may differ when resuming or rerunning: they do not change the result.
-RESULT_FREE = LOCATIONS + ("save_every", "checkpoint_every", "preview", "preview_every", "progress_every")
-PATH_OPTIONS = ("content", "style", "masks", "output", "vgg", "checkpoint", "preview")
+# Options that may be given with --resume or --rerun: where to write and how often, never what the image is.
+RESULT_FREE = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache", "save_every",
+               "checkpoint_every", "preview", "preview_every", "progress_every", "dry_run")
+# The options that Choices holds, by their argparse destination.
+CHOICES = {"preset": "preset", "scales": "scales", "min_size": "min_size", "iterations": "iterations",
+           "scale_iterations": "scale_iterations", "content_weight": "content_weight", "style_weight": "style_weight",
+           "scale_style_weights": "scale_style_weights", "tv_weight": "tv_weight",
+           "content_layer_weights": "content_layer_weights", "style_layer_weights": "style_layer_weights",
+           "style_blend": "style_blend", "learning_rate": "learning_rate", "ema": "ema_decay"}
 EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
           "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
           "system (disk full, permission denied, out of memory); 6 a file appeared at an output during the run "
@@ -65,13 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "content images, the directory of their CONTENT_STEM-STYLE_STEM.png [default: .]")
     common.add_weight_arguments(p)
     g["quality"].add_argument("--style-blend", nargs="+", type=float, metavar="B",
-                              help="blend weights of several --style images, normalised to sum 1 [default: equal]")
+                              help="blend weights of several --style images, normalised to sum 1")
+    common.show_default(p, "--style-blend", "equal")
     g["quality"].add_argument("--ema", type=float, default=common.WEIGHT_DEFAULTS["ema_decay"], metavar="DECAY",
                               help="output the exponential moving average of the image over steps with this decay "
                                    "(0: the last iterate)")
     g["basics"].add_argument("--seed", type=common.integer, default=0, help="seed of the noise initialisation")
+    g["basics"].add_argument("--dry-run", action="store_true",
+                             help="print the resolved run as JSON (its levels' shapes, steps and weights, the memory "
+                                  "it needs, the programs it compiles, where it would write) and stop: nothing is "
+                                  "compiled or written")
     _add_output_arguments(g["output"])
     _add_scale_arguments(g["quality"])
+    _show_preset_defaults(p)
     return p
 
 
@@ -87,21 +93,21 @@ def _add_output_arguments(g) -> None:
                    help="move the progress bar every N iterations (0: whenever a chunk of compiled steps returns, "
                         "every 10; 1: every step, one round trip to the host per step; the result is the same)")
     g.add_argument("--save-every", type=common.integer, default=0, metavar="N",
-                   help="also save OUTPUT_<step> every N iterations (of each level with --scales; 0: never)")
+                   help="also save OUTPUT_<step> every N iterations (of each level; 0: never)")
     g.add_argument("--overwrite", action="store_true",
                    help="replace an existing output, intermediate saves, last-good image and checkpoint (else they "
                         "are refused, and a file appearing during the run is kept)")
     g.add_argument("--checkpoint", metavar="PATH", help="checkpoint file [default: OUTPUT_STEM.ckpt.npz; when "
                    "resuming, the checkpoint resumed]")
     g.add_argument("--checkpoint-every", type=common.integer, default=0, metavar="N",
-                   help="write the checkpoint every N iterations and at the end (of each level with --scales; 0: "
-                        "only when interrupted)")
+                   help="write the checkpoint every N iterations and at the end (of each level; 0: only when "
+                        "interrupted)")
     g.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted run; its settings come from the checkpoint, never where to write "
                         "(--output, else CHECKPOINT_STEM.png beside it)")
     g.add_argument("--rerun", metavar="IMAGE",
-                   help="make an image written by nst-jax again from the run record it carries, given the same "
-                        "inputs [default output: IMAGE_STEM_rerun.EXT]")
+                   help="make an image written by nst-jax again from the run specification it carries, given the "
+                        "same inputs [default output: IMAGE_STEM_rerun.EXT]")
 
 
 def _add_scale_arguments(g) -> None:
@@ -115,46 +121,39 @@ def _add_scale_arguments(g) -> None:
                         "--scale-iterations, --scale-style-weights) override it; content and style modes and "
                         "--loss-units paper run one level with their own defaults")
     g.add_argument("--scales", type=common.integer, metavar="N",
-                   help="coarse-to-fine: optimise at N sizes from --min-size to --size, each level "
-                        "starting from the previous one upsampled (steps are counted over all levels) "
-                        "[default: the preset's levels, halving from --size]")
+                   help="coarse-to-fine: optimise at N sizes, each level half the next (from --min-size with it) "
+                        "and starting from the previous one upsampled (steps are counted over all levels)")
     g.add_argument("--min-size", type=common.integer, metavar="PX",
-                   help=f"longest side of the coarsest level [default: the preset's; {DEFAULT_MIN_SIZE} with --scales]")
+                   help="longest side of the coarsest level; the levels are then geometric from it to --size")
     g.add_argument("--scale-iterations", type=common.integer, nargs="+", metavar="N",
-                   help="steps at each level, coarse to fine [default: the preset's; --iterations at each when "
-                        "--iterations or --scales is given]")
+                   help="steps at each level, coarse to fine")
     g.add_argument("--scale-style-weights", type=float, nargs="+", metavar="W",
-                   help="style weight at each level, coarse to fine [default: the preset's; --style-weight at each "
-                        "when --style-weight or --scales is given]")
+                   help="style weight at each level, coarse to fine")
 
 
-def apply_preset(args: argparse.Namespace) -> None:
-    """Fills the level and weight settings left unset from ``--preset`` (transfer in relative units),
-    else from the one-level defaults. Explicit options win; a record's settings arrive resolved."""
-    preset = PRESETS[args.preset] if args.mode == "transfer" and args.loss_units == "relative" else None
-    if preset is not None:
-        levels = preset.levels(args.size)
-        args.tv_weight = preset.tv_weight if args.tv_weight is None else args.tv_weight
-        if args.scales is None:  # the preset's levels, with what was not given explicitly
-            args.scales = len(levels)
-            args.min_size = levels[0].size if args.min_size is None else args.min_size
-            if args.iterations is None and args.scale_iterations is None:
-                args.scale_iterations = [level.iterations for level in levels] if len(levels) > 1 else None
-                args.iterations = levels[-1].iterations if len(levels) == 1 else None
-            if args.style_weight is None and args.scale_style_weights is None and len(levels) > 1:
-                args.scale_style_weights = [level.style_weight for level in levels]
-        if args.style_weight is None:
-            args.style_weight = (args.scale_style_weights or [levels[-1].style_weight])[-1]
-    args.scales = 1 if args.scales is None else args.scales
-    args.min_size = DEFAULT_MIN_SIZE if args.min_size is None else args.min_size
-    if args.scales == 1 and args.scale_iterations is not None and len(args.scale_iterations) == 1:
-        # One level: its steps are the run's --iterations (which the config and the run record carry).
-        args.iterations, args.scale_iterations = args.scale_iterations[0], None
+def _show_preset_defaults(p: argparse.ArgumentParser) -> None:
+    """The help's defaults for what the preset decides, read from the preset's own resolution
+    (:func:`nst_jax.spec.resolve_levels`) at the default size."""
+    levels = resolve_levels(files.DEFAULT_SIZE, StylizeConfig(), Choices())
+    at = f"the {DEFAULT_PRESET} preset's at {files.DEFAULT_SIZE} px"
+    steps = " ".join(str(n) for _, n, _ in levels)
+    betas = " ".join(f"{float(w.style):g}" for _, _, w in levels)
+    sizes = " ".join(str(s) for s, _, _ in levels)
+    common.parser_action(p, "--iterations").shown_default = (
+        f"{steps}, {at}, per level; {RECONSTRUCTION_ITERATIONS} in content and style modes")
+    common.show_default(p, "--scale-iterations", f"{steps}, {at}")
+    common.parser_action(p, "--style-weight").shown_default = f"{betas}, {at}, per level; 30 in paper units"
+    common.show_default(p, "--scale-style-weights", f"{betas}, {at}")
+    common.parser_action(p, "--tv-weight").shown_default = (
+        f"{float(levels[-1][2].tv):g}, the preset's; 1e4 in paper units, 0 in content mode")
+    common.show_default(p, "--scales", f"{len(levels)}, {at}: levels of {sizes} px, each half the next; fewer "
+                                        "below 256 px")
+    common.show_default(p, "--min-size", f"{levels[0][0]}, {at}: half of each next level")
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     """The arguments, with the positional ``CONTENT STYLE`` form turned into ``--content``/``--style``,
-    and the options given explicitly (used when resuming or rerunning)."""
+    and the options given explicitly."""
     args = build_parser().parse_args(argv)
     given = given_options(argv)
     images = args.__dict__.pop("images")
@@ -166,7 +165,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
         if args.output is None and len(images) == 2:
             args.output = str(batch.output_name(images[0], args.style, args.mode))
     if args.content is not None and len(args.content) == 1:
-        args.content = args.content[0]  # one photo: recorded as a path, as always
+        args.content = args.content[0]  # one photo: one run
     return args, given - {"images"}
 
 
@@ -178,102 +177,78 @@ def given_options(argv: list[str] | None) -> set[str]:
     return {k for k, v in vars(p.parse_args(argv)).items() if v is not unset and v != []}
 
 
-def normalised(args: argparse.Namespace) -> dict:
-    """The arguments as JSON values, with absolute paths (a record resumes or reruns from any directory)."""
-    out = {k: v for k, v in vars(args).items() if k not in ("sizes", "other_contents")}
-    absolute = lambda path: str(pathlib.Path(path).expanduser().absolute())  # noqa: E731
-    for k in PATH_OPTIONS + ("init",):
-        if isinstance(out.get(k), list):
-            out[k] = [absolute(v) for v in out[k]]
-        elif out.get(k) is not None and not (k == "init" and out[k] in INITS) and not (
-                k == "vgg" and out[k] in common.VGG_CHOICES):
-            out[k] = absolute(out[k])
-    return out
+def choices_of(args: argparse.Namespace) -> Choices:
+    """What the flags chose explicitly, for :func:`nst_jax.make_spec` (the one mapping)."""
+    values = {field: getattr(args, dest) for dest, field in CHOICES.items()}
+    return Choices(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def with_saved_args(args: argparse.Namespace, given: set[str], saved: Any, source: str, *,
-                    keep: tuple[str, ...] = ()) -> argparse.Namespace:
-    """A record's arguments (checked field by field), overridden by the result-neutral options given now.
-
-    Where to write and whether to replace (:data:`LOCATIONS`) never come from the record: they are
-    the command line's, or the defaults. Options in ``keep`` stay as recorded unless given anew.
-
-    Raises:
-        NSTError: If the record holds no arguments, a field is malformed, or an option given now
-            changes the result.
-    """
-    parser = build_parser()
-    saved = validated(saved, parser, source)
-    now = normalised(args)
-    diffs = [f"--{k.replace('_', '-')} {now[k]!r} (recorded: {saved.get(k)!r})"
-             for k in sorted(given - set(RESULT_FREE)) if now[k] != saved.get(k)]
-    if diffs:
-        raise NSTError(f"cannot continue {source} with different settings: {', '.join(diffs)}; "
-                       "drop them to make the run as it was")
-    known = {k: v for k, v in vars(parser.parse_args([])).items() if k != "images"}
-    merged = argparse.Namespace(**{**known, **saved})
-    for k in RESULT_FREE:
-        if k in given:
-            setattr(merged, k, getattr(args, k))
-        elif k not in keep:
-            setattr(merged, k, known[k])
-    return merged
+def destinations_of(args: argparse.Namespace, output: str | None, resume: str | None = None) -> Destinations:
+    """Where a run writes: the output given (or its default), its checkpoint, preview and frequencies."""
+    if not output:
+        raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
+    out = files.check_output_path(output)
+    if args.preview:
+        files.check_output_path(args.preview)
+    checkpoint = pathlib.Path(args.checkpoint or resume or outputs.default_checkpoint(out))
+    outputs.check_writable_file(checkpoint, "checkpoint")
+    return Destinations(out, checkpoint, preview=args.preview, overwrite=args.overwrite, save_every=args.save_every,
+                        checkpoint_every=args.checkpoint_every, preview_every=args.preview_every,
+                        progress_every=args.progress_every, resume=resume)
 
 
 @dataclasses.dataclass
 class Job:
-    """A checked command-line run: settings, checked inputs and where everything goes.
+    """A checked command-line run: its spec, its files and where everything goes.
 
     Attributes:
-        args: The arguments (completed from the record when resuming or rerunning).
-        config: Static settings.
-        level_weights: Loss weights of each level, coarse to fine (one without ``--scales``).
-        output: The output image's path.
-        checkpoint: The checkpoint's path.
+        spec: The resolved run (:func:`nst_jax.make_spec`).
+        sources: The files its inputs came from.
+        dest: Where it writes.
         vgg: The VGG-19 parameters.
-        plan: The checked inputs (:func:`nst_jax.make_plan`).
-        sizes: The levels' longest sides (one level without ``--scales``).
-        iterations: Steps per level.
-        resume: The checkpoint being continued, if any.
         record: What every written image carries (``nst-jax --rerun`` reads it).
+        resume: The checkpoint being continued, if any.
         stop_at: Step at which a rerun of an intermediate save stops (None: the whole run).
         start: The step the run starts at (the resumed checkpoint's).
+        others: Files of the other runs of a batch, which this run must not write either.
 
     Steps are counted over the whole run, level after level (:meth:`run_step`): intermediate
     saves, messages and the progress bar use that count.
     """
 
-    args: argparse.Namespace
-    config: StylizeConfig
-    level_weights: list[Weights]
-    output: pathlib.Path
-    checkpoint: pathlib.Path
+    spec: RunSpec
+    sources: Sources
+    dest: Destinations
     vgg: Any
-    plan: Plan
-    sizes: list[int]
-    iterations: list[int]
-    resume: files.Checkpoint | None
     record: dict[str, Any]
+    resume: files.Checkpoint | None = None
     stop_at: int | None = None
     start: int = 0
 
     @property
-    def weights(self) -> Weights:
-        """The output level's loss weights (the ones the run record names)."""
-        return self.level_weights[-1]
+    def config(self) -> StylizeConfig:
+        return self.spec.config
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return self.plan.shape
+    def plan(self):
+        return self.spec.plan
+
+    @property
+    def weights(self):
+        """The output level's loss weights."""
+        return self.spec.levels[-1].weights
+
+    @property
+    def sizes(self) -> list[int]:
+        return self.spec.sizes
 
     @property
     def total(self) -> int:
-        """Steps of the whole run, every level's."""
-        return sum(self.iterations)
+        return self.spec.total
 
     def run_step(self, level: int, step: int) -> int:
         """Step ``step`` of level ``level`` counted over the whole run."""
-        return sum(self.iterations[:level]) + step
+        return sum(self.spec.iterations[:level]) + step
 
     def steps_now(self, level: int) -> int:
         """Steps of level ``level`` that this invocation runs (those after the resumed step)."""
@@ -281,117 +256,112 @@ class Job:
 
     def level_step(self, step: int) -> tuple[int, int]:
         """The level and the level's own step of the run's step ``step`` (1 to :attr:`total`)."""
-        for level, n in enumerate(self.iterations):
+        for level, n in enumerate(self.spec.iterations):
             if step <= n:
                 return level, step
             step -= n
         raise ValueError(step)
 
 
-def _check_levels(args: argparse.Namespace, config: StylizeConfig) -> list[int]:
-    for name in ("scale_iterations", "scale_style_weights"):
-        given = getattr(args, name)
-        if given is not None and len(given) != args.scales:
-            raise NSTError(f"{len(given)} --{name.replace('_', '-')} given for {common.plural(args.scales, 'scale')}")
-    if args.scales > 1:
-        if any(not 1 <= n <= 1_000_000 for n in args.scale_iterations or []):
-            raise NSTError("--scale-iterations must be between 1 and 1000000")
-        return list(args.scale_iterations or [config.iterations] * args.scales)
-    return [config.iterations]
-
-
-def _resumed(args: argparse.Namespace, given: set[str]):
-    path = pathlib.Path(args.resume)
-    resume = files.load_checkpoint(path)
-    recorded = resume.notes.get("args")
-    args = with_saved_args(args, given, recorded, f"checkpoint {path}", keep=("save_every", "checkpoint_every"))
-    args.resume = str(path)
-    if "output" not in given:
-        args.output = str(outputs.resumed_output(path, recorded.get("output")))
-    if "checkpoint" not in given:
-        args.checkpoint = str(path)
-    return args, resume
-
-
-def _rerun(args: argparse.Namespace, given: set[str]):
+def _replayed(args: argparse.Namespace, given: set[str]) -> tuple[Replay, Destinations, Any, Any]:
+    """A ``--resume`` or ``--rerun``: the stored run, where it writes now, and the checkpoint or the step."""
+    if args.resume is not None:
+        path = pathlib.Path(args.resume)
+        checkpoint = files.load_checkpoint(path)
+        _no_settings(args, given, path)
+        replay = replay_of(checkpoint.notes, f"checkpoint {path}")
+        output = args.output or str(outputs.resumed_output(path, checkpoint.notes.get("output")))
+        return replay, destinations_of(args, output, resume=str(path)), checkpoint, None
     source = pathlib.Path(args.rerun)
     found = files.read_record(source)
     if found is None:
         raise NSTError(f"{source} carries no nst_jax run record (was it written by nst-jax, as PNG or JPEG?)")
-    what = f"the run record of {source}"
-    found = files.check_record(found, what)
-    args = with_saved_args(args, given, found["args"], what)
-    args.rerun = str(source)
-    if "output" not in given:
-        args.output = str(source.with_name(f"{source.stem}_rerun{source.suffix}"))
-    return args, found
+    _no_settings(args, given, source)
+    step = found.get("step")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        raise NSTError(f"the run record of {source}: 'step' must be a non-negative integer, got {_shown(step)}")
+    output = args.output or str(source.with_name(f"{source.stem}_rerun{source.suffix}"))
+    return replay_of(found, f"the run record of {source}"), destinations_of(args, output), None, step
 
 
-def _settings(args: argparse.Namespace):
-    if not args.output:
-        raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
-    for name in ("save_every", "checkpoint_every", "preview_every", "progress_every"):
-        if getattr(args, name) < 0:
-            raise NSTError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if args.style_weight is not None and args.scale_style_weights and args.scale_style_weights[-1] != args.style_weight:
-        raise NSTError("give --style-weight or --scale-style-weights, not both (unless --style-weight is the last)")
-    apply_preset(args)
-    config = common.run_config(args)
-    sizes = pyramid_sizes(args.size, args.scales, args.min_size)
-    iterations = _check_levels(args, config)
-    level_weights = [make_weights(
-        config, content_weight=args.content_weight, style_weight=style_weight, tv_weight=args.tv_weight,
-        content_layer_weights=args.content_layer_weights, style_layer_weights=args.style_layer_weights,
-        learning_rate=args.learning_rate, style_blend=args.style_blend, ema_decay=args.ema)
-        for style_weight in args.scale_style_weights or [args.style_weight] * args.scales]
-    weights = level_weights[-1]
-    # The weights the defaults resolved to (per loss units) go into the records.
-    args.content_weight, args.style_weight, args.tv_weight = (float(weights.content), float(weights.style),
-                                                              float(weights.tv))
-    return config, sizes, iterations, level_weights
+def _no_settings(args: argparse.Namespace, given: set[str], source: pathlib.Path) -> None:
+    """A replayed run takes its settings from its record: only where and how often to write may be given."""
+    settings = sorted(given - set(RESULT_FREE))
+    if settings:
+        shown = ", ".join(f"--{k.replace('_', '-')} {_shown(getattr(args, k))}" for k in settings)
+        raise NSTError(f"cannot continue {source} with different settings: {shown}; the run's settings come from "
+                       "its record: drop them to make the run as it was")
 
 
-def _verify_rerun(found: dict, run: dict, source: str, iterations: int) -> int | None:
-    diffs = files.run_differences(found["run"], run)
-    if diffs:
-        raise NSTError(f"cannot make {source} again: this run differs: {'; '.join(diffs)}")
-    step = found["step"]
-    if step is not None and not 1 <= step <= iterations:
-        raise NSTError(f"the run record of {source}: 'step' {step} is outside 1..{iterations}")
-    return step
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else json.dumps(value)[:40]
 
 
-def prepare(args: argparse.Namespace, given: set[str] | None = None) -> Job:
-    """Validates every argument, loads every input and checks every destination; raises NSTError
-    before any compute."""
-    given = given if given is not None else set()
-    resume = found = None
+def _spec(args: argparse.Namespace, replay: Replay | None, sources: Sources, vgg: Any) -> RunSpec:
+    """The run: resolved from the flags, or the stored one checked against the inputs loaded again."""
+    if replay is None:
+        config = common.run_config(args, iterations=None)  # steps are the levels': Choices.iterations
+        return make_spec(config, **common.load_inputs(sources, config), choices=choices_of(args), seed=args.seed)
+    config = config_from_json(replay.spec.get("config"), replay.source)
+    if vgg.sha256 != replay.vgg_sha256:
+        raise NSTError(f"{replay.source}: the VGG parameters differ (sha256 {vgg.sha256[:12]}..., recorded "
+                       f"{replay.vgg_sha256[:12]}...)")
+    return spec_from_json(replay.spec, replay.source, inputs=common.load_inputs(sources, config))
+
+
+def prepare(args: argparse.Namespace, given: set[str] | None = None, *,
+            others: list[tuple[str, str]] = ()) -> Job:
+    """Resolves and validates the run, loads every input and checks every destination; raises
+    NSTError before any compute."""
+    given = set() if given is None else given
     if args.resume is not None and args.rerun is not None:
         raise NSTError("give --resume or --rerun, not both")
-    if args.resume is not None:
-        args, resume = _resumed(args, given)
-    elif args.rerun is not None:
-        args, found = _rerun(args, given)
-    config, sizes, iterations, weights = _settings(args)
-    output, checkpoint = outputs.locations(args)
-    vgg, content, style, init, masks = common.load_run_inputs(args, config)
-    plan = make_plan(config, content=content, style=style, init=init, masks=masks)
-    check_memory(config, plan.canvas, plan.largest_style_shape)
-    sizes = pyramid_sizes(max(plan.shape[:2]), args.scales, args.min_size)  # the output's (the style's in style mode)
-    levels = {} if args.scales == 1 else {"sizes": sizes, "iterations": iterations,
-                                          "style_weights": [float(w.style) for w in weights]}
-    run = files.run_record(config, weights[-1], vgg=vgg, seed=args.seed, inputs=plan.digests, extra=levels)
-    stop_at = None if found is None else _verify_rerun(found, run, args.rerun, sum(iterations))
-    record = {"format": files.RECORD_KEY, "version": __version__, "args": normalised(args), "run": run}
-    for path in [output] + ([args.preview] if args.preview else []):
+    replay, resume, stop_at = None, None, None
+    if args.resume is not None or args.rerun is not None:
+        replay, dest, resume, stop_at = _replayed(args, given)
+        sources = replay.sources
+    else:
+        sources = common.sources_of(args).absolute()
+        dest = destinations_of(args, args.output)
+    outputs.check_destinations(dest, sources.files() + list(others))
+    if not args.dry_run:
+        enable_compilation_cache(args.compile_cache)
+    vgg = common.load_vgg(sources.vgg)
+    spec = _spec(args, replay, sources, vgg)
+    check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape)
+    record = record_of(spec, sources, vgg)
+    for path in [dest.output] + ([dest.preview] if dest.preview else []):
         files.check_record_fits(record, files.image_format(path))
-    job = Job(args, config, weights, output, checkpoint, vgg, plan, sizes, iterations, resume, record, stop_at)
+    if stop_at is not None and not 1 <= stop_at <= spec.total:
+        raise NSTError(f"the run record of {args.rerun}: 'step' {stop_at} is outside 1..{spec.total}")
+    job = Job(spec, sources, dest, vgg, record, resume, stop_at)
     if resume is not None:
-        job.start = job.run_step(resumed_level(resume, sizes), resume.step)
+        job.start = job.run_step(resumed_level(resume, spec.sizes), resume.step)
     return job
 
 
-class Interrupted(Exception):
+def dry_run(job: Job) -> dict[str, Any]:
+    """What ``--dry-run`` prints: the spec, the sources, the memory estimate, the programs it compiles
+    and where it would write."""
+    memory = check_memory(job.spec.config, job.spec.plan.canvas, job.spec.plan.largest_style_shape)
+    canvases = {level.shape for level in job.spec.levels}
+    dest = job.dest
+    return {
+        "spec": job.spec.to_json(), "sources": job.sources.to_json(), "vgg": job.record["vgg"],
+        "memory": {"estimate_bytes": int(memory["total"]), "parts": {k: int(v) for k, v in memory.items()}},
+        # The optimisation's programs: a start (targets and states) and a chunk of steps per level shape.
+        # Small programs (resizing, the noise start) come on top.
+        "programs": {"optimisation": 2 * len(canvases), "levels": len(job.spec.levels)},
+        "writes": {"output": str(dest.output), "checkpoint": str(dest.checkpoint),
+                   "checkpoint_when": "every --checkpoint-every steps" if dest.checkpoint_every else "if interrupted",
+                   "last_good": str(outputs.last_good_path(dest.output)), "preview": dest.preview,
+                   "intermediate": str(outputs.intermediate_path(dest.output, 0)).replace("00000", "<step>")
+                   if dest.save_every else None, "overwrite": dest.overwrite},
+        "resume_at_step": job.start,
+    }
+
+
+class Interrupted(KeyboardInterrupt):
     """Raised from the progress callback once a checkpoint has been written after a signal."""
 
 
@@ -411,10 +381,13 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None) -> int:
     args, given = parse(argv)
     if isinstance(args.content, list):
-        return run_batch(args)
-    job = prepare(args, given if args.resume or args.rerun else None)
+        return run_batch(args, given)
+    job = prepare(args, given)
+    if args.dry_run:
+        print(json.dumps(dry_run(job), indent=1))
+        return EXIT_OK
     if job.resume is not None:
-        common.say(f"resuming {job.args.resume} at step {job.start} of {job.total}; writing {job.output}")
+        common.say(f"resuming {job.dest.resume} at step {job.start} of {job.total}; writing {job.dest.output}")
     with CompileStats() as stats:
         code = run_job(job)
     common.say(stats.summary())
@@ -423,24 +396,33 @@ def run(argv: list[str] | None) -> int:
 
 def run_job(job: Job, compiled: bool = False) -> int:
     """Runs one checked job (``compiled``: an earlier job of this process ran its programs already)."""
-    h, w = job.shape[:2]
-    if len(job.sizes) > 1:
-        common.say(f"{common.plural(len(job.sizes), 'scale')}, longest sides {', '.join(map(str, job.sizes))} px, "
-                   f"{', '.join(map(str, job.iterations))} iterations")
+    h, w = job.spec.plan.shape[:2]
+    if len(job.spec.levels) > 1:
+        common.say(f"{common.plural(len(job.spec.levels), 'scale')}, longest sides "
+                   f"{', '.join(map(str, job.spec.sizes))} px, {', '.join(map(str, job.spec.iterations))} iterations")
     common.say(f"running {w}x{h} with the programs compiled already ..." if compiled else f"compiling for {w}x{h} ...")
     return run_levels(job)
 
 
-def run_batch(args: argparse.Namespace) -> int:
+def run_batch(args: argparse.Namespace, given: set[str]) -> int:
     """Several content photos, one style: every run checked first, then each run on its own."""
-    jobs = [prepare(one) for one in batch.split(args)]
-    outputs.check_batch(jobs)
+    runs = batch.split(args)
+    contents = [("content image", content) for content, _ in runs]
+    jobs = []
+    for content, output in runs:
+        one = argparse.Namespace(**{**vars(args), "content": content, "output": output})
+        jobs.append(prepare(one, given, others=contents))
+    outputs.check_batch([(job.sources.content, job.dest) for job in jobs])
+    if args.dry_run:
+        print(json.dumps([dry_run(job) for job in jobs], indent=1))
+        return EXIT_OK
     seen = set()
     with CompileStats() as stats:
         for i, job in enumerate(jobs, 1):
-            common.say(f"[{i}/{len(jobs)}] {job.args.content} -> {job.output}")
-            code = run_job(job, compiled=job.args.scales == 1 and job.plan.canvas in seen)
-            seen.add(job.plan.canvas)
+            common.say(f"[{i}/{len(jobs)}] {job.sources.content} -> {job.dest.output}")
+            canvas = job.spec.plan.canvas
+            code = run_job(job, compiled=len(job.spec.levels) == 1 and canvas in seen)
+            seen.add(canvas)
             if code != EXIT_OK:
                 return code
     common.say(stats.summary())
@@ -449,40 +431,36 @@ def run_batch(args: argparse.Namespace) -> int:
 
 def _saved_state(job: Job, writer: outputs.Writer) -> str:
     if writer.has_checkpoint():
-        return f"the last checkpoint is {job.checkpoint}; resume with: nst-jax --resume {job.checkpoint}"
+        return f"the last checkpoint is {job.dest.checkpoint}; resume with: nst-jax --resume {job.dest.checkpoint}"
     return "no checkpoint was saved"
 
 
-def _last_good(job: Job, writer: outputs.Writer, err: NumericalError) -> Exit:
-    path = outputs.last_good_path(job.output)
-    step = job.run_step(err.level, err.step)
-    try:
-        writer.image(path, err.image, step=step, last_good=True)
-        saved = f"saved to {path}"
-    except OutputExists as clash:
-        saved = f"saved to {clash.saved_as} ({path} appeared during the run and was kept)"
-    return Exit(EXIT_NUMERICAL, f"{err}; last finite image (step {step}) {saved}")
-
-
-def _outcome(job: Job, writer: outputs.Writer, err: BaseException) -> BaseException:
-    """The exit for an exception that stopped a run (the exception itself if it has none)."""
+def _with_state(job: Job, writer: outputs.Writer, err: BaseException) -> BaseException:
+    """The exception that stopped a run, with a note of what was saved (the exit code is
+    :func:`nst_jax.cli.common.exit_code`'s)."""
     if isinstance(err, Interrupted):
-        return Exit(EXIT_INTERRUPTED, f"interrupted at step {err.args[0]} of {job.total}; checkpoint "
-                                      f"saved to {job.checkpoint}; resume with: nst-jax --resume {job.checkpoint}")
-    if isinstance(err, KeyboardInterrupt):
-        return Exit(EXIT_INTERRUPTED, f"interrupted twice, stopped at once; {_saved_state(job, writer)}")
+        return err
     if isinstance(err, NumericalError):
-        return _last_good(job, writer, err)
-    fault = common.environment_fault(err)
-    if fault is not None:
-        return Exit(EXIT_ENVIRONMENT, f"the system refused: {fault}; {_saved_state(job, writer)}")
+        path = outputs.last_good_path(job.dest.output)
+        step = job.run_step(err.level, err.step)
+        try:
+            writer.image(path, err.image, step=step, last_good=True)
+            err.add_note(f"last finite image (step {step}) saved to {path}")
+        except OutputExists as clash:
+            err.add_note(f"last finite image (step {step}) saved to {clash.saved_as} ({path} appeared during the "
+                         "run and was kept)")
+        return err
+    if isinstance(err, KeyboardInterrupt):
+        err = KeyboardInterrupt("interrupted twice, stopped at once")
+    if isinstance(err, KeyboardInterrupt) or common.environment_fault(err) is not None:
+        err.add_note(_saved_state(job, writer))
     return err
 
 
 def run_levels(job: Job) -> int:
-    """The run, every level of it (one without --scales): saves, checkpoints and signals count the run's steps."""
-    args = job.args
-    writer, notes = outputs.Writer(job), {"args": job.record["args"]}
+    """The run, every level of it: saves, checkpoints and signals count the run's steps."""
+    dest = job.dest
+    writer, notes = outputs.Writer(job), {**job.record, "output": str(dest.output)}
     stop = 0 if job.stop_at is None else job.level_step(job.stop_at)[1]
     seconds: dict[int, float] = {}  # each level's optimisation time so far
     with common.SignalFlag() as flag, common.Bar(job.total, initial=job.start) as bar:
@@ -491,31 +469,30 @@ def run_levels(job: Job) -> int:
             bar.update(step, sum(seconds.values()), loss=f"{progress.terms['total']:.4g}")
             if job.stop_at is not None and step == job.stop_at:
                 raise Reached(np.asarray(progress.image))
-            if args.save_every and progress.step % args.save_every == 0 and step < job.total:
+            if dest.save_every and progress.step % dest.save_every == 0 and step < job.total:
                 writer.intermediate(step, np.asarray(progress.image))
             writer.preview(step, progress.image, progress.step)
-            periodic = args.checkpoint_every and (progress.step % args.checkpoint_every == 0
+            periodic = dest.checkpoint_every and (progress.step % dest.checkpoint_every == 0
                                                   or progress.step == progress.iterations)
             if periodic or flag.signum is not None or (job.resume and step == job.total):
                 writer.checkpoint(progress, notes)
             if flag.signum is not None and step < job.total:
-                raise Interrupted(step)
+                raise Interrupted(f"interrupted at step {step} of {job.total}; checkpoint saved to "
+                                  f"{dest.checkpoint}; resume with: nst-jax --resume {dest.checkpoint}")
 
         try:
-            sync_every = (args.save_every, args.checkpoint_every, args.preview_every, args.progress_every, stop)
-            result = stylize_multiscale(job.vgg, sizes=job.sizes, iterations=job.iterations, plan=job.plan,
-                                        weights=job.level_weights, seed=args.seed, callback=on_chunk, resume=job.resume,
-                                        sync_every=sync_every)
+            result = run_spec(job.vgg, job.spec, callback=on_chunk, resume=job.resume,
+                              sync_every=(*dest.sync_every, stop))
         except Reached as reached:
             bar.close()
-            writer.image(job.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)
-            common.say(f"wrote {job.output} (the run at step {job.stop_at})")
+            writer.image(dest.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)
+            common.say(f"wrote {dest.output} (the run at step {job.stop_at})")
             writer.check_conflicts()
             return EXIT_OK
-        except BaseException as err:  # noqa: B036 - signals, divergence and system faults have exits of their own
+        except BaseException as err:  # noqa: B036 - signals, divergence and system faults note what was saved
             bar.close()
-            raise _outcome(job, writer, err) from None
-    writer.image(job.output, result.image)
+            raise _with_state(job, writer, err) from None
+    writer.image(dest.output, result.image)
     _summary(job, result)
     writer.check_conflicts()
     return EXIT_OK
@@ -523,10 +500,11 @@ def run_levels(job: Job) -> int:
 
 def _summary(job: Job, result) -> None:
     h, w = result.image.shape[:2]
-    common.say(f"wrote {job.output} ({w}x{h})")
+    common.say(f"wrote {job.dest.output} ({w}x{h})")
     steps = job.total - job.start
-    evaluations = sum(int(done.history["evaluations_per_step"][job.iterations[level] - job.steps_now(level):].sum())
-                      for level, done in enumerate(result.levels) if done is not None)
+    evaluations = sum(
+        int(done.history["evaluations_per_step"][job.spec.iterations[level] - job.steps_now(level):].sum())
+        for level, done in enumerate(result.levels) if done is not None)
     common.say(f"time per iteration: {result.run_seconds / max(steps, 1):.3f} s "
                f"({common.plural(steps, 'iteration')}, {common.plural(evaluations, 'loss evaluation')}, "
                f"in {result.run_seconds:.1f} s; compile {result.compile_seconds:.1f} s)")
