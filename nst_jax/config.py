@@ -22,6 +22,7 @@ from nst_jax import checks
 from nst_jax.errors import NSTError
 from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax.statistics import STATISTICS, UNITS
+from nst_jax.terms import TERMS
 from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, layer_level
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 INITS = ("noise", "content", "image")
-TERMS = ("content", "style", "tv", "total")
 STYLE_LOSSES = tuple(STATISTICS)
 COLOURS = ("none", "luminance", "match")
 LOSS_UNITS = UNITS
