@@ -17,7 +17,7 @@ Layer names follow the Gatys et al. paper: ``conv<b>_<i>`` is a convolution's
 output before its ReLU, ``relu<b>_<i>`` after it, ``pool<b>`` the pooling at
 the end of block ``b``. The paper's "conv4_2" etc. were Caffe blobs whose ReLU
 ran in place, so they correspond to ``relu4_2`` here, which is what the
-defaults use.
+defaults use (:data:`DEFAULT_CONTENT_LAYERS`, :data:`DEFAULT_STYLE_LAYERS`).
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def _layer_names() -> tuple[str, ...]:
 # Every layer the network can return, in order.
 LAYERS: tuple[str, ...] = _layer_names()
 POOLINGS = ("max", "avg")
+
+# The paper's layers, the library's defaults everywhere (LossConfig, perceptual_loss, the metrics' VGG-19
+# ratios): content at conv4_2 and style at conv1_1 ... conv5_1, after their ReLUs.
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 Autodiff = Literal["fast", "stock"]
 AUTODIFF_MODES: tuple[str, ...] = ("fast", "stock")
