@@ -33,7 +33,7 @@ from nst_jax.config import LossConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS, Statistic
 from nst_jax.terms import weighted_terms
-from nst_jax.vgg import VGGParams, check_fits, layer_channels, layer_level, unchecked_features
+from nst_jax.vgg import VGGParams, check_fits, layer_channels, layer_level, unchecked_features, validity_masks
 
 
 class Targets(NamedTuple):
@@ -52,7 +52,7 @@ class Targets(NamedTuple):
         extent: None, or ``[2]`` int32 ``(H, W)``: the output fills only the top-left ``H x W``
             of the image evaluated (a canvas, ``StylizeConfig.shape_bucket``); the VGG zeroes
             every convolution's input outside it at each level and every term is restricted to
-            it (:func:`extent_masks`). Dynamic, so one compiled program serves every extent.
+            it (:func:`nst_jax.vgg.validity_masks`). Dynamic, so one compiled program serves every extent.
     """
 
     content: dict[str, jax.Array]
@@ -123,17 +123,6 @@ def statistic(config: LossConfig) -> Statistic:
     return STATISTICS[config.style_loss]
 
 
-def extent_masks(extent: jax.Array, shape: Sequence[int], levels: int) -> list[jax.Array]:
-    """``[H_c >> k, W_c >> k]`` float32 masks for ``k = 0..levels``: 1 inside the output's extent
-    ``(H >> k, W >> k)`` at that level, 0 on the rest of the canvas of ``shape``."""
-    out = []
-    for k in range(levels + 1):
-        rows = jnp.arange(int(shape[0]) >> k) < jnp.right_shift(extent[0], k)
-        cols = jnp.arange(int(shape[1]) >> k) < jnp.right_shift(extent[1], k)
-        out.append((rows[:, None] & cols[None, :]).astype(jnp.float32))
-    return out
-
-
 def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
                     extent: jax.Array | None = None) -> tuple[dict[str, jax.Array], dict[str, jax.Array] | None]:
     """``({layer: [H_l, W_l, N_l]}, validity)`` from one VGG pass; with an ``extent`` the features
@@ -141,7 +130,7 @@ def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers
     if extent is None:
         return unchecked_features(vgg, image, layers=layers, pooling=config.pooling,
                                   precision=config.precision), None
-    masks = extent_masks(extent, image.shape, max(layer_level(name) for name in layers))
+    masks = validity_masks((0, 0), image.shape[:2], extent, max(layer_level(name) for name in layers))
     feats = unchecked_features(vgg, image, layers=layers, pooling=config.pooling, precision=config.precision,
                                level_masks=masks)
     validity = {name: masks[layer_level(name)] for name in layers}
@@ -152,7 +141,7 @@ def _tv(image: jax.Array, extent: jax.Array | None, units: str) -> jax.Array:
     """The total variation, over the pixel pairs inside ``extent`` when given (relative units)."""
     if extent is None:
         return losses.tv_loss(image, units=units)
-    inside = extent_masks(extent, image.shape, 0)[0][:, :, None]
+    inside = validity_masks((0, 0), image.shape[:2], extent, 0)[0][:, :, None]
     dy = (image[1:] - image[:-1]) * (inside[1:] * inside[:-1])
     dx = (image[:, 1:] - image[:, :-1]) * (inside[:, 1:] * inside[:, :-1])
     pixels = (extent[0] * extent[1] * image.shape[2]).astype(jnp.float32)

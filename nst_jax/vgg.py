@@ -169,6 +169,37 @@ def receptive_radius(layers: Sequence[str]) -> int:
     return radius
 
 
+def validity_masks(start: Sequence[ArrayLike], size: Sequence[int], extent: Sequence[ArrayLike],
+                   levels: int) -> list[jax.Array]:
+    """The ``level_masks`` of :class:`VGG19` for a window onto a larger image: the one rule for tiles
+    (:mod:`nst_jax.tiled`) and for an output on a larger canvas (a shape bucket).
+
+    The window's ``size = (h, w)`` pixels begin at pixel ``start = (y, x)`` of an image whose
+    ``extent = (H, W)`` pixels are valid (``y``, ``x`` may be negative: a tile's halo above or left
+    of the image). After ``k`` poolings the window holds ``h >> k`` rows from row ``y >> k`` (exact
+    when ``y`` is a multiple of ``2^k``, as tiles and halos are), and the image's map
+    ``H >> k`` rows, floored like VGG's pooling; the same for columns.
+
+    Args:
+        start: ``(y, x)``, Python or traced ints.
+        size: ``(h, w)``, static ints.
+        extent: ``(H, W)``, Python or traced ints (dynamic: one program serves every extent).
+        levels: The deepest level ``k`` needed.
+
+    Returns:
+        ``levels + 1`` float32 masks ``[h >> k, w >> k]``, 1 where the position lies inside the
+        image's map at level ``k``, 0 elsewhere.
+    """
+    masks = []
+    for k in range(levels + 1):
+        valid = []
+        for axis in range(2):
+            positions = jnp.right_shift(start[axis], k) + jnp.arange(int(size[axis]) >> k)
+            valid.append((positions >= 0) & (positions < jnp.right_shift(extent[axis], k)))
+        masks.append((valid[0][:, None] & valid[1][None, :]).astype(jnp.float32))
+    return masks
+
+
 def check_layers(layers: Sequence[str], what: str = "layers") -> tuple[str, ...]:
     """``layers`` as a tuple of known layer names.
 
@@ -435,7 +466,7 @@ class VGG19(nn.Module):
             level_masks: Optional, for evaluating a crop of a larger image exactly: ``level_masks[k]``
                 ``[H / 2^k, W / 2^k]`` multiplies the input of every convolution after ``k``
                 poolings (1 where the position lies inside the larger image's map at that level,
-                0 outside), so the crop's zero padding is the larger image's (see :mod:`nst_jax.tiled`).
+                0 outside), so the crop's zero padding is the larger image's (:func:`validity_masks`).
 
         Returns:
             ``{name: [H_l, W_l, C_l]}`` for every name in ``outputs``.
