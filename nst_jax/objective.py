@@ -137,17 +137,6 @@ def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers
     return {name: f * validity[name][:, :, None] for name, f in feats.items()}, validity
 
 
-def _tv(image: jax.Array, extent: jax.Array | None, units: str) -> jax.Array:
-    """The total variation, over the pixel pairs inside ``extent`` when given (relative units)."""
-    if extent is None:
-        return losses.tv_loss(image, units=units)
-    inside = validity_masks((0, 0), image.shape[:2], extent, 0)[0][:, :, None]
-    dy = (image[1:] - image[:-1]) * (inside[1:] * inside[:-1])
-    dx = (image[:, 1:] - image[:, :-1]) * (inside[:, 1:] * inside[:, :-1])
-    pixels = (extent[0] * extent[1] * image.shape[2]).astype(jnp.float32)
-    return (jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))) / pixels
-
-
 def image_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
                    extent: jax.Array | None = None) -> dict[str, jax.Array]:
     """``{layer: [H_l, W_l, N_l]}`` of one checked image, in one pass (zero outside ``extent``) or
@@ -326,7 +315,8 @@ def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: We
     content = [losses.content_loss(feats[name], targets.content[name], units=config.loss_units)
                for name in config.content_layers] if config.uses_content else []
     style = _style_layer_losses(feats, targets, reference, weights, config, validity) if config.uses_style else []
-    return weighted_terms(weights, content=content, style=style, tv=_tv(image, targets.extent, config.loss_units))
+    return weighted_terms(weights, content=content, style=style,
+                          tv=losses.tv_loss(image, units=config.loss_units, extent=targets.extent))
 
 
 def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, style: bool, content: bool):
