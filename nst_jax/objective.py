@@ -28,7 +28,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from nst_jax import checks, losses, tiled
+from nst_jax import checks, losses, plan, tiled
 from nst_jax.config import LossConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS, Statistic
@@ -191,8 +191,9 @@ def compute_targets(
             (sizes may differ; used when ``config`` has a style term).
         config: Static loss settings (a :class:`~nst_jax.config.StylizeConfig` is one too).
         output_shape: ``(H, W, 3)`` of the image the targets will be compared with; by default
-            the output shape rule's (:func:`nst_jax.plan.output_shape`): the content's, else the
-            first style image's.
+            the output shape rule's (:func:`nst_jax.plan.output_shape`) for ``content`` and
+            ``style``: the content's, else the first style image's (pass the start image's
+            shape for a style-only run from a start image of another size).
         masks: Optional ``[S, H, W]`` region masks at the output size, one per style image.
 
     Returns:
@@ -215,7 +216,7 @@ def compute_targets(
     if config.uses_content:
         check_fits(checks.check_image(content, "content image"), config.content_layers, "content image")
     if output_shape is None:
-        output_shape = np.shape(content) if config.uses_content else np.shape(styles[0])
+        output_shape = plan.output_shape(config, content=content, style=styles or None)
     return targets_of(vgg, config=config, content=content, styles=styles, output_shape=tuple(output_shape),
                       masks=masks)
 

@@ -8,7 +8,7 @@ import pytest
 import scipy.linalg
 
 import nst_jax
-from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, plan
 from nst_jax.objective import evaluation
 from nst_jax.statistics import STATISTICS
 
@@ -161,6 +161,19 @@ def test_loss_terms_use_the_chosen_statistics(vgg, style_loss):
     # W2 on real VGG features: float32 eigh of a ~1e11-conditioned matrix (see w2_layer_loss).
     np.testing.assert_allclose(terms[style_loss], expected, rtol=2e-3 if style_loss == "meancov" else 3e-2)
     assert not np.isclose(terms[style_loss], terms["gram"], rtol=0.1)
+
+
+@pytest.mark.parametrize("mode", ["transfer", "content", "style"])
+def test_targets_are_made_for_the_output_shape_rules_shape(vgg, mode):
+    config = StylizeConfig(mode=mode, **SMALL)
+    content, style = smooth_image(24, 40, seed=1), smooth_image(32, 16, seed=2)
+    shape = plan.output_shape(config, content=content, style=style)
+    assert shape == ((24, 40, 3) if config.uses_content else (32, 16, 3))
+    got = compute_targets(vgg, content=content, style=style, config=config)
+    want = compute_targets(vgg, content=content, style=style, config=config, output_shape=shape)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
+    if config.uses_content:
+        assert got.content["relu2_1"].shape == (12, 20, 128)
 
 
 def test_one_tile_images_are_not_tiled():
