@@ -201,7 +201,7 @@ def compute_targets(
 
     Raises:
         NSTError: On a missing, batched, integer or too small image, a miscounted style list, or
-            masks with tiled evaluation.
+            masks with a tile size set (:func:`nst_jax.checks.check_masks_untiled`).
     """
     _warn_float32(content, *_as_list(style))
     if config.uses_content and content is None:
@@ -227,13 +227,12 @@ def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, .
     """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.plan.make_plan`); with an
     ``extent`` (see :class:`Targets`) ``output_shape`` is the canvas's, and the content and masks
     are zero outside the extent."""
+    checks.check_masks_untiled(config.tile_size, masks)
     extent = None if extent is None else jnp.asarray(extent, jnp.int32)
     mask_targets = None
     if config.uses_style:
         check_fits(output_shape, config.style_layers, "output")
         if masks is not None:
-            if evaluation(config, output_shape) == "tiled":
-                raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
             mask_targets = mask_pyramid(jnp.asarray(masks, jnp.float32),
                                         {name: layer_shape(output_shape, name) for name in config.style_layers})
     content_targets = {}
@@ -305,8 +304,7 @@ def check_call(image: ArrayLike, targets: Targets, weights: Weights, config: Los
             raise NSTError("the targets hold no style statistics for this config's style layers; "
                            "compute them with the same config")
         checks.check_layer_weights(weights.style_layers, config.style_layers, "style")
-    if targets.masks is not None and evaluation(config, shape) == "tiled":
-        raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
+    checks.check_masks_untiled(config.tile_size, targets.masks)
 
 
 def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping[str, Any],

@@ -127,10 +127,9 @@ class Plan:
 
 
 def _check_masks(config: StylizeConfig, masks: Any) -> tuple[np.ndarray, ...] | None:
+    checks.check_masks_untiled(config.tile_size, masks)
     if masks is None:
         return None
-    if config.tile_size:
-        raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
     arrays = tuple(np.asarray(m, np.float32) for m in masks)
     if len(arrays) != config.num_styles or any(m.ndim != 2 or min(m.shape) < 1 for m in arrays):
         shapes = [m.shape for m in arrays]
