@@ -57,7 +57,6 @@ from nst_jax.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGParams,
 
 # The VGG-19 ratios read the layers a default run optimises (the content ratio is defined at one layer).
 (CONTENT_LAYER,) = DEFAULT_CONTENT_LAYERS
-RATIOS = ("style_ratio", "content_ratio", "speckle_ratio")
 _LAYERS = DEFAULT_STYLE_LAYERS + (CONTENT_LAYER,)
 # The judge (the eval extra): ImageNet VGG-16's five LPIPS layers, scored at these downscale factors.
 JUDGE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
