@@ -46,9 +46,10 @@ class Checkpoint:
         step: Steps done.
         leaves: Flattened ``RunState`` leaves (numpy), in ``jax.tree_util`` order, each with a
             leading member axis (1 for a single run).
-        history: Loss history so far: ``"step"``, ``"content"``, ``"style"``,
-            ``"tv"``, ``"total"`` (one entry per chunk, from step 0) and
-            ``"total_per_step"`` (one entry per step).
+        history: Loss history so far (:func:`nst_jax.driver.history_arrays`), for ``K``
+            members: ``"step"`` ``[C]`` and ``"content"``, ``"style"``, ``"tv"``, ``"total"``
+            ``[K, C]`` (one entry per report: step 0 and after each chunk), and
+            ``"total_per_step"``, ``"evaluations_per_step"`` ``[K, T]`` (one entry per step done).
         run: The run record (:func:`run_record`); must match to resume.
         notes: Anything else worth keeping (not compared when resuming).
     """

@@ -82,3 +82,20 @@ def check_layer_weights(weights: Any, layers: Sequence[str], what: str) -> None:
     if shape != (len(layers),):
         got = shape[0] if len(shape) == 1 else f"an array of shape {shape} as"
         raise NSTError(f"{got} {what} layer weights given for {len(layers)} {what} layers")
+
+
+def check_masks_untiled(tile_size: int, masks: Any) -> None:
+    """The rule for region masks with tiled evaluation, the one place it is stated: refused
+    whenever ``masks`` are given and ``tile_size`` is set.
+
+    Masks are not supported tile by tile (their pyramid and per-region statistics are of the
+    whole map). The rule reads the settings only, not the image's size, though a tile size at
+    least the image's longest side gives a one-pass evaluation
+    (:func:`nst_jax.objective.evaluation`): so a run is refused before anything is computed, and
+    a multi-scale run is not refused at its first tiled level after its smaller levels ran.
+
+    Raises:
+        NSTError: If both are given.
+    """
+    if masks is not None and tile_size:
+        raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")

@@ -18,7 +18,8 @@ The figures come from ``jax.monitoring``'s events (the same ones JAX's own metri
 - ``/jax/compilation_cache/compile_requests_use_cache`` and ``/jax/compilation_cache/cache_hits``:
   whether that program went through the persistent cache, and whether it was found there
   (a miss is a request without a hit while ``jax_compilation_cache_dir`` is set: JAX asks the
-  cache also when it has no directory);
+  cache also when it has no directory; its ``cache_misses`` event is recorded only when an
+  entry is written, so it is not read);
 - ``/jax/compilation_cache/compile_time_saved_sec``: compile time a hit saved, by JAX's record.
 
 The input shapes of each program come from JAX's own "Compiling <name> with global shapes and
@@ -49,7 +50,6 @@ LOWER_EVENT = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 CACHE_REQUEST_EVENT = "/jax/compilation_cache/compile_requests_use_cache"
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
-CACHE_MISS_EVENT = "/jax/compilation_cache/cache_misses"  # recorded only when an entry is written
 TIME_SAVED_EVENT = "/jax/compilation_cache/compile_time_saved_sec"
 
 # Loggers that may emit "Compiling <module> with global shapes and types [...]" (its home moved between versions).

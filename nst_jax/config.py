@@ -22,7 +22,8 @@ from nst_jax import checks
 from nst_jax.errors import NSTError
 from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax.statistics import STATISTICS, UNITS
-from nst_jax.vgg import POOLINGS, PRECISIONS, check_layers, layer_level
+from nst_jax.terms import TERMS
+from nst_jax.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, POOLINGS, PRECISIONS, check_layers, layer_level
 
 __all__ = [
     "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET", "INITS",
@@ -34,7 +35,6 @@ __all__ = [
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 INITS = ("noise", "content", "image")
-TERMS = ("content", "style", "tv", "total")
 STYLE_LOSSES = tuple(STATISTICS)
 COLOURS = ("none", "luminance", "match")
 LOSS_UNITS = UNITS
@@ -88,8 +88,8 @@ class LossConfig:
     """
 
     mode: Literal["transfer", "content", "style"] = "transfer"
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
     style_loss: str = "gram"
     pooling: Literal["max", "avg"] = "max"
     precision: Literal["fp32", "bf16"] = "fp32"

@@ -35,6 +35,7 @@ from nst_jax.statistics.base import TINY, UNITS, check_units
 from nst_jax.statistics.gram import gram_layer_loss
 from nst_jax.statistics.gram import gram_matrix as _gram_matrix
 from nst_jax.terms import weighted_sum
+from nst_jax.vgg import validity_masks
 
 __all__ = ["UNITS", "content_factor", "content_loss", "gram_matrix", "style_layer_loss", "style_loss", "tv_loss"]
 
@@ -183,15 +184,19 @@ def style_loss(
         for name in layers])
 
 
-def tv_loss(image: ArrayLike, *, units: Units = "relative") -> jax.Array:
+def tv_loss(image: ArrayLike, *, units: Units = "relative", extent: ArrayLike | None = None) -> jax.Array:
     """Squared total variation ``Σ (x[i+1, j] − x[i, j])² + (x[i, j+1] − x[i, j])²`` of one image.
 
     Summed over channels and all neighbour pairs of the ``[H, W, C]`` image in its [0, 1]
     range (``"paper"``), or that sum divided by the ``H * W * C`` pixel values (``"relative"``).
+    With an ``extent`` only the top-left ``H_e x W_e`` pixels count (an output on a larger
+    canvas, ``StylizeConfig.shape_bucket``): the pairs with both pixels inside, divided by
+    ``H_e * W_e * C`` in relative units; the same value as the loss of the crop.
 
     Args:
         image: ``[H, W, C]`` float image.
         units: ``"relative"`` or ``"paper"``.
+        extent: None, or ``[2]`` ints ``(H_e, W_e)``, traced or not (one program serves every extent).
 
     Returns:
         Scalar loss.
@@ -201,8 +206,15 @@ def tv_loss(image: ArrayLike, *, units: Units = "relative") -> jax.Array:
     """
     check_units(units)
     image = jnp.asarray(image)
-    shape = checks.check_features(image, "tv_loss's image")
-    dy = image[1:, :, :] - image[:-1, :, :]
-    dx = image[:, 1:, :] - image[:, :-1, :]
+    h, w, c = checks.check_features(image, "tv_loss's image")
+    dy = image[1:] - image[:-1]
+    dx = image[:, 1:] - image[:, :-1]
+    values = h * w * c
+    if extent is not None:
+        extent = jnp.asarray(extent, jnp.int32)
+        inside = validity_masks((0, 0), (h, w), extent, 0)[0][:, :, None]
+        dy = dy * (inside[1:] * inside[:-1])
+        dx = dx * (inside[:, 1:] * inside[:, :-1])
+        values = (extent[0] * extent[1] * c).astype(jnp.float32)
     total = jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))
-    return total / (shape[0] * shape[1] * shape[2]) if units == "relative" else total
+    return total / values if units == "relative" else total

@@ -53,12 +53,11 @@ from jax.typing import ArrayLike
 from nst_jax import checks, colour
 from nst_jax.errors import NSTError
 from nst_jax.losses import gram_matrix
-from nst_jax.vgg import VGGParams, extract_features
+from nst_jax.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGParams, extract_features
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-CONTENT_LAYER = "relu4_2"
-RATIOS = ("style_ratio", "content_ratio", "speckle_ratio")
-_LAYERS = STYLE_LAYERS + (CONTENT_LAYER,)
+# The VGG-19 ratios read the layers a default run optimises (the content ratio is defined at one layer).
+(CONTENT_LAYER,) = DEFAULT_CONTENT_LAYERS
+_LAYERS = DEFAULT_STYLE_LAYERS + (CONTENT_LAYER,)
 # The judge (the eval extra): ImageNet VGG-16's five LPIPS layers, scored at these downscale factors.
 JUDGE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 SCALES = (1, 2, 4)
@@ -78,7 +77,7 @@ def relative_error(x: jax.Array, reference: jax.Array) -> jax.Array:
 
 
 def gram_error(features: Mapping[str, jax.Array], style_features: Mapping[str, jax.Array],
-               layers: Sequence[str] = STYLE_LAYERS) -> jax.Array:
+               layers: Sequence[str] = DEFAULT_STYLE_LAYERS) -> jax.Array:
     """The mean over ``layers`` of the relative error of ``features``' Grams against ``style_features``'."""
     return sum(relative_error(gram_matrix(features[name], normalize=True),
                               gram_matrix(style_features[name], normalize=True))

@@ -32,7 +32,7 @@ import numpy as np
 
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CONV_LAYERS, VGGParams, extract_features
-from nst_jax.vgg_io import sha256_of, shipped_file
+from nst_jax.vgg_io import save_npz_with_digest, sha256_of, shipped_file
 
 DEFAULT_SCALES = shipped_file("vgg19_normalization.npz")
 RELUS = tuple("relu" + name[len("conv"):] for name, _, _ in CONV_LAYERS)
@@ -81,15 +81,9 @@ def normalized_params(params: dict[str, Any], means: dict[str, np.ndarray]) -> d
 
 def save_scales(path: str | os.PathLike[str], means: dict[str, np.ndarray], meta: dict[str, Any]) -> str:
     """Writes the per-channel means (float32) and ``meta`` (JSON) plus a ``.sha256`` sidecar; returns the digest."""
-    path = pathlib.Path(path)
     payload = {name: np.asarray(means[name], np.float32) for name, _, _ in CONV_LAYERS}
     payload["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **payload)
-    os.replace(tmp, path)
-    digest = sha256_of(path)
-    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
-    return digest
+    return save_npz_with_digest(path, payload)
 
 
 def load_scales(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:

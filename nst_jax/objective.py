@@ -28,12 +28,12 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from nst_jax import checks, losses, tiled
+from nst_jax import checks, losses, plan, tiled
 from nst_jax.config import LossConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS, Statistic
 from nst_jax.terms import weighted_terms
-from nst_jax.vgg import VGGParams, check_fits, layer_channels, layer_level, unchecked_features
+from nst_jax.vgg import VGGParams, check_fits, layer_channels, layer_level, unchecked_features, validity_masks
 
 
 class Targets(NamedTuple):
@@ -52,7 +52,7 @@ class Targets(NamedTuple):
         extent: None, or ``[2]`` int32 ``(H, W)``: the output fills only the top-left ``H x W``
             of the image evaluated (a canvas, ``StylizeConfig.shape_bucket``); the VGG zeroes
             every convolution's input outside it at each level and every term is restricted to
-            it (:func:`extent_masks`). Dynamic, so one compiled program serves every extent.
+            it (:func:`nst_jax.vgg.validity_masks`). Dynamic, so one compiled program serves every extent.
     """
 
     content: dict[str, jax.Array]
@@ -123,17 +123,6 @@ def statistic(config: LossConfig) -> Statistic:
     return STATISTICS[config.style_loss]
 
 
-def extent_masks(extent: jax.Array, shape: Sequence[int], levels: int) -> list[jax.Array]:
-    """``[H_c >> k, W_c >> k]`` float32 masks for ``k = 0..levels``: 1 inside the output's extent
-    ``(H >> k, W >> k)`` at that level, 0 on the rest of the canvas of ``shape``."""
-    out = []
-    for k in range(levels + 1):
-        rows = jnp.arange(int(shape[0]) >> k) < jnp.right_shift(extent[0], k)
-        cols = jnp.arange(int(shape[1]) >> k) < jnp.right_shift(extent[1], k)
-        out.append((rows[:, None] & cols[None, :]).astype(jnp.float32))
-    return out
-
-
 def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
                     extent: jax.Array | None = None) -> tuple[dict[str, jax.Array], dict[str, jax.Array] | None]:
     """``({layer: [H_l, W_l, N_l]}, validity)`` from one VGG pass; with an ``extent`` the features
@@ -141,22 +130,11 @@ def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers
     if extent is None:
         return unchecked_features(vgg, image, layers=layers, pooling=config.pooling,
                                   precision=config.precision), None
-    masks = extent_masks(extent, image.shape, max(layer_level(name) for name in layers))
+    masks = validity_masks((0, 0), image.shape[:2], extent, max(layer_level(name) for name in layers))
     feats = unchecked_features(vgg, image, layers=layers, pooling=config.pooling, precision=config.precision,
                                level_masks=masks)
     validity = {name: masks[layer_level(name)] for name in layers}
     return {name: f * validity[name][:, :, None] for name, f in feats.items()}, validity
-
-
-def _tv(image: jax.Array, extent: jax.Array | None, units: str) -> jax.Array:
-    """The total variation, over the pixel pairs inside ``extent`` when given (relative units)."""
-    if extent is None:
-        return losses.tv_loss(image, units=units)
-    inside = extent_masks(extent, image.shape, 0)[0][:, :, None]
-    dy = (image[1:] - image[:-1]) * (inside[1:] * inside[:-1])
-    dx = (image[:, 1:] - image[:, :-1]) * (inside[:, 1:] * inside[:, :-1])
-    pixels = (extent[0] * extent[1] * image.shape[2]).astype(jnp.float32)
-    return (jnp.sum(jnp.square(dy)) + jnp.sum(jnp.square(dx))) / pixels
 
 
 def image_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
@@ -213,8 +191,9 @@ def compute_targets(
             (sizes may differ; used when ``config`` has a style term).
         config: Static loss settings (a :class:`~nst_jax.config.StylizeConfig` is one too).
         output_shape: ``(H, W, 3)`` of the image the targets will be compared with; by default
-            the output shape rule's (:func:`nst_jax.plan.output_shape`): the content's, else the
-            first style image's.
+            the output shape rule's (:func:`nst_jax.plan.output_shape`) for ``content`` and
+            ``style``: the content's, else the first style image's (pass the start image's
+            shape for a style-only run from a start image of another size).
         masks: Optional ``[S, H, W]`` region masks at the output size, one per style image.
 
     Returns:
@@ -222,7 +201,7 @@ def compute_targets(
 
     Raises:
         NSTError: On a missing, batched, integer or too small image, a miscounted style list, or
-            masks with tiled evaluation.
+            masks with a tile size set (:func:`nst_jax.checks.check_masks_untiled`).
     """
     _warn_float32(content, *_as_list(style))
     if config.uses_content and content is None:
@@ -237,7 +216,7 @@ def compute_targets(
     if config.uses_content:
         check_fits(checks.check_image(content, "content image"), config.content_layers, "content image")
     if output_shape is None:
-        output_shape = np.shape(content) if config.uses_content else np.shape(styles[0])
+        output_shape = plan.output_shape(config, content=content, style=styles or None)
     return targets_of(vgg, config=config, content=content, styles=styles, output_shape=tuple(output_shape),
                       masks=masks)
 
@@ -248,13 +227,12 @@ def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, .
     """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.plan.make_plan`); with an
     ``extent`` (see :class:`Targets`) ``output_shape`` is the canvas's, and the content and masks
     are zero outside the extent."""
+    checks.check_masks_untiled(config.tile_size, masks)
     extent = None if extent is None else jnp.asarray(extent, jnp.int32)
     mask_targets = None
     if config.uses_style:
         check_fits(output_shape, config.style_layers, "output")
         if masks is not None:
-            if evaluation(config, output_shape) == "tiled":
-                raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
             mask_targets = mask_pyramid(jnp.asarray(masks, jnp.float32),
                                         {name: layer_shape(output_shape, name) for name in config.style_layers})
     content_targets = {}
@@ -326,8 +304,7 @@ def check_call(image: ArrayLike, targets: Targets, weights: Weights, config: Los
             raise NSTError("the targets hold no style statistics for this config's style layers; "
                            "compute them with the same config")
         checks.check_layer_weights(weights.style_layers, config.style_layers, "style")
-    if targets.masks is not None and evaluation(config, shape) == "tiled":
-        raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
+    checks.check_masks_untiled(config.tile_size, targets.masks)
 
 
 def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: Weights, reference: Mapping[str, Any],
@@ -337,7 +314,8 @@ def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: We
     content = [losses.content_loss(feats[name], targets.content[name], units=config.loss_units)
                for name in config.content_layers] if config.uses_content else []
     style = _style_layer_losses(feats, targets, reference, weights, config, validity) if config.uses_style else []
-    return weighted_terms(weights, content=content, style=style, tv=_tv(image, targets.extent, config.loss_units))
+    return weighted_terms(weights, content=content, style=style,
+                          tv=losses.tv_loss(image, units=config.loss_units, extent=targets.extent))
 
 
 def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, style: bool, content: bool):

@@ -40,14 +40,19 @@ from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS
 from nst_jax.statistics.base import check_units
 from nst_jax.terms import weighted_sum
-from nst_jax.vgg import Autodiff, VGGParams, check_fits, check_layers, extract_features
+from nst_jax.vgg import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    Autodiff,
+    VGGParams,
+    check_fits,
+    check_layers,
+    extract_features,
+)
 
 __all__ = ["DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "perceptual_loss", "perceptual_terms"]
 
 P = ParamSpec("P")
-
-DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
-DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
 def _layer_weight(layer_weights: Mapping[str, float] | None, name: str, default: float) -> float:

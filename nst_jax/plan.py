@@ -127,10 +127,9 @@ class Plan:
 
 
 def _check_masks(config: StylizeConfig, masks: Any) -> tuple[np.ndarray, ...] | None:
+    checks.check_masks_untiled(config.tile_size, masks)
     if masks is None:
         return None
-    if config.tile_size:
-        raise NSTError("region masks are not supported with tiled evaluation (tile size > 0)")
     arrays = tuple(np.asarray(m, np.float32) for m in masks)
     if len(arrays) != config.num_styles:
         raise NSTError(f"{len(arrays)} masks given for {config.num_styles} style images; give one mask per style")

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:  # config imports the statistics, which import this module
+if TYPE_CHECKING:  # config imports TERMS from here: a run-time import of config would be a circle
     from nst_jax.config import Weights
 
+# The names of the loss terms, in the order they are reported (nst_jax.config.TERMS is this object).
 TERMS = ("content", "style", "tv", "total")
 
 

@@ -39,7 +39,14 @@ from jax import lax
 
 from nst_jax.config import LossConfig, tile_alignment
 from nst_jax.errors import NSTError
-from nst_jax.vgg import VGGParams, layer_channels, layer_level, receptive_radius, unchecked_features
+from nst_jax.vgg import (
+    VGGParams,
+    layer_channels,
+    layer_level,
+    receptive_radius,
+    unchecked_features,
+    validity_masks,
+)
 
 # tile_fn(core, row, col) -> pytree of sums over the tile's core positions (see tile_sums).
 TileFn = Callable[[dict[str, tuple[jax.Array, jax.Array]], jax.Array, jax.Array], Any]
@@ -106,21 +113,6 @@ def _pad(image: jax.Array, grid: TileGrid) -> jax.Array:
     return jnp.pad(image, ((grid.halo, bottom), (grid.halo, right), (0, 0)))
 
 
-def _level_masks(grid: TileGrid, row: jax.Array, col: jax.Array, levels: int) -> list[jax.Array]:
-    """Validity masks ``[span / 2^k, span / 2^k]`` of tile ``(row, col)`` for levels ``k = 0..levels``."""
-    masks = []
-    for k in range(levels + 1):
-        size = grid.span >> k
-        offsets = jnp.arange(size)
-        # Global position of the tile's first pixel at level k (exact: tile and halo are multiples of 2^k).
-        ys = (row * grid.tile - grid.halo) // 2**k + offsets
-        xs = (col * grid.tile - grid.halo) // 2**k + offsets
-        valid_y = (ys >= 0) & (ys < grid.height >> k)
-        valid_x = (xs >= 0) & (xs < grid.width >> k)
-        masks.append((valid_y[:, None] & valid_x[None, :]).astype(jnp.float32))
-    return masks
-
-
 def _core_features(
     vgg: VGGParams, pixels: jax.Array, row: jax.Array, col: jax.Array, grid: TileGrid, *, layers: Sequence[str],
     config: LossConfig,
@@ -140,8 +132,8 @@ def _core_features(
         ``{layer: (features [T_l, T_l, N_l], valid [T_l, T_l])}`` with ``T_l = T / 2^k``; ``valid``
         is 1 at positions inside the whole image's map, 0 elsewhere.
     """
-    levels = max(layer_level(name) for name in layers)
-    masks = _level_masks(grid, row, col, levels)
+    masks = validity_masks((row * grid.tile - grid.halo, col * grid.tile - grid.halo), (grid.span, grid.span),
+                           (grid.height, grid.width), max(layer_level(name) for name in layers))
     feats = unchecked_features(vgg, pixels, layers=layers, pooling=config.pooling, precision=config.precision,
                          level_masks=masks)
     out = {}

@@ -17,7 +17,7 @@ Layer names follow the Gatys et al. paper: ``conv<b>_<i>`` is a convolution's
 output before its ReLU, ``relu<b>_<i>`` after it, ``pool<b>`` the pooling at
 the end of block ``b``. The paper's "conv4_2" etc. were Caffe blobs whose ReLU
 ran in place, so they correspond to ``relu4_2`` here, which is what the
-defaults use.
+defaults use (:data:`DEFAULT_CONTENT_LAYERS`, :data:`DEFAULT_STYLE_LAYERS`).
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def _layer_names() -> tuple[str, ...]:
 # Every layer the network can return, in order.
 LAYERS: tuple[str, ...] = _layer_names()
 POOLINGS = ("max", "avg")
+
+# The paper's layers, the library's defaults everywhere (LossConfig, perceptual_loss, the metrics' VGG-19
+# ratios): content at conv4_2 and style at conv1_1 ... conv5_1, after their ReLUs.
+DEFAULT_CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+DEFAULT_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 Autodiff = Literal["fast", "stock"]
 AUTODIFF_MODES: tuple[str, ...] = ("fast", "stock")
@@ -162,6 +167,37 @@ def receptive_radius(layers: Sequence[str]) -> int:
             radius += jump
             jump *= 2
     return radius
+
+
+def validity_masks(start: Sequence[ArrayLike], size: Sequence[int], extent: Sequence[ArrayLike],
+                   levels: int) -> list[jax.Array]:
+    """The ``level_masks`` of :class:`VGG19` for a window onto a larger image: the one rule for tiles
+    (:mod:`nst_jax.tiled`) and for an output on a larger canvas (a shape bucket).
+
+    The window's ``size = (h, w)`` pixels begin at pixel ``start = (y, x)`` of an image whose
+    ``extent = (H, W)`` pixels are valid (``y``, ``x`` may be negative: a tile's halo above or left
+    of the image). After ``k`` poolings the window holds ``h >> k`` rows from row ``y >> k`` (exact
+    when ``y`` is a multiple of ``2^k``, as tiles and halos are), and the image's map
+    ``H >> k`` rows, floored like VGG's pooling; the same for columns.
+
+    Args:
+        start: ``(y, x)``, Python or traced ints.
+        size: ``(h, w)``, static ints.
+        extent: ``(H, W)``, Python or traced ints (dynamic: one program serves every extent).
+        levels: The deepest level ``k`` needed.
+
+    Returns:
+        ``levels + 1`` float32 masks ``[h >> k, w >> k]``, 1 where the position lies inside the
+        image's map at level ``k``, 0 elsewhere.
+    """
+    masks = []
+    for k in range(levels + 1):
+        valid = []
+        for axis in range(2):
+            positions = jnp.right_shift(start[axis], k) + jnp.arange(int(size[axis]) >> k)
+            valid.append((positions >= 0) & (positions < jnp.right_shift(extent[axis], k)))
+        masks.append((valid[0][:, None] & valid[1][None, :]).astype(jnp.float32))
+    return masks
 
 
 def check_layers(layers: Sequence[str], what: str = "layers") -> tuple[str, ...]:
@@ -430,7 +466,7 @@ class VGG19(nn.Module):
             level_masks: Optional, for evaluating a crop of a larger image exactly: ``level_masks[k]``
                 ``[H / 2^k, W / 2^k]`` multiplies the input of every convolution after ``k``
                 poolings (1 where the position lies inside the larger image's map at that level,
-                0 outside), so the crop's zero padding is the larger image's (see :mod:`nst_jax.tiled`).
+                0 outside), so the crop's zero padding is the larger image's (:func:`validity_masks`).
 
         Returns:
             ``{name: [H_l, W_l, C_l]}`` for every name in ``outputs``.

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
 from nst_jax.vgg import CONV_LAYERS, CONVENTIONS, VGGParams
 
@@ -76,15 +77,20 @@ def save_vgg19(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta
     if meta.get("convention") not in CONVENTIONS:
         raise NSTError(f"weights convention must be one of {CONVENTIONS}, got {meta.get('convention')!r}")
     _check_arrays(arrays, str(path))
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
     payload = {k: arrays[k] for k in sorted(arrays)}
     payload["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    np.savez(tmp, **payload)
-    os.replace(tmp, path)
+    return save_npz_with_digest(path, payload)
+
+
+def save_npz_with_digest(path: str | os.PathLike[str], payload: dict[str, np.ndarray]) -> str:
+    """Writes ``payload`` as an ``.npz`` and its ``.sha256`` sidecar (``"<digest>  <name>"``, what the
+    loaders check), each atomically (:func:`nst_jax.atomic.atomic_open`); returns the sha256 hex digest."""
+    path = pathlib.Path(path)
+    with atomic_open(path) as f:
+        np.savez(f, **payload)
     digest = sha256_of(path)
-    sidecar = path.with_name(path.name + ".sha256")
-    sidecar.write_text(f"{digest}  {path.name}\n")
+    with atomic_open(path.with_name(path.name + ".sha256")) as f:
+        f.write(f"{digest}  {path.name}\n".encode())
     return digest
 
 

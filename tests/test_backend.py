@@ -1,4 +1,6 @@
-"""nst_jax.backend: XLA flag defaults never override the user's, and none apply off a GPU."""
+"""nst_jax.backend: XLA options are added to XLA_FLAGS, never over the user's; the GPU check follows JAX_PLATFORMS."""
+
+import pytest
 
 from nst_jax import backend
 
@@ -8,12 +10,11 @@ def test_merge_keeps_the_users_flags():
     merged = backend.merged_xla_flags(flags, {"xla_gpu_autotune_level": "0", "xla_gpu_enable_triton_gemm": "false"})
     assert merged == "--xla_gpu_autotune_level=2 --xla_dump_to=/tmp/x --xla_gpu_enable_triton_gemm=false"
     assert backend.flag_names(merged) == {"xla_gpu_autotune_level", "xla_dump_to", "xla_gpu_enable_triton_gemm"}
+    assert backend.merged_xla_flags("", {"a": "1"}) == "--a=1"
 
 
-def test_nothing_applied_by_default_or_off_a_gpu(monkeypatch):
-    env = {"XLA_FLAGS": "--a=1"}
-    assert backend.GPU_DEFAULTS == {}  # nothing enabled until measured on a GPU
-    assert backend.apply_gpu_defaults(environ=env) == {}
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    assert backend.apply_gpu_defaults({"xla_gpu_autotune_level": "0"}, environ=env) == {}
-    assert env == {"XLA_FLAGS": "--a=1"}
+@pytest.mark.parametrize("platforms,gpu", [("cpu", False), ("cuda", True), ("gpu,cpu", True), ("ROCM", True),
+                                           ("tpu", False), ("cpu,cuda", False)])
+def test_jax_platforms_decides_the_gpu_check(monkeypatch, platforms, gpu):
+    monkeypatch.setenv("JAX_PLATFORMS", platforms)
+    assert backend.gpu_present() is gpu

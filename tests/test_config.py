@@ -1,11 +1,12 @@
 """Static settings (nst_jax.config): choices read from the registries, refusals, make_weights' checks."""
 
+import inspect
 import re
 
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, VGGParams, make_weights, stylize
+from nst_jax import LossConfig, StylizeConfig, VGGParams, config, make_weights, metrics, perceptual, stylize, terms
 from nst_jax.errors import NSTError
 from nst_jax.optimizers import OPTIMIZERS
 from nst_jax.statistics import STATISTICS
@@ -63,3 +64,21 @@ def test_tiling_needs_an_additive_statistic():
             with pytest.raises(NSTError, match=re.escape(f"adds up over tiles (gram), not '{name}'")):
                 StylizeConfig(style_loss=name, tile_size=64)
             assert StylizeConfig(mode="content", style_loss=name, tile_size=64).tile_size == 64
+
+
+def test_the_term_names_have_one_owner():
+    assert config.TERMS is terms.TERMS  # a re-export, not a second definition
+    weights = make_weights(StylizeConfig())
+    got = terms.weighted_terms(weights, content=[np.float32(2.0)], style=[np.float32(3.0)] * 5, tv=np.float32(4.0))
+    assert tuple(got) == terms.TERMS
+    np.testing.assert_allclose(got["total"], got["content"] + got["style"] + got["tv"], rtol=1e-6)
+
+
+def test_the_default_layers_have_one_definition():
+    content, style = ("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Gatys et al.'s
+    assert (LossConfig().content_layers, LossConfig().style_layers) == (content, style)
+    assert (perceptual.DEFAULT_CONTENT_LAYERS, perceptual.DEFAULT_STYLE_LAYERS) == (content, style)
+    defaults = inspect.signature(perceptual.perceptual_terms).parameters
+    assert (defaults["content_layers"].default, defaults["style_layers"].default) == (content, style)
+    assert inspect.signature(metrics.gram_error).parameters["layers"].default == style
+    assert metrics.CONTENT_LAYER == content[0]

@@ -70,6 +70,18 @@ def test_tv_loss_against_loops():
     assert float(losses.tv_loss(np.full((4, 6, 3), 0.3, np.float32))) == 0.0
 
 
+@pytest.mark.parametrize("units", ["relative", "paper"])
+def test_tv_loss_inside_an_extent_is_the_crops(units):
+    """On a canvas larger than the output (a shape bucket), the pixels outside the extent do not count."""
+    canvas = np.random.default_rng(2).uniform(size=(8, 12, 3)).astype(np.float32)
+    tv = jax.jit(lambda x, e: losses.tv_loss(x, units=units, extent=e))
+    for extent in [(5, 7), (8, 12), (1, 12), (8, 1)]:
+        want = losses.tv_loss(canvas[: extent[0], : extent[1]], units=units)
+        np.testing.assert_allclose(tv(canvas, jnp.asarray(extent)), want, rtol=RTOL, atol=1e-7)
+    np.testing.assert_allclose(losses.tv_loss(canvas, units=units, extent=(8, 12)), losses.tv_loss(canvas, units=units),
+                               rtol=RTOL)
+
+
 def test_relative_units_divide_by_the_value_at_zero_features(feats):
     f, p = feats
     f64, p64 = f.astype(np.float64), p.astype(np.float64)

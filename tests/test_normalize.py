@@ -1,5 +1,10 @@
 """Normalised VGG-19: mean activations 1 on the calibration set, relu maps per-channel rescaled."""
 
+import hashlib
+import io
+import json
+import time
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -41,6 +46,23 @@ def test_normalised_means_are_one_and_maps_are_rescaled(vgg):
             np.testing.assert_allclose(normalised[relu], original[relu] / scale,
                                        rtol=2e-3, atol=2e-3 * np.abs(normalised[relu]).max(), err_msg=relu)
             assert not np.allclose(scale, 1.0)  # not a no-op
+
+
+def test_saved_scales_are_np_savez_of_the_means_with_a_sidecar(tmp_path, monkeypatch):
+    means, meta, _ = normalize.load_scales()
+    monkeypatch.setattr(time, "time", lambda: 1.7e9)  # the zip entries' timestamps, equal in both files
+    digest = normalize.save_scales(tmp_path / "s.npz", means, meta)
+    want = io.BytesIO()
+    np.savez(want, **{name: np.asarray(means[name], np.float32) for name, _, _ in CONV_LAYERS},
+             meta=np.array(json.dumps(meta, sort_keys=True)))
+    assert (tmp_path / "s.npz").read_bytes() == want.getvalue()
+    assert digest == hashlib.sha256(want.getvalue()).hexdigest()
+    assert (tmp_path / "s.npz.sha256").read_text() == f"{digest}  s.npz\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz", "s.npz.sha256"]  # no temporary file left
+    back, back_meta, back_digest = normalize.load_scales(tmp_path / "s.npz")
+    assert back_meta == meta and back_digest == digest
+    for name, _, _ in CONV_LAYERS:
+        np.testing.assert_array_equal(back[name], means[name])
 
 
 @pytest.mark.slow

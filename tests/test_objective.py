@@ -1,6 +1,8 @@
 """The objective (nst_jax.objective): targets, blended references, region masks, loss units, the chosen
 style statistic, dense or tiled evaluation, and make_loss."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,8 @@ import pytest
 import scipy.linalg
 
 import nst_jax
-from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, plan
+from nst_jax.errors import NSTError
 from nst_jax.objective import evaluation
 from nst_jax.statistics import STATISTICS
 
@@ -161,6 +164,35 @@ def test_loss_terms_use_the_chosen_statistics(vgg, style_loss):
     # W2 on real VGG features: float32 eigh of a ~1e11-conditioned matrix (see w2_layer_loss).
     np.testing.assert_allclose(terms[style_loss], expected, rtol=2e-3 if style_loss == "meancov" else 3e-2)
     assert not np.isclose(terms[style_loss], terms["gram"], rtol=0.1)
+
+
+@pytest.mark.parametrize("mode", ["transfer", "content", "style"])
+def test_targets_are_made_for_the_output_shape_rules_shape(vgg, mode):
+    config = StylizeConfig(mode=mode, **SMALL)
+    content, style = smooth_image(24, 40, seed=1), smooth_image(32, 16, seed=2)
+    shape = plan.output_shape(config, content=content, style=style)
+    assert shape == ((24, 40, 3) if config.uses_content else (32, 16, 3))
+    got = compute_targets(vgg, content=content, style=style, config=config)
+    want = compute_targets(vgg, content=content, style=style, config=config, output_shape=shape)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
+    if config.uses_content:
+        assert got.content["relu2_1"].shape == (12, 20, 128)
+
+
+def test_masks_with_a_tile_size_are_refused_at_every_entry(vgg):
+    """One rule, read from the settings: also where the image is small enough for one pass."""
+    config = StylizeConfig(tile_size=64, **SMALL)
+    assert evaluation(config, CONTENT.shape) == "dense"  # 32 x 40 fits one 64 px tile
+    masks = np.ones((1, *CONTENT.shape[:2]), np.float32)
+    refused = "masks are not supported with tiled evaluation"
+    with pytest.raises(NSTError, match=refused):
+        plan.make_plan(config, content=CONTENT, style=STYLE, masks=masks)
+    with pytest.raises(NSTError, match=refused):
+        compute_targets(vgg, content=CONTENT, style=STYLE, config=config, masks=masks)
+    targets = compute_targets(vgg, content=CONTENT, style=STYLE, config=dataclasses.replace(config, tile_size=0),
+                              masks=masks)
+    with pytest.raises(NSTError, match=refused):
+        loss_terms(vgg, CONTENT, targets, make_weights(config), config=config)
 
 
 def test_one_tile_images_are_not_tiled():

@@ -9,7 +9,7 @@ import pytest
 
 from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stylize, tiled
 from nst_jax.config import tile_alignment
-from nst_jax.vgg import receptive_radius
+from nst_jax.vgg import receptive_radius, validity_masks
 
 from .conftest import smooth_image
 
@@ -60,6 +60,23 @@ def test_receptive_radius_and_halo():
     assert tile_alignment(("pool5",)) == 32
     grid = tiled.tile_grid(SHAPE, 32, DEEP_LAYERS)
     assert (grid.rows, grid.cols, grid.span) == (2, 2, 224)
+
+
+@pytest.mark.parametrize("start,size,extent", [
+    ((-32, 64), (96, 96), (40, 150)),  # a tile whose halo lies above the image and reaches past its bottom
+    ((96, -32), (64, 64), (200, 10)),  # ... left of it and past its right side
+    ((0, 0), (64, 48), (37, 21))])  # a canvas larger than the output's extent (a shape bucket)
+def test_validity_masks_against_counted_positions(start, size, extent):
+    levels = 3
+    eager = validity_masks(start, size, extent, levels)
+    traced = jax.jit(lambda s, e: validity_masks(s, size, e, levels))(jnp.asarray(start), jnp.asarray(extent))
+    for k in range(levels + 1):
+        want = np.zeros((size[0] >> k, size[1] >> k), np.float32)
+        for i, j in np.ndindex(*want.shape):
+            y, x = start[0] // 2**k + i, start[1] // 2**k + j  # the window's position at level k
+            want[i, j] = 0 <= y < extent[0] // 2**k and 0 <= x < extent[1] // 2**k
+        np.testing.assert_array_equal(eager[k], want)
+        np.testing.assert_array_equal(traced[k], want)
 
 
 @pytest.mark.slow

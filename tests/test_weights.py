@@ -1,10 +1,13 @@
 """The weights file: conversion, checks, and agreement with an independent PyTorch computation."""
 
+import hashlib
 import importlib.util
+import io
 import json
 import pathlib
 import shutil
 import sys
+import time
 
 import jax
 import numpy as np
@@ -85,12 +88,20 @@ def test_nan_refused(tmp_path):
         load_vgg19(_rewrite(tmp_path, poison))
 
 
-def test_save_roundtrip_full_precision(tmp_path, vgg):
+def test_save_roundtrip_full_precision(tmp_path, vgg, monkeypatch):
     arrays = {}
     for name, _, _ in CONV_LAYERS:
         arrays[f"{name}/kernel"] = vgg.params["params"][name]["kernel"]
         arrays[f"{name}/bias"] = vgg.params["params"][name]["bias"]
-    save_vgg19(tmp_path / "f.npz", arrays, {"convention": "torch", "source": "test"})
+    meta = {"convention": "torch", "source": "test"}
+    monkeypatch.setattr(time, "time", lambda: 1.7e9)  # the zip entries' timestamps, equal in both files
+    save_vgg19(tmp_path / "f.npz", arrays, meta)
+    # The file np.savez writes of the sorted arrays and the metadata, its sidecar, and no temporary file left.
+    want = io.BytesIO()
+    np.savez(want, **{k: arrays[k] for k in sorted(arrays)}, meta=np.array(json.dumps(meta, sort_keys=True)))
+    assert (tmp_path / "f.npz").read_bytes() == want.getvalue()
+    assert (tmp_path / "f.npz.sha256").read_text() == f"{hashlib.sha256(want.getvalue()).hexdigest()}  f.npz\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npz", "f.npz.sha256"]
     back = load_vgg19(tmp_path / "f.npz")
     assert back.convention == "torch"
     np.testing.assert_array_equal(back.params["params"]["conv5_4"]["kernel"], arrays["conv5_4/kernel"])
