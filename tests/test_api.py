@@ -1,5 +1,5 @@
 """The public API: the front door, the pure stylizer under jit/vmap/fori_loop, the loss constructor,
-the guards at the boundary, and x64."""
+the guards at the boundary, x64, and the loss history of a run against a NumPy evaluation."""
 
 import inspect
 import os
@@ -15,7 +15,7 @@ import nst_jax
 from nst_jax import NSTError, StylizeConfig
 from nst_jax.image import load_image
 
-from .conftest import PAINTING, run, smooth_image
+from .conftest import EXAMPLES, PAINTING, run, smooth_image
 
 CONTENT = smooth_image(32, 40, seed=1)
 STYLE = smooth_image(36, 36, seed=2)
@@ -127,24 +127,104 @@ def test_default_start_and_steps_follow_the_mode():
         nst_jax.StylizeConfig(mode="style", init="content")
 
 
+def numpy_terms(vgg, image, *, config, weights, content=None, style=None):
+    """The weighted loss terms of ``image``, computed in NumPy (float64) from the paper's formulas and
+    :class:`~nst_jax.config.LossConfig`'s units, on the float32 features of ``nst_jax.extract_features``:
+    content ``α Σ c_l ‖F − P‖² / ‖P‖²`` (paper: ``½ Σ (F − P)²``), style ``β Σ w_l ‖G − A‖² / ‖A‖²`` (paper:
+    ``Σ (G − A)² / (4 N² M²)``) with ``G = F Fᵀ`` and ``A`` the painting's Gram scaled to the image's ``M``
+    positions, TV the sum of squared neighbour differences (relative: divided by ``H W C``)."""
+    paper = config.loss_units == "paper"
+    layers = tuple(dict.fromkeys(config.content_layers + config.style_layers))  # one program per image shape
+
+    def features(x):
+        found = nst_jax.extract_features(vgg, np.asarray(x, np.float32), layers=layers)
+        return {k: np.asarray(v, np.float64).reshape(-1, v.shape[-1]) for k, v in found.items()}
+
+    f = features(image)
+    content_term = style_term = 0.0
+    if content is not None:
+        p = features(content)
+        for c, name in zip(weights.content_layers, config.content_layers, strict=True):
+            error = np.sum((f[name] - p[name]) ** 2)
+            content_term += c * (0.5 * error if paper else error / np.sum(p[name] ** 2))
+    s = features(style)
+    for w, name in zip(weights.style_layers, config.style_layers, strict=True):
+        m, n = f[name].shape
+        g, a = f[name].T @ f[name], s[name].T @ s[name] * m / len(s[name])
+        error = np.sum((g - a) ** 2)
+        style_term += w * (error / (4 * n**2 * m**2) if paper else error / np.sum(a**2))
+    x = np.asarray(image, np.float64)
+    tv = np.sum((x[1:] - x[:-1]) ** 2) + np.sum((x[:, 1:] - x[:, :-1]) ** 2)
+    terms = {"content": float(weights.content) * content_term, "style": float(weights.style) * style_term,
+             "tv": float(weights.tv) * (tv if paper else tv / x.size)}
+    return {**terms, "total": sum(terms.values())}
+
+
+def assert_history_is_numpy(history, images, *, content_atol=0.0, **kw):
+    """Each history entry (step 0, each chunk's end) equals :func:`numpy_terms` of that step's unclipped
+    image (measured: at most 2e-7 relative), the content term within ``content_atol``."""
+    expected = [numpy_terms(image=image, **kw) for image in images]
+    for name in ("content", "style", "tv", "total"):
+        np.testing.assert_allclose(history[name], [e[name] for e in expected], rtol=2e-5,
+                                   atol=content_atol if name == "content" else 0.0, err_msg=name)
+
+
 def test_style_mode_synthesises_texture(vgg):
-    config = StylizeConfig(mode="style", style_layers=("relu1_1", "relu2_1"), iterations=30, chunk_size=30)
-    result = run(vgg, config, style=PAINTING, seed=3)
+    config = StylizeConfig(mode="style", style_layers=("relu1_1", "relu2_1"), iterations=30, chunk_size=15)
+    ends = []
+    result = run(vgg, config, style=PAINTING, seed=3, callback=lambda p: ends.append(np.asarray(p.image)))
     h = result.history
     assert result.image.shape == PAINTING.shape
-    assert h["content"][-1] == 0.0
+    assert list(h["step"]) == [0, 15, 30] and (h["content"] == 0.0).all()
+    # The terms at the noise start (0.5 + noise_scale N(0, 1) from the seed) and at each chunk's end equal a
+    # NumPy evaluation; the image returned is the last one, clipped.
+    start = 0.5 + config.noise_scale * np.asarray(jax.random.normal(jax.random.key(3), PAINTING.shape))
+    assert_history_is_numpy(h, [start, *ends], vgg=vgg, config=config, weights=nst_jax.make_weights(config),
+                            style=PAINTING)
+    np.testing.assert_array_equal(result.image, np.clip(ends[-1], 0, 1))
     assert h["style"][0] / h["style"][-1] > 20
 
 
 # Transfer mode starts from the photo: the content term starts at 0 and rises while the style term falls
 # towards their trade-off, so the total falls less than the style term (measured here: total 5.2x, style
-# 11.9x in relative units; 34x and 49x in paper units).
+# 11.9x in relative units; 34x and 49x in paper units). The history, with the default layers and weights, is
+# the NumPy loss of the images the run went through.
 @pytest.mark.parametrize("units,total_factor,style_factor", [("relative", 5, 10), ("paper", 10, 10)])
 def test_real_images_transfer_cuts_loss(vgg, shared_images, units, total_factor, style_factor):
     content = load_image(shared_images / "tubingen.jpg", 64)
     style = load_image(shared_images / "starry_night.jpg", 64)
     config = StylizeConfig(iterations=40, chunk_size=20, loss_units=units)
-    result = run(vgg, config, content=content, style=style)
+    ends = []
+    result = run(vgg, config, content=content, style=style, callback=lambda p: ends.append(np.asarray(p.image)))
     h = result.history
+    weights = nst_jax.make_weights(config)
+    at_zero = numpy_terms(vgg, np.zeros_like(content), config=config, weights=weights, content=content,
+                          style=style)["content"]
+    assert_history_is_numpy(h, [content, *ends], content_atol=1e-9 * at_zero, vgg=vgg, config=config,
+                            weights=weights, content=content, style=style)
     assert h["total"][0] / h["total"][-1] > total_factor, (h["total"][0], h["total"][-1])
     assert h["style"][0] / h["style"][-1] > style_factor, (h["style"][0], h["style"][-1])
+
+
+# A transfer on the example photo and painting: the history the run reports is the loss, term by term, of the
+# images it went through (its start, the photo, and each chunk's end), as NumPy evaluates it in both unit
+# systems; the image returned is the last of them, clipped. Measured relative deviation: at most 2e-7.
+@pytest.mark.parametrize("units", ["relative", "paper"])
+def test_history_is_the_loss_of_each_reported_image(vgg, units):
+    content = load_image(EXAMPLES / "chelsea.png", 48)
+    style = load_image(EXAMPLES / "swirls.png", 48)
+    config = StylizeConfig(iterations=6, chunk_size=3, loss_units=units, **SMALL)
+    weights = nst_jax.make_weights(config)
+    ends = []
+    result = nst_jax.stylize(vgg, content=content, style=style, config=config, weights=weights,
+                             callback=lambda p: ends.append(np.asarray(p.image)))
+    h = result.history
+    assert list(h["step"]) == [0, 3, 6] and len(ends) == 2
+    # At the start, the photo, the content term is 0 up to the float32 rounding of its features (the target's
+    # and the image's come from two programs): 3e-14 of its value at zero features here.
+    at_zero = numpy_terms(vgg, np.zeros_like(content), config=config, weights=weights, content=content,
+                          style=style)["content"]
+    assert_history_is_numpy(h, [content, *ends], content_atol=1e-9 * at_zero, vgg=vgg, config=config,
+                            weights=weights, content=content, style=style)
+    np.testing.assert_array_equal(result.image, np.clip(ends[-1], 0, 1))
+    assert h["total_per_step"][0] == h["total"][0] and h["total"][-1] < 0.7 * h["total"][0]
