@@ -170,6 +170,9 @@ def _bad_cases(tmp_path):
         "no content in transfer": (["--style", STYLE], "transfer mode needs a content image"),
         "output dir is a file": (ok + ["--output", plain_file / "out.png"], "does not exist"),
         "output unknown format": (ok + ["--output", tmp_path / "out.xyz"], "unknown image format"),
+        "masks with tiles": (ok + ["--masks", STYLE, "--tile-size", 16], "not supported with tiled evaluation"),
+        "masks miscounted": (ok + ["--masks", STYLE, STYLE], "2 masks given for 1 style images"),
+        "scales below 32 px": (ok + ["--scales", 3], "3 scales halving from 64 px make a 16 px level"),
     }
 
 
