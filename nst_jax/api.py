@@ -19,7 +19,7 @@ from jax.sharding import Mesh
 from nst_jax import checkpoint as ckpt
 from nst_jax import driver
 from nst_jax.config import StylizeConfig, Weights, make_weights
-from nst_jax.driver import Progress
+from nst_jax.driver import Progress, SweepResult
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.plan import Plan, check_seeds, finish_image, optimised_inputs, run_plan
 from nst_jax.spec import make_spec
@@ -49,23 +49,6 @@ class StylizeResult:
     @property
     def seconds_per_iteration(self) -> float:
         return self.run_seconds / max(int(self.history["step"][-1]), 1)
-
-
-@dataclasses.dataclass
-class SweepResult:
-    """Result of :func:`sweep`: as :class:`StylizeResult`, with a leading member axis.
-
-    Attributes:
-        images: ``[K, H, W, 3]`` float32 numpy RGB, clipped to [0, 1].
-        history: As ``StylizeResult.history``, each entry but ``"step"`` with a leading ``[K]`` axis.
-        compile_seconds: Time spent tracing, compiling and computing the targets.
-        run_seconds: Time spent in the optimisation loop, all members together.
-    """
-
-    images: np.ndarray
-    history: dict[str, np.ndarray]
-    compile_seconds: float
-    run_seconds: float
 
 
 def _check_vgg(vgg: Any) -> VGGParams:
@@ -294,4 +277,4 @@ def sweep(
         err.image = _cropped(err.image, plan)
         raise
     images = np.stack([finish_image(plan, image) for image in _cropped(result.images, plan)])
-    return SweepResult(images, result.history, result.compile_seconds, result.run_seconds)
+    return dataclasses.replace(result, images=images)

@@ -115,16 +115,17 @@ class Progress:
 
 
 @dataclasses.dataclass
-class DriverResult:
-    """What :func:`run_members` returns: the final state and output images of the ``K`` members.
+class SweepResult:
+    """The final state of ``K`` members: what :func:`run_members` and :func:`nst_jax.sweep` return.
 
     Attributes:
-        images: ``[K, H, W, 3]`` float32 numpy outputs (unclipped; the moving average where used).
+        images: ``[K, H, W, 3]`` float32 numpy outputs (:func:`run_members`: unclipped, the moving
+            average where used; :func:`nst_jax.sweep`: clipped to [0, 1], cut to the output).
         history: ``{"step": [C], "content"|"style"|"tv"|"total": [K, C], "total_per_step": [K, T],
             "evaluations_per_step": [K, T]}`` for ``C`` reports (step 0 and after each chunk)
             and ``T`` steps; step 0's evaluations include the start's.
         compile_seconds: Time spent tracing, compiling and computing the targets and start.
-        run_seconds: Time spent in the optimisation chunks.
+        run_seconds: Time spent in the optimisation chunks, all members together.
     """
 
     images: np.ndarray
@@ -215,7 +216,7 @@ def member_layout(k: int, mesh: Mesh | None, batch_size: int | None) -> Layout:
     if mesh.axis_names != (MEMBERS,):
         raise NSTError(f"the member mesh needs the single axis {MEMBERS!r}, got {mesh.axis_names}")
     per_device = -(-k // mesh.size)
-    batch = batch_size or default_batch_size(mesh, per_device)
+    batch = default_batch_size(mesh, per_device) if batch_size is None else batch_size
     if batch < 1:
         raise NSTError(f"batch size must be at least 1, got {batch}")
     batch = min(batch, per_device)
@@ -401,7 +402,7 @@ def run_members(
     run_record: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     resume: ckpt.Checkpoint | None = None,
-) -> DriverResult:
+) -> SweepResult:
     """Runs ``config.iterations`` steps of every member; see the module docstring.
 
     Args:
@@ -445,7 +446,7 @@ def run_members(
             callback(Progress(loop.done, config.iterations, terms, _members_of(loop.output, layout), loop.run_seconds,
                               loop.state, loop.history, dict(run_record or {}), layout.k))
     images_out = to_host(loop.output)[:layout.k]  # host slicing: no compiled program
-    return DriverResult(images_out, history_arrays(loop.history), compile_seconds, loop.run_seconds)
+    return SweepResult(images_out, history_arrays(loop.history), compile_seconds, loop.run_seconds)
 
 
 def _restore(resume: ckpt.Checkpoint, template: RunState, k: int, padded: int, members: NamedSharding,

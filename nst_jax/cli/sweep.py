@@ -102,8 +102,6 @@ def prepare(args: argparse.Namespace):
     members, grids = members_of(args)
     weights = [make_weights(config, content_layer_weights=args.content_layer_weights,
                             style_layer_weights=args.style_layer_weights, **kw) for kw, _ in members]
-    if args.batch_size is not None and args.batch_size < 1:
-        raise NSTError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.columns < 0:
         raise NSTError(f"--columns must be >= 0, got {args.columns}")
     out_dir = pathlib.Path(args.output_dir)
