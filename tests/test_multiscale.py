@@ -82,10 +82,10 @@ def test_multiscale_resume_at_any_level_is_bitwise_equal(vgg, tmp_path):
 
 
 def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path, monkeypatch):
-    """``--scales 2`` with ``--save-every``/``--checkpoint-every``: SIGINT during the fine level checkpoints
+    """``--scales 3`` with ``--save-every``/``--checkpoint-every``: SIGINT during the middle level checkpoints
     and exits 3; ``--resume`` finishes bitwise equal to the uninterrupted run; ``--rerun`` remakes the
-    output and an intermediate save of the coarse level; divergence saves the last finite image.
-    In-process, 32 -> 48 px, 4 + 3 steps."""
+    output and intermediate saves of the coarse and middle levels, bitwise; divergence saves the last
+    finite image. In-process, 32 -> 45 -> 64 px, 4 + 3 + 2 steps."""
     import os
     import signal
 
@@ -98,25 +98,25 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
 
     save_image(tmp_path / "content.png", CONTENT)
     save_image(tmp_path / "style.png", PAINTING)
-    common = [tmp_path / "content.png", tmp_path / "style.png", "--size", 48, "--content-layer", "relu1_1",
-              "--style-layers", "relu1_1", "--optimizer", "adam", "--scales", 2, "--min-size", 32,
-              "--scale-iterations", 4, 3, "--save-every", 2, "--checkpoint-every", 2]
+    common = [tmp_path / "content.png", tmp_path / "style.png", "--size", 64, "--content-layer", "relu1_1",
+              "--style-layers", "relu1_1", "--optimizer", "adam", "--scales", 3, "--min-size", 32,
+              "--scale-iterations", 4, 3, 2, "--save-every", 2, "--checkpoint-every", 2]
     code, out, err = nst_in_process(capsys, *common, "-o", tmp_path / "ref.png", "--preview", tmp_path / "live.png")
     assert code == 0, err
-    assert "2 scales, longest sides 32, 48 px, 4, 3 iterations" in out
+    assert "3 scales, longest sides 32, 45, 64 px, 4, 3, 2 iterations" in out
     pixels = lambda name: np.asarray(Image.open(tmp_path / name))  # noqa: E731
     # Saves every 2 steps of each level, named by the run's step: 2 and 4 (the coarse level's end) at 32 px,
-    # 6 (the fine level's step 2) at 48 px; step 7 is the output.
+    # 6 (the middle level's step 2) at 45 px; step 9 (the fine level's step 2) is the output.
     saved = sorted(p.name for p in tmp_path.glob("ref_0*.png"))
     assert saved == ["ref_00002.png", "ref_00004.png", "ref_00006.png"], saved
-    assert [pixels(n).shape[:2] for n in saved] == [(32, 27), (32, 27), (48, 40)]
+    assert [pixels(n).shape[:2] for n in saved] == [(32, 26), (32, 26), (45, 37)]  # the 64 x 53 output halved
     assert read_record(tmp_path / "ref_00006.png")["step"] == 6
     np.testing.assert_array_equal(pixels("live.png"), pixels("ref.png"))  # the preview ends as the output
-    assert load_checkpoint(tmp_path / "ref.ckpt.npz").run["inputs"]["level"]["index"] == 1
+    assert load_checkpoint(tmp_path / "ref.ckpt.npz").run["inputs"]["level"]["index"] == 2
 
     original = nst_jax.files.save_image
 
-    def interrupt_at_6(path, image, **kw):  # SIGINT while the fine level runs
+    def interrupt_at_6(path, image, **kw):  # SIGINT while the middle level runs
         original(path, image, **kw)
         if path.name == "cut_00006.png":
             os.kill(os.getpid(), signal.SIGINT)
@@ -124,14 +124,14 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
     monkeypatch.setattr(nst_jax.files, "save_image", interrupt_at_6)
     code, _, err = nst_in_process(capsys, *common, "-o", tmp_path / "cut.png")
     monkeypatch.setattr(nst_jax.files, "save_image", original)
-    assert code == 3 and "interrupted at step 6 of 7" in err and "--resume" in err, err
+    assert code == 3 and "interrupted at step 6 of 9" in err and "--resume" in err, err
     assert not (tmp_path / "cut.png").exists()
     code, out, err = nst_in_process(capsys, "--resume", tmp_path / "cut.ckpt.npz")
-    assert code == 0 and "at step 6 of 7" in out, err
+    assert code == 0 and "at step 6 of 9" in out, err
     np.testing.assert_array_equal(pixels("cut.png"), pixels("ref.png"))
     assert read_record(tmp_path / "cut.png")["spec"] == read_record(tmp_path / "ref.png")["spec"]
 
-    for source, made in (("ref.png", "again.png"), ("ref_00004.png", "coarse.png")):
+    for source, made in (("ref.png", "again.png"), ("ref_00004.png", "coarse.png"), ("ref_00006.png", "mid.png")):
         code, _, err = nst_in_process(capsys, "--rerun", tmp_path / source, "-o", tmp_path / made)
         assert code == 0, err
         np.testing.assert_array_equal(pixels(made), pixels(source))
