@@ -1,6 +1,6 @@
-"""The CLI's reliability contract, in real subprocesses: bad inputs, signals, resume, numerical failure."""
+"""The CLI's reliability contract: bad inputs, signals, resume, numerical failure (real subprocesses where a
+process matters: signals, kills, exit codes)."""
 
-import concurrent.futures
 import json
 import pathlib
 import shutil
@@ -16,7 +16,7 @@ from PIL import Image
 from nst_jax.record import read_record
 from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
-from .conftest import EXAMPLES, script_env
+from .conftest import EXAMPLES, nst_in_process, script_env
 from .image_cases import refused_cases
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "stylize.py"
@@ -110,25 +110,28 @@ def bad_cases(tmp_path):
     return cases
 
 
-@pytest.mark.slow
-def test_bad_inputs_each_one_line_and_nothing_written(tmp_path):
+def test_bad_inputs_each_one_line_and_nothing_written(tmp_path, capsys, monkeypatch):
+    """Every case in this process (each is refused before anything is compiled, so a process per case
+    would mostly time JAX's import); one of them in a real process too, below."""
     out = tmp_path / "out.png"
     cases = bad_cases(tmp_path)
     assert len(cases) >= 20
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the processes are independent: run them together
-        procs = {}
-        for name, (args, _, extra_env) in cases.items():
-            defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
-            procs[name] = pool.submit(stylize, *defaults, "--size", 64, "--iterations", 2, *args, extra_env=extra_env)
-    for name, (_, needle, _) in cases.items():
-        proc = procs[name].result()
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, (name, lines)
+    for name, (args, needle, extra_env) in cases.items():
+        defaults = [] if "--output" in args or "--resume" in args or name == "no output" else ["--output", out]
+        with monkeypatch.context() as patch:
+            for key, value in (extra_env or {}).items():
+                patch.setenv(key, value)
+            code, _, err = nst_in_process(capsys, *defaults, "--size", 64, "--iterations", 2, *args)
+        lines = err.strip().splitlines()
+        assert code == 2, (name, code, err)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (name, lines)
         assert needle in lines[0], (name, lines[0])
         if name.startswith("weights"):
             assert "convert_weights.py" in lines[0], (name, lines[0])
         assert not out.exists() and not out.with_name("out.ckpt.npz").exists(), name
+    proc = stylize("--output", out, "--size", 64, *cases["not enough memory"][0],
+                   extra_env=cases["not enough memory"][2])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "try --size" in proc.stderr, proc.stderr
     assert (tmp_path / "existing.png").read_bytes() == b"keep me"
     assert (tmp_path / "taken.ckpt.npz").read_text() == "someone's checkpoint"
     assert not [p for p in tmp_path.rglob(".*.tmp")]

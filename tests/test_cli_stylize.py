@@ -1,7 +1,6 @@
 """scripts/stylize.py end to end in real subprocesses."""
 
 import argparse
-import concurrent.futures
 import json
 import re
 
@@ -17,7 +16,7 @@ from nst_jax.config import DEFAULT_PRESET, MIN_LEVEL_SIZE, PRESETS
 from nst_jax.errors import NSTError
 from nst_jax.image import load_image
 
-from .conftest import EXAMPLES, compiled_programs, run_cli
+from .conftest import EXAMPLES, compiled_programs, nst_in_process, run_cli
 
 CONTENT = EXAMPLES / "chelsea.png"
 STYLE = EXAMPLES / "swirls.png"
@@ -176,20 +175,15 @@ def _bad_cases(tmp_path):
     }
 
 
-def test_bad_input_one_line_no_output(tmp_path):
+def test_bad_input_one_line_no_output(tmp_path, capsys):
     out = tmp_path / "out.png"
-    cases = _bad_cases(tmp_path)
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the processes are independent: run them together
-        procs = {}
-        for name, (args, _) in cases.items():
-            defaults = {"--output": out, "--size": 64, "--iterations": 2}
-            procs[name] = pool.submit(run_cli, *args, *[str(v) for k, v in defaults.items() if k not in args
-                                                         for v in (k, v)])
-    for name, (_, needle) in cases.items():
-        proc = procs[name].result()
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
-        assert len(lines) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+    for name, (args, needle) in _bad_cases(tmp_path).items():
+        defaults = {"--output": out, "--size": 64, "--iterations": 2}
+        code, _, err = nst_in_process(capsys, *args, *[v for k, v in defaults.items() if k not in args
+                                                       for v in (k, v)])
+        lines = err.strip().splitlines()
+        assert code == 2, (name, code, err)
+        assert len(lines) == 1 and "Traceback" not in err, (name, err)
         assert needle in lines[0], (name, lines[0])
         assert not out.exists(), name
 
