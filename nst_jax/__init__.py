@@ -38,7 +38,14 @@ from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
 from nst_jax.memory import check_memory
 from nst_jax.metrics import Evaluator, optional_judge
-from nst_jax.multiscale import MultiScaleResult, preset_levels, resumed_level, run_spec, stylize_multiscale
+from nst_jax.multiscale import (
+    MultiScaleResult,
+    preset_levels,
+    resumed_level,
+    run_spec,
+    stylize_multiscale,
+    sweep_specs,
+)
 from nst_jax.normalize import normalize_vgg19
 from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
@@ -110,5 +117,6 @@ __all__ = [
     "stylize",
     "stylize_multiscale",
     "sweep",
+    "sweep_specs",
     "tv_loss",
 ]

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
+from jax.sharding import Mesh
 
-from nst_jax import colour
-from nst_jax.api import StylizeResult, stylize
+from nst_jax import colour, driver
+from nst_jax.api import StylizeResult, _cropped, _start_images, _targets_args, stylize
 from nst_jax.checkpoint import Checkpoint
-from nst_jax.config import DEFAULT_PRESET, StylizeConfig, Weights, make_weights
-from nst_jax.driver import Progress
+from nst_jax.config import DEFAULT_PRESET, StylizeConfig, Weights, make_weights, stack_weights
+from nst_jax.driver import Progress, SweepResult
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.plan import Plan, at_size, run_plan
+from nst_jax.plan import Plan, at_size, finish_image, optimised_inputs, run_plan
 from nst_jax.spec import Choices, RunSpec, make_spec, resolve_levels
 from nst_jax.vgg import VGGParams
 
@@ -244,3 +247,93 @@ def run_spec(
         levels.append(result)
         previous = result.image
     return MultiScaleResult(previous, levels, spec.sizes)
+
+
+def _sweep_groups(specs: Sequence[RunSpec]) -> list[list[int]]:
+    """The members grouped by their style images (one set of style targets per group), in order.
+
+    Raises:
+        NSTError: If the members do not share their photo, settings and levels' shapes and steps.
+    """
+    if not specs:
+        raise NSTError("a sweep needs at least one member")
+    first = specs[0]
+    for spec in specs[1:]:
+        if spec.config != first.config:
+            raise NSTError("the members of a sweep share their static settings (run other settings as their own sweep)")
+        if [level[:2] for level in spec.levels] != [level[:2] for level in first.levels]:
+            raise NSTError("the members of a sweep share their levels' shapes and steps (run a preset with other "
+                           "levels as its own sweep)")
+        if {k: v for k, v in spec.plan.digests.items() if k != "style"} != {
+                k: v for k, v in first.plan.digests.items() if k != "style"}:
+            raise NSTError("the members of a sweep share their photo, start image and masks")
+    groups: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(json.dumps(spec.plan.digests["style"], sort_keys=True), []).append(i)
+    return list(groups.values())
+
+
+def sweep_specs(
+    vgg: VGGParams,
+    specs: Sequence[RunSpec],
+    *,
+    mesh: Mesh | None = None,
+    batch_size: int | None = None,
+    callback: Callable[[int, list[int], Progress], None] | None = None,
+    sync_every: Sequence[int] = (),
+) -> list[SweepResult]:
+    """Runs ``K`` runs that share their photo, settings and levels' shapes, each level as compiled programs
+    that serve every member.
+
+    A member is a :class:`~nst_jax.spec.RunSpec` (:func:`nst_jax.make_spec`): its own painting,
+    per-level :class:`~nst_jax.config.Weights` and seed. Level by level, coarse to fine, the members
+    with the same painting run together through the one host loop (:func:`nst_jax.driver.run_members`:
+    laid over ``mesh``, ``batch_size`` of them vmapped on each device); members with other paintings
+    of the same shape reuse the level's compiled chunk program (the targets are its arguments). Each
+    member starts each level from its own previous output, as :func:`run_spec` does, and equals its
+    run done alone (bit for bit with ``batch_size=1``).
+
+    Args:
+        vgg: VGG-19 parameters.
+        specs: The members' runs.
+        mesh: As in :func:`nst_jax.sweep` (every device of every process by default).
+        batch_size: As in :func:`nst_jax.sweep`.
+        callback: Called as ``callback(level, members, progress)`` after every chunk, ``members``
+            the indices into ``specs`` that ``progress`` (``[k]`` terms and images) describes.
+        sync_every: As in :func:`nst_jax.stylize`, counted in each level's steps.
+
+    Returns:
+        Per level, coarse to fine, a :class:`~nst_jax.driver.SweepResult` of every member in the
+        order of ``specs``; its ``images`` ``[K, H_l, W_l, 3]`` are the finished outputs (the last
+        level's are the sweep's).
+
+    Raises:
+        NSTError: If the members do not share their photo, settings and levels.
+        NumericalError: If a member's loss or image becomes NaN or Inf.
+    """
+    groups = _sweep_groups(list(specs))
+    mesh = driver.member_mesh() if mesh is None else mesh
+    previous: list[np.ndarray | None] = [None] * len(specs)
+    results = []
+    for level in range(len(specs[0].levels)):
+        images, histories, compile_seconds, run_seconds = [None] * len(specs), [None] * len(specs), 0.0, 0.0
+        for members in groups:
+            plans = [_level_plan(specs[m], level, previous[m]) for m in members]
+            inputs = [optimised_inputs(plan) for plan in plans]
+            starts = np.concatenate([_start_images(plan, ins, [specs[m].seed])
+                                     for plan, ins, m in zip(plans, inputs, members, strict=True)])
+            weights = jax.tree_util.tree_map(np.asarray, stack_weights([specs[m].levels[level].weights
+                                                                        for m in members]))
+            on_chunk = None if callback is None else functools.partial(callback, level, members)
+            result = driver.run_members(
+                vgg, config=plans[0].config, weights=weights, images=starts,
+                targets_args=_targets_args(plans[0], inputs[0]), mesh=mesh, batch_size=batch_size,
+                sync_every=sync_every, callback=on_chunk, run_record={"members": members, "level": level})
+            for j, m in enumerate(members):
+                images[m] = finish_image(plans[j], _cropped(result.images[j], plans[j]))
+                histories[m] = {k: v if k == "step" else v[j] for k, v in result.history.items()}
+            compile_seconds, run_seconds = compile_seconds + result.compile_seconds, run_seconds + result.run_seconds
+        previous = images
+        history = {k: histories[0][k] if k == "step" else np.stack([h[k] for h in histories]) for k in histories[0]}
+        results.append(SweepResult(np.stack(images), history, compile_seconds, run_seconds))
+    return results

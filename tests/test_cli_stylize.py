@@ -237,7 +237,7 @@ def _cli_levels(args, size):
     """The levels the command line resolves for ``args`` at ``size``: its one mapping (flags to the config and
     Choices) and the library's one resolution."""
     args = argparse.Namespace(**{**vars(args), "size": size})
-    levels = resolve_levels(size, common.run_config(args, iterations=None), cli.choices_of(args))
+    levels = resolve_levels(size, common.run_config(args, iterations=None), common.choices_of(args))
     return [(s, n, float(w.style), float(w.tv)) for s, n, w in levels]
 
 

@@ -1,6 +1,7 @@
 """scripts/sweep.py (the ``nst-jax-sweep`` tool) end to end in a real subprocess."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -54,3 +55,42 @@ def test_sweep_cli_bad_range(tmp_path):
                       "--output-dir", tmp_path / "sw", "--style-weights", "1e3:1e1")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_of_paintings_and_factors_members_are_runs(tmp_path, capsys):
+    """2 paintings x 2 style-weight factors over the preset's two levels at 128 px: 4 members, each carrying
+    a run record that ``nst-jax --rerun`` replays into the same image, bit for bit; the factor-1 member is
+    the plain ``nst-jax PHOTO PAINTING`` run; the factor scales every level's style weight."""
+    from nst_jax.cli import stylize
+    from nst_jax.cli import sweep as sweep_cli
+    from nst_jax.record import read_record
+
+    other = tmp_path / "other.png"
+    Image.open(EXAMPLES / "swirls.png").transpose(Image.ROTATE_90).save(other)
+    small = ["--size", 128, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "relu2_1",
+             "--scale-iterations", 3, 2]
+    argv = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", other, "--output-dir", tmp_path / "sw",
+            "--style-weight-factors", 1, 2, *small]
+    assert sweep_cli.main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    assert "4 members on 1 device of 1 process (2 paintings, 2 levels)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "sw" / "losses.json").read_text())
+    members = report["members"]
+    assert [(pathlib.Path(m["painting"]).name, m["factor"]) for m in members] == [
+        ("swirls.png", 1.0), ("swirls.png", 2.0), ("other.png", 1.0), ("other.png", 2.0)]
+    # The preset's style weights at 64 and 128 px (the balanced preset's last two levels), times the factor.
+    assert [[level["style_weight"] for level in m["levels"]] for m in members] == [
+        [100.0, 10.0], [200.0, 20.0], [100.0, 10.0], [200.0, 20.0]]
+    pixels = lambda path: np.asarray(Image.open(path))  # noqa: E731
+    for i in (3,):  # the other painting at twice the style weight; member 0 is the plain run, below
+        source = tmp_path / "sw" / f"member_{i:02d}.png"
+        assert read_record(source)["sources"]["style"] == [str(pathlib.Path(members[i]["painting"]))]
+        assert stylize.main(["--rerun", str(source), "-o", str(tmp_path / f"again{i}.png")]) == 0
+        np.testing.assert_array_equal(pixels(tmp_path / f"again{i}.png"), pixels(source))
+    plain = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "-o", tmp_path / "plain.png", *small]
+    assert stylize.main([str(a) for a in plain]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(pixels(tmp_path / "plain.png"), pixels(tmp_path / "sw" / "member_00.png"))
+    assert not np.array_equal(pixels(tmp_path / "sw" / "member_00.png"), pixels(tmp_path / "sw" / "member_01.png"))
+    # Again into the same directory: refused without --overwrite, nothing replaced.
+    before = (tmp_path / "sw" / "losses.json").read_bytes()
+    assert sweep_cli.main([str(a) for a in argv]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "sw" / "losses.json").read_bytes() == before

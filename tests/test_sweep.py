@@ -92,3 +92,4 @@ def test_sharded_over_four_host_devices():
     assert float(out["MAXDIFF8"]) < 1e-4
     assert out["SHAPE6"] == "(6, 32, 32, 3) (6, 3)"
     assert float(out["MAXDIFF6"]) < 1e-4
+

@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import files, load_vgg19, normalize_vgg19
+from nst_jax import Choices, files, load_vgg19, normalize_vgg19, resolve_levels
 from nst_jax.cli.request import VGG_CHOICES, Sources, init_source
 from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
     AUTO_SHAPE_BUCKET,
     COLOURS,
     DEFAULT_LOSS_WEIGHTS,
+    DEFAULT_PRESET,
     INITS,
     LOSS_UNITS,
     MODE_DEFAULTS,
@@ -39,6 +40,7 @@ from nst_jax.config import (
     OPTIMIZERS,
     POOLINGS,
     PRECISIONS,
+    PRESETS,
     RECONSTRUCTION_ITERATIONS,
     STYLE_LOSSES,
     TRANSFER_ITERATIONS,
@@ -282,6 +284,60 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
                        help="Adam step sizes: values or START:STOP:NUM")
     else:
         g.add_argument("--learning-rate", type=float, default=WEIGHT_DEFAULTS["learning_rate"], help="Adam step size")
+
+
+def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_option: str) -> None:
+    """``--preset`` and the coarse-to-fine options; their defaults in ``--help`` read from the preset's own
+    resolution (:func:`nst_jax.resolve_levels`) at the default size, as are those of ``--iterations``,
+    ``style_option`` and ``tv_option``."""
+    g = groups(p)["quality"]
+    presets = "; ".join(
+        f"{name}: {preset.summary} ({plural(len(preset.iterations), 'level')}, "
+        f"{'+'.join(map(str, preset.iterations))} steps, style weight "
+        f"{'/'.join(f'{w:g}' for w in preset.style_weights)})" for name, preset in PRESETS.items())
+    g.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+                   help=f"transfer settings chosen by measurement, from most photo to most painting: {presets}. "
+                        "Options given explicitly (style and TV weights, --scales, --min-size, --iterations, "
+                        "--scale-iterations, --scale-style-weights) override it; content and style modes and "
+                        "--loss-units paper run one level with their own defaults")
+    g.add_argument("--scales", type=integer, metavar="N",
+                   help="coarse-to-fine: optimise at N sizes, each level half the next (from --min-size with it) "
+                        "and starting from the previous one upsampled (steps are counted over all levels)")
+    g.add_argument("--min-size", type=integer, metavar="PX",
+                   help="longest side of the coarsest level; the levels are then geometric from it to --size")
+    g.add_argument("--scale-iterations", type=integer, nargs="+", metavar="N",
+                   help="steps at each level, coarse to fine")
+    g.add_argument("--scale-style-weights", type=float, nargs="+", metavar="W",
+                   help="style weight at each level, coarse to fine")
+    levels = resolve_levels(files.DEFAULT_SIZE, StylizeConfig(), Choices())
+    at = f"the {DEFAULT_PRESET} preset's at {files.DEFAULT_SIZE} px"
+    steps = " ".join(str(n) for _, n, _ in levels)
+    betas = " ".join(f"{float(w.style):g}" for _, _, w in levels)
+    sizes = " ".join(str(s) for s, _, _ in levels)
+    parser_action(p, "--iterations").shown_default = (
+        f"{steps}, {at}, per level; {RECONSTRUCTION_ITERATIONS} in content and style modes")
+    show_default(p, "--scale-iterations", f"{steps}, {at}")
+    parser_action(p, style_option).shown_default = f"{betas}, {at}, per level; 30 in paper units"
+    show_default(p, "--scale-style-weights", f"{betas}, {at}")
+    parser_action(p, tv_option).shown_default = (
+        f"{float(levels[-1][2].tv):g}, the preset's; 1e4 in paper units, 0 in content mode")
+    show_default(p, "--scales", f"{len(levels)}, {at}: levels of {sizes} px, each half the next; fewer below 256 px")
+    show_default(p, "--min-size", f"{levels[0][0]}, {at}: half of each next level")
+
+
+# Choices' fields by the argparse destination that sets them (where the tool has the option).
+CHOICES = {"preset": "preset", "scales": "scales", "min_size": "min_size", "iterations": "iterations",
+           "scale_iterations": "scale_iterations", "content_weight": "content_weight", "style_weight": "style_weight",
+           "scale_style_weights": "scale_style_weights", "tv_weight": "tv_weight",
+           "content_layer_weights": "content_layer_weights", "style_layer_weights": "style_layer_weights",
+           "style_blend": "style_blend", "learning_rate": "learning_rate", "ema": "ema_decay"}
+
+
+def choices_of(args: argparse.Namespace, **member: Any) -> Choices:
+    """What the flags chose explicitly, for :func:`nst_jax.make_spec` (the one mapping); ``member``: a sweep
+    member's own values (Choices fields)."""
+    values = {field: getattr(args, dest, None) for dest, field in CHOICES.items()}
+    return Choices(**{k: tuple(v) if isinstance(v, list) else v for k, v in {**values, **member}.items()})
 
 
 def run_config(args: argparse.Namespace, **overrides) -> StylizeConfig:

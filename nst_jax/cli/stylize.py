@@ -29,24 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import Choices, RunSpec, __version__, check_memory, files, make_spec, resumed_level, run_spec
+from nst_jax import RunSpec, __version__, check_memory, files, make_spec, resumed_level, run_spec
 from nst_jax.cli import batch, common, outputs
 from nst_jax.cli.common import EXIT_OK
 from nst_jax.cli.request import Destinations, Replay, Sources, record_of, replay_of
 from nst_jax.compilation import CompileStats, enable_compilation_cache
-from nst_jax.config import DEFAULT_PRESET, PRESETS, RECONSTRUCTION_ITERATIONS, StylizeConfig
+from nst_jax.config import StylizeConfig
 from nst_jax.errors import NSTError, NumericalError, OutputExists
-from nst_jax.spec import config_from_json, resolve_levels, spec_from_json
+from nst_jax.spec import config_from_json, spec_from_json
 
 # Options that may be given with --resume or --rerun: where to write and how often, never what the image is.
 RESULT_FREE = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_cache", "save_every",
                "checkpoint_every", "preview", "preview_every", "progress_every", "dry_run")
-# The options that Choices holds, by their argparse destination.
-CHOICES = {"preset": "preset", "scales": "scales", "min_size": "min_size", "iterations": "iterations",
-           "scale_iterations": "scale_iterations", "content_weight": "content_weight", "style_weight": "style_weight",
-           "scale_style_weights": "scale_style_weights", "tv_weight": "tv_weight",
-           "content_layer_weights": "content_layer_weights", "style_layer_weights": "style_layer_weights",
-           "style_blend": "style_blend", "learning_rate": "learning_rate", "ema": "ema_decay"}
 EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
           "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
           "system (disk full, permission denied, out of memory); 6 a file appeared at an output during the run "
@@ -76,8 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "it needs, the programs it compiles, where it would write) and stop: nothing is "
                                   "compiled or written")
     _add_output_arguments(g["output"])
-    _add_scale_arguments(g["quality"])
-    _show_preset_defaults(p)
+    common.add_level_arguments(p, style_option="--style-weight", tv_option="--tv-weight")
     return p
 
 
@@ -110,47 +103,6 @@ def _add_output_arguments(g) -> None:
                         "same inputs [default output: IMAGE_STEM_rerun.EXT]")
 
 
-def _add_scale_arguments(g) -> None:
-    presets = "; ".join(
-        f"{name}: {preset.summary} ({common.plural(len(preset.iterations), 'level')}, "
-        f"{'+'.join(map(str, preset.iterations))} steps, style weight "
-        f"{'/'.join(f'{w:g}' for w in preset.style_weights)})" for name, preset in PRESETS.items())
-    g.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
-                   help=f"transfer settings chosen by measurement, from most photo to most painting: {presets}. "
-                        "Options given explicitly (--style-weight, --tv-weight, --scales, --min-size, --iterations, "
-                        "--scale-iterations, --scale-style-weights) override it; content and style modes and "
-                        "--loss-units paper run one level with their own defaults")
-    g.add_argument("--scales", type=common.integer, metavar="N",
-                   help="coarse-to-fine: optimise at N sizes, each level half the next (from --min-size with it) "
-                        "and starting from the previous one upsampled (steps are counted over all levels)")
-    g.add_argument("--min-size", type=common.integer, metavar="PX",
-                   help="longest side of the coarsest level; the levels are then geometric from it to --size")
-    g.add_argument("--scale-iterations", type=common.integer, nargs="+", metavar="N",
-                   help="steps at each level, coarse to fine")
-    g.add_argument("--scale-style-weights", type=float, nargs="+", metavar="W",
-                   help="style weight at each level, coarse to fine")
-
-
-def _show_preset_defaults(p: argparse.ArgumentParser) -> None:
-    """The help's defaults for what the preset decides, read from the preset's own resolution
-    (:func:`nst_jax.spec.resolve_levels`) at the default size."""
-    levels = resolve_levels(files.DEFAULT_SIZE, StylizeConfig(), Choices())
-    at = f"the {DEFAULT_PRESET} preset's at {files.DEFAULT_SIZE} px"
-    steps = " ".join(str(n) for _, n, _ in levels)
-    betas = " ".join(f"{float(w.style):g}" for _, _, w in levels)
-    sizes = " ".join(str(s) for s, _, _ in levels)
-    common.parser_action(p, "--iterations").shown_default = (
-        f"{steps}, {at}, per level; {RECONSTRUCTION_ITERATIONS} in content and style modes")
-    common.show_default(p, "--scale-iterations", f"{steps}, {at}")
-    common.parser_action(p, "--style-weight").shown_default = f"{betas}, {at}, per level; 30 in paper units"
-    common.show_default(p, "--scale-style-weights", f"{betas}, {at}")
-    common.parser_action(p, "--tv-weight").shown_default = (
-        f"{float(levels[-1][2].tv):g}, the preset's; 1e4 in paper units, 0 in content mode")
-    common.show_default(p, "--scales", f"{len(levels)}, {at}: levels of {sizes} px, each half the next; fewer "
-                                        "below 256 px")
-    common.show_default(p, "--min-size", f"{levels[0][0]}, {at}: half of each next level")
-
-
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     """The arguments, with the positional ``CONTENT STYLE`` form turned into ``--content``/``--style``,
     and the options given explicitly."""
@@ -175,12 +127,6 @@ def given_options(argv: list[str] | None) -> set[str]:
     unset = object()  # not a string, so argparse does not convert it
     p.set_defaults(**{action.dest: unset for action in p._actions})
     return {k for k, v in vars(p.parse_args(argv)).items() if v is not unset and v != []}
-
-
-def choices_of(args: argparse.Namespace) -> Choices:
-    """What the flags chose explicitly, for :func:`nst_jax.make_spec` (the one mapping)."""
-    values = {field: getattr(args, dest) for dest, field in CHOICES.items()}
-    return Choices(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def destinations_of(args: argparse.Namespace, output: str | None, resume: str | None = None) -> Destinations:
@@ -301,7 +247,7 @@ def _spec(args: argparse.Namespace, replay: Replay | None, sources: Sources, vgg
     """The run: resolved from the flags, or the stored one checked against the inputs loaded again."""
     if replay is None:
         config = common.run_config(args, iterations=None)  # steps are the levels': Choices.iterations
-        return make_spec(config, **common.load_inputs(sources, config), choices=choices_of(args), seed=args.seed)
+        return make_spec(config, **common.load_inputs(sources, config), choices=common.choices_of(args), seed=args.seed)
     config = config_from_json(replay.spec.get("config"), replay.source)
     if vgg.sha256 != replay.vgg_sha256:
         raise NSTError(f"{replay.source}: the VGG parameters differ (sha256 {vgg.sha256[:12]}..., recorded "

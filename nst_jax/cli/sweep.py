@@ -1,48 +1,70 @@
-"""A grid of style transfers differing in loss weights, learning rate or seed, as one compiled program.
+"""Many runs of one photo, as compiled programs that serve every member: ``nst-jax-sweep``.
 
-  nst-jax-sweep --content photo.jpg --style painting.jpg --output-dir sweep/ --style-weights 1:100:5 --size 256
+  nst-jax-sweep photo.jpg painting.jpg other.jpg --output-dir sweep/ --style-weight-factors 0.5 1 2
+  nst-jax-sweep --content photo.jpg --style painting.jpg --output-dir sweep/ --style-weights 1:100:5
 
-Every list option takes numbers or START:STOP:NUM (log-spaced); the members are all
-combinations. The members run as one compiled optimisation whose member axis is laid out over
-every device JAX sees (:func:`nst_jax.sweep`); with --distributed, over every device of every
-process started with the same command (JAX's multi-controller runtime). Writes member_NN.png,
-contact_sheet.png (the swept values under each tile) and losses.json (per member: the settings,
-the loss terms at the start and the end, and the quality ratios of :mod:`nst_jax.metrics`: the
-VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed, VGG-19's alone otherwise;
-``judged_by`` says which).
+Every member is a run as ``nst-jax`` makes it (the preset's levels, coarse to fine, by default),
+resolved by :func:`nst_jax.make_spec`; the members are every combination of the paintings and the
+swept values (the last varying fastest). Level by level they run as one compiled program whose
+member axis is laid out over every device JAX sees (:func:`nst_jax.sweep_specs`); with
+--distributed, over every device of every process started with the same command. Writes
+member_NN.png, each carrying its run record (``nst-jax --rerun member_NN.png`` makes it again),
+contact_sheet.png (the swept values under each tile) and losses.json (per member: its painting and
+settings, each level's style weight, the loss terms at the start and the end, and the quality ratios
+of :mod:`nst_jax.metrics`: the VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed,
+VGG-19's alone otherwise; ``judged_by`` says which).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import pathlib
 import sys
+from typing import Any
 
 import numpy as np
 
-from nst_jax import Evaluator, files, make_plan, make_weights, optional_judge, stack_weights, sweep
+from nst_jax import (
+    Evaluator,
+    RunSpec,
+    check_memory,
+    files,
+    make_spec,
+    optional_judge,
+    sweep_specs,
+)
 from nst_jax.cli import common
-from nst_jax.compilation import CompileStats
+from nst_jax.cli.request import record_of
+from nst_jax.compilation import CompileStats, enable_compilation_cache
 from nst_jax.config import TERMS
 from nst_jax.errors import NSTError, one_line
 
-SWEPT = {  # option -> (make_weights argument, label)
+SWEPT = {  # option -> (Choices field, label)
     "content_weights": ("content_weight", "alpha"),
     "style_weights": ("style_weight", "beta"),
     "tv_weights": ("tv_weight", "tv"),
     "learning_rates": ("learning_rate", "lr"),
 }
+OUTPUTS = ("contact_sheet.png", "losses.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = common.OneLineParser(prog="nst-jax-sweep", description=__doc__.split("\n\n")[0])
-    common.add_run_arguments(p)
     g = common.groups(p)
+    g["basics"].add_argument("images", nargs="*", metavar="PHOTO PAINTING [PAINTING ...]",
+                             help="the content photo and one or more paintings (instead of --content and --style)")
+    common.add_run_arguments(p)
     g["output"].add_argument("--output-dir", required=True, help="directory for the images and losses.json (created)")
+    g["output"].add_argument("--overwrite", action="store_true", help="replace the files of an earlier sweep there")
     common.add_weight_arguments(p, swept=True)
+    g["quality"].add_argument("--style-weight-factors", nargs="+", metavar="F",
+                              help="multiply every level's style weight (the preset's, or --style-weights) by each "
+                                   "factor: values or START:STOP:NUM (1 is the plain run)")
     g["basics"].add_argument("--seeds", nargs="+", type=common.integer, default=[0], help="noise seeds")
+    common.add_level_arguments(p, style_option="--style-weights", tv_option="--tv-weights")
     g["output"].add_argument("--columns", type=common.integer, default=0,
                              help="contact sheet columns (0: as many as values of the last swept option)")
     g["output"].add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
@@ -60,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     g["performance"].add_argument("--process-id", type=common.integer,
                                   help="this process's index, 0 to N-1 (--distributed)")
     return p
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with the positional ``PHOTO PAINTING ...`` form turned into ``--content``/``--style``."""
+    args = build_parser().parse_args(argv)
+    images = args.__dict__.pop("images")
+    if images:
+        if len(images) < 2 or args.content is not None or args.style is not None:
+            raise NSTError("give PHOTO PAINTING [PAINTING ...] or --content and --style, not both")
+        args.content, args.style = images[0], images[1:]
+    return args
 
 
 def start_distributed(args: argparse.Namespace) -> None:
@@ -84,41 +117,65 @@ def start_distributed(args: argparse.Namespace) -> None:
         raise NSTError(f"cannot start the distributed runtime: {one_line(err)}") from None
 
 
-def members_of(args: argparse.Namespace) -> tuple[list[tuple[dict, int]], dict[str, list[float]]]:
-    """Every combination of the swept values (the last option varying fastest) and the value lists."""
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One run of the sweep: its painting, its explicit values, its style-weight factor and seed."""
+
+    painting: str
+    values: dict[str, float]
+    factor: float
+    seed: int
+
+
+def grids_of(args: argparse.Namespace) -> dict[str, list[Any]]:
+    """Every swept option's values (``[None]`` where not given: the preset's or the default)."""
     grids = {option: common.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
              if getattr(args, option) is not None else [None] for option in SWEPT}
+    grids["style_weight_factors"] = ([1.0] if args.style_weight_factors is None else
+                                     common.expand_values(args.style_weight_factors, "--style-weight-factors"))
+    return grids
+
+
+def members_of(args: argparse.Namespace, grids: dict[str, list[Any]]) -> list[Member]:
+    """Every combination of paintings and swept values: paintings outermost, seeds innermost."""
+    if not args.style:
+        raise NSTError("give one or more paintings (PHOTO PAINTING ... or --style)")
     members = []
-    for values in itertools.product(*grids.values(), args.seeds):
-        kwargs = {SWEPT[o][0]: v for o, v in zip(grids, values[:-1], strict=True) if v is not None}
-        members.append((kwargs, values[-1]))
+    for painting, *values, factor, seed in itertools.product(args.style, *(grids[o] for o in SWEPT),
+                                                            grids["style_weight_factors"], args.seeds):
+        chosen = {SWEPT[o][0]: v for o, v in zip(SWEPT, values, strict=True) if v is not None}
+        members.append(Member(painting, chosen, factor, seed))
     if len(members) > 4096:
         raise NSTError(f"{len(members)} sweep members is too many (at most 4096)")
-    return members, grids
+    return members
 
 
-def prepare(args: argparse.Namespace):
-    config = common.run_config(args)
-    members, grids = members_of(args)
-    weights = [make_weights(config, content_layer_weights=args.content_layer_weights,
-                            style_layer_weights=args.style_layer_weights, **kw) for kw, _ in members]
-    if args.columns < 0:
-        raise NSTError(f"--columns must be >= 0, got {args.columns}")
-    out_dir = pathlib.Path(args.output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
-    files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
-    swept = [o for o in SWEPT if len(grids[o]) > 1] + (["seeds"] if len(args.seeds) > 1 else [])
-    return config, members, weights, out_dir, swept, grids
+def member_spec(args: argparse.Namespace, member: Member, config, inputs: dict[str, Any]) -> RunSpec:
+    """A member's run: ``nst-jax``'s for its painting and values, every level's style weight times its factor."""
+    spec = make_spec(config, **inputs, choices=common.choices_of(args, **member.values), seed=member.seed)
+    if member.factor == 1.0:
+        return spec
+    if not (np.isfinite(member.factor) and member.factor >= 0):
+        raise NSTError(f"--style-weight-factors must be finite and >= 0, got {member.factor}")
+    scaled = [(max(level.shape), level.iterations,
+               level.weights._replace(style=np.float32(level.weights.style * np.float32(member.factor))))
+              for level in spec.levels]
+    return make_spec(plan=spec.plan, levels=scaled, seed=member.seed)
 
 
 def check_outputs(args: argparse.Namespace, out_dir: pathlib.Path, count: int) -> None:
-    """No file the sweep writes may be one of its inputs."""
-    names = [f"member_{i:02d}.png" for i in range(count)] + ["contact_sheet.png", "losses.json"]
+    """No file the sweep writes may be one of its inputs, nor (without --overwrite) exist already."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
+    files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
+    names = [f"member_{i:02d}.png" for i in range(count)] + list(OUTPUTS)
     for role, path in common.input_files(args):
         path = pathlib.Path(path)
         if os.path.realpath(path.parent) == os.path.realpath(out_dir) and path.name in names:
             raise NSTError(f"the {role} {path} would be overwritten by the sweep's output; choose another --output-dir")
+    existing = [name for name in names if os.path.lexists(out_dir / name)]
+    if existing and not args.overwrite:
+        raise NSTError(f"{out_dir / existing[0]} exists (an earlier sweep?); pass --overwrite to replace its files")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,23 +184,46 @@ def main(argv: list[str] | None = None) -> int:
     return common.guarded_main(run, argv)
 
 
-def run(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    start_distributed(args)
-    config, members, weights, out_dir, swept, grids = prepare(args)
+def prepare(args: argparse.Namespace):
+    """Every member's run and inputs, checked before anything is compiled."""
+    # One painting per member; steps are the levels' (Choices.iterations).
+    config = common.run_config(args, iterations=None, num_styles=1)
+    grids = grids_of(args)
+    members = members_of(args, grids)
+    out_dir = pathlib.Path(args.output_dir)
     check_outputs(args, out_dir, len(members))
-    vgg, content, style, init_image, masks = common.load_run_inputs(args, config)
-    plan = make_plan(config, content=content, style=style, init=init_image, masks=masks)
+    enable_compilation_cache(args.compile_cache)
+    sources = common.sources_of(args).absolute()
+    vgg = common.load_vgg(sources.vgg)
+    paintings = {p: common.load_inputs(dataclasses.replace(sources, style=(p,)), config) for p in args.style}
+    specs = [member_spec(args, m, config, paintings[m.painting]) for m in members]
+    for spec in {m.painting: s for m, s in zip(members, specs, strict=True)}.values():  # one per painting
+        check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape)
+    records = [record_of(spec, dataclasses.replace(sources, style=(str(pathlib.Path(m.painting).absolute()),)), vgg)
+               for spec, m in zip(specs, members, strict=True)]
+    return vgg, members, specs, records, grids, out_dir
+
+
+def run(argv: list[str] | None) -> int:
+    args = parse(argv)
+    start_distributed(args)
+    vgg, members, specs, records, grids, out_dir = prepare(args)
     import jax
 
     writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
+    levels = len(specs[0].levels)
     common.say(f"{common.plural(len(members), 'member')} on {common.plural(devices, 'device')} of "
-               f"{common.plural(processes, 'process')}; compiling ...")
-    with common.Bar(config.iterations, disable=not writer) as bar, CompileStats() as stats:
-        result = sweep(vgg, weights=stack_weights(weights), seeds=[s for _, s in members], plan=plan,
-                       batch_size=args.batch_size,
-                       callback=lambda p: bar.update(p.step, p.seconds,
-                                                     mean_loss=f"{float(np.mean(p.terms['total'])):.4g}"))
+               f"{common.plural(processes, 'process')} ({common.plural(len(set(args.style)), 'painting')}, "
+               f"{common.plural(levels, 'level')}); compiling ...")
+    done: dict[tuple, int] = {}
+    total = specs[0].total * len({m.painting for m in members})
+
+    def on_chunk(level, group, progress):
+        done[level, tuple(group)] = progress.step
+        bar.update(sum(done.values()), progress.seconds, mean_loss=f"{float(np.mean(progress.terms['total'])):.4g}")
+
+    with common.Bar(total, disable=not writer) as bar, CompileStats() as stats:
+        results = sweep_specs(vgg, specs, batch_size=args.batch_size, callback=on_chunk)
     if writer:
         common.say(stats.summary())
     if args.distributed:
@@ -151,52 +231,82 @@ def run(argv: list[str] | None) -> int:
         # barrier would hold the other processes while process 0 writes, and abort them all after 300 s.
         jax.distributed.shutdown()
     if writer:
-        write_results(args, config, vgg, plan, result, members, weights, out_dir, swept, grids, devices, processes)
+        write_results(args, vgg, specs, records, results, members, grids, out_dir, devices, processes)
     return 0
 
 
-def _ratios(args: argparse.Namespace, config, vgg, plan, images) -> tuple[list | None, str | None]:
+def _ratios(args: argparse.Namespace, specs: list[RunSpec], members: list[Member], vgg, images):
     """Each member's quality ratios and what judged them: the VGG-16/LPIPS judge where the eval extra is
-    installed (and the outputs are large enough for it), else VGG-19's ratios only."""
-    if args.no_metrics or config.mode != "transfer":
+    installed (and the outputs are large enough for it), else VGG-19's ratios only; one evaluator per painting."""
+    if args.no_metrics or specs[0].config.mode != "transfer":
         return None, None
-    evaluator = Evaluator(vgg, content=plan.content, style=plan.styles[0], shape=images.shape[1:3],
-                          judge=optional_judge(images.shape[1:3]))
-    return [evaluator(image) for image in images], evaluator.judged_by
+    judge = optional_judge(images.shape[1:3])
+    evaluators: dict[str, Evaluator] = {}
+    ratios = []
+    for spec, member, image in zip(specs, members, images, strict=True):
+        if member.painting not in evaluators:
+            evaluators[member.painting] = Evaluator(vgg, content=spec.plan.content, style=spec.plan.styles[0],
+                                                    shape=images.shape[1:3], judge=judge)
+        ratios.append(evaluators[member.painting](image))
+    return ratios, next(iter(evaluators.values())).judged_by
 
 
-def write_results(args, config, vgg, plan, result, members, weights, out_dir, swept, grids, devices, processes):
-    """Writes member_NN.png, contact_sheet.png and losses.json."""
-    ratios, judged_by = _ratios(args, config, vgg, plan, result.images)
+def _member_record(member: Member, spec: RunSpec, results, i: int, name: str) -> dict[str, Any]:
+    weights = spec.levels[-1].weights
+    return {"file": name, "painting": member.painting, "factor": member.factor, "seed": member.seed,
+            "content_weight": float(weights.content), "style_weight": float(weights.style),
+            "tv_weight": float(weights.tv), "learning_rate": float(weights.learning_rate),
+            "levels": [{"shape": list(level.shape), "iterations": level.iterations,
+                        "style_weight": float(level.weights.style)} for level in spec.levels],
+            "initial": {t: float(results[0].history[t][i, 0]) for t in TERMS},
+            "final": {t: float(results[-1].history[t][i, -1]) for t in TERMS}}
+
+
+def _labels(members: list[Member], grids: dict[str, list[Any]], rows: list[list[int]], records) -> list[list[str]]:
+    paintings = len({m.painting for m in members}) > 1
+    swept = [o for o in SWEPT if len(grids[o]) > 1]
+    factors = len(grids["style_weight_factors"]) > 1
+    seeds = len({m.seed for m in members}) > 1
+
+    def label(i):
+        parts = [pathlib.Path(members[i].painting).stem] if paintings else []
+        parts += [f"{SWEPT[o][1]}={records[i][SWEPT[o][0]]:.3g}" for o in swept]
+        parts += [f"x{members[i].factor:.3g}"] if factors else []
+        return " ".join(parts + ([f"seed={members[i].seed}"] if seeds else []))
+
+    return [[label(i) for i in row] for row in rows]
+
+
+def write_results(args, vgg, specs, records, results, members, grids, out_dir, devices, processes):
+    """Writes member_NN.png (each with its run record), contact_sheet.png and losses.json."""
+    images = results[-1].images
+    ratios, judged_by = _ratios(args, specs, members, vgg, images)
     out_dir.mkdir(exist_ok=True)
-    records = []
-    for i, ((_, seed), image, w) in enumerate(zip(members, result.images, weights, strict=True)):
+    rows_json = []
+    for i, (member, spec, record, image) in enumerate(zip(members, specs, records, images, strict=True)):
         name = f"member_{i:02d}.png"
-        files.save_image(out_dir / name, image)
-        settings = {arg: float(getattr(w, field)) for arg, field in (
-            ("content_weight", "content"), ("style_weight", "style"), ("tv_weight", "tv"),
-            ("learning_rate", "learning_rate"))}
-        records.append({"file": name, **settings, "seed": seed,
-                        "final": {t: float(result.history[t][i, -1]) for t in TERMS},
-                        "initial": {t: float(result.history[t][i, 0]) for t in TERMS},
-                        **({"ratios": ratios[i]} if ratios is not None else {})})
+        files.save_image(out_dir / name, image, record=record, replace=args.overwrite)
+        rows_json.append({**_member_record(member, spec, results, i, name),
+                          **({"ratios": ratios[i]} if ratios is not None else {})})
     # Members are all combinations, the last list varying fastest: one row per combination of the others.
-    sizes = [len(grids[o]) for o in SWEPT] + [len(args.seeds)]
+    sizes = [len(set(args.style))] + [len(grids[o]) for o in SWEPT] + [len(grids["style_weight_factors"]),
+                                                                         len(args.seeds)]
     columns = args.columns or next((n for n in reversed(sizes) if n > 1), len(members))
     rows = [list(range(r, min(r + columns, len(members)))) for r in range(0, len(members), columns)]
-    labels = [[" ".join([f"{SWEPT[o][1]}={records[i][SWEPT[o][0]]:.3g}" for o in swept if o in SWEPT]
-                        + ([f"seed={members[i][1]}"] if "seeds" in swept else [])) for i in row] for row in rows]
-    sheet = files.labelled_grid([[result.images[i] for i in row] for row in rows], labels,
-                          title=f"{len(members)} members, {config.iterations} {config.optimizer} steps")
+    steps = "+".join(str(level.iterations) for level in specs[0].levels)
+    sheet = files.labelled_grid([[images[i] for i in row] for row in rows], _labels(members, grids, rows, rows_json),
+                                title=f"{len(members)} members, {steps} {specs[0].config.optimizer} steps")
     files.save_sheet(out_dir / "contact_sheet.png", sheet)
+    config = specs[0].config
     files.save_json(out_dir / "losses.json", {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
         "devices": devices, "processes": processes,
-        "compile_seconds": result.compile_seconds, "run_seconds": result.run_seconds,
-        **({"judged_by": judged_by} if judged_by else {}), "members": records})
+        "compile_seconds": sum(r.compile_seconds for r in results), "run_seconds": sum(r.run_seconds for r in results),
+        **({"judged_by": judged_by} if judged_by else {}), "members": rows_json})
+    run_seconds = sum(r.run_seconds for r in results)
     common.say(f"wrote {common.plural(len(members), 'image')}, contact_sheet.png and losses.json to {out_dir}")
-    common.say(f"{result.run_seconds / config.iterations:.3f} s per iteration for all {len(members)} members "
-               f"(compile {result.compile_seconds:.1f} s)")
+    common.say(f"{run_seconds / specs[0].total:.3f} s per iteration for all {len(members)} members "
+               f"(compile {sum(r.compile_seconds for r in results):.1f} s)")
 
 
 if __name__ == "__main__":
