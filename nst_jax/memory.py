@@ -56,13 +56,15 @@ def _activation_bytes(shape: tuple[int, ...], layers: tuple[str, ...], pooling: 
 
 
 def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
-                   style_shape: tuple[int, int, int] | None = None) -> dict[str, float]:
+                   style_shape: tuple[int, int, int] | None = None, *, members: int = 1) -> dict[str, float]:
     """Estimated peak memory of :func:`nst_jax.stylize`, by part.
 
     Args:
         config: The ``StylizeConfig``.
         shape: ``(H, W, 3)`` of the output.
         style_shape: ``(H, W, 3)`` of the style image, if any.
+        members: Sweep members held on one device: each keeps its optimiser state for the whole
+            level (their evaluations run one group at a time, counted once: ``batch_size`` 1).
 
     Returns:
         ``{"activations", "optimizer", "targets", "params", "total"}`` in bytes.
@@ -78,7 +80,7 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
         padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
         activations = BACKWARD_FACTOR * _activation_bytes(tile_shape, config.feature_layers, config.pooling)[0] + (
             2 * padded)
-    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image
+    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image * members
     targets = 0
     if config.uses_content:
         targets += (2 if tiling else 1) * sum(
@@ -125,7 +127,7 @@ def _gib(n: int) -> str:
 
 
 def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape: tuple[int, int, int] | None = None,
-                 *, min_side: int = 32) -> dict[str, float]:
+                 *, min_side: int = 32, members: int = 1) -> dict[str, float]:
     """Checks before any compute that a run fits in the memory available to it.
 
     Args:
@@ -133,6 +135,7 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
         shape: ``(H, W, 3)`` of the optimised image (a plan's ``canvas``).
         style_shape: ``(H_s, W_s, 3)`` of the largest style image (None: the same as ``shape``).
         min_side: The smallest side a suggested smaller size may have.
+        members: Sweep members held on one device (:func:`estimate_bytes`).
 
     Returns:
         The estimate in bytes by part (:func:`estimate_bytes`) when it fits.
@@ -141,7 +144,7 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
         NSTError: If it would not fit: the message gives the estimate, the limit and a size (or a
             tile size) that fits.
     """
-    parts = estimate_bytes(config, shape, style_shape)
+    parts = estimate_bytes(config, shape, style_shape, members=members)
     limit, source = available_bytes()
     if parts["total"] <= limit:
         return parts
@@ -151,7 +154,7 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
         align = tile_alignment(config.feature_layers)
         for size in SUGGESTED_TILE_SIZES:
             if size % align == 0 and size < max(h, w) and estimate_bytes(
-                    dataclasses.replace(config, tile_size=size), shape, style_shape)["total"] <= limit:
+                    dataclasses.replace(config, tile_size=size), shape, style_shape, members=members)["total"] <= limit:
                 tile_hint = f"--tile-size {size} (same result, more compute), or "
                 break
     scale = math.sqrt(limit / parts["total"])
@@ -163,7 +166,7 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
         style_new = None
         if style_shape:
             style_new = (max(1, int(style_shape[0] * scale)), max(1, int(style_shape[1] * scale)), style_shape[2])
-        if estimate_bytes(config, new, style_new)["total"] <= limit:
+        if estimate_bytes(config, new, style_new, members=members)["total"] <= limit:
             fit = max(new[:2])
             break
         scale *= 0.9

@@ -197,8 +197,12 @@ def prepare(args: argparse.Namespace):
     vgg = common.load_vgg(sources.vgg)
     paintings = {p: common.load_inputs(dataclasses.replace(sources, style=(p,)), config) for p in args.style}
     specs = [member_spec(args, m, config, paintings[m.painting]) for m in members]
-    for spec in {m.painting: s for m, s in zip(members, specs, strict=True)}.values():  # one per painting
-        check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape)
+    import jax
+
+    per_device = -(-len(members) // jax.device_count())  # every member's state stays for its whole level
+    estimate = max(check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape, members=per_device)[
+        "total"] for spec in {m.painting: s for m, s in zip(members, specs, strict=True)}.values())
+    common.say(f"memory estimate: {estimate / 2**20:.0f} MiB per device")
     records = [record_of(spec, dataclasses.replace(sources, style=(str(pathlib.Path(m.painting).absolute()),)), vgg)
                for spec, m in zip(specs, members, strict=True)]
     return vgg, members, specs, records, grids, out_dir
