@@ -43,3 +43,16 @@ def test_tiling_bounds_the_activations_and_lets_large_runs_through(monkeypatch):
     check_memory(tiled, (4096, 4096, 3), (4096, 4096, 3))
     with pytest.raises(NSTError, match=r"try --tile-size 1024 \(same result, more compute\), or --size \d+ or less"):
         check_memory(StylizeConfig(), (4096, 4096, 3), (4096, 4096, 3))
+
+
+def test_sweep_members_add_their_optimiser_states():
+    """K members on a device add K - 1 optimiser states (L-BFGS: 2 * memory + 6 images, as its module counts them) and
+    nothing else: their evaluations run one at a time."""
+    config = StylizeConfig(lbfgs_memory=5)
+    one = estimate_bytes(config, (64, 48, 3))
+    four = estimate_bytes(config, (64, 48, 3), members=4)
+    image = 64 * 48 * 3 * 4
+    assert four["optimizer"] == 4 * one["optimizer"] == 4 * (2 * 5 + 6) * image
+    assert four["total"] - one["total"] == 3 * (2 * 5 + 6) * image
+    assert {k: v for k, v in four.items() if k not in ("optimizer", "total")} == {
+        k: v for k, v in one.items() if k not in ("optimizer", "total")}
