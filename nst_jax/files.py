@@ -3,8 +3,8 @@
 * **Images**: :func:`load_image`, :func:`save_image` (atomic, with an sRGB profile and the run
   record), :func:`open_image`, :func:`image_format`, :func:`check_output_path` (a probe write before
   any compute), and the size limits :data:`DEFAULT_SIZE`, :data:`MIN_SIZE`, :data:`MAX_SIZE`.
-* **Run records** an image carries: :func:`read_record`, :func:`check_record`,
-  :func:`check_record_fits`, :data:`RECORD_KEY`.
+* **Run records** an image carries: :func:`read_record`, :func:`check_record_fits`,
+  :data:`RECORD_KEY` (what a record holds: :mod:`nst_jax.spec`).
 * **Checkpoints**: :class:`Checkpoint`, :func:`save_checkpoint`, :func:`load_checkpoint`,
   :func:`run_record` (what a run's result depends on) and :func:`run_differences`.
 * **Figures**: :func:`labelled_grid`, :func:`save_sheet`, :func:`save_json`.
@@ -26,7 +26,7 @@ from nst_jax.image import (
     open_image,
     save_image,
 )
-from nst_jax.record import RECORD_KEY, check_record, check_record_fits, read_record
+from nst_jax.record import RECORD_KEY, check_record_fits, read_record
 from nst_jax.vgg_io import DEFAULT_VGG_FILE
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "RECORD_KEY",
     "Checkpoint",
     "check_output_path",
-    "check_record",
     "check_record_fits",
     "image_format",
     "labelled_grid",

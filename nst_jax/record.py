@@ -1,10 +1,11 @@
-"""The run record an image carries: written into PNG and JPEG files, read back and checked.
+"""The run record an image carries: written into PNG and JPEG files and read back.
 
 A PNG holds the record as a compressed ``iTXt`` chunk named :data:`RECORD_KEY`; a JPEG as its
 comment: the JSON text when it fits the comment's 65 533 bytes, else ``nst_jax:zlib:`` and the
 zlib-compressed text in base64; a record that does not fit even so is refused before any
 compute (:func:`check_record_fits`). Records are read with a cap on their size (:data:`MAX_RECORD_BYTES`
-of text) and are untrusted: :func:`check_record` refuses one without its verification data.
+of text) and are untrusted: what they hold is checked by whoever reads it (the command line reads a
+run's specification back with :func:`nst_jax.spec.spec_from_json`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ RECORD_KEY = "nst_jax"  # PNG text chunk (iTXt) holding a written image's run re
 MAX_RECORD_BYTES = 1_000_000  # largest record text read back (decompressed)
 JPEG_COMMENT_BYTES = 65_533  # a JPEG COM segment's payload
 _ZLIB = "nst_jax:zlib:"
-# What a record must hold to be checked against a new run (see nst_jax.checkpoint.run_record).
-RUN_KEYS = ("config", "weights", "convention", "vgg_sha256", "seed", "inputs", "extra")
 
 
 def _jpeg_comment(text: str) -> bytes:
@@ -122,28 +121,3 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
             raise NSTError(f"{path}: its run record is corrupt or larger than {MAX_RECORD_BYTES} bytes") from None
         return None
     return record if isinstance(record, dict) and record.get("format") == RECORD_KEY else None
-
-
-def check_record(record: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """A record's parts, checked for presence and type only (a record is untrusted).
-
-    Args:
-        record: A record from :func:`read_record`.
-        source: The file it came from, for messages.
-
-    Returns:
-        ``{"args", "run", "step"}``: the command-line arguments (a dict), the verification data
-        (:func:`nst_jax.files.run_record`'s dict) and the step it was written at (None or an int).
-
-    Raises:
-        NSTError: If a part is missing or of the wrong type.
-    """
-    run, args, step = record.get("run"), record.get("args"), record.get("step")
-    if not isinstance(args, dict):
-        raise NSTError(f"{source} holds no command-line arguments (not written by nst-jax, or edited)")
-    if not isinstance(run, dict) or any(k not in run for k in RUN_KEYS):
-        raise NSTError(f"{source} lacks its verification data (the run record's 'run' entry); it cannot be "
-                       "checked against a new run, so it is not used")
-    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
-        raise NSTError(f"{source}: 'step' must be a non-negative integer, got {json.dumps(step)[:40]}")
-    return {"args": args, "run": run, "step": step}
