@@ -543,30 +543,33 @@ def _timed(fn) -> float:
 
 
 def stage_sweep(p, work):
+    """A sweep of K members with the default preset (every level) against the same K runs one after another,
+    both in this process: cold (compiling), then warm (the programs compiled already)."""
     import numpy as np
 
-    from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, stack_weights, stylize, sweep
+    from nst_jax import Choices, load_image, load_vgg19, make_spec, run_spec, sweep_specs
 
     vgg = load_vgg19()
     content, style, _ = image_files()
     c, s = load_image(content, p["size"]), load_image(style, p["size"])
-    config = StylizeConfig(iterations=p["sweep_steps"])
-    members = [make_weights(config, style_weight=float(b)) for b in np.geomspace(5.0, 80.0, p["members"])]
-    t = time.perf_counter()
-    result = sweep(vgg, weights=stack_weights(members), content=c, style=s, config=config)
-    sweep_wall = time.perf_counter() - t
-    row(run=f"sweep of {p['members']} at {c.shape[1]}x{c.shape[0]}, {p['sweep_steps']} steps",
-        wall_s=round(sweep_wall, 2), run_s=round(result.run_seconds, 3), compile_s=round(result.compile_seconds, 2))
-    seq_run = seq_compile = 0.0
-    t = time.perf_counter()
-    for w in members:
-        r = stylize(vgg, content=c, style=s, config=config, weights=w)
-        seq_run += r.run_seconds
-        seq_compile += r.compile_seconds
-    seq_wall = time.perf_counter() - t
-    row(run=f"the same {p['members']} in sequence", wall_s=round(seq_wall, 2), run_s=round(seq_run, 3),
-        compile_s=round(seq_compile, 2), throughput_wall=f"{seq_wall / sweep_wall:.2f}x",
-        throughput_run=f"{seq_run / max(result.run_seconds, 1e-9):.2f}x")
+    base = make_spec(content=c, style=s, choices=Choices(iterations=p["sweep_steps"]))
+    specs = [make_spec(plan=base.plan, seed=0, levels=[
+        (max(level.shape), level.iterations, level.weights._replace(style=np.float32(level.weights.style * f)))
+        for level in base.levels]) for f in np.geomspace(0.25, 4.0, p["members"])]
+    what = (f"{p['members']} members of the default preset at {c.shape[1]}x{c.shape[0]}, "
+            f"{'+'.join(str(n) for n in base.iterations)} steps")
+    for when in ("cold", "warm"):
+        t = time.perf_counter()
+        results = sweep_specs(vgg, specs)
+        sweep_wall = time.perf_counter() - t
+        t = time.perf_counter()
+        singles = [run_spec(vgg, spec) for spec in specs]
+        seq_wall = time.perf_counter() - t
+        sweep_run = sum(r.run_seconds for r in results)
+        seq_run = sum(r.run_seconds for r in singles)
+        row(run=f"{when}: sweep of {what} vs the same runs in sequence", sweep_wall_s=round(sweep_wall, 2),
+            sequence_wall_s=round(seq_wall, 2), sweep_compile_s=round(sum(r.compile_seconds for r in results), 2),
+            throughput_wall=f"{seq_wall / sweep_wall:.2f}x", throughput_run=f"{seq_run / max(sweep_run, 1e-9):.2f}x")
 
 
 def stage_tests(p, work):
