@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from nst_jax import colour
-from nst_jax.api import StylizeResult, stylize
+from nst_jax.ahead import CompileAhead
+from nst_jax.api import StylizeResult, stylize, stylize_compiler
 from nst_jax.checkpoint import Checkpoint
 from nst_jax.config import DEFAULT_PRESET, StylizeConfig, Weights, make_weights
 from nst_jax.driver import Progress
@@ -156,6 +158,7 @@ def stylize_multiscale(
     resume: Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
     plan: Plan | None = None,
+    compile_ahead: bool = True,
 ) -> MultiScaleResult:
     """Coarse-to-fine Gatys optimisation: :func:`nst_jax.make_spec` with these levels, then :func:`run_spec`.
 
@@ -178,6 +181,7 @@ def stylize_multiscale(
             :func:`~nst_jax.config.make_weights` if None.
         seed: Seed of a noise start.
         plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
+        compile_ahead: As in :func:`run_spec`.
 
     Returns:
         As :func:`run_spec`.
@@ -189,7 +193,8 @@ def stylize_multiscale(
     """
     plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     spec = make_spec(plan=plan, levels=_explicit_levels(plan, sizes, iterations, weights), seed=seed)
-    return run_spec(vgg, spec, callback=callback, sync_every=sync_every, resume=resume, record=record)
+    return run_spec(vgg, spec, callback=callback, sync_every=sync_every, resume=resume, record=record,
+                    compile_ahead=compile_ahead)
 
 
 def run_spec(
@@ -200,6 +205,7 @@ def run_spec(
     sync_every: Sequence[int] = (),
     resume: Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
+    compile_ahead: bool = True,
 ) -> MultiScaleResult:
     """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
 
@@ -220,6 +226,9 @@ def run_spec(
         sync_every: As in :func:`~nst_jax.api.stylize`, counted in each level's steps.
         resume: A checkpoint of this same run, taken at any level, to continue from.
         record: Extra entries for the run record (they must match too when resuming).
+        compile_ahead: Compile the next level's programs in a background thread while a level
+            runs (:mod:`nst_jax.ahead`); the result is bitwise the same either way. A level's
+            ``compile_seconds`` then includes the time spent waiting for that thread.
 
     Returns:
         The output and the result of every level run (None for the levels a resumed run skipped).
@@ -232,15 +241,27 @@ def run_spec(
     first = resumed_level(resume, spec.sizes)
     levels: list[StylizeResult | None] = [None] * first
     previous = None
-    for level in range(first, len(spec.levels)):
-        try:
-            result = stylize(vgg, plan=_level_plan(spec, level, previous), weights=spec.levels[level].weights,
-                             seed=spec.seed, sync_every=sync_every, resume=resume if level == first else None,
-                             callback=None if callback is None else functools.partial(callback, level),
-                             record=record)
-        except NumericalError as err:
-            err.level = level
-            raise
-        levels.append(result)
-        previous = result.image
+    with CompileAhead(compile_ahead) as ahead:
+        for level in range(first, len(spec.levels)):
+            t = time.perf_counter()
+            ahead.wait()  # this level's programs, compiled while the level before ran: no second compile
+            waited = time.perf_counter() - t
+            if level + 1 < len(spec.levels):
+                ahead.submit(_level_compiler, vgg, spec, level + 1)
+            try:
+                result = stylize(vgg, plan=_level_plan(spec, level, previous), weights=spec.levels[level].weights,
+                                 seed=spec.seed, sync_every=sync_every, resume=resume if level == first else None,
+                                 callback=None if callback is None else functools.partial(callback, level),
+                                 record=record)
+            except NumericalError as err:
+                err.level = level
+                raise
+            levels.append(dataclasses.replace(result, compile_seconds=result.compile_seconds + waited))
+            previous = result.image
     return MultiScaleResult(previous, levels, spec.sizes)
+
+
+def _level_compiler(vgg: VGGParams, spec: RunSpec, level: int) -> Callable[[], None]:
+    """What compiles level ``level``'s programs (:func:`~nst_jax.api.stylize_compiler`). Its start's values are not
+    needed (the previous level's output, of the level's shape), so the plan is made as when resuming the level."""
+    return stylize_compiler(vgg, plan=_level_plan(spec, level, None), weights=spec.levels[level].weights)
