@@ -6,8 +6,12 @@ while level ``L`` compiles and runs, level ``L + 1``'s programs can compile
 computes, and XLA compiles on the host (on a GPU mostly autotuning: 50.7 s of a cold 58.9 s
 single run on an H200, docs/gpu/device_report_2.md). Tracing and lowering hold the GIL; XLA's
 compile (jaxlib releases the GIL around it, jax-ml/jax#11788) and the wait for the device's
-results do not, so the two threads overlap. Not yet measured on a GPU, where the thread's
-autotuning also times kernels on the device the steps use.
+results do not, so the two threads overlap. On a CPU the steps and the compile share the cores:
+a cold default run at 256 px on 2 shared CPU cores (scripts/compile_ahead_benchmark.py, medians
+of 3) used the same CPU time with and without it (109.4 and 110.8 s); the foreground's compile
+time fell from 32.0 to 23.3 s, the steps' rose from 91.5 to 96.5 s, and the wall time (124.2
+against 129.2 s) moved less than it varied between runs of one setting (97 to 129 s). Not yet
+measured on a GPU, where the thread's autotuning also times kernels on the device the steps use.
 
 The background work changes nothing but when a program is compiled: it fills JAX's in-memory jit
 cache, which the foreground's call then reads (keyed by shapes, shardings and settings, so a call
