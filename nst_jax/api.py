@@ -9,6 +9,7 @@ sweep's carry a leading member axis.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -114,6 +115,40 @@ def _targets_args(plan: Plan, inputs) -> dict[str, Any]:
             "output_shape": plan.canvas, "masks": masks, "extent": extent}
 
 
+def _one_member(weights: Weights) -> Weights:
+    """Unbatched weights with a member axis of 1: what :func:`nst_jax.driver.run_members` takes."""
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights)
+
+
+def stylize_compiler(vgg: VGGParams, *, plan: Plan, weights: Weights | None = None) -> Callable[[], None]:
+    """A function that compiles the programs ``stylize(vgg, plan=plan, weights=weights)`` runs, running nothing.
+
+    This call does the host's part in the calling thread: :func:`stylize`'s checks and input
+    preparation (resizing, colour), so the shapes compiled for are the ones :func:`stylize` then
+    passes, and any small JAX program that preparation needs (``jax.image.resize``) is compiled
+    here, not raced for by two threads. The function returned only traces and compiles
+    (:func:`nst_jax.driver.compile_programs`), so it may run in another thread while this one runs
+    JAX programs; :func:`nst_jax.run_spec` runs it for the next level while a level runs
+    (:mod:`nst_jax.ahead`). A later :func:`stylize` of these shapes then finds its programs compiled.
+
+    Args:
+        vgg: VGG-19 parameters.
+        plan: The run's checked inputs (:func:`nst_jax.plan.make_plan`); only the start image's
+            shape (the plan's canvas) matters, not its values.
+        weights: As in :func:`stylize`.
+
+    Returns:
+        The compiling function, of no arguments.
+
+    Raises:
+        NSTError: On a bad ``vgg`` or ``weights``, as :func:`stylize`.
+    """
+    vgg = _check_vgg(vgg)
+    weights = _check_weights(make_weights(plan.config) if weights is None else weights, plan.config, None)
+    return functools.partial(driver.compile_programs, vgg, config=plan.config, weights=_one_member(weights),
+                             images_shape=(1, *plan.canvas), targets_args=_targets_args(plan, optimised_inputs(plan)))
+
+
 def stylize(
     vgg: VGGParams,
     *,
@@ -179,9 +214,8 @@ def stylize(
                                      image=image))
 
     try:
-        batched = jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights)
         result = driver.run_members(
-            vgg, config=config, weights=batched, images=_start_images(plan, inputs, [seed]),
+            vgg, config=config, weights=_one_member(weights), images=_start_images(plan, inputs, [seed]),
             targets_args=_targets_args(plan, inputs), callback=None if callback is None else on_chunk,
             sync_every=sync_every, resume=resume, run_record=run)
     except NumericalError as err:

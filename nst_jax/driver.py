@@ -17,7 +17,9 @@ the VGG parameters, the targets and the static config, and differ in their
   until the step count is reached, and after each chunk checks every value for NaN/Inf
   (stopping with the last finite images), extends the history and calls the progress callback
   (which may checkpoint);
-* **resume** from a checkpoint of the same run continues bitwise where it stopped.
+* **resume** from a checkpoint of the same run continues bitwise where it stopped;
+* **ahead** (:func:`compile_programs`): both programs compiled for a later call's shapes without
+  running them, which a multi-scale run does in a background thread (:mod:`nst_jax.ahead`).
 
 Members are laid out over a 1-D device mesh (axis :data:`MEMBERS`) with ``jax.shard_map``; on
 each device, groups of ``batch_size`` members run ``jax.vmap``-ed together and the groups one
@@ -365,9 +367,16 @@ def _run_chunk(loop: _Loop, chunk, args: tuple, n: int, k: int, config: StylizeC
     return terms
 
 
-def _place(layout: Layout, vgg, targets_args: Mapping[str, Any], weights, images):
-    """The inputs as global arrays: VGG and target inputs replicated, weights and images per member."""
-    place = lambda tree, sharding: jax.tree_util.tree_map(lambda a: to_global(a, sharding), tree)  # noqa: E731
+def _abstract(x: Any, sharding: NamedSharding) -> jax.ShapeDtypeStruct:
+    """What :func:`to_global` would make of ``x``, without a copy: its shape, dtype (as JAX stores it) and sharding."""
+    dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+    return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(dtype), sharding=sharding)
+
+
+def _place(layout: Layout, vgg, targets_args: Mapping[str, Any], weights, images, put=to_global):
+    """The inputs as global arrays (``put=_abstract``: their shapes): VGG and target inputs replicated, weights and
+    images per member."""
+    place = lambda tree, sharding: jax.tree_util.tree_map(lambda a: put(a, sharding), tree)  # noqa: E731
     targets_in = {key: value for key, value in targets_args.items() if value is not None and key != "output_shape"}
     return (place(vgg, layout.replicated), place(targets_in, layout.replicated),
             place(_pad_members(weights, layout.padded), layout.members),
@@ -447,6 +456,48 @@ def run_members(
                               loop.state, loop.history, dict(run_record or {}), layout.k))
     images_out = to_host(loop.output)[:layout.k]  # host slicing: no compiled program
     return SweepResult(images_out, history_arrays(loop.history), compile_seconds, loop.run_seconds)
+
+
+def compile_programs(
+    vgg: VGGParams,
+    *,
+    config: StylizeConfig,
+    weights: Weights,
+    images_shape: tuple[int, ...],
+    targets_args: Mapping[str, Any],
+    mesh: Mesh | None = None,
+    batch_size: int | None = None,
+) -> None:
+    """Compiles the start and chunk programs of a :func:`run_members` call with these arguments, running nothing.
+
+    The programs are lowered for abstract arguments (``jax.ShapeDtypeStruct``s with the shapes, dtypes
+    and shardings :func:`run_members` gives its arrays; the chunk's state and targets are the start
+    program's ``out_info``) and compiled with ``jit(...).lower(...).compile()``. With jax 0.10.2 this
+    fills the same in-memory cache a call of the jitted program reads: the later :func:`run_members`
+    traces and compiles neither program (measured: no "Finished tracing" or "Finished XLA
+    compilation" record at the call, also when the compile ran in another thread), so nothing needs
+    handing over. JAX keys that cache by the arguments' shapes, shardings and the tracing settings,
+    so a call that differs compiles its own program, never runs a wrong one.
+
+    Args:
+        vgg: VGG-19 parameters; only shapes and dtypes are read.
+        config: As in :func:`run_members`.
+        weights: As in :func:`run_members`, ``[K]`` on every leaf; only shapes and dtypes are read.
+        images_shape: ``(K, H, W, 3)``: the start images' shape.
+        targets_args: As in :func:`run_members`; only shapes and dtypes are read.
+        mesh: As in :func:`run_members`.
+        batch_size: As in :func:`run_members`.
+
+    Raises:
+        NSTError: As :func:`member_layout`. Whatever tracing or compiling raises.
+    """
+    layout = member_layout(int(images_shape[0]), mesh, batch_size)
+    start = start_program(config, layout, tuple(targets_args["output_shape"]))
+    images = np.broadcast_to(np.float32(0), images_shape)  # a shape without an allocation
+    vgg, targets_in, weights, starts = _place(layout, vgg, targets_args, weights, images, put=_abstract)
+    state, targets = start.lower(vgg, targets_in, starts, weights).compile().out_info
+    scalar = functools.partial(jax.ShapeDtypeStruct, ())  # the host's np.int32 and np.bool_: not weakly typed
+    chunk_program(config, layout).lower(state, vgg, targets, weights, scalar(np.int32), scalar(np.bool_)).compile()
 
 
 def _restore(resume: ckpt.Checkpoint, template: RunState, k: int, padded: int, members: NamedSharding,

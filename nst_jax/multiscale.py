@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +26,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from nst_jax import colour, driver
-from nst_jax.api import StylizeResult, _cropped, _start_images, _targets_args, stylize
+from nst_jax.ahead import CompileAhead
+from nst_jax.api import StylizeResult, _cropped, _start_images, _targets_args, stylize, stylize_compiler
 from nst_jax.checkpoint import Checkpoint
 from nst_jax.config import DEFAULT_PRESET, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, SweepResult
@@ -159,6 +161,7 @@ def stylize_multiscale(
     resume: Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
     plan: Plan | None = None,
+    compile_ahead: bool = True,
 ) -> MultiScaleResult:
     """Coarse-to-fine Gatys optimisation: :func:`nst_jax.make_spec` with these levels, then :func:`run_spec`.
 
@@ -181,6 +184,7 @@ def stylize_multiscale(
             :func:`~nst_jax.config.make_weights` if None.
         seed: Seed of a noise start.
         plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
+        compile_ahead: As in :func:`run_spec`.
 
     Returns:
         As :func:`run_spec`.
@@ -192,7 +196,8 @@ def stylize_multiscale(
     """
     plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     spec = make_spec(plan=plan, levels=_explicit_levels(plan, sizes, iterations, weights), seed=seed)
-    return run_spec(vgg, spec, callback=callback, sync_every=sync_every, resume=resume, record=record)
+    return run_spec(vgg, spec, callback=callback, sync_every=sync_every, resume=resume, record=record,
+                    compile_ahead=compile_ahead)
 
 
 def run_spec(
@@ -203,6 +208,7 @@ def run_spec(
     sync_every: Sequence[int] = (),
     resume: Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
+    compile_ahead: bool = True,
 ) -> MultiScaleResult:
     """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
 
@@ -223,6 +229,9 @@ def run_spec(
         sync_every: As in :func:`~nst_jax.api.stylize`, counted in each level's steps.
         resume: A checkpoint of this same run, taken at any level, to continue from.
         record: Extra entries for the run record (they must match too when resuming).
+        compile_ahead: Compile the next level's programs in a background thread while a level
+            runs (:mod:`nst_jax.ahead`); the result is bitwise the same either way. A level's
+            ``compile_seconds`` then includes the time spent waiting for that thread.
 
     Returns:
         The output and the result of every level run (None for the levels a resumed run skipped).
@@ -235,18 +244,30 @@ def run_spec(
     first = resumed_level(resume, spec.sizes)
     levels: list[StylizeResult | None] = [None] * first
     previous = None
-    for level in range(first, len(spec.levels)):
-        try:
-            result = stylize(vgg, plan=_level_plan(spec, level, previous), weights=spec.levels[level].weights,
-                             seed=spec.seed, sync_every=sync_every, resume=resume if level == first else None,
-                             callback=None if callback is None else functools.partial(callback, level),
-                             record=record)
-        except NumericalError as err:
-            err.level = level
-            raise
-        levels.append(result)
-        previous = result.image
+    with CompileAhead(compile_ahead) as ahead:
+        for level in range(first, len(spec.levels)):
+            t = time.perf_counter()
+            ahead.wait()  # this level's programs, compiled while the level before ran: no second compile
+            waited = time.perf_counter() - t
+            if level + 1 < len(spec.levels):
+                ahead.submit(_level_compiler, vgg, spec, level + 1)
+            try:
+                result = stylize(vgg, plan=_level_plan(spec, level, previous), weights=spec.levels[level].weights,
+                                 seed=spec.seed, sync_every=sync_every, resume=resume if level == first else None,
+                                 callback=None if callback is None else functools.partial(callback, level),
+                                 record=record)
+            except NumericalError as err:
+                err.level = level
+                raise
+            levels.append(dataclasses.replace(result, compile_seconds=result.compile_seconds + waited))
+            previous = result.image
     return MultiScaleResult(previous, levels, spec.sizes)
+
+
+def _level_compiler(vgg: VGGParams, spec: RunSpec, level: int) -> Callable[[], None]:
+    """What compiles level ``level``'s programs (:func:`~nst_jax.api.stylize_compiler`). Its start's values are not
+    needed (the previous level's output, of the level's shape), so the plan is made as when resuming the level."""
+    return stylize_compiler(vgg, plan=_level_plan(spec, level, None), weights=spec.levels[level].weights)
 
 
 def _sweep_groups(specs: Sequence[RunSpec]) -> list[list[int]]:
@@ -281,6 +302,7 @@ def sweep_specs(
     batch_size: int | None = None,
     callback: Callable[[int, list[int], Progress], None] | None = None,
     sync_every: Sequence[int] = (),
+    compile_ahead: bool = True,
 ) -> list[SweepResult]:
     """Runs ``K`` runs that share their photo, settings and levels' shapes, each level as compiled programs
     that serve every member.
@@ -301,6 +323,8 @@ def sweep_specs(
         callback: Called as ``callback(level, members, progress)`` after every chunk, ``members``
             the indices into ``specs`` that ``progress`` (``[k]`` terms and images) describes.
         sync_every: As in :func:`nst_jax.stylize`, counted in each level's steps.
+        compile_ahead: Compile each next level's programs in a background thread while a level runs
+            (:mod:`nst_jax.ahead`), as :func:`run_spec` does.
 
     Returns:
         Per level, coarse to fine, a :class:`~nst_jax.driver.SweepResult` of every member in the
@@ -311,29 +335,60 @@ def sweep_specs(
         NSTError: If the members do not share their photo, settings and levels.
         NumericalError: If a member's loss or image becomes NaN or Inf.
     """
-    groups = _sweep_groups(list(specs))
+    specs = list(specs)
+    groups = _sweep_groups(specs)
     mesh = driver.member_mesh() if mesh is None else mesh
     previous: list[np.ndarray | None] = [None] * len(specs)
     results = []
-    for level in range(len(specs[0].levels)):
-        images, histories, compile_seconds, run_seconds = [None] * len(specs), [None] * len(specs), 0.0, 0.0
-        for members in groups:
-            plans = [_level_plan(specs[m], level, previous[m]) for m in members]
-            inputs = [optimised_inputs(plan) for plan in plans]
-            starts = np.concatenate([_start_images(plan, ins, [specs[m].seed])
-                                     for plan, ins, m in zip(plans, inputs, members, strict=True)])
-            weights = jax.tree_util.tree_map(np.asarray, stack_weights([specs[m].levels[level].weights
-                                                                        for m in members]))
-            on_chunk = None if callback is None else functools.partial(callback, level, members)
-            result = driver.run_members(
-                vgg, config=plans[0].config, weights=weights, images=starts,
-                targets_args=_targets_args(plans[0], inputs[0]), mesh=mesh, batch_size=batch_size,
-                sync_every=sync_every, callback=on_chunk, run_record={"members": members, "level": level})
-            for j, m in enumerate(members):
-                images[m] = finish_image(plans[j], _cropped(result.images[j], plans[j]))
-                histories[m] = {k: v if k == "step" else v[j] for k, v in result.history.items()}
-            compile_seconds, run_seconds = compile_seconds + result.compile_seconds, run_seconds + result.run_seconds
-        previous = images
-        history = {k: histories[0][k] if k == "step" else np.stack([h[k] for h in histories]) for k in histories[0]}
-        results.append(SweepResult(np.stack(images), history, compile_seconds, run_seconds))
+    with CompileAhead(compile_ahead) as ahead:
+        for level in range(len(specs[0].levels)):
+            ahead.wait()  # this level's programs, compiled while the level before ran
+            if level + 1 < len(specs[0].levels):
+                ahead.submit(_sweep_level_compiler, vgg, specs, groups, level + 1, mesh, batch_size)
+            on_chunk = None if callback is None else functools.partial(callback, level)
+            results.append(_sweep_level(vgg, specs, groups, level, previous, mesh=mesh, batch_size=batch_size,
+                                        callback=on_chunk, sync_every=sync_every))
+            previous = list(results[-1].images)
     return results
+
+
+def _group_inputs(specs: list[RunSpec], members: list[int], level: int, previous: list[np.ndarray | None]):
+    """A group's level plans, inputs, start images ``[k, H_c, W_c, 3]`` and stacked weights ``[k]``."""
+    plans = [_level_plan(specs[m], level, previous[m]) for m in members]
+    inputs = [optimised_inputs(plan) for plan in plans]
+    starts = np.concatenate([_start_images(plan, ins, [specs[m].seed])
+                             for plan, ins, m in zip(plans, inputs, members, strict=True)])
+    weights = jax.tree_util.tree_map(np.asarray, stack_weights([specs[m].levels[level].weights for m in members]))
+    return plans, inputs, starts, weights
+
+
+def _sweep_level_compiler(vgg: VGGParams, specs: list[RunSpec], groups: list[list[int]], level: int,
+                          mesh: Mesh, batch_size: int | None) -> Callable[[], None]:
+    """What compiles level ``level``'s programs for the sweep's first group (the others of its size share them;
+    the start's values are not needed, so the plans are made as when resuming the level)."""
+    members = groups[0]
+    plans, inputs, starts, weights = _group_inputs(specs, members, level, [None] * len(specs))
+    return functools.partial(driver.compile_programs, vgg, config=plans[0].config, weights=weights,
+                             images_shape=starts.shape, targets_args=_targets_args(plans[0], inputs[0]), mesh=mesh,
+                             batch_size=batch_size)
+
+
+def _sweep_level(vgg: VGGParams, specs: list[RunSpec], groups: list[list[int]], level: int,
+                 previous: list[np.ndarray | None], *, mesh: Mesh, batch_size: int | None,
+                 callback: Callable[[list[int], Progress], None] | None, sync_every: Sequence[int]) -> SweepResult:
+    """One level of :func:`sweep_specs`: each group of members through the driver, the finished images and
+    histories put back in the members' order."""
+    images, histories, compile_seconds, run_seconds = [None] * len(specs), [None] * len(specs), 0.0, 0.0
+    for members in groups:
+        plans, inputs, starts, weights = _group_inputs(specs, members, level, previous)
+        result = driver.run_members(
+            vgg, config=plans[0].config, weights=weights, images=starts,
+            targets_args=_targets_args(plans[0], inputs[0]), mesh=mesh, batch_size=batch_size, sync_every=sync_every,
+            callback=None if callback is None else functools.partial(callback, members),
+            run_record={"members": members, "level": level})
+        for j, m in enumerate(members):
+            images[m] = finish_image(plans[j], _cropped(result.images[j], plans[j]))
+            histories[m] = {k: v if k == "step" else v[j] for k, v in result.history.items()}
+        compile_seconds, run_seconds = compile_seconds + result.compile_seconds, run_seconds + result.run_seconds
+    history = {k: histories[0][k] if k == "step" else np.stack([h[k] for h in histories]) for k in histories[0]}
+    return SweepResult(np.stack(images), history, compile_seconds, run_seconds)

@@ -1,5 +1,5 @@
 """The scripts without a module of their own, end to end at small sizes: reproduce_paper.py, benchmark.py,
-highres_benchmark.py (stylize.py: test_cli_stylize.py; sweep.py: test_cli_sweep.py)."""
+highres_benchmark.py, compile_ahead_benchmark.py (stylize.py: test_cli_stylize.py; sweep.py: test_cli_sweep.py)."""
 
 import json
 import os
@@ -57,3 +57,16 @@ def test_highres_benchmark_small(tmp_path):
     levels = json.loads(summary.read_text())["levels"]
     assert [row["size"] for row in levels] == [32, 64] and all(row["peak_rss_gib"] > 0 for row in levels)
     assert "peak RSS" in proc.stdout
+
+
+def test_compile_ahead_benchmark_small():
+    # One cold process per setting, at 64 px (one level) with one shallow layer: the script end to end, fast.
+    proc = run_script("compile_ahead_benchmark.py", "--size", 64, "--repeats", 1, "--layers", "relu1_1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "levels [64] px" in proc.stdout and "CPU: " in proc.stdout, proc.stdout
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in proc.stdout.splitlines()
+            if line.startswith(("| off ", "| on "))}
+    assert sorted(rows) == ["off", "on"] and all(len(cells) == 5 for cells in rows.values()), proc.stdout
+    for cells in rows.values():  # "min / median" seconds of wall, compile, run, XLA compile and CPU time
+        (wall, wall_median), _, (run, _), _, _ = [[float(x) for x in cell.split("/")] for cell in cells]
+        assert wall == wall_median and wall >= run > 0  # one run: its own median; its steps inside its wall time
