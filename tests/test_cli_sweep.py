@@ -94,3 +94,21 @@ def test_sweep_of_paintings_and_factors_members_are_runs(tmp_path, capsys):
     before = (tmp_path / "sw" / "losses.json").read_bytes()
     assert sweep_cli.main([str(a) for a in argv]) == 2
     assert "--overwrite" in capsys.readouterr().err and (tmp_path / "sw" / "losses.json").read_bytes() == before
+
+
+def test_sweep_of_presets_runs_each_level_structure_as_its_own_group(tmp_path, capsys):
+    """--preset balanced painterly faithful: the two three-level presets (two levels at 128 px) share their
+    levels and run together, faithful's one level on its own; each member has its preset's weights."""
+    from nst_jax.cli import sweep as sweep_cli
+
+    argv = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "--output-dir", tmp_path / "sw", "--size", 128,
+            "--content-layer", "relu1_1", "--style-layers", "relu1_1", "--iterations", 2, "--no-metrics",
+            "--preset", "balanced", "painterly", "faithful"]
+    assert sweep_cli.main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    members = json.loads((tmp_path / "sw" / "losses.json").read_text())["members"]
+    assert [(m["preset"], [level["style_weight"] for level in m["levels"]]) for m in members] == [
+        ("balanced", [100.0, 10.0]), ("painterly", [60.0, 60.0]), ("faithful", [20.0])]
+    shapes = [[level["shape"] for level in m["levels"]] for m in members]
+    assert shapes[0] == shapes[1] and len(shapes[0]) == 2 and shapes[2] == shapes[0][-1:]
+    images = [np.asarray(Image.open(tmp_path / "sw" / m["file"])) for m in members]
+    assert images[0].shape == images[2].shape and len({image.tobytes() for image in images}) == 3

@@ -286,16 +286,18 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
         g.add_argument("--learning-rate", type=float, default=WEIGHT_DEFAULTS["learning_rate"], help="Adam step size")
 
 
-def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_option: str) -> None:
+def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_option: str,
+                        several_presets: bool = False) -> None:
     """``--preset`` and the coarse-to-fine options; their defaults in ``--help`` read from the preset's own
     resolution (:func:`nst_jax.resolve_levels`) at the default size, as are those of ``--iterations``,
-    ``style_option`` and ``tv_option``."""
+    ``style_option`` and ``tv_option``. ``several_presets``: ``--preset`` takes a list (a sweep's)."""
     g = groups(p)["quality"]
     presets = "; ".join(
         f"{name}: {preset.summary} ({plural(len(preset.iterations), 'level')}, "
         f"{'+'.join(map(str, preset.iterations))} steps, style weight "
         f"{'/'.join(f'{w:g}' for w in preset.style_weights)})" for name, preset in PRESETS.items())
-    g.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
+    several = {"nargs": "+", "default": [DEFAULT_PRESET]} if several_presets else {"default": DEFAULT_PRESET}
+    g.add_argument("--preset", choices=tuple(PRESETS), **several,
                    help=f"transfer settings chosen by measurement, from most photo to most painting: {presets}. "
                         "Options given explicitly (style and TV weights, --scales, --min-size, --iterations, "
                         "--scale-iterations, --scale-style-weights) override it; content and style modes and "

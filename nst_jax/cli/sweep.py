@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import os
 import pathlib
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="multiply every level's style weight (the preset's, or --style-weights) by each "
                                    "factor: values or START:STOP:NUM (1 is the plain run)")
     g["basics"].add_argument("--seeds", nargs="+", type=common.integer, default=[0], help="noise seeds")
-    common.add_level_arguments(p, style_option="--style-weights", tv_option="--tv-weights")
+    common.add_level_arguments(p, style_option="--style-weights", tv_option="--tv-weights", several_presets=True)
     g["output"].add_argument("--columns", type=common.integer, default=0,
                              help="contact sheet columns (0: as many as values of the last swept option)")
     g["output"].add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
@@ -119,12 +120,25 @@ def start_distributed(args: argparse.Namespace) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One run of the sweep: its painting, its explicit values, its style-weight factor and seed."""
+    """One run of the sweep: its painting, preset, explicit values, style-weight factor and seed."""
 
     painting: str
+    preset: str
     values: dict[str, float]
     factor: float
     seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a member's run gave: its image, its loss terms at the start and the end, and its share of the
+    compile and run time of the sweep it ran in."""
+
+    image: np.ndarray
+    initial: dict[str, float]
+    final: dict[str, float]
+    compile_seconds: float
+    run_seconds: float
 
 
 def grids_of(args: argparse.Namespace) -> dict[str, list[Any]]:
@@ -137,14 +151,14 @@ def grids_of(args: argparse.Namespace) -> dict[str, list[Any]]:
 
 
 def members_of(args: argparse.Namespace, grids: dict[str, list[Any]]) -> list[Member]:
-    """Every combination of paintings and swept values: paintings outermost, seeds innermost."""
+    """Every combination of paintings, presets and swept values: paintings outermost, seeds innermost."""
     if not args.style:
         raise NSTError("give one or more paintings (PHOTO PAINTING ... or --style)")
     members = []
-    for painting, *values, factor, seed in itertools.product(args.style, *(grids[o] for o in SWEPT),
-                                                            grids["style_weight_factors"], args.seeds):
+    for painting, preset, *values, factor, seed in itertools.product(
+            args.style, args.preset, *(grids[o] for o in SWEPT), grids["style_weight_factors"], args.seeds):
         chosen = {SWEPT[o][0]: v for o, v in zip(SWEPT, values, strict=True) if v is not None}
-        members.append(Member(painting, chosen, factor, seed))
+        members.append(Member(painting, preset, chosen, factor, seed))
     if len(members) > 4096:
         raise NSTError(f"{len(members)} sweep members is too many (at most 4096)")
     return members
@@ -152,7 +166,8 @@ def members_of(args: argparse.Namespace, grids: dict[str, list[Any]]) -> list[Me
 
 def member_spec(args: argparse.Namespace, member: Member, config, inputs: dict[str, Any]) -> RunSpec:
     """A member's run: ``nst-jax``'s for its painting and values, every level's style weight times its factor."""
-    spec = make_spec(config, **inputs, choices=common.choices_of(args, **member.values), seed=member.seed)
+    spec = make_spec(config, **inputs, choices=common.choices_of(args, preset=member.preset, **member.values),
+                     seed=member.seed)
     if member.factor == 1.0:
         return spec
     if not (np.isfinite(member.factor) and member.factor >= 0):
@@ -215,19 +230,31 @@ def run(argv: list[str] | None) -> int:
     import jax
 
     writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
-    levels = len(specs[0].levels)
+    levels = max(len(spec.levels) for spec in specs)
     common.say(f"{common.plural(len(members), 'member')} on {common.plural(devices, 'device')} of "
                f"{common.plural(processes, 'process')} ({common.plural(len(set(args.style)), 'painting')}, "
-               f"{common.plural(levels, 'level')}); compiling ...")
+               f"{'up to ' if len({len(spec.levels) for spec in specs}) > 1 else ''}{common.plural(levels, 'level')}); "
+               "compiling ...")
     done: dict[tuple, int] = {}
-    total = specs[0].total * len({m.painting for m in members})
+    by_levels: dict[tuple, list[int]] = {}  # members whose levels agree run as one sweep (presets may differ)
+    for i, spec in enumerate(specs):
+        by_levels.setdefault(tuple((level.shape, level.iterations) for level in spec.levels), []).append(i)
+    total = sum(specs[idx[0]].total * len({members[i].painting for i in idx}) for idx in by_levels.values())
 
-    def on_chunk(level, group, progress):
-        done[level, tuple(group)] = progress.step
+    def on_chunk(key, level, group, progress):
+        done[key, level, tuple(group)] = progress.step
         bar.update(sum(done.values()), progress.seconds, mean_loss=f"{float(np.mean(progress.terms['total'])):.4g}")
 
+    outcomes: list[Any] = [None] * len(specs)
     with common.Bar(total, disable=not writer) as bar, CompileStats() as stats:
-        results = sweep_specs(vgg, specs, batch_size=args.batch_size, callback=on_chunk)
+        for key, idx in by_levels.items():
+            results = sweep_specs(vgg, [specs[i] for i in idx], batch_size=args.batch_size,
+                                  callback=functools.partial(on_chunk, key))
+            for j, i in enumerate(idx):
+                outcomes[i] = Outcome(results[-1].images[j], {t: float(results[0].history[t][j, 0]) for t in TERMS},
+                                      {t: float(results[-1].history[t][j, -1]) for t in TERMS},
+                                      sum(r.compile_seconds for r in results) / len(idx),
+                                      sum(r.run_seconds for r in results) / len(idx))
     if writer:
         common.say(stats.summary())
     if args.distributed:
@@ -235,7 +262,7 @@ def run(argv: list[str] | None) -> int:
         # barrier would hold the other processes while process 0 writes, and abort them all after 300 s.
         jax.distributed.shutdown()
     if writer:
-        write_results(args, vgg, specs, records, results, members, grids, out_dir, devices, processes)
+        write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, devices, processes)
     return 0
 
 
@@ -255,25 +282,26 @@ def _ratios(args: argparse.Namespace, specs: list[RunSpec], members: list[Member
     return ratios, next(iter(evaluators.values())).judged_by
 
 
-def _member_record(member: Member, spec: RunSpec, results, i: int, name: str) -> dict[str, Any]:
+def _member_record(member: Member, spec: RunSpec, outcome: Outcome, name: str) -> dict[str, Any]:
     weights = spec.levels[-1].weights
-    return {"file": name, "painting": member.painting, "factor": member.factor, "seed": member.seed,
-            "content_weight": float(weights.content), "style_weight": float(weights.style),
+    return {"file": name, "painting": member.painting, "preset": member.preset, "factor": member.factor,
+            "seed": member.seed, "content_weight": float(weights.content), "style_weight": float(weights.style),
             "tv_weight": float(weights.tv), "learning_rate": float(weights.learning_rate),
             "levels": [{"shape": list(level.shape), "iterations": level.iterations,
                         "style_weight": float(level.weights.style)} for level in spec.levels],
-            "initial": {t: float(results[0].history[t][i, 0]) for t in TERMS},
-            "final": {t: float(results[-1].history[t][i, -1]) for t in TERMS}}
+            "initial": outcome.initial, "final": outcome.final}
 
 
 def _labels(members: list[Member], grids: dict[str, list[Any]], rows: list[list[int]], records) -> list[list[str]]:
     paintings = len({m.painting for m in members}) > 1
+    presets = len({m.preset for m in members}) > 1
     swept = [o for o in SWEPT if len(grids[o]) > 1]
     factors = len(grids["style_weight_factors"]) > 1
     seeds = len({m.seed for m in members}) > 1
 
     def label(i):
         parts = [pathlib.Path(members[i].painting).stem] if paintings else []
+        parts += [members[i].preset] if presets else []
         parts += [f"{SWEPT[o][1]}={records[i][SWEPT[o][0]]:.3g}" for o in swept]
         parts += [f"x{members[i].factor:.3g}"] if factors else []
         return " ".join(parts + ([f"seed={members[i].seed}"] if seeds else []))
@@ -281,36 +309,36 @@ def _labels(members: list[Member], grids: dict[str, list[Any]], rows: list[list[
     return [[label(i) for i in row] for row in rows]
 
 
-def write_results(args, vgg, specs, records, results, members, grids, out_dir, devices, processes):
+def write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, devices, processes):
     """Writes member_NN.png (each with its run record), contact_sheet.png and losses.json."""
-    images = results[-1].images
+    images = np.stack([outcome.image for outcome in outcomes])
     ratios, judged_by = _ratios(args, specs, members, vgg, images)
     out_dir.mkdir(exist_ok=True)
     rows_json = []
-    for i, (member, spec, record, image) in enumerate(zip(members, specs, records, images, strict=True)):
+    for i, (member, spec, record, outcome) in enumerate(zip(members, specs, records, outcomes, strict=True)):
         name = f"member_{i:02d}.png"
-        files.save_image(out_dir / name, image, record=record, replace=args.overwrite)
-        rows_json.append({**_member_record(member, spec, results, i, name),
+        files.save_image(out_dir / name, outcome.image, record=record, replace=args.overwrite)
+        rows_json.append({**_member_record(member, spec, outcome, name),
                           **({"ratios": ratios[i]} if ratios is not None else {})})
     # Members are all combinations, the last list varying fastest: one row per combination of the others.
-    sizes = [len(set(args.style))] + [len(grids[o]) for o in SWEPT] + [len(grids["style_weight_factors"]),
-                                                                         len(args.seeds)]
+    sizes = [len(set(args.style)), len(args.preset)] + [len(grids[o]) for o in SWEPT] + [
+        len(grids["style_weight_factors"]), len(args.seeds)]
     columns = args.columns or next((n for n in reversed(sizes) if n > 1), len(members))
     rows = [list(range(r, min(r + columns, len(members)))) for r in range(0, len(members), columns)]
-    steps = "+".join(str(level.iterations) for level in specs[0].levels)
+    steps = {"+".join(str(level.iterations) for level in spec.levels) for spec in specs}
+    title = f"{len(members)} members, {' or '.join(sorted(steps))} {specs[0].config.optimizer} steps"
     sheet = files.labelled_grid([[images[i] for i in row] for row in rows], _labels(members, grids, rows, rows_json),
-                                title=f"{len(members)} members, {steps} {specs[0].config.optimizer} steps")
+                                title=title)
     files.save_sheet(out_dir / "contact_sheet.png", sheet)
-    config = specs[0].config
+    compile_seconds, run_seconds = (sum(getattr(o, k) for o in outcomes) for k in ("compile_seconds", "run_seconds"))
     files.save_json(out_dir / "losses.json", {
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()},
-        "devices": devices, "processes": processes,
-        "compile_seconds": sum(r.compile_seconds for r in results), "run_seconds": sum(r.run_seconds for r in results),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(specs[0].config).items()},
+        "devices": devices, "processes": processes, "compile_seconds": compile_seconds, "run_seconds": run_seconds,
         **({"judged_by": judged_by} if judged_by else {}), "members": rows_json})
-    run_seconds = sum(r.run_seconds for r in results)
+    steps_run = sum(spec.total for spec in specs) / len(specs)
     common.say(f"wrote {common.plural(len(members), 'image')}, contact_sheet.png and losses.json to {out_dir}")
-    common.say(f"{run_seconds / specs[0].total:.3f} s per iteration for all {len(members)} members "
-               f"(compile {sum(r.compile_seconds for r in results):.1f} s)")
+    common.say(f"{run_seconds / steps_run:.3f} s per iteration for all {len(members)} members "
+               f"(compile {compile_seconds:.1f} s)")
 
 
 if __name__ == "__main__":
