@@ -192,16 +192,17 @@ def test_bad_input_one_line_no_output(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
+def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path, capsys, monkeypatch):
+    """In this process (the reruns need no fresh one; test_end_to_end_writes_image_and_reports runs the script)."""
     from nst_jax.record import read_record
 
     content = tmp_path / "content.png"
     content.write_bytes(CONTENT.read_bytes())
     out = tmp_path / "out.png"
     small = ["--size", 48, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "relu2_1"]
-    proc = run_cli("--content", content, "--style", STYLE, "--output", out, *small, "--iterations", 6,
-                   "--save-every", 3)
-    assert proc.returncode == 0, proc.stderr
+    code, _, err = nst_in_process(capsys, "--content", content, "--style", STYLE, "--output", out, *small,
+                                  "--iterations", 6, "--save-every", 3)
+    assert code == 0, err
     record = read_record(out)
     spec = record["spec"]
     assert record["format"] == "nst_jax" and [level["iterations"] for level in spec["levels"]] == [6]
@@ -210,27 +211,28 @@ def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path):
     assert read_record(tmp_path / "out_00003.png")["step"] == 3
 
     # From another directory: the record's paths are absolute.
-    again = run_cli("--rerun", out, cwd=tmp_path.parent)
-    assert again.returncode == 0, again.stderr
+    monkeypatch.chdir(tmp_path.parent)
+    code, _, err = nst_in_process(capsys, "--rerun", out)
+    assert code == 0, err
     rerun = tmp_path / "out_rerun.png"
     np.testing.assert_array_equal(np.asarray(Image.open(rerun)), np.asarray(Image.open(out)))
     assert read_record(rerun)["spec"] == spec
     # An intermediate save is made again at its step.
-    middle = run_cli("--rerun", tmp_path / "out_00003.png", "--output", tmp_path / "middle.png")
-    assert middle.returncode == 0, middle.stderr
+    code, _, err = nst_in_process(capsys, "--rerun", tmp_path / "out_00003.png", "--output", tmp_path / "middle.png")
+    assert code == 0, err
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "middle.png")),
                                   np.asarray(Image.open(tmp_path / "out_00003.png")))
     # A changed input, or a changed setting, is refused with what differs; nothing is written.
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
-    changed = run_cli("--rerun", out, "--output", tmp_path / "changed.png")
-    assert changed.returncode == 2 and "inputs.content" in changed.stderr, changed.stderr
-    setting = run_cli("--rerun", out, "--output", tmp_path / "changed.png", "--iterations", 7)
-    assert setting.returncode == 2 and "--iterations 7" in setting.stderr, setting.stderr
+    code, _, err = nst_in_process(capsys, "--rerun", out, "--output", tmp_path / "changed.png")
+    assert code == 2 and "inputs.content" in err, err
+    code, _, err = nst_in_process(capsys, "--rerun", out, "--output", tmp_path / "changed.png", "--iterations", 7)
+    assert code == 2 and "--iterations 7" in err, err
     assert not (tmp_path / "changed.png").exists()
     plain = tmp_path / "plain.png"
     Image.new("RGB", (8, 8)).save(plain)
-    none = run_cli("--rerun", plain)
-    assert none.returncode == 2 and "carries no nst_jax run record" in none.stderr
+    code, _, err = nst_in_process(capsys, "--rerun", plain)
+    assert code == 2 and "carries no nst_jax run record" in err
 
 
 def _cli_levels(args, size):

@@ -1,4 +1,5 @@
-"""scripts/sweep.py (the ``nst-jax-sweep`` tool) end to end in a real subprocess."""
+"""The ``nst-jax-sweep`` tool end to end (in this process; test_cli_sweep_bad_range and the distributed tests run
+scripts/sweep.py in real ones)."""
 
 import json
 import pathlib
@@ -15,11 +16,12 @@ from .conftest import EXAMPLES, run_script
 
 @pytest.mark.slow
 def test_sweep_cli(tmp_path, vgg):
-    proc = run_script("sweep.py", "--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png",
-                      "--output-dir", tmp_path / "sw", "--size", 48, "--iterations", 3, "--optimizer", "adam",
-                      "--style-weights", "1e1:1e3:2", "--seeds", 0, 1, "--style-layers", "relu1_1", "relu2_1",
-                      "--content-layer", "relu2_1")
-    assert proc.returncode == 0, proc.stderr
+    from nst_jax.cli import sweep as sweep_cli
+
+    argv = ["--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png", "--output-dir", tmp_path / "sw",
+            "--size", 48, "--iterations", 3, "--optimizer", "adam", "--style-weights", "1e1:1e3:2", "--seeds", 0, 1,
+            "--style-layers", "relu1_1", "relu2_1", "--content-layer", "relu2_1"]
+    assert sweep_cli.main([str(a) for a in argv]) == 0
     report = json.loads((tmp_path / "sw" / "losses.json").read_text())
     members = report["members"]
     assert [(m["style_weight"], m["seed"]) for m in members] == [(10.0, 0), (10.0, 1), (1000.0, 0), (1000.0, 1)]
