@@ -1,16 +1,18 @@
-"""Coarse-to-fine (multi-scale) optimisation.
+"""Coarse-to-fine (multi-scale) optimisation, of one run (:func:`run_spec`) or of a sweep (:func:`sweep_specs`).
 
-The output is optimised at a pyramid of sizes (longest side, geometric from ``min_size`` to the
-full size); each level starts from the previous level's output, upsampled (Lanczos), and each
-level is one :func:`~nst_jax.api.stylize` call, so each level's chunk is compiled once (one
-compilation per size). In the default relative loss units every level has the output's balance
-of content and style; in paper units the content term grows with the pixel count, so the coarse
-levels weigh style more than the full size does. The content photo and the masks are resized to
-each level; the style images too, by the level's factor, unless ``config.style_scale`` already
-ties them to the output size. The optimiser state is not carried between levels: L-BFGS's
-curvature pairs and Adam's moments are per pixel of the previous grid and would not describe the
-new one (upsampled Adam moments were considered and not used: the gradient scale per pixel
-changes with the size). """
+The output is optimised at a pyramid of sizes, the levels of a :class:`~nst_jax.spec.RunSpec` (each
+half the next, as the presets have them, or geometric from a minimum size); each level starts from
+the previous level's output, upsampled (Lanczos), and each level is one :func:`~nst_jax.api.stylize`
+call, so each level's chunk is compiled once (one compilation per size), the next level's while this
+one runs (:mod:`nst_jax.ahead`). In the default relative loss units every level has the output's
+balance of content and style; in paper units the content term grows with the pixel count, so the
+coarse levels weigh style more than the full size does. The content photo and the masks are resized
+to each level; the style images too, by the level's factor, unless ``config.style_scale`` already
+ties them to the output size. The optimiser state is not carried between levels: L-BFGS's curvature
+pairs and Adam's moments are per pixel of the previous grid and would not describe the new one
+(upsampled Adam moments were considered and not used: the gradient scale per pixel changes with the
+size).
+"""
 
 from __future__ import annotations
 
