@@ -77,8 +77,9 @@ def shared_images():
 
 
 @contextlib.contextmanager
-def compiled_programs():
-    """Collects the names of the XLA programs compiled inside the block (from JAX's compile log)."""
+def compiled_programs(threads: dict[str, list[str]] | None = None):
+    """Collects the names of the XLA programs compiled inside the block (from JAX's compile log); with
+    ``threads``, also ``{name: [the threads that compiled it]}`` into that dict."""
     names = []
 
     class Collect(logging.Handler):
@@ -86,6 +87,8 @@ def compiled_programs():
             found = re.match(r"Finished XLA compilation of (?:jit\()?(.*?)\)? in ", record.getMessage())
             if found:
                 names.append(found.group(1))
+                if threads is not None:
+                    threads.setdefault(found.group(1), []).append(record.threadName)
 
     logger, handler = logging.getLogger("jax"), Collect(level=logging.DEBUG)
     logger.addHandler(handler)

@@ -2,7 +2,6 @@
 nor the programs compiled; its failures fall back to the foreground; its thread ends with the run."""
 
 import contextlib
-import logging
 import threading
 import time
 
@@ -29,22 +28,10 @@ def ahead_threads() -> list[threading.Thread]:
 
 @contextlib.contextmanager
 def programs_by_thread():
-    """``{program name: [names of the threads that compiled it]}`` for the blocks' compilations (JAX's log)."""
+    """``{program name: [names of the threads that compiled it]}`` for the block's compilations (JAX's log)."""
     seen: dict[str, list[str]] = {}
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            message = record.getMessage()
-            if message.startswith("Finished XLA compilation of jit("):
-                seen.setdefault(message.split("(")[1].split(")")[0], []).append(record.threadName)
-
-    logger, handler = logging.getLogger("jax"), Collect(level=logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        with jax.log_compiles(True):
-            yield seen
-    finally:
-        logger.removeHandler(handler)
+    with compiled_programs(seen):
+        yield seen
 
 
 def forget_programs():

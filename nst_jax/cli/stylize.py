@@ -153,6 +153,7 @@ class Job:
         dest: Where it writes.
         vgg: The VGG-19 parameters.
         record: What every written image carries (``nst-jax --rerun`` reads it).
+        memory: The memory estimate checked before the run, by part (:func:`nst_jax.check_memory`).
         resume: The checkpoint being continued, if any.
         stop_at: Step at which a rerun of an intermediate save stops (None: the whole run).
         start: The step the run starts at (the resumed checkpoint's).
@@ -167,6 +168,7 @@ class Job:
     dest: Destinations
     vgg: Any
     record: dict[str, Any]
+    memory: dict[str, float]
     resume: files.Checkpoint | None = None
     stop_at: int | None = None
     start: int = 0
@@ -274,13 +276,13 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None, *,
         enable_compilation_cache(args.compile_cache)
     vgg = common.load_vgg(sources.vgg)
     spec = _spec(args, replay, sources, vgg)
-    check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape)
+    memory = check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape)
     record = record_of(spec, sources, vgg)
     for path in [dest.output] + ([dest.preview] if dest.preview else []):
         files.check_record_fits(record, files.image_format(path))
     if stop_at is not None and not 1 <= stop_at <= spec.total:
         raise NSTError(f"the run record of {args.rerun}: 'step' {stop_at} is outside 1..{spec.total}")
-    job = Job(spec, sources, dest, vgg, record, resume, stop_at)
+    job = Job(spec, sources, dest, vgg, record, memory, resume, stop_at)
     if resume is not None:
         job.start = job.run_step(resumed_level(resume, spec.sizes), resume.step)
     return job
@@ -289,7 +291,7 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None, *,
 def dry_run(job: Job) -> dict[str, Any]:
     """What ``--dry-run`` prints: the spec, the sources, the memory estimate, the programs it compiles
     and where it would write."""
-    memory = check_memory(job.spec.config, job.spec.plan.canvas, job.spec.plan.largest_style_shape)
+    memory = job.memory
     canvases = {level.shape for level in job.spec.levels}
     dest = job.dest
     return {
