@@ -114,3 +114,24 @@ def test_sweep_of_presets_runs_each_level_structure_as_its_own_group(tmp_path, c
     assert shapes[0] == shapes[1] and len(shapes[0]) == 2 and shapes[2] == shapes[0][-1:]
     images = [np.asarray(Image.open(tmp_path / "sw" / m["file"])) for m in members]
     assert images[0].shape == images[2].shape and len({image.tobytes() for image in images}) == 3
+
+
+def test_sweep_of_per_level_style_weight_lists(tmp_path, capsys):
+    """--scale-style-weights repeated: each list is one member's per-level style weights, and that member is
+    the plain ``nst-jax ... --scale-style-weights`` run with the same list, bit for bit."""
+    from nst_jax.cli import stylize
+    from nst_jax.cli import sweep as sweep_cli
+
+    small = ["--size", 128, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "--iterations", 2]
+    argv = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "--output-dir", tmp_path / "sw", "--no-metrics",
+            "--scale-style-weights", 100, 10, "--scale-style-weights", 30, 3, *small]
+    assert sweep_cli.main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    members = json.loads((tmp_path / "sw" / "losses.json").read_text())["members"]
+    assert [m["scale_style_weights"] for m in members] == [[100.0, 10.0], [30.0, 3.0]]
+    assert [[level["style_weight"] for level in m["levels"]] for m in members] == [[100.0, 10.0], [30.0, 3.0]]
+    plain = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "-o", tmp_path / "plain.png",
+             "--scale-style-weights", 30, 3, *small]
+    assert stylize.main([str(a) for a in plain]) == 0, capsys.readouterr().err
+    pixels = lambda path: np.asarray(Image.open(path))  # noqa: E731
+    np.testing.assert_array_equal(pixels(tmp_path / "plain.png"), pixels(tmp_path / "sw" / "member_01.png"))
+    assert not np.array_equal(pixels(tmp_path / "sw" / "member_00.png"), pixels(tmp_path / "sw" / "member_01.png"))

@@ -287,16 +287,17 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 
 
 def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_option: str,
-                        several_presets: bool = False) -> None:
+                        swept: bool = False) -> None:
     """``--preset`` and the coarse-to-fine options; their defaults in ``--help`` read from the preset's own
     resolution (:func:`nst_jax.resolve_levels`) at the default size, as are those of ``--iterations``,
-    ``style_option`` and ``tv_option``. ``several_presets``: ``--preset`` takes a list (a sweep's)."""
+    ``style_option`` and ``tv_option``. ``swept`` (a sweep's): ``--preset`` takes a list, and
+    ``--scale-style-weights`` may be repeated, each list one value of a swept axis."""
     g = groups(p)["quality"]
     presets = "; ".join(
         f"{name}: {preset.summary} ({plural(len(preset.iterations), 'level')}, "
         f"{'+'.join(map(str, preset.iterations))} steps, style weight "
         f"{'/'.join(f'{w:g}' for w in preset.style_weights)})" for name, preset in PRESETS.items())
-    several = {"nargs": "+", "default": [DEFAULT_PRESET]} if several_presets else {"default": DEFAULT_PRESET}
+    several = {"nargs": "+", "default": [DEFAULT_PRESET]} if swept else {"default": DEFAULT_PRESET}
     g.add_argument("--preset", choices=tuple(PRESETS), **several,
                    help=f"transfer settings chosen by measurement, from most photo to most painting: {presets}. "
                         "Options given explicitly (style and TV weights, --scales, --min-size, --iterations, "
@@ -310,7 +311,9 @@ def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_opt
     g.add_argument("--scale-iterations", type=integer, nargs="+", metavar="N",
                    help="steps at each level, coarse to fine")
     g.add_argument("--scale-style-weights", type=float, nargs="+", metavar="W",
-                   help="style weight at each level, coarse to fine")
+                   **({"action": "append", "help": "style weight at each level, coarse to fine; repeat the option "
+                                                   "to sweep several lists"} if swept else
+                      {"help": "style weight at each level, coarse to fine"}))
     levels = resolve_levels(files.DEFAULT_SIZE, StylizeConfig(), Choices())
     at = f"the {DEFAULT_PRESET} preset's at {files.DEFAULT_SIZE} px"
     steps = " ".join(str(n) for _, n, _ in levels)

@@ -46,9 +46,11 @@ from nst_jax.errors import NSTError, one_line
 SWEPT = {  # option -> (Choices field, label)
     "content_weights": ("content_weight", "alpha"),
     "style_weights": ("style_weight", "beta"),
+    "scale_style_weights": ("scale_style_weights", "betas"),
     "tv_weights": ("tv_weight", "tv"),
     "learning_rates": ("learning_rate", "lr"),
 }
+LISTS = ("scale_style_weights",)  # swept options whose every value is a list (the option repeated)
 OUTPUTS = ("contact_sheet.png", "losses.json")
 
 
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="multiply every level's style weight (the preset's, or --style-weights) by each "
                                    "factor: values or START:STOP:NUM (1 is the plain run)")
     g["basics"].add_argument("--seeds", nargs="+", type=common.integer, default=[0], help="noise seeds")
-    common.add_level_arguments(p, style_option="--style-weights", tv_option="--tv-weights", several_presets=True)
+    common.add_level_arguments(p, style_option="--style-weights", tv_option="--tv-weights", swept=True)
     g["output"].add_argument("--columns", type=common.integer, default=0,
                              help="contact sheet columns (0: as many as values of the last swept option)")
     g["output"].add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
@@ -142,9 +144,13 @@ class Outcome:
 
 
 def grids_of(args: argparse.Namespace) -> dict[str, list[Any]]:
-    """Every swept option's values (``[None]`` where not given: the preset's or the default)."""
-    grids = {option: common.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
-             if getattr(args, option) is not None else [None] for option in SWEPT}
+    """Every swept option's values (``[None]`` where not given: the preset's or the default); a value of
+    ``scale_style_weights`` is one list of per-level style weights (one per ``--scale-style-weights``)."""
+    grids: dict[str, list[Any]] = {
+        option: common.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
+        if getattr(args, option) is not None else [None] for option in SWEPT if option not in LISTS}
+    grids["scale_style_weights"] = ([None] if args.scale_style_weights is None else
+                                    [tuple(values) for values in args.scale_style_weights])
     grids["style_weight_factors"] = ([1.0] if args.style_weight_factors is None else
                                      common.expand_values(args.style_weight_factors, "--style-weight-factors"))
     return grids
@@ -286,10 +292,15 @@ def _member_record(member: Member, spec: RunSpec, outcome: Outcome, name: str) -
     weights = spec.levels[-1].weights
     return {"file": name, "painting": member.painting, "preset": member.preset, "factor": member.factor,
             "seed": member.seed, "content_weight": float(weights.content), "style_weight": float(weights.style),
+            "scale_style_weights": [float(level.weights.style) for level in spec.levels],
             "tv_weight": float(weights.tv), "learning_rate": float(weights.learning_rate),
             "levels": [{"shape": list(level.shape), "iterations": level.iterations,
                         "style_weight": float(level.weights.style)} for level in spec.levels],
             "initial": outcome.initial, "final": outcome.final}
+
+
+def _shown(value: float | list[float]) -> str:
+    return "/".join(f"{v:.3g}" for v in value) if isinstance(value, list) else f"{value:.3g}"
 
 
 def _labels(members: list[Member], grids: dict[str, list[Any]], rows: list[list[int]], records) -> list[list[str]]:
@@ -302,7 +313,7 @@ def _labels(members: list[Member], grids: dict[str, list[Any]], rows: list[list[
     def label(i):
         parts = [pathlib.Path(members[i].painting).stem] if paintings else []
         parts += [members[i].preset] if presets else []
-        parts += [f"{SWEPT[o][1]}={records[i][SWEPT[o][0]]:.3g}" for o in swept]
+        parts += [f"{SWEPT[o][1]}={_shown(records[i][SWEPT[o][0]])}" for o in swept]
         parts += [f"x{members[i].factor:.3g}"] if factors else []
         return " ".join(parts + ([f"seed={members[i].seed}"] if seeds else []))
 
