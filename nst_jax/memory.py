@@ -7,6 +7,8 @@ The estimate (:func:`estimate_bytes`) adds up, in float32:
   forward pass kept for the backward pass, its cotangents and XLA's temporaries;
 * the optimiser state: the optimiser's ``state_images`` (:mod:`nst_jax.optimizers`), e.g.
   Adam 2 images (moments) plus 3 (image, gradient, update);
+* per further sweep member on the device, its whole run state (optimiser images, the moving
+  average and its own copy of the style statistics) ``MEMBER_COPIES`` times;
 * the targets (content features and the style statistic's ``target_bytes``), the VGG params, and the
   forward pass over the style image (done once, before the optimisation).
 
@@ -39,6 +41,12 @@ from nst_jax.vgg import CONV_LAYERS, LAYERS, VGG19
 
 ENV_LIMIT = "NST_JAX_MEMORY_LIMIT_BYTES"
 BACKWARD_FACTOR = 3
+# A further sweep member's run state is held about this many times: the state carried through the
+# level, the new state lax.map stacks beside it, and the step's temporaries. XLA's own accounting
+# (``compiled.memory_analysis()``, arguments + outputs + temporaries - aliased) of the default
+# preset's 128 px level grows by 2.6 states per member from 1 to 4 members; tests/test_memory.py
+# holds the estimate above XLA's figure.
+MEMBER_COPIES = 3
 # Tile sizes the "too big" message may suggest, largest (least halo overhead) first.
 SUGGESTED_TILE_SIZES = (1024, 512, 256)
 _PARAM_BYTES = 4 * sum(9 * c_in * c_out + c_out for _, c_in, c_out in CONV_LAYERS)
@@ -63,11 +71,12 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
         config: The ``StylizeConfig``.
         shape: ``(H, W, 3)`` of the output.
         style_shape: ``(H, W, 3)`` of the style image, if any.
-        members: Sweep members held on one device: each keeps its optimiser state for the whole
-            level (their evaluations run one group at a time, counted once: ``batch_size`` 1).
+        members: Sweep members held on one device: each keeps its run state for the whole level
+            (their evaluations run one group at a time, counted once: ``batch_size`` 1).
 
     Returns:
-        ``{"activations", "optimizer", "targets", "params", "total"}`` in bytes.
+        ``{"activations", "optimizer", "targets", "params", "members", "total"}`` in bytes
+        (``members``: what the members after the first add).
     """
     activations, maps = _activation_bytes(shape, config.feature_layers, config.pooling)
     activations *= BACKWARD_FACTOR
@@ -80,13 +89,17 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
         padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
         activations = BACKWARD_FACTOR * _activation_bytes(tile_shape, config.feature_layers, config.pooling)[0] + (
             2 * padded)
-    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image * members
-    targets = 0
+    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image
+    targets = style_targets = 0
     if config.uses_content:
         targets += (2 if tiling else 1) * sum(
             math.prod(maps[name].shape) * 4 for name in config.content_layers)
     if config.uses_style:
-        targets += sum(STATISTICS[config.style_loss].target_bytes(maps[name].shape[-1]) for name in config.style_layers)
+        style_targets = sum(STATISTICS[config.style_loss].target_bytes(maps[name].shape[-1])
+                            for name in config.style_layers)
+        targets += style_targets
+    # A member's RunState: the optimiser's images, the moving average, its style statistics.
+    member_state = optimizer + image + style_targets
     style_pass = 0
     if style_shape:
         if evaluation(config, style_shape) == "tiled":
@@ -95,7 +108,7 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
         style_pass = _activation_bytes(style_shape, config.style_layers,
                                        config.pooling)[0]
     parts = {"activations": activations, "optimizer": optimizer, "targets": targets,
-             "params": _PARAM_BYTES}
+             "params": _PARAM_BYTES, "members": MEMBER_COPIES * member_state * (members - 1)}
     parts["total"] = sum(parts.values()) + max(0, style_pass - parts["activations"])
     return parts
 

@@ -1,10 +1,11 @@
 """The memory estimate and the refusal of runs that do not fit."""
 
+import numpy as np
 import pytest
 
 from nst_jax import StylizeConfig
 from nst_jax.errors import NSTError
-from nst_jax.memory import ENV_LIMIT, check_memory, estimate_bytes
+from nst_jax.memory import ENV_LIMIT, MEMBER_COPIES, check_memory, estimate_bytes
 
 
 def test_estimate_grows_with_size_and_optimizer_state():
@@ -45,14 +46,48 @@ def test_tiling_bounds_the_activations_and_lets_large_runs_through(monkeypatch):
         check_memory(StylizeConfig(), (4096, 4096, 3), (4096, 4096, 3))
 
 
-def test_sweep_members_add_their_optimiser_states():
-    """K members on a device add K - 1 optimiser states (L-BFGS: 2 * memory + 6 images, as its module counts them) and
-    nothing else: their evaluations run one at a time."""
-    config = StylizeConfig(lbfgs_memory=5)
+def test_sweep_members_add_their_run_states():
+    """K members on a device add K - 1 run states, MEMBER_COPIES times each (L-BFGS: 2 * memory + 6 images,
+    the moving average, and the style Gram matrices: C^2 floats per layer), and nothing else: their
+    evaluations run one at a time."""
+    config = StylizeConfig(lbfgs_memory=5, style_layers=("relu1_1", "relu2_1"))
     one = estimate_bytes(config, (64, 48, 3))
     four = estimate_bytes(config, (64, 48, 3), members=4)
     image = 64 * 48 * 3 * 4
-    assert four["optimizer"] == 4 * one["optimizer"] == 4 * (2 * 5 + 6) * image
-    assert four["total"] - one["total"] == 3 * (2 * 5 + 6) * image
-    assert {k: v for k, v in four.items() if k not in ("optimizer", "total")} == {
-        k: v for k, v in one.items() if k not in ("optimizer", "total")}
+    state = (2 * 5 + 6) * image + image + 4 * (64**2 + 128**2)
+    assert one["optimizer"] == four["optimizer"] == (2 * 5 + 6) * image and one["members"] == 0
+    assert four["members"] == four["total"] - one["total"] == MEMBER_COPIES * 3 * state
+    assert {k: v for k, v in four.items() if k not in ("members", "total")} == {
+        k: v for k, v in one.items() if k not in ("members", "total")}
+
+
+def test_sweep_members_estimate_holds_xlas_own_accounting(vgg):
+    """What further members add by the estimate is at least what XLA's memory analysis of the compiled
+    level programs (arguments + outputs + temporaries - aliased) adds from 1 to 3 members."""
+    import jax
+
+    from nst_jax import driver, make_spec, multiscale
+
+    config = StylizeConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
+    rng = np.random.default_rng(0)
+    photo, painting = (rng.random((40, 48, 3), dtype=np.float32) for _ in range(2))
+
+    def device_bytes(k):
+        specs = [make_spec(config, content=photo, style=[painting], seed=0) for _ in range(k)]
+        plans, inputs, starts, weights = multiscale._group_inputs(specs, list(range(k)), 0, [None] * k)
+        layout = driver.member_layout(k, driver.member_mesh(), 1)
+        targets_args = multiscale._targets_args(plans[0], inputs[0])
+        start = driver.start_program(plans[0].config, layout, tuple(targets_args["output_shape"]))
+        args = driver._place(layout, vgg, targets_args, weights, starts, put=driver._abstract)
+        v, targets_in, w, images = args
+        compiled = start.lower(v, targets_in, images, w).compile()
+        state, targets = compiled.out_info
+        scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)  # noqa: E731
+        chunk = driver.chunk_program(plans[0].config, layout).lower(
+            state, v, targets, w, scalar(np.int32), scalar(np.bool_)).compile()
+        m = chunk.memory_analysis()
+        return m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+
+    xla = device_bytes(3) - device_bytes(1)
+    estimate = estimate_bytes(config, (40, 48, 3), members=3)["members"]
+    assert xla > 0 and estimate >= xla, (estimate, xla)
