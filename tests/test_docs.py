@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -148,10 +149,35 @@ def test_site_builds_strict(tmp_path):
     assert "content_layers" in loss and "_total_of" not in loss
     assert 'id="nst_jax.files.read_record"' in pages["files"]
     assert 'id="nst_jax.compilation.CompileStats"' in pages["compilation"]
-    # Internals are not documented: the reference shows __all__ only.
+    # Internals are not documented: the reference shows __all__ only. Sphinx roles read as plain code.
     for page in pages.values():
         assert "conv3x3" not in page and "bf16_conv_form" not in page
+        assert ":class:" not in page and ":func:" not in page
     assert 'id="nst_jax.compilation.collector"' not in pages["compilation"]
+
+
+def _script_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not HAS_MKDOCS, reason="mkdocs not installed (pip install -e .[docs])")
+def test_site_hooks_and_docstring_markup(tmp_path, monkeypatch):
+    """The front page's links start at docs/; CHANGELOG.md joins the nav only when there is one; Sphinx
+    roles become code."""
+    hooks = _script_module("mkdocs_hooks")
+    assert hooks.front_page("![g](docs/gallery.jpg) [c](docs/guide/cli.md) [x](examples/docs/a.md)") == (
+        "![g](gallery.jpg) [c](guide/cli.md) [x](examples/docs/a.md)")
+    monkeypatch.setattr(hooks, "ROOT", tmp_path)
+    config = types.SimpleNamespace(nav=[{"Home": "index.md"}])
+    assert hooks.on_config(config).nav == [{"Home": "index.md"}]
+    (tmp_path / "CHANGELOG.md").write_text("# Changelog\n", encoding="utf-8")
+    assert hooks.on_config(config).nav == [{"Home": "index.md"}, {"Changelog": "changelog.md"}]
+    extensions = _script_module("griffe_extensions")
+    assert extensions.plain_markdown("See :class:`LossConfig` and :func:`~nst_jax.stylize`::\n\n    x = 1") == (
+        "See `LossConfig` and `nst_jax.stylize`:\n\n    x = 1")
 
 
 def test_every_code_block_has_a_treatment():
