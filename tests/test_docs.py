@@ -9,10 +9,10 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import logging
 import pathlib
 import shlex
 import subprocess
-import sys
 import textwrap
 import types
 
@@ -123,14 +123,24 @@ REFERENCE = ("nst_jax", "config", "spec", "files", "errors", "compilation", "dat
 
 @pytest.mark.skipif(not HAS_MKDOCS, reason="mkdocs, mkdocs-material or mkdocstrings not installed "
                                          "(pip install -e .[docs])")
-def test_site_builds_strict(tmp_path):
-    """``mkdocs build --strict`` (scripts/build_docs.sh): any warning, a broken link, image or anchor
-    included, fails; the front page is the README, the guides and the reference are there."""
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "build_docs.sh"), str(tmp_path / "site")],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                            env={"PATH": f"{pathlib.Path(sys.executable).parent}:/usr/bin:/bin",
-                                 "PYTHON": sys.executable, "HOME": str(tmp_path)})
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_site_builds_strict(tmp_path, caplog):
+    """``mkdocs build --strict`` into tmp_path: any warning, a broken link, image or anchor included, fails;
+    the front page is the README, the guides and the reference are there. In this process (what
+    scripts/build_docs.sh runs, without a second Python importing JAX: 3.3 s of CPU against 5.8 s)."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import Abort
+
+    config = load_config(str(ROOT / "mkdocs.yml"), site_dir=str(tmp_path / "site"), strict=True)
+    config.plugins.on_startup(command="build", dirty=False)
+    try:
+        build(config)
+    except Abort as abort:
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        pytest.fail(f"{abort}\n" + "\n".join(warnings))
+    finally:
+        config.plugins.on_shutdown()
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "build_docs.sh")]).returncode == 0
     site = tmp_path / "site"
     front = (site / "index.html").read_text(encoding="utf-8")
     first_line = (ROOT / "README.md").read_text(encoding="utf-8").split("\n")[2]  # the README's first sentence
