@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import logging
 import pathlib
+import re
 import shlex
 import subprocess
 import textwrap
@@ -188,6 +189,24 @@ def test_site_hooks_and_docstring_markup(tmp_path, monkeypatch):
     extensions = _script_module("griffe_extensions")
     assert extensions.plain_markdown("See :class:`LossConfig` and :func:`~nst_jax.stylize`::\n\n    x = 1") == (
         "See `LossConfig` and `nst_jax.stylize`:\n\n    x = 1")
+
+
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def test_relative_links_resolve_on_github():
+    """Every relative link and image of the README and the site's pages names a file that exists from the
+    page's folder, as GitHub resolves it (the strict build checks the site's side, anchors included)."""
+    problems = []
+    for page in doc_blocks.pages():
+        text = re.sub(r"(?ms)^```.*?^```", "", (ROOT / page).read_text(encoding="utf-8"))  # not in code blocks
+        for target in LINK.findall(text):
+            path = target.split("#", 1)[0]
+            if path and "://" not in path and not (ROOT / page).parent.joinpath(path).exists():
+                problems.append(f"{page}: {target}")
+    assert not problems, "\n".join(problems)
+    assert LINK.findall("see [Defaults](docs/guide/quality.md#x) and ![](../a.png)") == [
+        "docs/guide/quality.md#x", "../a.png"]
 
 
 def test_every_code_block_has_a_treatment():
