@@ -17,18 +17,23 @@ from mkdocs.structure.files import File, Files
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A Markdown link or image target that starts with docs/: "](docs/..." -> "](...".
 DOCS_LINK = re.compile(r"\]\(docs/")
+# The repository-root files that are pages of the site, and their names there.
+ROOT_PAGES = {"README.md": "index.md", "CHANGELOG.md": "changelog.md"}
+ROOT_PAGE_LINK = re.compile(r"\]\((README\.md|CHANGELOG\.md)(?=[)#])")
 
 
 def front_page(readme: str) -> str:
-    """The README's text with its ``docs/`` link targets made relative to the site's root.
+    """A repository-root page's text (README.md, CHANGELOG.md) with its links made relative to the site's
+    root: ``docs/`` taken off, README.md and CHANGELOG.md named as their site pages.
 
     Args:
-        readme: README.md's text.
+        readme: the file's text.
 
     Returns:
-        The text of the site's ``index.md``.
+        The text of its page on the site.
     """
-    return DOCS_LINK.sub("](", readme)
+    text = DOCS_LINK.sub("](", readme)
+    return ROOT_PAGE_LINK.sub(lambda m: f"]({ROOT_PAGES[m.group(1)]}", text)
 
 
 def on_config(config: MkDocsConfig) -> MkDocsConfig:

@@ -179,8 +179,10 @@ def test_site_hooks_and_docstring_markup(tmp_path, monkeypatch):
     """The front page's links start at docs/; CHANGELOG.md joins the nav only when there is one; Sphinx
     roles become code."""
     hooks = _script_module("mkdocs_hooks")
-    assert hooks.front_page("![g](docs/gallery.jpg) [c](docs/guide/cli.md) [x](examples/docs/a.md)") == (
-        "![g](gallery.jpg) [c](guide/cli.md) [x](examples/docs/a.md)")
+    assert hooks.front_page("![g](docs/gallery.jpg) [c](docs/guide/cli.md) [x](examples/docs/a.md) "
+                            "[n](CHANGELOG.md#030) [r](README.md) [w](weights/README.md)") == (
+        "![g](gallery.jpg) [c](guide/cli.md) [x](examples/docs/a.md) [n](changelog.md#030) [r](index.md) "
+        "[w](weights/README.md)")
     monkeypatch.setattr(hooks, "ROOT", tmp_path)
     config = types.SimpleNamespace(nav=[{"Home": "index.md"}])
     assert hooks.on_config(config).nav == [{"Home": "index.md"}]
