@@ -5,13 +5,17 @@
   runs; static analysis, which the rest of the reference uses, sees an attribute with no docstring. Such a
   name (exported, a call's result, no docstring) is replaced by what inspecting the imported module finds,
   when that is a function with a docstring. Only modules that have one are imported.
+- ``CommentDocstrings``: a module-level constant with no docstring takes the comment that introduces it (the
+  ``#`` lines right above its assignment, or a comment at the end of its line), as the code writes them.
 - ``PlainRoles``: the docstrings' Sphinx roles (``:class:`LossConfig```, ``:func:`~nst_jax.stylize```) and
   literal-block markers (a line ending ``::``) read as code and a colon in Markdown, not as raw markup.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 
 import griffe
 
@@ -40,6 +44,53 @@ def _objects(root: griffe.Object) -> list[griffe.Object]:
         found.append(obj)
         stack.extend(m for m in obj.members.values() if not m.is_alias)
     return found
+
+
+def trailing_comment(line: str) -> str:
+    """The comment at the end of a line of code, without its ``#``, or "" (a ``#`` inside a string is no comment)."""
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return token.string.lstrip("#").strip()
+    except (tokenize.TokenError, SyntaxError):  # the line ends inside a bracket: the statement goes on
+        pass
+    return ""
+
+
+def introducing_comment(lines: list[str], lineno: int) -> str:
+    """The comment that introduces the statement on line ``lineno`` (1-based): the ``#`` lines right
+    above it, else a comment at the end of its line; "" if neither.
+
+    Args:
+        lines: the module's source lines.
+        lineno: the statement's first line.
+
+    Returns:
+        The comment's text, its lines joined with spaces.
+    """
+    above, index = [], lineno - 2
+    while index >= 0 and lines[index].startswith("#"):
+        above.insert(0, lines[index].lstrip("#").strip())
+        index -= 1
+    return " ".join(above) or trailing_comment(lines[lineno - 1])
+
+
+class CommentDocstrings(griffe.Extension):
+    """Gives each module-level constant with no docstring the comment ``introducing_comment`` finds."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: object) -> None:
+        """Reads the comments once the package is loaded.
+
+        Args:
+            pkg: the loaded package.
+            **kwargs: Griffe's other arguments, unused.
+        """
+        for module in [obj for obj in _objects(pkg) if obj.is_module]:
+            for member in module.members.values():  # every one: a public module may re-export it
+                if not member.is_alias and member.is_attribute and member.docstring is None and member.lineno:
+                    text = introducing_comment(module.lines, member.lineno)
+                    if text:
+                        member.docstring = griffe.Docstring(text, parent=member, lineno=member.lineno)
 
 
 class PlainRoles(griffe.Extension):

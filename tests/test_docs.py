@@ -159,6 +159,7 @@ def test_site_builds_strict(tmp_path, caplog):
     loss = top[top.index('id="nst_jax.perceptual_loss"'):][:6000]
     assert "content_layers" in loss and "_total_of" not in loss
     assert 'id="nst_jax.files.read_record"' in pages["files"]
+    assert 'id="nst_jax.config.PRESETS"' in pages["config"]  # a constant, documented by its comment
     assert 'id="nst_jax.compilation.CompileStats"' in pages["compilation"]
     # Internals are not documented: the reference shows __all__ only. Sphinx roles read as plain code.
     for page in pages.values():
@@ -177,7 +178,7 @@ def _script_module(name: str):
 @pytest.mark.skipif(not HAS_MKDOCS, reason="mkdocs not installed (pip install -e .[docs])")
 def test_site_hooks_and_docstring_markup(tmp_path, monkeypatch):
     """The front page's links start at docs/; CHANGELOG.md joins the nav only when there is one; Sphinx
-    roles become code."""
+    roles become code; a constant's docstring is the comment that introduces it."""
     hooks = _script_module("mkdocs_hooks")
     assert hooks.front_page("![g](docs/gallery.jpg) [c](docs/guide/cli.md) [x](examples/docs/a.md) "
                             "[n](CHANGELOG.md#030) [r](README.md) [w](weights/README.md)") == (
@@ -191,6 +192,10 @@ def test_site_hooks_and_docstring_markup(tmp_path, monkeypatch):
     extensions = _script_module("griffe_extensions")
     assert extensions.plain_markdown("See :class:`LossConfig` and :func:`~nst_jax.stylize`::\n\n    x = 1") == (
         "See `LossConfig` and `nst_jax.stylize`:\n\n    x = 1")
+    lines = ["import x", "# The presets,", "# chosen by measurement.", "PRESETS = {", "}",
+             'KEY = "a # b"  # the key', "LIMIT = 3", "NAMES = (  # the names", '    "a",', ")"]
+    comment = [extensions.introducing_comment(lines, n) for n in (4, 6, 7, 8)]
+    assert comment == ["The presets, chosen by measurement.", "the key", "", "the names"]
 
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
