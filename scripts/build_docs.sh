@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds the HTML API reference of nst_jax with pdoc (pip install -e .[docs]).
-# Usage: scripts/build_docs.sh [OUTPUT_DIR]   (default: docs/api)
-# The docstrings are Google style; nst_jax.__docformat__ = "google" tells pdoc, and --docformat says it again.
+# Builds the documentation site (mkdocs.yml: README.md as the front page, the guides in docs/guide/, the API
+# reference of the public modules by mkdocstrings) with MkDocs (pip install -e '.[docs]').
+# Usage: scripts/build_docs.sh [OUTPUT_DIR]   (default: site)
+# --strict: a warning (a broken link, image or anchor, a docstring mkdocstrings cannot read) fails the build,
+# as it does in tests/test_docs.py.
 set -euo pipefail
-out="${1:-docs/api}"
+out="${1:-site}"
 python="${PYTHON:-python}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The reference is read from this checkout's nst_jax (mkdocs.yml's paths), whatever is installed.
 export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
-# The package (its __all__) and the submodules a library user reaches into; pdoc skips "_" names.
-"$python" -m pdoc --docformat google --no-show-source -o "$out" \
-  nst_jax nst_jax.vgg nst_jax.losses nst_jax.perceptual nst_jax.flax_nnx nst_jax.image nst_jax.config nst_jax.spec \
-  nst_jax.statistics nst_jax.errors nst_jax.data
-echo "API reference in $out/index.html"
+# Material's notice about MkDocs 2 goes to the terminal on every build; it says nothing about this site.
+export NO_MKDOCS_2_WARNING=1
+"$python" -m mkdocs build --strict --config-file "${root}/mkdocs.yml" --site-dir "$(realpath -m "$out")"
+echo "site in $out/index.html"

@@ -3,7 +3,7 @@
   python scripts/make_package_data.py
 
 Each is the example image converted to sRGB (its ICC profile applied), resized to 256 px on the
-longer side (Lanczos) and saved as an sRGB-tagged PNG, so the README's library examples run from an
+longer side (Lanczos) and saved as an sRGB-tagged PNG, so the library guide's examples run from an
 installed wheel. Deterministic; prints each file's size and the total.
 """
 

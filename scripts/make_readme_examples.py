@@ -1,4 +1,4 @@
-"""Makes the README's "Quality controls" images (docs/quality/*.png), one run per feature.
+"""Makes the "Quality controls" images (docs/quality/*.png) of docs/guide/quality.md, one run per feature.
 
   python scripts/make_readme_examples.py [--size 256] [--iterations N] [--only NAME ...]
 

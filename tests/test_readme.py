@@ -1,16 +1,16 @@
-"""The README's "Use as a library" examples, run in order as written, by the installed wheel
-(tests/wheel.py) in a directory outside the checkout: their images come from ``nst_jax.data``."""
+"""The library guide's examples (docs/guide/library.md, "Use as a library"), run in order as written,
+by the installed wheel (tests/wheel.py) in a directory outside the checkout: their images come from
+``nst_jax.data``. Which page's blocks run where: tests/doc_blocks.py."""
 
 import pathlib
 import re
 
 import pytest
 
+from .doc_blocks import ROOT, library_blocks
 from .wheel import inside, json_out, run
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-
-# Appended to the README's blocks and run in the same namespace: the facts the test checks.
+# Appended to the library page's blocks and run in the same namespace: the facts the test checks.
 CHECKS = """
 import json as _json, os as _os
 _style = [float(loss(vgg, im, targets, weights)[1]["style"]) for im in images]
@@ -21,12 +21,6 @@ print(_json.dumps({
     "history": history, "result": list(result.image.shape),
 }))
 """
-
-
-def library_blocks() -> list[str]:
-    text = README.read_text()
-    section = text.split("## Use as a library", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def test_library_blocks_read_no_checkout_files():
@@ -43,7 +37,7 @@ def test_use_as_a_library_examples_run(installed_wheel, tmp_path):
     script = tmp_path / "readme_blocks.py"
     script.write_text("\n\n".join([*blocks, CHECKS]), encoding="utf-8")
     out = json_out(run([installed_wheel.python, script], cwd=tmp_path))
-    assert inside(out["file"], installed_wheel.venv) and not inside(out["file"], README.parent), out["file"]
+    assert inside(out["file"], installed_wheel.venv) and not inside(out["file"], ROOT), out["file"]
     assert pathlib.Path(out["cwd"]).resolve() == tmp_path.resolve()
     assert out["gram"] == [128, 128]
     assert out["total_finite"] and out["grad"] == out["photo"]

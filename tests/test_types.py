@@ -1,4 +1,4 @@
-"""The typed public surface: Literal choice fields, mypy over the README's library code, and no
+"""The typed public surface: Literal choice fields, mypy over the library guide's code, and no
 process-wide side effects of the image functions (Pillow's MAX_IMAGE_PIXELS)."""
 
 from __future__ import annotations
@@ -21,18 +21,10 @@ import nst_jax
 from nst_jax import config as config_mod
 from nst_jax.errors import NSTError
 
+from .doc_blocks import typed_source
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HAS_MYPY = importlib.util.find_spec("mypy") is not None
-
-
-def library_blocks() -> str:
-    """The README's "Use as a library" Python blocks, joined in order."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("## Use as a library")
-    end = text.index("\n## ", start + 1)
-    blocks = re.findall(r"```python\n(.*?)```", text[start:end], re.S)
-    assert blocks, "no python blocks in the README's library section"
-    return "\n\n".join(blocks)
 
 
 def run_mypy(source: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
@@ -47,8 +39,9 @@ def run_mypy(source: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess
 
 
 @pytest.mark.skipif(not HAS_MYPY, reason="mypy not installed (pip install -e .[test])")
-def test_readme_library_blocks_type_check(tmp_path):
-    result = run_mypy(library_blocks(), tmp_path)
+def test_library_guide_blocks_type_check(tmp_path):
+    """The Python blocks of docs/guide/library.md and docs/guide/sweeps.md (tests/doc_blocks.py)."""
+    result = run_mypy(typed_source(), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
