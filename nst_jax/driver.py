@@ -441,6 +441,8 @@ def run_members(
             finite ``[K, H, W, 3]`` images and ``err.members`` the failing members.
     """
     layout = member_layout(int(np.shape(images)[0]), mesh, batch_size)
+    if resume is not None:
+        _check_fits(resume, np.shape(images), config.iterations)
     start = start_program(config, layout, tuple(targets_args["output_shape"]))
     chunk = chunk_program(config, layout)
     t0 = time.perf_counter()
@@ -498,6 +500,18 @@ def compile_programs(
     state, targets = start.lower(vgg, targets_in, starts, weights).compile().out_info
     scalar = functools.partial(jax.ShapeDtypeStruct, ())  # the host's np.int32 and np.bool_: not weakly typed
     chunk_program(config, layout).lower(state, vgg, targets, weights, scalar(np.int32), scalar(np.bool_)).compile()
+
+
+def _check_fits(resume: ckpt.Checkpoint, images_shape: tuple[int, ...], iterations: int) -> None:
+    """Before anything is compiled: the checkpoint's step is within the run's, and its image (``state/0``, the
+    first leaf of ``RunState``) has the start images' shape ``[K, H, W, 3]`` (the rest: :func:`_restore`)."""
+    if resume.step > iterations:
+        raise NSTError(f"cannot resume: the checkpoint's step {resume.step} is beyond the {iterations} steps of "
+                       "this run (edited?)")
+    image = resume.leaves[0]
+    if tuple(image.shape) != tuple(images_shape):
+        raise NSTError(f"cannot resume: the checkpoint's state/0 (the image) has shape {tuple(image.shape)}, not "
+                       f"{tuple(images_shape)} as this run needs (edited?)")
 
 
 def _restore(resume: ckpt.Checkpoint, template: RunState, k: int, padded: int, members: NamedSharding,
