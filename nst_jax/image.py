@@ -289,7 +289,7 @@ def check_output_path(path: str | os.PathLike[str]) -> pathlib.Path:
             directory, or Pillow has no writer for the extension or cannot write RGB in that format.
     """
     if os.fspath(path).endswith(os.sep) or pathlib.Path(path).is_dir():
-        raise NSTError(f"{path} is a directory; give an image file name (e.g. {pathlib.Path(path) / 'out.png'})")
+        raise NSTError(f"{path} names a directory; give an image file name (e.g. {pathlib.Path(path) / 'out.png'})")
     path = pathlib.Path(path)
     fmt = image_format(path)
     if fmt is None or fmt not in Image.SAVE:

@@ -123,6 +123,7 @@ def test_fifo_checkpoint_is_not_called_an_interrupted_run(capsys, pics, tmp_path
     os.mkfifo(tmp_path / "o.ckpt.npz")
     line = refused(capsys, 2, content, style, "-o", tmp_path / "o.png", *SMALL, needle="not a regular file")
     assert "interrupted" not in line
+    refused(capsys, 2, "--rerun", tmp_path / "o.ckpt.npz", needle="not a regular file")  # never opened: it would block
 
 
 # --- Every name the run writes is distinct, up front ------------------------------------------------------------
