@@ -198,9 +198,16 @@ def resized_size(size_wh: tuple[int, int], size: int) -> tuple[int, int]:
 
 
 def header_shape(path: str | os.PathLike[str], size: int) -> tuple[int, int, int] | None:
-    """``(H, W, 3)`` the image at ``path`` will have once loaded at ``size``, read from its header alone
-    (nothing decoded), EXIF rotation included; None where the header cannot be read (loading it then
-    says why)."""
+    """The shape an image will have once loaded at a size, read from its header alone (nothing decoded).
+
+    Args:
+        path: The image file.
+        size: The longest side it is loaded at (:func:`load_image`).
+
+    Returns:
+        ``(H, W, 3)``, EXIF rotation included; None where the header cannot be read (loading the file
+        then says why).
+    """
     try:
         with Image.open(path, formats=[name for name in Image.ID if name not in REFUSED_FORMATS]) as im:
             w, h = im.size
@@ -324,8 +331,12 @@ def _probe(path: pathlib.Path, parent: pathlib.Path, fmt: str) -> None:
 
 
 def check_output_size(path: str | os.PathLike[str], shape: tuple[int, ...]) -> None:
-    """Checks that ``path``'s format stores an image of ``shape`` (``(H, W, ...)``) at that size, before any
-    compute: formats other than :data:`FULL_SIZE_FORMATS` are probed with a blank image in memory.
+    """Checks that ``path``'s format stores an image of ``shape`` at that size, before any compute: formats
+    other than :data:`FULL_SIZE_FORMATS` are probed with a blank image in memory.
+
+    Args:
+        path: Where the image will go; the format follows the extension.
+        shape: ``(H, W, ...)`` of the image.
 
     Raises:
         NSTError: If the format would store another size (ICO keeps its fixed icon sizes only).

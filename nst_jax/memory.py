@@ -104,8 +104,11 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
     return parts
 
 
-def limit_from_env() -> int | None:
-    """``NST_JAX_MEMORY_LIMIT_BYTES`` as a number of bytes, or None where it is unset or empty.
+def memory_limit_from_env() -> int | None:
+    """``NST_JAX_MEMORY_LIMIT_BYTES``, the memory limit a user sets (:func:`check_memory` reads it).
+
+    Returns:
+        The limit in bytes, or None where the variable is unset or empty.
 
     Raises:
         NSTError: If it is not a finite number of at least one byte (``1e9`` and ``2000000000`` are).
@@ -124,7 +127,7 @@ def limit_from_env() -> int | None:
 
 def available_bytes() -> tuple[int, str]:
     """The memory limit in bytes and where it came from."""
-    limit = limit_from_env()
+    limit = memory_limit_from_env()
     if limit is not None:
         return limit, ENV_LIMIT
     device = jax.devices()[0]

@@ -199,9 +199,8 @@ def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> l
         return [int(size)]
     if not MIN_SIZE <= min_size <= size:
         raise NSTError(f"--min-size must be between {MIN_SIZE} and the output size {size}, got {min_size}")
-    most = min(MAX_LEVELS, int(size) - int(min_size) + 1)
-    if scales > most:  # before the sizes are listed: a huge count would fill the memory
-        raise NSTError(f"--scales {str(scales)[:20]}: at most {most} levels fit between {min_size} and {size} px")
+    if scales > MAX_LEVELS:  # before the sizes are listed: a huge count would fill the memory
+        raise NSTError(f"--scales {str(scales)[:20]}: a run has at most {MAX_LEVELS} levels")
     sizes = [int(round(s)) for s in np.geomspace(min_size, size, scales)]
     if len(set(sizes)) != len(sizes):
         raise NSTError(f"{scales} scales between {min_size} and {size} px repeat a size; use fewer scales")
@@ -224,12 +223,8 @@ def halving_sizes(size: int, scales: int) -> list[int]:
     """
     if scales < 1:
         raise NSTError(f"the number of scales must be at least 1, got {scales}")
-    most = 1
-    while most < MAX_LEVELS and round(size / 2**most) >= MIN_SIZE:
-        most += 1
-    if scales > most:  # before the sizes are listed: a huge count would fill the memory
-        raise NSTError(f"--scales {str(scales)[:20]}: at most {most} levels, each half the next, fit in {size} px "
-                       f"(the coarsest at least {MIN_SIZE} px); use fewer scales")
+    if scales > MAX_LEVELS:  # before the sizes are listed: a huge count would fill the memory
+        raise NSTError(f"--scales {str(scales)[:20]}: a run has at most {MAX_LEVELS} levels")
     sizes = halving(size, scales)
     if sizes[0] < MIN_SIZE:
         raise NSTError(f"{scales} scales halving from {size} px make a {sizes[0]} px level, under the {MIN_SIZE} px "

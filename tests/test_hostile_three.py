@@ -428,6 +428,25 @@ def test_sigterm_during_start_up(capsys, pics, tmp_path, monkeypatch, sigterm_gu
     assert "nothing written" in line and not (tmp_path / "o.png").exists()
 
 
+@pytest.mark.parametrize("script", ["stylize.py", "sweep.py"])
+def test_sigterm_while_python_imports_jax(pics, tmp_path, script):
+    """A real process: SIGTERM half a second after it starts (Python is importing JAX, which takes
+    seconds here; later it would be main's own handler, with the same outcome) ends it with exit 3 and one
+    line, not with the signal."""
+    import time
+
+    content, style = pics
+    target = ["-o", tmp_path / "o.png"] if script == "stylize.py" else ["--output-dir", tmp_path / "sw"]
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / script), str(content), str(style), *map(str, target),
+                             *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=script_env())
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 3 and len(lines) == 1 and "interrupted" in lines[0], (proc.returncode, err)
+    assert "nothing written" in lines[0] and sorted(os.listdir(tmp_path)) == ["content.png", "style.png"]
+
+
 def test_sigterm_after_the_output_is_written(capsys, pics, tmp_path, monkeypatch, sigterm_guard):
     content, style = pics
     original = stylize_cli._summary

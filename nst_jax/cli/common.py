@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import Choices, check_memory, files, load_vgg19, normalize_vgg19, resolve_levels
+from nst_jax import (
+    Choices,
+    check_memory,
+    files,
+    load_vgg19,
+    memory_limit_from_env,
+    normalize_vgg19,
+    resolve_levels,
+)
 from nst_jax.cli.request import VGG_CHOICES, Sources, init_source
 from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
@@ -53,7 +61,6 @@ from nst_jax.config import (
     make_weights,
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
-from nst_jax.memory import limit_from_env
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 EXIT_ENVIRONMENT, EXIT_CONFLICT = 5, 6
@@ -411,12 +418,11 @@ def load_inputs(sources: Sources, config: StylizeConfig) -> dict[str, Any]:
 def _check_style_memory(sources: Sources, config: StylizeConfig) -> None:
     """The memory check of a scaled style, from the images' headers, before any of them is decoded or resized
     (a style image at 8 times the output size would take gigabytes before the run's own check)."""
-    from nst_jax.image import header_shape
-
     size = round(config.style_scale * sources.size)
-    styles = [shape for shape in (header_shape(path, size) for path in sources.style) if shape]
-    shape = header_shape(sources.content, sources.size) if sources.content else None
-    if styles:
+    styles = [shape for shape in (files.header_shape(path, size) for path in sources.style) if shape]
+    shape = files.header_shape(sources.content, sources.size) if sources.content else None
+    sides = [side for s in [*styles, *([shape] if shape else [])] for side in s[:2]]
+    if styles and min(sides) >= files.MIN_SIZE:  # smaller ones are refused as they load, with their own message
         largest = max(styles, key=lambda s: s[0] * s[1])
         check_memory(config, shape or (sources.size, sources.size, 3), largest)
 
@@ -558,7 +564,10 @@ def interruptible():
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # After the tool's last instruction only its exit is left: the start-up handler's "nothing written"
+            # would be wrong there, so a signal then leaves the exit code as it is.
+            start_up = getattr(handler, "__module__", None) == "nst_jax._startup"  # nst_jax/_startup.py's
+            signal.signal(signum, signal.SIG_IGN if start_up else handler)
 
 
 # Values of NST_JAX_DEBUG: off and on.
@@ -572,7 +581,7 @@ def check_environment() -> None:
     Raises:
         NSTError: Naming the variable and its value.
     """
-    limit_from_env()
+    memory_limit_from_env()
     debug = os.environ.get("NST_JAX_DEBUG", "")
     if debug.lower() not in DEBUG_VALUES:
         raise NSTError(f"NST_JAX_DEBUG must be 0 or 1, got {debug[:40]!r}")
