@@ -627,6 +627,9 @@ def _probe_xla_flags() -> None:
             os.dup2(write, 2)
             import jax
 
+            # XLA parses every flag (GPU ones too) when its first client starts: the CPU's is the cheapest,
+            # and takes no accelerator memory.
+            jax.config.update("jax_platforms", "cpu")
             jax.devices()
             code = 0
         finally:

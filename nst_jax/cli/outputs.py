@@ -198,7 +198,7 @@ def check_destinations(dest: Destinations, inputs: list[tuple[str, str]]) -> Non
         for role, path in inputs + named:
             if pattern.match(pathlib.Path(path).name) and os.path.realpath(pathlib.Path(path).parent) == folder:
                 raise NSTError(f"the {role} {path} has the name of an intermediate save of {dest.output} "
-                               "(--save-every); choose another output")
+                               "(--save-every); rename one of them")
     if not dest.overwrite:
         _no_clobber(dest)
         if _foreign_preview(dest.preview):
