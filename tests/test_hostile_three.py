@@ -231,16 +231,30 @@ CHECKPOINT_FIELDS = {
     "image of another shape": (None, lambda a: a.update({"state/0": np.zeros((1, 16, 16, 3), np.float32)}),
                                "state/0"),
     "a leaf without the member axis": (None, lambda a: a.update({"state/0": a["state/0"][0]}), "state/0"),
+    "an optimiser leaf of another shape": (None, lambda a: a.update({"state/1": np.zeros((1, 7), np.float32)}),
+                                           "state/1"),
 }
 
 
 def test_checkpoints_validated_before_compiling(capsys, done, tmp_path, monkeypatch):
     from nst_jax import driver
 
-    def compiled(*args, **kwargs):
-        raise AssertionError("the run's programs were built")
+    class Uncompiled:
+        """The start program, which may be lowered for its shapes but never compiled nor run."""
 
-    monkeypatch.setattr(driver, "start_program", compiled)
+        def __init__(self, program):
+            self.program = program
+
+        def lower(self, *args):
+            lowered = self.program.lower(*args)
+            lowered.compile = self  # noqa: B010 - compiling it is what the check must not do
+            return lowered
+
+        def __call__(self, *args):
+            raise AssertionError("the start program was compiled or run")
+
+    real = driver.start_program
+    monkeypatch.setattr(driver, "start_program", lambda *args: Uncompiled(real(*args)))
     for name, (meta, arrays, needle) in CHECKPOINT_FIELDS.items():
         ck = tampered_checkpoint(done / "a.ckpt.npz", tmp_path / "t.ckpt.npz", meta, arrays)
         line = refused(capsys, 2, "--resume", ck, "-o", tmp_path / "r.png", needle=needle)
