@@ -29,14 +29,18 @@ API, as any other program would.
 __version__ = "0.3.0"
 __docformat__ = "google"
 
-from nst_jax import data
+# First, before anything slow is imported: a command-line tool interrupted while it starts exits 3.
+from nst_jax import (
+    _startup,  # noqa: F401 - sets the tools' start-up signal handlers (nothing for a library)
+    data,
+)
 from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.driver import Progress, member_mesh
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.image import load_image, save_image
 from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
-from nst_jax.memory import check_memory
+from nst_jax.memory import check_memory, memory_limit_from_env
 from nst_jax.metrics import Evaluator, optional_judge
 from nst_jax.multiscale import (
     MultiScaleResult,
@@ -85,6 +89,7 @@ __all__ = [
     "__version__",
     "autodiff_mode",
     "check_memory",
+    "memory_limit_from_env",
     "compute_targets",
     "content_loss",
     "data",

@@ -46,6 +46,13 @@ def _move_new(tmp: str, path: pathlib.Path) -> bool:
     return True
 
 
+def _short(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of the file system's encoding (whole characters)."""
+    while len(os.fsencode(name)) > limit:
+        name = name[:-1]
+    return name
+
+
 def place_new(tmp: str, path: pathlib.Path) -> None:
     """Moves ``tmp`` to ``path`` without replacing anything.
 
@@ -55,7 +62,7 @@ def place_new(tmp: str, path: pathlib.Path) -> None:
     if _move_new(tmp, path):
         return
     for i in range(1, 1000):
-        beside = path.with_name(f"{path.stem}.nst-jax-{i}{path.suffix}")
+        beside = path.with_name(f"{_short(path.stem, 200)}.nst-jax-{i}{path.suffix}")
         if _move_new(tmp, beside):
             raise OutputExists(path, beside)
     raise OutputExists(path, None)
@@ -77,7 +84,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool =
         OutputExists: With ``replace=False``, if ``path`` exists when the file is complete.
     """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    # The temporary name is the destination's, cut so that it fits wherever the destination's name does.
+    fd, tmp = tempfile.mkstemp(prefix=f".{_short(path.name, 200)}.", suffix=".tmp",
+                               dir=path.parent if str(path.parent) else ".")
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as f:
@@ -89,7 +98,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, fsync: bool =
             os.replace(tmp, path)
         else:
             place_new(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename == tmp:
+            err.filename, err.filename2 = str(path), None  # the file the user named, not the hidden temporary one
         raise

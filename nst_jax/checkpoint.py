@@ -158,16 +158,55 @@ def _members(f, path: pathlib.Path, size: int) -> None:
     if total > size + 1_000_000 or any(i.compress_type != zipfile.ZIP_STORED for i in infos):
         raise NSTError(f"checkpoint {path} holds compressed data ({total} bytes from a {size}-byte file); "
                        "nst_jax never writes such files, so it is not read")
+    encrypted = next((i.filename for i in infos if i.flag_bits & 0x1), None)
+    if encrypted is not None:
+        raise NSTError(f"checkpoint {path}: entry {encrypted} is encrypted; nst_jax never writes such files, so it "
+                       "is not read")
     meta = next((i for i in infos if i.filename == "meta.npy"), None)
     if meta is not None and meta.file_size > MAX_META_BYTES:
         raise NSTError(f"checkpoint {path}: its metadata has {meta.file_size} bytes, more than {MAX_META_BYTES}")
     f.seek(0)
+    with zipfile.ZipFile(f) as z:
+        for info in infos:
+            _header(z, info, path)
+    f.seek(0)
+
+
+def _header(z: zipfile.ZipFile, info: zipfile.ZipInfo, path: pathlib.Path) -> None:
+    """Checks an entry's ``.npy`` header before its array is read: a plain dtype, and a shape whose
+    bytes the entry holds (a header may claim any size; NumPy would allocate it first)."""
+    name = info.filename.removesuffix(".npy")
+    try:
+        with z.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = read[version](member, max_header_size=10_000)
+            header = member.tell()
+    except (ValueError, KeyError, OSError, EOFError, SyntaxError, RuntimeError, zipfile.BadZipFile):
+        raise NSTError(f"checkpoint {path}: entry {name} is not a readable array (truncated or edited)") from None
+    if dtype.hasobject or dtype.kind not in "biufU":
+        raise NSTError(f"checkpoint {path}: {name} has dtype {dtype}, not a number")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if needed > info.file_size - header:
+        raise NSTError(f"checkpoint {path}: {name} claims shape {tuple(shape)} ({needed} bytes) but holds "
+                       f"{info.file_size - header} bytes (truncated or edited)")
+
+
+# The loss history a checkpoint holds, by name: its rank (``step`` [C]; the others [K, C] or [K, T]).
+HISTORY_RANKS = {"step": 1, "content": 2, "style": 2, "tv": 2, "total": 2, "total_per_step": 2,
+                 "evaluations_per_step": 2}
+# The dtypes of the state JAX keeps (64-bit types are off): anything else was not written by nst_jax.
+STATE_DTYPES = ("float32", "int32", "uint32", "bool")
 
 
 def _leaves(arrays: dict, meta: dict, path: pathlib.Path) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     num = meta["num_leaves"]
     if not isinstance(num, int) or isinstance(num, bool) or not 0 < num <= MAX_MEMBERS:
         raise TypeError
+    missing = [f"state/{i}" for i in range(num) if f"state/{i}" not in arrays]
+    missing += [f"history/{name}" for name in HISTORY_RANKS if f"history/{name}" not in arrays]
+    if missing:
+        raise NSTError(f"checkpoint {path}: {missing[0]} is missing (truncated or edited)")
     leaves = [arrays[f"state/{i}"] for i in range(num)]
     history = {k[len("history/"):]: v for k, v in arrays.items() if k.startswith("history/")}
     for name, value in [*((f"state/{i}", v) for i, v in enumerate(leaves)), *history.items()]:
@@ -176,7 +215,29 @@ def _leaves(arrays: dict, meta: dict, path: pathlib.Path) -> tuple[list[np.ndarr
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise NSTError(f"checkpoint {path}: {name} holds NaN or Inf; a checkpoint is only written from a finite "
                            "state, so this one was edited or corrupted and is not used")
+    _check_layout(leaves, history, meta["step"], path)
     return leaves, history
+
+
+def _check_layout(leaves: list[np.ndarray], history: dict[str, np.ndarray], step: int, path: pathlib.Path) -> None:
+    """Ranks, dtypes and member counts of the state and the history agree with each other and the step."""
+    for name, rank in HISTORY_RANKS.items():
+        if history[name].ndim != rank:
+            raise NSTError(f"checkpoint {path}: history/{name} has {history[name].ndim} dimensions, not {rank} "
+                           "(edited?)")
+    k, reports = history["total"].shape[0], history["step"].shape[0]
+    for name in HISTORY_RANKS:
+        want = (reports,) if name == "step" else (k, step) if name.endswith("per_step") else (k, reports)
+        if history[name].shape != want:
+            raise NSTError(f"checkpoint {path}: history/{name} has shape {history[name].shape}, not {want} for "
+                           f"{k} member(s) at step {step} (edited?)")
+    for i, leaf in enumerate(leaves):
+        if leaf.dtype.name not in STATE_DTYPES:
+            raise NSTError(f"checkpoint {path}: state/{i} has dtype {leaf.dtype}, not one nst_jax writes "
+                           f"({', '.join(STATE_DTYPES)})")
+        if leaf.ndim < 1 or leaf.shape[0] != k:
+            raise NSTError(f"checkpoint {path}: state/{i} has shape {leaf.shape}, without the leading axis of its "
+                           f"{k} member(s) (edited?)")
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -216,6 +277,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise NSTError(f"checkpoint {path}: 'run' and 'notes' must be JSON objects (edited?)")
     try:
         leaves, history = _leaves(arrays, meta, path)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, IndexError):
         raise NSTError(f"checkpoint {path} is incomplete (truncated or edited)") from None
     return Checkpoint(step, leaves, history, run, notes)

@@ -441,7 +441,12 @@ def run_members(
             finite ``[K, H, W, 3]`` images and ``err.members`` the failing members.
     """
     layout = member_layout(int(np.shape(images)[0]), mesh, batch_size)
+    if resume is not None:
+        _check_fits(resume, np.shape(images), config.iterations)
     start = start_program(config, layout, tuple(targets_args["output_shape"]))
+    if resume is not None:  # every leaf against the state's shapes, lowered (not compiled) from abstract inputs
+        vgg_in, targets_in, weights_in, starts = _place(layout, vgg, targets_args, weights, images, put=_abstract)
+        _check_state(resume, start.lower(vgg_in, targets_in, starts, weights_in).out_info[0], layout.k)
     chunk = chunk_program(config, layout)
     t0 = time.perf_counter()
     vgg, targets_in, weights, starts = _place(layout, vgg, targets_args, weights, images)
@@ -500,15 +505,37 @@ def compile_programs(
     chunk_program(config, layout).lower(state, vgg, targets, weights, scalar(np.int32), scalar(np.bool_)).compile()
 
 
+def _check_fits(resume: ckpt.Checkpoint, images_shape: tuple[int, ...], iterations: int) -> None:
+    """Before anything is compiled: the checkpoint's step is within the run's, and its image (``state/0``, the
+    first leaf of ``RunState``) has the start images' shape ``[K, H, W, 3]`` (the rest: :func:`_restore`)."""
+    if resume.step > iterations:
+        raise NSTError(f"cannot resume: the checkpoint's step {resume.step} is beyond the {iterations} steps of "
+                       "this run (edited?)")
+    image = resume.leaves[0]
+    if tuple(image.shape) != tuple(images_shape):
+        raise NSTError(f"cannot resume: the checkpoint's state/0 (the image) has shape {tuple(image.shape)}, not "
+                       f"{tuple(images_shape)} as this run needs (edited?)")
+
+
+def _check_state(resume: ckpt.Checkpoint, template: RunState, k: int) -> None:
+    """The checkpoint's leaves against the run's state (arrays or their shapes): their number, and each
+    leaf's shape (``k`` members) and dtype, the first that differs named."""
+    specs = jax.tree_util.tree_leaves(template)
+    if len(specs) != len(resume.leaves):
+        raise NSTError(f"cannot resume: the checkpoint holds {len(resume.leaves)} state arrays, this run's state "
+                       f"{len(specs)} (another version, or edited?)")
+    for i, (spec, leaf) in enumerate(zip(specs, resume.leaves, strict=True)):
+        want = (k, *spec.shape[1:])
+        if leaf.shape != want or leaf.dtype != spec.dtype:
+            raise NSTError(f"cannot resume: the checkpoint's state/{i} is {leaf.dtype} {tuple(leaf.shape)}, this "
+                           f"run's {spec.dtype} {want} (another version, or edited?)")
+
+
 def _restore(resume: ckpt.Checkpoint, template: RunState, k: int, padded: int, members: NamedSharding,
              iterations: int) -> RunState:
     """The checkpoint's leaves (``K`` members) as a state of this run's structure, shapes and dtypes checked."""
-    specs, treedef = jax.tree_util.tree_flatten(template)
-    fits = len(specs) == len(resume.leaves) and all(
-        (k,) + tuple(spec.shape[1:]) == leaf.shape and spec.dtype == leaf.dtype
-        for spec, leaf in zip(specs, resume.leaves, strict=True))
-    if not fits:
-        raise NSTError("cannot resume: the checkpoint's optimiser state does not fit this run (another version?)")
+    _check_state(resume, template, k)
+    treedef = jax.tree_util.tree_structure(template)
     state = jax.tree_util.tree_unflatten(
         treedef, [to_global(_pad_members(leaf, padded), members) for leaf in resume.leaves])
     stored = to_host(state.step)[:k]

@@ -79,14 +79,16 @@ def labelled_grid(
     return sheet
 
 
-def save_sheet(path: str | os.PathLike[str], sheet: Image.Image) -> None:
+def save_sheet(path: str | os.PathLike[str], sheet: Image.Image, *, replace: bool = True) -> None:
     """Writes a PIL image atomically (temporary file in the same directory + rename).
 
     Args:
         path: Destination; the format follows the extension.
         sheet: The image, e.g. from :func:`labelled_grid`.
+        replace: Replace an existing file; if False one found there is kept
+            (:func:`nst_jax.atomic.atomic_open`, which then raises ``OutputExists``).
     """
-    with atomic_open(path) as f:
+    with atomic_open(path, replace=replace) as f:
         sheet.save(f, format=image_format(path))
 
 
@@ -101,14 +103,15 @@ def save_reduced(path: str | os.PathLike[str], image: Image.Image, limit: int = 
     return reduced
 
 
-def save_json(path: str | os.PathLike[str], data: Any) -> None:
+def save_json(path: str | os.PathLike[str], data: Any, *, replace: bool = True) -> None:
     """Writes JSON atomically (temporary file in the same directory + rename), indented.
 
     Args:
         path: Destination.
         data: JSON-able values.
+        replace: As in :func:`save_sheet`.
     """
-    with atomic_open(path, "w") as f:
+    with atomic_open(path, "w", replace=replace) as f:
         json.dump(data, f, indent=2, sort_keys=False)
         f.write("\n")
 

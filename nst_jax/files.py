@@ -2,7 +2,9 @@
 
 * **Images**: :func:`load_image`, :func:`save_image` (atomic, with an sRGB profile and the run
   record), :func:`open_image`, :func:`image_format`, :func:`check_output_path` (a probe write before
-  any compute), and the size limits :data:`DEFAULT_SIZE`, :data:`MIN_SIZE`, :data:`MAX_SIZE`.
+  any compute), :func:`check_output_size` (whether the format holds the run's size), :func:`header_shape` (an image's
+  shape at a size, from its header alone), and the size
+  limits :data:`DEFAULT_SIZE`, :data:`MIN_SIZE`, :data:`MAX_SIZE`.
 * **Run records** an image carries: :func:`read_record`, :func:`check_record_fits`,
   :data:`RECORD_KEY` (what a record holds: :mod:`nst_jax.spec`).
 * **Checkpoints**: :class:`Checkpoint`, :func:`save_checkpoint`, :func:`load_checkpoint`,
@@ -21,6 +23,8 @@ from nst_jax.image import (
     MAX_SIZE,
     MIN_SIZE,
     check_output_path,
+    check_output_size,
+    header_shape,
     image_format,
     load_image,
     open_image,
@@ -37,7 +41,9 @@ __all__ = [
     "RECORD_KEY",
     "Checkpoint",
     "check_output_path",
+    "check_output_size",
     "check_record_fits",
+    "header_shape",
     "image_format",
     "labelled_grid",
     "load_checkpoint",

@@ -2,16 +2,21 @@
 
 Input policy: the EXIF orientation is applied; grayscale, palette, CMYK,
 YCbCr and Lab images are converted to RGB; transparency is composited on
-white (not dropped); 16-bit images are scaled to 8 bits, 32-bit float images
-in [0, 1] (or [0, 255]) likewise; animated and multi-page images use their
+white (not dropped), a colour key (PNG ``tRNS`` on an RGB or grey image) as well; 16-bit images are
+scaled to 8 bits, 32-bit float images in [0, 1] (or [0, 255]) likewise, and float images holding NaN
+or Inf are refused; animated and multi-page images use their
 first frame; an embedded ICC colour profile is applied (the pixels converted to
 sRGB; images without one are taken as sRGB); files that do not fully decode (truncated or
-corrupt) are refused, as are images of more than :data:`MAX_INPUT_PIXELS` pixels
+corrupt) are refused, JPEGs that libjpeg reports corrupt too (its warnings, from a strict decode
+with ``simplejpeg``; Pillow decodes such files without a word), PostScript and EPS files always
+(Pillow would run Ghostscript on an untrusted file), as are images of more than :data:`MAX_INPUT_PIXELS` pixels
 (decompression bombs, checked from the header before decoding) and images whose shorter side
 would be below :data:`MIN_SIZE` after resizing. Pillow's own process-wide limit
 (``PIL.Image.MAX_IMAGE_PIXELS``, which this module reads but never changes) applies as well.
-Outputs (PNG, JPEG, TIFF, WebP) carry an sRGB ICC profile. Every format Pillow reads is accepted (PNG,
-JPEG, GIF, BMP, WebP, TIFF, ...). Outputs are written to a temporary file in
+Outputs (PNG, JPEG, TIFF, WebP) carry an sRGB ICC profile; a format that would store another size than
+the image's (ICO keeps only its fixed icon sizes) is refused before any compute
+(:func:`check_output_size`). Every other format Pillow reads is accepted (PNG, JPEG, GIF, BMP, WebP,
+TIFF, ...). Outputs are written to a temporary file in
 the target directory and renamed into place, so a reader never sees a
 partial file; the run record they carry is written and read by :mod:`nst_jax.record`.
 """
@@ -44,6 +49,17 @@ MAX_INPUT_PIXELS = 200_000_000  # refuse decompression bombs beyond this many pi
 
 # Formats whose Pillow writer embeds an ICC profile.
 ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+
+
+# Formats never opened: Pillow's EPS reader runs Ghostscript on the file.
+REFUSED_FORMATS = ("EPS",)
+POSTSCRIPT_MAGIC = (b"%!PS", b"\xc5\xd0\xd3\xc6")
+# Formats that store any RGB image up to MAX_SIZE at its own size (no probe needed).
+FULL_SIZE_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP", "BMP", "PPM", "TGA", "GIF", "SGI", "PCX", "QOI", "JPEG2000")
+# libjpeg's warnings (a strict decode raises them) that mean the data is corrupt, as opposed to a
+# feature the strict decoder lacks.
+JPEG_CORRUPT = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters",
+                "Inconsistent progression sequence", "Bogus")
 
 
 class _TooLarge(Exception):
@@ -80,17 +96,27 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise NSTError(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise NSTError(f"{path}: empty file")
+    with open(path, "rb") as f:
+        if f.read(4) in POSTSCRIPT_MAGIC:
+            raise NSTError(f"{path}: PostScript/EPS files are not read (reading them runs Ghostscript); convert it to "
+                           "PNG first")
+    Image.init()
+    formats = [name for name in Image.ID if name not in REFUSED_FORMATS]
     try:
         with warnings.catch_warnings():
             # The size is checked against MAX_INPUT_PIXELS below, before decoding.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=formats) as im:
                 if im.size[0] * im.size[1] > MAX_INPUT_PIXELS:
                     raise _TooLarge
+                if im.format in ("JPEG", "MPO"):
+                    _check_jpeg(path)
                 im.seek(0)
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 return _to_srgb(im, _to_rgb(im))
+    except NSTError as err:
+        raise NSTError(f"{path}: {err}") from None
     except (Image.DecompressionBombError, _TooLarge):
         raise NSTError(f"{path}: image too large (more than {MAX_INPUT_PIXELS} pixels)") from None
     except Image.UnidentifiedImageError:
@@ -101,9 +127,27 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise NSTError(f"{path}: cannot decode image, truncated or corrupt ({one_line(err)})") from None
 
 
+def _check_jpeg(path: pathlib.Path) -> None:
+    """Refuses a JPEG that libjpeg decodes only with a corruption warning (Pillow silences them): a strict
+    decode with ``simplejpeg``, which raises them. Without simplejpeg installed, nothing is checked."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return
+    try:
+        simplejpeg.decode_jpeg(path.read_bytes(), strict=True)
+    except (ValueError, RuntimeError) as err:
+        if any(text in str(err) for text in JPEG_CORRUPT):
+            raise NSTError(f"corrupt JPEG data, refused ({one_line(err, 80)})") from None
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGB", "L") and "transparency" in im.info:
+        im = im.convert("RGBA")  # a colour key: those pixels are transparent, composited on white below
     if im.mode == "F":
-        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        arr = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise NSTError("its pixels are not finite (NaN or Inf); not read")
         peak = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
         im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -146,6 +190,35 @@ def _to_srgb(im: Image.Image, rgb: Image.Image) -> Image.Image:
         return rgb
 
 
+def resized_size(size_wh: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(W, H)`` of an image of ``size_wh`` resized so that its longest side is ``size`` (aspect kept)."""
+    w, h = size_wh
+    scale = size / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def header_shape(path: str | os.PathLike[str], size: int) -> tuple[int, int, int] | None:
+    """The shape an image will have once loaded at a size, read from its header alone (nothing decoded).
+
+    Args:
+        path: The image file.
+        size: The longest side it is loaded at (:func:`load_image`).
+
+    Returns:
+        ``(H, W, 3)``, EXIF rotation included; None where the header cannot be read (loading the file
+        then says why).
+    """
+    try:
+        with Image.open(path, formats=[name for name in Image.ID if name not in REFUSED_FORMATS]) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated a quarter turn
+                w, h = h, w
+    except Exception:  # noqa: BLE001 - any fault is reported by the load itself
+        return None
+    new_w, new_h = resized_size((w, h), size)
+    return new_h, new_w, 3
+
+
 def resize_longest(im: Image.Image, size: int) -> Image.Image:
     """Resizes so the longest side is ``size`` pixels (Lanczos), keeping the aspect ratio.
 
@@ -153,8 +226,7 @@ def resize_longest(im: Image.Image, size: int) -> Image.Image:
         NSTError: If the shorter side would fall below :data:`MIN_SIZE`.
     """
     w, h = im.size
-    scale = size / max(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    new = resized_size(im.size, size)
     if min(new) < MIN_SIZE:
         raise NSTError(f"image {w}x{h} at size {size} would be {new[0]}x{new[1]}, "
                        f"smaller than the {MIN_SIZE} px the network needs")
@@ -223,13 +295,13 @@ def check_output_path(path: str | os.PathLike[str]) -> pathlib.Path:
         NSTError: If the directory is missing or unwritable, the path is a
             directory, or Pillow has no writer for the extension or cannot write RGB in that format.
     """
+    if os.fspath(path).endswith(os.sep) or pathlib.Path(path).is_dir():
+        raise NSTError(f"{path} names a directory; give an image file name (e.g. {pathlib.Path(path) / 'out.png'})")
     path = pathlib.Path(path)
     fmt = image_format(path)
     if fmt is None or fmt not in Image.SAVE:
         raise NSTError(f"{path}: unknown image format {path.suffix.lower() or '(no extension)'!r}; "
                        "use e.g. .png or .jpg")
-    if path.is_dir():
-        raise NSTError(f"{path}: is a directory")
     parent = path.parent if str(path.parent) else pathlib.Path(".")
     if not parent.is_dir():
         raise NSTError(f"{path}: directory {parent} does not exist")
@@ -256,6 +328,34 @@ def _probe(path: pathlib.Path, parent: pathlib.Path, fmt: str) -> None:
                 raise
             raise NSTError(f"{path}: cannot write RGB images as {fmt} ({one_line(err)}); use e.g. .png or .jpg") \
                 from None
+
+
+def check_output_size(path: str | os.PathLike[str], shape: tuple[int, ...]) -> None:
+    """Checks that ``path``'s format stores an image of ``shape`` at that size, before any compute: formats
+    other than :data:`FULL_SIZE_FORMATS` are probed with a blank image in memory.
+
+    Args:
+        path: Where the image will go; the format follows the extension.
+        shape: ``(H, W, ...)`` of the image.
+
+    Raises:
+        NSTError: If the format would store another size (ICO keeps its fixed icon sizes only).
+    """
+    fmt = image_format(path)
+    h, w = int(shape[0]), int(shape[1])
+    if fmt is None or fmt in FULL_SIZE_FORMATS:
+        return
+    buf = io.BytesIO()
+    try:
+        Image.new("RGB", (w, h)).save(buf, format=fmt)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            stored = im.size
+    except (OSError, ValueError, KeyError, TypeError, SyntaxError) as err:
+        raise NSTError(f"{path}: cannot write a {w}x{h} image as {fmt} ({one_line(err)}); use e.g. .png") from None
+    if stored != (w, h):
+        raise NSTError(f"{path}: {fmt} cannot hold a {w}x{h} image (it would store {stored[0]}x{stored[1]}); "
+                       "use e.g. .png or .jpg")
 
 
 def save_image(path: str | os.PathLike[str], image: ArrayLike, *, record: Mapping[str, Any] | None = None,

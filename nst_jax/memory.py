@@ -75,8 +75,9 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
             (their evaluations run one group at a time, counted once: ``batch_size`` 1).
 
     Returns:
-        ``{"activations", "optimizer", "targets", "params", "members", "total"}`` in bytes
-        (``members``: what the members after the first add).
+        ``{"activations", "optimizer", "targets", "params", "members", "style_pass", "total"}`` in
+        bytes; ``total`` is the sum of the others (``members``: what the members after the first add;
+        ``style_pass``: what the style image's forward pass needs beyond the activations).
     """
     activations, maps = _activation_bytes(shape, config.feature_layers, config.pooling)
     activations *= BACKWARD_FACTOR
@@ -109,17 +110,38 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
                                        config.pooling)[0]
     parts = {"activations": activations, "optimizer": optimizer, "targets": targets,
              "params": _PARAM_BYTES, "members": MEMBER_COPIES * member_state * (members - 1)}
-    parts["total"] = sum(parts.values()) + max(0, style_pass - parts["activations"])
+    # The style image's pass runs before the optimisation: what it needs beyond the activations' memory.
+    parts["style_pass"] = max(0, style_pass - activations)
+    parts["total"] = sum(parts.values())
     return parts
+
+
+def memory_limit_from_env() -> int | None:
+    """``NST_JAX_MEMORY_LIMIT_BYTES``, the memory limit a user sets (:func:`check_memory` reads it).
+
+    Returns:
+        The limit in bytes, or None where the variable is unset or empty.
+
+    Raises:
+        NSTError: If it is not a finite number of at least one byte (``1e9`` and ``2000000000`` are).
+    """
+    text = os.environ.get(ENV_LIMIT, "")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 1 <= value < 2**63):
+        raise NSTError(f"{ENV_LIMIT} must be a positive, finite number of bytes (e.g. 8e9), got {text[:40]!r}")
+    return int(value)
 
 
 def available_bytes() -> tuple[int, str]:
     """The memory limit in bytes and where it came from."""
-    if os.environ.get(ENV_LIMIT):
-        try:
-            return int(float(os.environ[ENV_LIMIT])), ENV_LIMIT
-        except ValueError:
-            raise NSTError(f"{ENV_LIMIT} must be a number of bytes, got {os.environ[ENV_LIMIT]!r}") from None
+    limit = memory_limit_from_env()
+    if limit is not None:
+        return limit, ENV_LIMIT
     device = jax.devices()[0]
     if device.platform != "cpu":
         stats = device.memory_stats() or {}
@@ -187,7 +209,30 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
         hint = f"; try {tile_hint}--size {fit} or less"
     else:
         hint = f"; try {tile_hint.removesuffix(', or ')}" if tile_hint else "; no size of at least 32 px fits"
+    style_hint = _style_scale_hint(config, shape, style_shape, parts, limit, members)
+    shown = " + ".join(f"{name} {_gib(parts[key])}" for key, name in PART_NAMES.items() if parts[key])
     raise NSTError(
-        f"a {w}x{h} {config.optimizer} run needs about {_gib(parts['total'])} "
-        f"(activations {_gib(parts['activations'])}, optimiser state {_gib(parts['optimizer'])}), "
-        f"more than the {_gib(limit)} of {source}{hint}")
+        f"a {w}x{h} {config.optimizer} run needs about {_gib(parts['total'])} ({shown}), "
+        f"more than the {_gib(limit)} of {source}{style_hint or hint}")
+
+
+PART_NAMES = {"activations": "activations", "optimizer": "optimiser state", "targets": "targets",
+              "params": "VGG parameters", "style_pass": "style image pass"}
+
+
+def _style_scale_hint(config: StylizeConfig, shape, style_shape, parts: dict, limit: int, members: int) -> str:
+    """``"; try --style-scale S or less"`` where the style image's pass is what does not fit, else ``""``."""
+    rest = parts["total"] - parts["style_pass"]
+    if not (config.style_scale and style_shape and parts["style_pass"] and rest < limit):
+        return ""
+    scale = config.style_scale
+    for _ in range(40):
+        scale *= 0.9
+        ratio = scale / config.style_scale
+        smaller = (max(1, int(style_shape[0] * ratio)), max(1, int(style_shape[1] * ratio)), style_shape[2])
+        if min(smaller[:2]) < 32:
+            return ""
+        if estimate_bytes(config, shape, smaller, members=members)["total"] <= limit:
+            shown = math.floor(scale * 100) / 100
+            return f"; the style image's pass is what does not fit: try --style-scale {shown:g} or less"
+    return ""

@@ -99,7 +99,7 @@ def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """
     path = pathlib.Path(path)
     if not path.is_file():
-        raise NSTError(f"{path}: no such file")
+        raise NSTError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     try:
         with Image.open(path) as im:
             text = im.text.get(RECORD_KEY) if hasattr(im, "text") else None

@@ -175,6 +175,9 @@ def _config_json(config: StylizeConfig) -> dict[str, Any]:
             for f in dataclasses.fields(config)}
 
 
+MAX_LEVELS = 16  # the most levels a run has (a record holds at most as many)
+
+
 def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> list[int]:
     """Longest sides of ``scales`` levels geometric from ``min_size`` to ``size``.
 
@@ -196,6 +199,8 @@ def pyramid_sizes(size: int, scales: int, min_size: int = DEFAULT_MIN_SIZE) -> l
         return [int(size)]
     if not MIN_SIZE <= min_size <= size:
         raise NSTError(f"--min-size must be between {MIN_SIZE} and the output size {size}, got {min_size}")
+    if scales > MAX_LEVELS:  # before the sizes are listed: a huge count would fill the memory
+        raise NSTError(f"--scales {str(scales)[:20]}: a run has at most {MAX_LEVELS} levels")
     sizes = [int(round(s)) for s in np.geomspace(min_size, size, scales)]
     if len(set(sizes)) != len(sizes):
         raise NSTError(f"{scales} scales between {min_size} and {size} px repeat a size; use fewer scales")
@@ -218,6 +223,8 @@ def halving_sizes(size: int, scales: int) -> list[int]:
     """
     if scales < 1:
         raise NSTError(f"the number of scales must be at least 1, got {scales}")
+    if scales > MAX_LEVELS:  # before the sizes are listed: a huge count would fill the memory
+        raise NSTError(f"--scales {str(scales)[:20]}: a run has at most {MAX_LEVELS} levels")
     sizes = halving(size, scales)
     if sizes[0] < MIN_SIZE:
         raise NSTError(f"{scales} scales halving from {size} px make a {sizes[0]} px level, under the {MIN_SIZE} px "
@@ -488,8 +495,8 @@ def spec_from_json(data: Any, source: str, *, inputs: Mapping[str, Any]) -> RunS
                        f"nst_jax reads version {SPEC_VERSION}")
     config = config_from_json(data.get("config"), source)
     levels = data.get("levels")
-    if not isinstance(levels, list) or not 1 <= len(levels) <= 16:
-        raise NSTError(f"{source}: 'levels' must be a list of 1 to 16 levels")
+    if not isinstance(levels, list) or not 1 <= len(levels) <= MAX_LEVELS:
+        raise NSTError(f"{source}: 'levels' must be a list of 1 to {MAX_LEVELS} levels")
     parsed = [_level_from_json(level, config, source) for level in levels]
     if not _matches(data.get("seed"), int):
         raise NSTError(f"{source}: 'seed' must be an integer")

@@ -11,6 +11,7 @@ it). Every error is one line on stderr, starting ``error:``, with control charac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import errno
@@ -18,14 +19,25 @@ import functools
 import inspect
 import math
 import os
+import pathlib
+import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from nst_jax import Choices, files, load_vgg19, normalize_vgg19, resolve_levels
+from nst_jax import (
+    Choices,
+    check_memory,
+    files,
+    load_vgg19,
+    memory_limit_from_env,
+    normalize_vgg19,
+    resolve_levels,
+)
 from nst_jax.cli.request import VGG_CHOICES, Sources, init_source
 from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
@@ -367,6 +379,9 @@ def sources_of(args: argparse.Namespace) -> Sources:
 
 def load_vgg(choice: str):
     """The VGG-19 parameters for ``--vgg``: ``original``, ``normalized`` or a file."""
+    if choice not in VGG_CHOICES and not os.path.lexists(choice) and (
+            choice.lower() in VGG_CHOICES or not pathlib.PurePath(choice).suffix):
+        raise NSTError(f"--vgg {choice[:40]!r} is neither one of {', '.join(VGG_CHOICES)} nor an existing file")
     vgg = load_vgg19(None if choice in VGG_CHOICES else choice)
     return normalize_vgg19(vgg) if choice == "normalized" else vgg
 
@@ -387,6 +402,8 @@ def load_inputs(sources: Sources, config: StylizeConfig) -> dict[str, Any]:
         ``[H, W, 3]`` in [0, 1] or None (``style`` a list when several are given); masks a list of
         ``[H_k, W_k]`` in [0, 1] or None.
     """
+    if config.uses_style and sources.style and config.style_scale is not None:
+        _check_style_memory(sources, config)
     content = files.load_image(sources.content, sources.size) if config.uses_content and sources.content else None
     style = None
     if config.uses_style and sources.style:
@@ -399,6 +416,18 @@ def load_inputs(sources: Sources, config: StylizeConfig) -> dict[str, Any]:
     if sources.masks is not None:
         masks = [np.asarray(files.open_image(path), np.float32).mean(-1) / 255.0 for path in sources.masks]
     return {"content": content, "style": style, "init": init, "masks": masks}
+
+
+def _check_style_memory(sources: Sources, config: StylizeConfig) -> None:
+    """The memory check of a scaled style, from the images' headers, before any of them is decoded or resized
+    (a style image at 8 times the output size would take gigabytes before the run's own check)."""
+    size = round(config.style_scale * sources.size)
+    styles = [shape for shape in (files.header_shape(path, size) for path in sources.style) if shape]
+    shape = files.header_shape(sources.content, sources.size) if sources.content else None
+    sides = [side for s in [*styles, *([shape] if shape else [])] for side in s[:2]]
+    if styles and min(sides) >= files.MIN_SIZE:  # smaller ones are refused as they load, with their own message
+        largest = max(styles, key=lambda s: s[0] * s[1])
+        check_memory(config, shape or (sources.size, sources.size, 3), largest)
 
 
 def load_run_inputs(args: argparse.Namespace, config: StylizeConfig):
@@ -498,7 +527,125 @@ def loss_line(last: dict) -> str:
 
 def say(message: str) -> None:
     """One line on stdout, control characters removed."""
-    print(clean(message), flush=True)
+    write_line(clean(message), sys.stdout)
+
+
+def write_line(text: str, stream: Any) -> None:
+    """``text`` and a newline on ``stream``; characters its encoding cannot hold are escaped (``\\xe9``), so
+    that the encoding of a terminal or a pipe (``PYTHONIOENCODING=ascii``) never fails a written result."""
+    try:
+        print(text, file=stream, flush=True)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
+
+
+@contextlib.contextmanager
+def written(path: Any):
+    """Notes on an interruption inside the block that ``path`` was written already."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        err.add_note(f"{path} was written")
+        raise
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGTERM (a batch scheduler's stop) as SIGINT: both raise ``KeyboardInterrupt``, from a tool's first
+    instruction to its last, so either ends it with exit 3 and one line (:class:`SignalFlag` turns them
+    into a checkpoint while an optimisation runs). Outside the main thread signals stay as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # After the tool's last instruction only its exit is left: the start-up handler's "nothing written"
+            # would be wrong there, so a signal then leaves the exit code as it is.
+            start_up = getattr(handler, "__module__", None) == "nst_jax._startup"  # nst_jax/_startup.py's
+            signal.signal(signum, signal.SIG_IGN if start_up else handler)
+
+
+# Values of NST_JAX_DEBUG: off and on.
+DEBUG_VALUES = {"": False, "0": False, "false": False, "no": False, "off": False,
+                "1": True, "true": True, "yes": True, "on": True}
+
+
+def check_environment() -> None:
+    """Every environment variable the tools read, checked before anything else (one line, exit 2).
+
+    Raises:
+        NSTError: Naming the variable and its value.
+    """
+    memory_limit_from_env()
+    debug = os.environ.get("NST_JAX_DEBUG", "")
+    if debug.lower() not in DEBUG_VALUES:
+        raise NSTError(f"NST_JAX_DEBUG must be 0 or 1, got {debug[:40]!r}")
+    cache = os.environ.get("NST_JAX_CACHE_DIR", "")
+    if cache and cache != "off" and os.path.exists(cache) and not os.path.isdir(cache):
+        raise NSTError(f"NST_JAX_CACHE_DIR={cache[:80]} is not a directory (a compilation cache directory, or off)")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if xdg and not os.path.isabs(xdg):
+        raise NSTError(f"XDG_CACHE_HOME must be an absolute path, got {xdg[:80]!r}")
+
+
+def start_backend() -> None:
+    """Starts JAX's backend, or exits 5 with one line naming what was asked for (``JAX_PLATFORMS``, an
+    ``XLA_FLAGS`` flag XLA does not know: XLA itself would abort the process)."""
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        return
+    if os.environ.get("XLA_FLAGS", "").strip():
+        _probe_xla_flags()
+    try:
+        jax.devices()
+    except RuntimeError as err:
+        asked = os.environ.get("JAX_PLATFORMS", "")
+        if asked:
+            raise Exit(EXIT_ENVIRONMENT, f"JAX_PLATFORMS={asked[:40]} asks for a backend that cannot start here (no "
+                                         "such device, or no jaxlib plugin for it); unset JAX_PLATFORMS to use the "
+                                         "devices present") from None
+        raise Exit(EXIT_ENVIRONMENT, f"the JAX backend cannot start: {one_line(err)}") from None
+
+
+def _probe_xla_flags() -> None:
+    """Starts the backend in a forked child first: XLA ends the process (its own fatal log line, then exit 1
+    or an abort) on a flag in ``XLA_FLAGS`` it does not know, which no handler can catch. A child that
+    fails otherwise (a Python exception, which it keeps to itself) is left to the backend's own start."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report nothing but how it ended
+        code = 1
+        try:
+            os.close(read)
+            os.dup2(write, 2)
+            import jax
+
+            # XLA parses every flag (GPU ones too) when its first client starts: the CPU's is the cheapest,
+            # and takes no accelerator memory.
+            jax.config.update("jax_platforms", "cpu")
+            jax.devices()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        text = f.read(65536).decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    fatal = re.search(r"^F\d{4} .*", text, re.MULTILINE)
+    if os.WIFSIGNALED(status) or (os.waitstatus_to_exitcode(status) != 0 and fatal):
+        found = re.search(r"Unknown flags? in XLA_FLAGS: *(.*)", text)
+        what = one_line(found.group(1), 80) if found else one_line(text, 120) or "it aborted"
+        raise Exit(EXIT_ENVIRONMENT, f"XLA_FLAGS: XLA cannot start with these flags ({what}); fix or unset XLA_FLAGS")
 
 
 def environment_fault(err: BaseException) -> str | None:
@@ -546,13 +693,14 @@ def guarded_main(run: Callable[[list[str] | None], int], argv: list[str] | None 
 
     ``NST_JAX_DEBUG=1`` re-raises unexpected errors to show the traceback.
     """
-    try:
-        return run(argv)
-    except BaseException as err:  # noqa: B036 - every outcome becomes an exit code
-        if isinstance(err, SystemExit):
-            raise
-        code, message = exit_code(err)
-        if code == EXIT_INTERNAL and os.environ.get("NST_JAX_DEBUG"):
-            raise
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        return code
+    with interruptible():
+        try:
+            return run(argv)
+        except BaseException as err:  # noqa: B036 - every outcome becomes an exit code
+            if isinstance(err, SystemExit):
+                raise
+            code, message = exit_code(err)
+            if code == EXIT_INTERNAL and DEBUG_VALUES.get(os.environ.get("NST_JAX_DEBUG", "").lower(), True):
+                raise
+            write_line(f"error: {message}", sys.stderr)
+            return code

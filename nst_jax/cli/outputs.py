@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import stat
 from typing import Any
 
 import numpy as np
@@ -63,10 +64,49 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
+         stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
+# What a run adds to a destination's name: a temporary file ``.NAME.XXXXXXXX.tmp`` is cut to fit
+# (nst_jax.atomic), but a file kept beside a clashing one is ``STEM.nst-jax-N.EXT``.
+BESIDE = len(".nst-jax-999")
+
+
+def check_regular(path: str | os.PathLike, what: str) -> None:
+    """Refuses a destination that exists and is not a regular file (after symlinks): nst-jax replaces
+    regular files only, never a device, FIFO, socket or directory, with or without --overwrite."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # absent (or a dangling symlink, which a write replaces): nothing to refuse
+        return
+    if not stat.S_ISREG(mode):
+        kind = KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise NSTError(f"the {what} {path} exists and is not a regular file ({kind}); nst-jax replaces regular "
+                       "files only, with or without --overwrite: choose another path")
+
+
+def check_name_length(path: str | os.PathLike, what: str, extra: int = 0) -> None:
+    """Refuses a name (plus ``extra`` bytes a run may add to it) longer than its directory allows
+    (``os.pathconf``), before any compute."""
+    path = pathlib.Path(path)
+    parent = path.parent if str(path.parent) else pathlib.Path(".")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+        path_max = os.pathconf(parent, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return
+    size = len(os.fsencode(path.name)) + extra
+    if size > name_max:
+        beside = f" ({extra} bytes more for a file kept beside another)" if extra else ""
+        raise NSTError(f"the {what} name {path.name[:40]}... is too long: {size} bytes{beside}, more than the "
+                       f"{name_max} a file name may have in {parent}; choose a shorter name")
+    if len(os.fsencode(os.path.abspath(path))) + extra > path_max:
+        raise NSTError(f"the {what} path {str(path)[:40]}... is too long: more than the {path_max} bytes a path "
+                       "may have; choose a shorter path")
+
+
 def check_writable_file(path: pathlib.Path, what: str) -> None:
     parent = path.parent if str(path.parent) else pathlib.Path(".")
-    if path.is_dir():
-        raise NSTError(f"{what} {path} is a directory")
+    check_regular(path, what)
     if not parent.is_dir():
         raise NSTError(f"{what} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -125,8 +165,9 @@ def _foreign_preview(path: str | None) -> bool:
 
 
 def check_destinations(dest: Destinations, inputs: list[tuple[str, str]]) -> None:
-    """Every file this run may write is distinct from every input and from each other, and (without
-    --overwrite) does not exist yet.
+    """Every file this run may write is distinct from every input and from each other (intermediate saves
+    included), a regular file if it exists, has a name its directory allows, and (without --overwrite)
+    does not exist yet.
 
     Args:
         dest: Where the run writes.
@@ -137,6 +178,11 @@ def check_destinations(dest: Destinations, inputs: list[tuple[str, str]]) -> Non
     """
     inputs = inputs + ([("checkpoint being resumed", dest.resume)] if dest.resume else [])
     writes = destinations(dest)
+    saves = [("intermediate save", path) for path in intermediate_paths(dest.output)] if dest.save_every else []
+    for what, path in writes + saves:
+        check_regular(path, what)
+    for what, path in writes + ([("intermediate save", intermediate_path(dest.output, 0))] if dest.save_every else []):
+        check_name_length(path, what, BESIDE)
     for what, path in writes:
         for role, source in inputs:
             if same_file(path, source) and not (what == "checkpoint" and role == "checkpoint being resumed"):
@@ -148,10 +194,11 @@ def check_destinations(dest: Destinations, inputs: list[tuple[str, str]]) -> Non
                 raise NSTError(f"the {what} and the {other} are the same file {path}; give them different paths")
     if dest.save_every:
         pattern, folder = intermediate_pattern(dest.output), os.path.realpath(dest.output.parent)
-        for role, path in inputs + [("checkpoint", str(dest.checkpoint))]:
+        named = [(what, str(path)) for what, path in writes if what != "output"]
+        for role, path in inputs + named:
             if pattern.match(pathlib.Path(path).name) and os.path.realpath(pathlib.Path(path).parent) == folder:
                 raise NSTError(f"the {role} {path} has the name of an intermediate save of {dest.output} "
-                               "(--save-every); choose another output")
+                               "(--save-every); rename one of them")
     if not dest.overwrite:
         _no_clobber(dest)
         if _foreign_preview(dest.preview):
@@ -161,13 +208,16 @@ def check_destinations(dest: Destinations, inputs: list[tuple[str, str]]) -> Non
 
 class Writer:
     """Writes a job's files under its overwrite rule: without --overwrite nothing is replaced, and a file
-    that appeared at a destination during the run is kept, this run's file going beside it."""
+    that appeared at a destination during the run is kept, this run's file going beside it (a checkpoint
+    too: the run goes on, its later checkpoints replacing the one beside, and the clash is reported at
+    the end, exit 6)."""
 
     def __init__(self, job: Any):
         self.job, self.dest, self.conflicts = job, job.dest, []
         self.replace = job.dest.overwrite
         resuming_here = job.dest.resume is not None and same_file(job.dest.checkpoint, job.dest.resume)
         self.checkpoint_written = job.dest.overwrite or resuming_here
+        self.checkpoint_path = job.dest.checkpoint
 
     def image(self, path: pathlib.Path, image: np.ndarray, **notes) -> None:
         files.save_image(path, image, record={**self.job.record, **notes}, replace=self.replace)
@@ -187,13 +237,21 @@ class Writer:
             self.conflicts.append(err)
 
     def checkpoint(self, progress, notes: dict) -> None:
-        files.save_checkpoint(self.dest.checkpoint, progress.checkpoint(notes), replace=self.checkpoint_written)
+        try:
+            files.save_checkpoint(self.checkpoint_path, progress.checkpoint(notes), replace=self.checkpoint_written)
+        except OutputExists as err:
+            if err.saved_as is None:
+                raise
+            self.conflicts.append(err)
+            self.checkpoint_path = pathlib.Path(err.saved_as)  # this run's own file from now on
         self.checkpoint_written = True
 
     def has_checkpoint(self) -> bool:
-        return self.checkpoint_written and self.dest.checkpoint.exists()
+        return self.checkpoint_written and self.checkpoint_path.exists()
 
     def check_conflicts(self) -> None:
+        """Exit 6 if a file appeared at a destination during the run (called once the output is written)."""
         if self.conflicts:
             more = f" (and {common.plural(len(self.conflicts) - 1, 'more file')})" if len(self.conflicts) > 1 else ""
-            raise Exit(EXIT_CONFLICT, f"{self.conflicts[0]}{more}")
+            raise Exit(EXIT_CONFLICT, f"{self.conflicts[0]}{more}; the run went on to the end and wrote "
+                                      f"{self.dest.output}")

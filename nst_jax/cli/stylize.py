@@ -133,8 +133,10 @@ def destinations_of(args: argparse.Namespace, output: str | None, resume: str | 
     """Where a run writes: the output given (or its default), its checkpoint, preview and frequencies."""
     if not output:
         raise NSTError("--output is required (unless CONTENT STYLE, --resume or --rerun)")
+    outputs.check_name_length(output, "output")
     out = files.check_output_path(output)
     if args.preview:
+        outputs.check_name_length(args.preview, "preview")
         files.check_output_path(args.preview)
     checkpoint = pathlib.Path(args.checkpoint or resume or outputs.default_checkpoint(out))
     outputs.check_writable_file(checkpoint, "checkpoint")
@@ -217,6 +219,7 @@ def _replayed(args: argparse.Namespace, given: set[str]) -> tuple[Replay, Destin
         path = pathlib.Path(args.resume)
         checkpoint = files.load_checkpoint(path)
         _no_settings(args, given, path)
+        _version_note(checkpoint.notes, path)
         replay = replay_of(checkpoint.notes, f"checkpoint {path}")
         output = args.output or str(outputs.resumed_output(path, checkpoint.notes.get("output")))
         return replay, destinations_of(args, output, resume=str(path)), checkpoint, None
@@ -225,11 +228,19 @@ def _replayed(args: argparse.Namespace, given: set[str]) -> tuple[Replay, Destin
     if found is None:
         raise NSTError(f"{source} carries no nst_jax run record (was it written by nst-jax, as PNG or JPEG?)")
     _no_settings(args, given, source)
+    _version_note(found, source)
     step = found.get("step")
     if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
         raise NSTError(f"the run record of {source}: 'step' must be a non-negative integer, got {_shown(step)}")
     output = args.output or str(source.with_name(f"{source.stem}_rerun{source.suffix}"))
     return replay_of(found, f"the run record of {source}"), destinations_of(args, output), None, step
+
+
+def _version_note(record: Any, source: pathlib.Path) -> None:
+    """One line when a record was written by another version of nst_jax (its run is replayed all the same)."""
+    version = record.get("version") if isinstance(record, dict) else None
+    if isinstance(version, str) and version != __version__:
+        common.say(f"note: {source} was written by nst_jax {version[:20]}; this is nst_jax {__version__}")
 
 
 def _no_settings(args: argparse.Namespace, given: set[str], source: pathlib.Path) -> None:
@@ -271,20 +282,22 @@ def prepare(args: argparse.Namespace, given: set[str] | None = None, *,
     else:
         sources = common.sources_of(args).absolute()
         dest = destinations_of(args, args.output)
-    outputs.check_destinations(dest, sources.files() + list(others))
-    if not args.dry_run:
-        enable_compilation_cache(args.compile_cache)
+    replayed = [("image being rerun", args.rerun)] if args.rerun is not None else []
+    outputs.check_destinations(dest, sources.files() + list(others) + replayed)
     vgg = common.load_vgg(sources.vgg)
     spec = _spec(args, replay, sources, vgg)
     memory = check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape)
     record = record_of(spec, sources, vgg)
     for path in [dest.output] + ([dest.preview] if dest.preview else []):
         files.check_record_fits(record, files.image_format(path))
+        files.check_output_size(path, spec.plan.shape)
     if stop_at is not None and not 1 <= stop_at <= spec.total:
         raise NSTError(f"the run record of {args.rerun}: 'step' {stop_at} is outside 1..{spec.total}")
     job = Job(spec, sources, dest, vgg, record, memory, resume, stop_at)
     if resume is not None:
         job.start = job.run_step(resumed_level(resume, spec.sizes), resume.step)
+    if not args.dry_run:  # only once every check passed: a refused run creates nothing
+        enable_compilation_cache(args.compile_cache)
     return job
 
 
@@ -328,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(argv: list[str] | None) -> int:
     args, given = parse(argv)
+    common.check_environment()
+    common.start_backend()
     if isinstance(args.content, list):
         return run_batch(args, given)
     job = prepare(args, given)
@@ -379,7 +394,8 @@ def run_batch(args: argparse.Namespace, given: set[str]) -> int:
 
 def _saved_state(job: Job, writer: outputs.Writer) -> str:
     if writer.has_checkpoint():
-        return f"the last checkpoint is {job.dest.checkpoint}; resume with: nst-jax --resume {job.dest.checkpoint}"
+        saved = writer.checkpoint_path
+        return f"the last checkpoint is {saved}; resume with: nst-jax --resume {saved}"
     return "no checkpoint was saved"
 
 
@@ -425,8 +441,9 @@ def run_levels(job: Job) -> int:
             if periodic or flag.signum is not None or (job.resume and step == job.total):
                 writer.checkpoint(progress, notes)
             if flag.signum is not None and step < job.total:
+                saved = writer.checkpoint_path
                 raise Interrupted(f"interrupted at step {step} of {job.total}; checkpoint saved to "
-                                  f"{dest.checkpoint}; resume with: nst-jax --resume {dest.checkpoint}")
+                                  f"{saved}; resume with: nst-jax --resume {saved}")
 
         try:
             result = run_spec(job.vgg, job.spec, callback=on_chunk, resume=job.resume,
@@ -434,14 +451,16 @@ def run_levels(job: Job) -> int:
         except Reached as reached:
             bar.close()
             writer.image(dest.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)
-            common.say(f"wrote {dest.output} (the run at step {job.stop_at})")
+            with common.written(dest.output):
+                common.say(f"wrote {dest.output} (the run at step {job.stop_at})")
             writer.check_conflicts()
             return EXIT_OK
         except BaseException as err:  # noqa: B036 - signals, divergence and system faults note what was saved
             bar.close()
             raise _with_state(job, writer, err) from None
     writer.image(dest.output, result.image)
-    _summary(job, result)
+    with common.written(dest.output):
+        _summary(job, result)
     writer.check_conflicts()
     return EXIT_OK
 

@@ -37,11 +37,12 @@ from nst_jax import (
     optional_judge,
     sweep_specs,
 )
-from nst_jax.cli import common
+from nst_jax.cli import common, outputs
+from nst_jax.cli.common import EXIT_CONFLICT, Exit
 from nst_jax.cli.request import record_of
 from nst_jax.compilation import CompileStats, enable_compilation_cache
 from nst_jax.config import TERMS
-from nst_jax.errors import NSTError, one_line
+from nst_jax.errors import NSTError, OutputExists, one_line
 
 SWEPT = {  # option -> (Choices field, label)
     "content_weights": ("content_weight", "alpha"),
@@ -185,7 +186,8 @@ def member_spec(args: argparse.Namespace, member: Member, config, inputs: dict[s
 
 
 def check_outputs(args: argparse.Namespace, out_dir: pathlib.Path, count: int) -> None:
-    """No file the sweep writes may be one of its inputs, nor (without --overwrite) exist already."""
+    """No file the sweep writes may be one of its inputs, nor a special file (a FIFO, a device, ...), nor
+    (without --overwrite) exist already."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
     files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
@@ -194,6 +196,8 @@ def check_outputs(args: argparse.Namespace, out_dir: pathlib.Path, count: int) -
         path = pathlib.Path(path)
         if os.path.realpath(path.parent) == os.path.realpath(out_dir) and path.name in names:
             raise NSTError(f"the {role} {path} would be overwritten by the sweep's output; choose another --output-dir")
+    for name in names:
+        outputs.check_regular(out_dir / name, "sweep output")
     existing = [name for name in names if os.path.lexists(out_dir / name)]
     if existing and not args.overwrite:
         raise NSTError(f"{out_dir / existing[0]} exists (an earlier sweep?); pass --overwrite to replace its files")
@@ -213,7 +217,6 @@ def prepare(args: argparse.Namespace):
     members = members_of(args, grids)
     out_dir = pathlib.Path(args.output_dir)
     check_outputs(args, out_dir, len(members))
-    enable_compilation_cache(args.compile_cache)
     sources = common.sources_of(args).absolute()
     vgg = common.load_vgg(sources.vgg)
     paintings = {p: common.load_inputs(dataclasses.replace(sources, style=(p,)), config) for p in args.style}
@@ -223,6 +226,7 @@ def prepare(args: argparse.Namespace):
     per_device = -(-len(members) // jax.device_count())  # every member's state stays for its whole level
     estimate = max(check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape, members=per_device)[
         "total"] for spec in {m.painting: s for m, s in zip(members, specs, strict=True)}.values())
+    enable_compilation_cache(args.compile_cache)  # only once every check passed: a refused sweep creates nothing
     common.say(f"memory estimate: {estimate / 2**20:.0f} MiB per device")
     records = [record_of(spec, dataclasses.replace(sources, style=(str(pathlib.Path(m.painting).absolute()),)), vgg)
                for spec, m in zip(specs, members, strict=True)]
@@ -231,7 +235,9 @@ def prepare(args: argparse.Namespace):
 
 def run(argv: list[str] | None) -> int:
     args = parse(argv)
+    common.check_environment()
     start_distributed(args)
+    common.start_backend()
     vgg, members, specs, records, grids, out_dir = prepare(args)
     import jax
 
@@ -268,7 +274,17 @@ def run(argv: list[str] | None) -> int:
         # barrier would hold the other processes while process 0 writes, and abort them all after 300 s.
         jax.distributed.shutdown()
     if writer:
-        write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, devices, processes)
+        written: list[pathlib.Path] = []
+        try:
+            conflicts = write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, devices, processes,
+                                      written)
+        except KeyboardInterrupt as err:
+            if written:
+                err.add_note(f"{common.plural(len(written), 'file')} of the sweep were written to {out_dir}")
+            raise
+        if conflicts:
+            more = f" (and {common.plural(len(conflicts) - 1, 'more file')})" if len(conflicts) > 1 else ""
+            raise Exit(EXIT_CONFLICT, f"{conflicts[0]}{more}; the sweep wrote its other files to {out_dir}")
     return 0
 
 
@@ -320,15 +336,27 @@ def _labels(members: list[Member], grids: dict[str, list[Any]], rows: list[list[
     return [[label(i) for i in row] for row in rows]
 
 
-def write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, devices, processes):
-    """Writes member_NN.png (each with its run record), contact_sheet.png and losses.json."""
+def write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, devices, processes,
+                  written: list[pathlib.Path]) -> list[OutputExists]:
+    """Writes member_NN.png (each with its run record), contact_sheet.png and losses.json under the CLI's rule:
+    without --overwrite nothing is replaced, a file that appeared during the sweep is kept (this sweep's goes
+    beside it) and the clashes are returned; ``written`` gets each file as it is written."""
     images = np.stack([outcome.image for outcome in outcomes])
     ratios, judged_by = _ratios(args, specs, members, vgg, images)
     out_dir.mkdir(exist_ok=True)
+    conflicts: list[OutputExists] = []
+
+    def write(save, path, *values, **kwargs):
+        try:
+            save(path, *values, replace=args.overwrite, **kwargs)
+        except OutputExists as err:
+            conflicts.append(err)
+        written.append(path)
+
     rows_json = []
     for i, (member, spec, record, outcome) in enumerate(zip(members, specs, records, outcomes, strict=True)):
         name = f"member_{i:02d}.png"
-        files.save_image(out_dir / name, outcome.image, record=record, replace=args.overwrite)
+        write(files.save_image, out_dir / name, outcome.image, record=record)
         rows_json.append({**_member_record(member, spec, outcome, name),
                           **({"ratios": ratios[i]} if ratios is not None else {})})
     # Members are all combinations, the last list varying fastest: one row per combination of the others.
@@ -340,9 +368,9 @@ def write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, 
     title = f"{len(members)} members, {' or '.join(sorted(steps))} {specs[0].config.optimizer} steps"
     sheet = files.labelled_grid([[images[i] for i in row] for row in rows], _labels(members, grids, rows, rows_json),
                                 title=title)
-    files.save_sheet(out_dir / "contact_sheet.png", sheet)
+    write(files.save_sheet, out_dir / "contact_sheet.png", sheet)
     compile_seconds, run_seconds = (sum(getattr(o, k) for o in outcomes) for k in ("compile_seconds", "run_seconds"))
-    files.save_json(out_dir / "losses.json", {
+    write(files.save_json, out_dir / "losses.json", {
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(specs[0].config).items()},
         "devices": devices, "processes": processes, "compile_seconds": compile_seconds, "run_seconds": run_seconds,
         **({"judged_by": judged_by} if judged_by else {}), "members": rows_json})
@@ -350,6 +378,7 @@ def write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, 
     common.say(f"wrote {common.plural(len(members), 'image')}, contact_sheet.png and losses.json to {out_dir}")
     common.say(f"{run_seconds / steps_run:.3f} s per iteration for all {len(members)} members "
                f"(compile {compile_seconds:.1f} s)")
+    return conflicts
 
 
 if __name__ == "__main__":
