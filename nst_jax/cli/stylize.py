@@ -318,7 +318,12 @@ class Reached(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``nst-jax`` console script."""
+    """The ``nst-jax`` console script (``nst-jax serve ...``: the studio, :mod:`nst_jax.studio.serve`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from nst_jax.studio.serve import main as serve
+
+        return serve(argv[1:])
     # jaxlib's CPU LAPACK kernels (eigh, used by the W2 style loss) run on OpenBLAS, whose own thread pool
     # competes with XLA's: measured 0.02 s vs 0.8-3 s per 512x512 eigh on 2 busy cores. One OpenBLAS
     # thread unless the user chose otherwise; set before jax makes its first LAPACK call.
