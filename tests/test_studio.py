@@ -9,8 +9,15 @@ nothing compiles again.
 import io
 import json
 import pathlib
+import re
 import shlex
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -27,7 +34,7 @@ from nst_jax.cli import stylize as cli  # noqa: E402
 from nst_jax.studio.app import create_app  # noqa: E402
 from nst_jax.studio.jobs import CHECKPOINT, Studio  # noqa: E402
 
-from .conftest import EXAMPLES  # noqa: E402
+from .conftest import EXAMPLES, script_env  # noqa: E402
 from .image_cases import refused_cases  # noqa: E402
 
 EXTRA = ["--content-layer", "relu1_1", "--style-layers", "relu1_1"]
@@ -245,3 +252,31 @@ def test_restart_resumes_and_a_failing_job_keeps_the_server_up(tmp_path, vgg):
     assert resumed["state"] == "done" and resumed["resumed_at"] == checkpoint_step
     assert failed["state"] == "failed" and "not an image" in failed["error"]
     np.testing.assert_array_equal(resumed_image, fresh_image)  # resuming ends where the whole run does
+
+
+def test_serve_prints_its_url_and_stops_cleanly_on_sigint(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "nst_jax.cli.stylize", "serve", "--port", "0", "--jobs-dir",
+                             str(tmp_path / "jobs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=script_env())
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with urllib.request.urlopen(url + "api/jobs", timeout=30) as answer:
+            assert json.loads(answer.read()) == []
+        # A name rebound to the loopback (another site's page reaching this server) is refused.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url + "api/jobs", headers={"Host": "evil.example"}))
+        assert refused.value.code == 400
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip().endswith("stopped") and "Traceback" not in err, (out, err)
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        code = cli.main(["serve", "--port", str(busy.getsockname()[1])])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1, err
