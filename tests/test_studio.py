@@ -28,6 +28,7 @@ pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from nst_jax import data as samples  # noqa: E402
 from nst_jax import files  # noqa: E402
 from nst_jax.cli import common  # noqa: E402
 from nst_jax.cli import stylize as cli  # noqa: E402
@@ -221,6 +222,8 @@ def test_hostile_requests(tmp_path, vgg):
             assert answer.status_code == 404 and "error" in answer.json(), path
         assert client.delete("/api/jobs/" + "0" * 32).status_code == 404
         assert client.get("/api/jobs").json() == []  # the server is up, and nothing was queued
+        for name in ("chelsea", "swirls"):  # the page's sample images: the package's
+            assert client.get(f"/api/samples/{name}.png").content == samples.path(name).read_bytes()
         assert client.get("/").status_code == 200 and "<title>nst-jax studio</title>" in client.get("/").text
     assert list(jobs.iterdir()) == []  # refused requests left nothing behind
 

@@ -44,7 +44,7 @@ from nst_jax.studio.jobs import FINISHED, JOB_ID, MAX_PAINTINGS, JobRequest, Stu
 
 MAX_UPLOAD_BYTES = 32 * 2**20  # one request: a photo and its paintings
 FIELDS = ("preset", "size", "style_weight_factor", "seed", "iterations", "preserve_colour")
-SAMPLES = {"chelsea.png": "chelsea.png", "swirls.png": "swirls.png"}  # served name -> nst_jax.data file
+SAMPLES = {"chelsea.png": "chelsea", "swirls.png": "swirls"}  # served name -> nst_jax.data file
 EVENT_POLL_S = 0.1
 
 
