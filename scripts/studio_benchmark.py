@@ -106,7 +106,8 @@ def main() -> None:
     server.should_exit = True
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} cores of {cpu}")
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} cores of {cpu}; "
+          f"load average {os.getloadavg()[0]:.1f} at the end (other processes share the cores)")
     print(f"job: the sample photo and painting, {args.size} px, preset {args.preset}, {cold['steps']} steps; "
           "persistent compilation cache off")
     for name, run, stats in (("cold", cold, cold_stats), ("warm", warm, warm_stats)):

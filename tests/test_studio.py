@@ -257,6 +257,7 @@ def test_restart_resumes_and_a_failing_job_keeps_the_server_up(tmp_path, vgg):
     np.testing.assert_array_equal(resumed_image, fresh_image)  # resuming ends where the whole run does
 
 
+@pytest.mark.slow  # a fresh process: importing JAX and decoding the VGG file are most of its 5 to 25 s
 def test_serve_prints_its_url_and_stops_cleanly_on_sigint(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "nst_jax.cli.stylize", "serve", "--port", "0", "--jobs-dir",
                              str(tmp_path / "jobs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -283,3 +284,10 @@ def test_serve_refuses_a_port_in_use_in_one_line(capsys):
         code = cli.main(["serve", "--port", str(busy.getsockname()[1])])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1, err
+
+
+def test_only_loopback_addresses_count_as_local():
+    from nst_jax.studio.serve import is_loopback
+
+    assert all(map(is_loopback, ("127.0.0.1", "127.3.2.1", "::1", "localhost")))
+    assert not any(map(is_loopback, ("0.0.0.0", "::", "192.168.1.20", "example.com", "localhost.evil.example")))

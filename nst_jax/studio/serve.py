@@ -78,12 +78,13 @@ def run(argv: list[str] | None) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
             # A signal: the running job checkpoints at its next chunk (Studio.stop, at the app's shutdown,
-            # waits for it) and event streams end, so the server's graceful shutdown is not held open. Not
-            # uvicorn's own handler, which would raise the signal again once stopped (an exit without a clean
-            # code).
-            studio.stopping.set()
+            # waits for it) and event streams end, so the server's graceful shutdown is not held open. A
+            # second Ctrl-C stops at once, as the command line does (the worker thread is a daemon). Not
+            # uvicorn's own handler, which would raise the signal again once stopped (no clean exit code).
             if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
+                raise KeyboardInterrupt("interrupted twice, stopped at once; unfinished jobs start again from their "
+                                        "last checkpoint at the next start")
+            studio.stopping.set()
             self.should_exit = True
 
     server = Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5, lifespan="on"))
