@@ -255,6 +255,9 @@ def test_restart_resumes_and_a_failing_job_keeps_the_server_up(tmp_path, vgg):
     assert resumed["state"] == "done" and resumed["resumed_at"] == checkpoint_step
     assert failed["state"] == "failed" and "not an image" in failed["error"]
     np.testing.assert_array_equal(resumed_image, fresh_image)  # resuming ends where the whole run does
+    again = Studio(jobs, vgg=vgg, extra=EXTRA)  # finished jobs stay listed, with their results, and queue nothing
+    assert {job.id: job.state for job in again.listed()} == {stopped: "done", broken: "failed", fresh: "done"}
+    assert not again.queue and again.image(stopped) == (jobs / stopped / "result.png").read_bytes()
 
 
 @pytest.mark.slow  # a fresh process: importing JAX and decoding the VGG file are most of its 5 to 25 s

@@ -261,11 +261,13 @@ def _job_from_json(folder: pathlib.Path, data: Any) -> Job:
     """A job read back from its ``job.json`` (untrusted: fields checked)."""
     if not isinstance(data, dict) or data.get("id") != folder.name or data.get("state") not in STATES:
         raise NSTError("malformed job.json")
-    job = Job(folder.name, folder, JobRequest.from_json(data.get("request")), {}, 0.0)
-    names = data.get("names")
-    if isinstance(names, dict) and isinstance(names.get("paintings"), list):
-        job.names = {"photo": display_name(names.get("photo"), "photo"),
-                     "paintings": [display_name(n, f"painting {i + 1}") for i, n in enumerate(names["paintings"])]}
+    request = JobRequest.from_json(data.get("request"))
+    names = data.get("names") if isinstance(data.get("names"), dict) else {}
+    shown = names.get("paintings") if isinstance(names.get("paintings"), list) else []
+    job = Job(folder.name, folder, request, {
+        "photo": display_name(names.get("photo"), "photo"),
+        "paintings": [display_name(shown[i] if i < len(shown) else None, f"painting {i + 1}")
+                      for i in range(request.paintings)]}, 0.0)
     for key, kind in (("state", str), ("error", str), ("step", int), ("total", int), ("levels", int),
                       ("loss", float), ("created", float), ("command", str)):
         value = data.get(key)
