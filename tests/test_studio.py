@@ -114,6 +114,8 @@ def test_job_reaches_done_with_its_record(tmp_path, vgg):
         assert steps == sorted(steps)  # (the stream sends the newest state; fast chunks coalesce)
         assert all(np.isfinite(s["loss"]) for s in seen if s["step"])
         pixels, record = png(client.get(f"/api/jobs/{job_id}/image"), tmp_path, "result.png")
+        assert client.get(f"/api/jobs/{job_id}/members/0/image").content == (tmp_path / "result.png").read_bytes()
+        assert client.get(f"/api/jobs/{job_id}/members/1/image").status_code == 404
         listed = client.get("/api/jobs").json()
     assert [j["id"] for j in listed] == [job_id]
     # The image carries the run's record, and the copied command resolves to the same run.

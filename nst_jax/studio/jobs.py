@@ -402,12 +402,12 @@ class Studio:
     def image(self, job_id: str, member: int | None = None) -> bytes | None:
         """The newest image of a job (or of a sweep's member): the result, else the preview; None before either."""
         job = self.get(job_id)
-        if member is None:
-            names = ["result.png", "preview.png"] if not job.sweep else []
-        elif 0 <= member < job.request.members:
-            names = [member_file(member), member_file(member, preview=True)]
-        else:
+        if member is not None and not 0 <= member < job.request.members:
             raise KeyError(member)
+        if not job.sweep:  # its one member's image is the job's
+            names = ["result.png", "preview.png"]
+        else:
+            names = [] if member is None else [member_file(member), member_file(member, preview=True)]
         for name in names:
             try:
                 return (job.folder / name).read_bytes()
