@@ -8,7 +8,8 @@ photo and painting (nst_jax.data) at --size with the preset's levels. Job 1 star
 persistent compilation cache is left off) and runs to the end; job 2 (the same shapes and settings, another seed)
 starts warm: it must compile nothing, which the compile log (nst_jax.compilation.CompileStats) counts. The first
 preview is the first status whose step is past 0 (the end of the first chunk of compiled steps), and its image
-must be served. RSS is this process's resident memory (the client's share is a few MB of urllib).
+must be served. RSS is this process's resident memory (the client's share is a few MB of urllib), read a second
+after a job ends (the worker collects garbage and trims the C heap then: nst_jax.studio.jobs.release_memory).
 """
 
 from __future__ import annotations
@@ -32,20 +33,6 @@ def rss_mib() -> float:
     with open("/proc/self/status") as f:
         kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     return kb / 1024
-
-
-def trimmed_rss_mib() -> float:
-    """RSS after collecting garbage and handing the C heap's free memory back (glibc's malloc_trim): what the
-    server holds, apart from what the allocator merely keeps."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-    return rss_mib()
 
 
 def multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
@@ -99,7 +86,7 @@ def main() -> None:
 
     from nst_jax.cli import common
     from nst_jax.studio.app import create_app
-    from nst_jax.studio.jobs import Studio
+    from nst_jax.studio.jobs import Studio, release_memory
 
     # The VGG parameters are loaded at start-up, as nst-jax serve does.
     studio = Studio(tempfile.mkdtemp(prefix="nst_jax_studio_bench_"), vgg=common.load_vgg("original"))
@@ -113,8 +100,10 @@ def main() -> None:
     fields = {"size": str(args.size), "preset": args.preset}
     with CompileStats() as cold_stats:
         cold = timed_job(base, {**fields, "seed": "0"})
+    time.sleep(1)  # the worker releases memory as a job ends
     after_one = rss_mib()
-    trimmed = trimmed_rss_mib()
+    release_memory()
+    trimmed = rss_mib()
     with CompileStats() as warm_stats:
         warm = timed_job(base, {**fields, "seed": "1"})
     after_two = rss_mib()
@@ -129,7 +118,7 @@ def main() -> None:
         print(f"{name}: first preview {run['first_preview_s']:.2f} s after the POST (step {run['first_preview_step']}),"
               f" done in {run['done_s']:.1f} s; {stats.summary()}")
     print(f"server RSS: {idle:.0f} MiB idle after start-up, {after_one:.0f} MiB between jobs "
-          f"({trimmed:.0f} MiB once the garbage is collected and malloc_trim returns freed heap), "
+          f"({trimmed:.0f} MiB on releasing memory again), "
           f"{after_two:.0f} MiB after the second")
 
 

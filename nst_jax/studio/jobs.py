@@ -27,7 +27,9 @@ used as a path (the names of its files are kept for display only):
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
+import gc
 import json
 import math
 import pathlib
@@ -468,6 +470,7 @@ class Studio:
             job.prepared, job.cancel = None, False
             if job.state != "queued":
                 (job.folder / CHECKPOINT).unlink(missing_ok=True)
+            release_memory()
             self._save(job)
 
     def _progress(self, job: Job, step: int, loss: float, seconds: float, start: int) -> None:
@@ -524,6 +527,17 @@ class Studio:
         for k, image in enumerate(results[-1].images):
             files.save_image(job.folder / member_file(k), image, record=records[k])
             (job.folder / member_file(k, preview=True)).unlink(missing_ok=True)
+
+
+def release_memory() -> None:
+    """Collects garbage and hands the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere). Between jobs the server otherwise keeps what a run freed: measured 1110 MiB of RSS after a 256 px
+    job, 573 MiB once trimmed (scripts/studio_benchmark.py)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _check_upload(path: pathlib.Path, size: int) -> None:
