@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from nst_jax import data
 from nst_jax.errors import NSTError, one_line
-from nst_jax.studio.jobs import FINISHED, JOB_ID, MAX_PAINTINGS, JobRequest, Studio, display_name
+from nst_jax.studio.jobs import FINISHED, JOB_ID, MAX_PAINTINGS, Job, JobRequest, Studio, display_name
 
 MAX_UPLOAD_BYTES = 32 * 2**20  # one request: a photo and its paintings
 FIELDS = ("preset", "size", "style_weight_factor", "seed", "iterations", "preserve_colour")
@@ -164,41 +164,46 @@ async def _job_form(form) -> tuple[JobRequest, bytes, list[bytes], dict[str, Any
     return job_request, photo, paintings, names
 
 
-def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
-    """The studio's ASGI application over ``studio`` (whose worker it starts and stops with the app).
+class Api:
+    """The request handlers, over one :class:`~nst_jax.studio.jobs.Studio`.
 
     Args:
         studio: The jobs.
-        trusted_hosts: ``Host`` header values accepted (None: any); a server on the loopback names only
-            loopback hosts, so that a page of another site cannot reach it by rebinding a name to 127.0.0.1.
         max_upload_bytes: The largest request body.
     """
 
-    def lookup(request: Request):
-        job_id = request.path_params["job_id"]
-        if not JOB_ID.fullmatch(job_id) or job_id not in studio.jobs:
-            return None
-        return studio.jobs[job_id]
+    def __init__(self, studio: Studio, max_upload_bytes: int):
+        self.studio, self.max_upload_bytes = studio, max_upload_bytes
 
-    async def page(request: Request) -> Response:
+    def lookup(self, request: Request) -> Job | None:
+        """The job the path names, or None (ids are looked up, never used as paths)."""
+        job_id = request.path_params["job_id"]
+        return self.studio.jobs.get(job_id) if JOB_ID.fullmatch(job_id) else None
+
+    async def form(self, request: Request):
+        """The request's form, or the error response (403 from another origin, 413 past the cap, 400 malformed)."""
+        if not _same_origin(request):
+            return error(403, "jobs may be started or cancelled only from the studio's own page")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_upload_bytes:
+            return error(413, f"the request has {int(length)} bytes, more than the {self.max_upload_bytes} accepted")
+        try:
+            return await _form(request)
+        except TooLarge:
+            return error(413, f"the request has more than the {self.max_upload_bytes} bytes accepted")
+        except NSTError as err:
+            return error(400, str(err))
+
+    async def page(self, request: Request) -> Response:
         html = importlib.resources.files("nst_jax.studio").joinpath("page.html").read_text(encoding="utf-8")
         return HTMLResponse(html, headers={"Cache-Control": "no-store", "Content-Security-Policy": (
             "default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
             "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'"), "X-Frame-Options": "DENY"})
 
-    async def create(request: Request) -> Response:
-        if not _same_origin(request):
-            return error(403, "jobs may be started only from the studio's own page")
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > max_upload_bytes:
-            return error(413, f"the request has {int(length)} bytes, more than the {max_upload_bytes} accepted")
-        try:
-            form = await _form(request)
-        except TooLarge:
-            return error(413, f"the request has more than the {max_upload_bytes} bytes accepted")
-        except NSTError as err:
-            return error(400, str(err))
+    async def create(self, request: Request) -> Response:
+        form = await self.form(request)
+        if isinstance(form, Response):
+            return form
         try:
             parsed = await _job_form(form)
         except NSTError as err:
@@ -206,52 +211,46 @@ def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
         finally:
             await form.close()
         try:
-            job = await run_in_threadpool(studio.submit, *parsed)
+            job = await run_in_threadpool(self.studio.submit, *parsed)
         except NSTError as err:
             return error(400, str(err))
         return JSONResponse({"id": job.id}, status_code=201)
 
-    async def carry(request: Request) -> Response:
-        if not _same_origin(request):
-            return error(403, "jobs may be started only from the studio's own page")
-        job = lookup(request)
+    async def carry(self, request: Request) -> Response:
+        form = await self.form(request)
+        if isinstance(form, Response):
+            return form
+        extra, size = sorted(set(form) - {"size"}), form.get("size")
+        await form.close()
+        job = self.lookup(request)
         if job is None:
             return error(404, "no such job")
-        try:
-            form = await _form(request)
-        except TooLarge:
-            return error(413, f"the request has more than the {max_upload_bytes} bytes accepted")
-        except NSTError as err:
-            return error(400, str(err))
-        extra = sorted(set(form) - {"size"})
-        size = form.get("size")
-        await form.close()
         if extra:
             return error(400, f"unknown field {extra[0][:40]!r} (fields: size)")
         try:
             size = _number(size if isinstance(size, str) else "", "size", int)
-            job = await run_in_threadpool(studio.carry_on, job.id, request.path_params["member"], size)
+            job = await run_in_threadpool(self.studio.carry_on, job.id, request.path_params["member"], size)
         except KeyError:
             return error(404, "no such member")
         except NSTError as err:
             return error(400, str(err))
         return JSONResponse({"id": job.id}, status_code=201)
 
-    async def listing(request: Request) -> Response:
-        return JSONResponse([job.status() for job in studio.listed()])
+    async def listing(self, request: Request) -> Response:
+        return JSONResponse([job.status() for job in self.studio.listed()])
 
-    async def status(request: Request) -> Response:
-        job = lookup(request)
+    async def status(self, request: Request) -> Response:
+        job = self.lookup(request)
         return error(404, "no such job") if job is None else JSONResponse(job.status())
 
-    async def cancel(request: Request) -> Response:
+    async def cancel(self, request: Request) -> Response:
         if not _same_origin(request):
-            return error(403, "jobs may be cancelled only from the studio's own page")
-        job = lookup(request)
-        return error(404, "no such job") if job is None else JSONResponse(studio.cancel(job.id).status())
+            return error(403, "jobs may be started or cancelled only from the studio's own page")
+        job = self.lookup(request)
+        return error(404, "no such job") if job is None else JSONResponse(self.studio.cancel(job.id).status())
 
-    async def events(request: Request) -> Response:
-        job = lookup(request)
+    async def events(self, request: Request) -> Response:
+        job = self.lookup(request)
         if job is None:
             return error(404, "no such job")
 
@@ -263,32 +262,61 @@ def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
                     yield f"data: {json.dumps(job.status())}\n\n"
                     if job.state in FINISHED:
                         return
-                if studio.stopping.is_set() or await request.is_disconnected():
+                if self.studio.stopping.is_set() or await request.is_disconnected():
                     return
                 await asyncio.sleep(EVENT_POLL_S)
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    async def image(request: Request) -> Response:
-        job = lookup(request)
+    async def image(self, request: Request) -> Response:
+        job = self.lookup(request)
         if job is None:
             return error(404, "no such job")
         member = request.path_params.get("member")
         if member is None and job.sweep:
             return error(404, "a sweep's images are its members': /api/jobs/{id}/members/{k}/image")
         try:
-            png = await run_in_threadpool(studio.image, job.id, member)
+            png = await run_in_threadpool(self.studio.image, job.id, member)
         except KeyError:
             return error(404, "no such member")
-        if png is None:
-            return error(404, "no image yet")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+        return error(404, "no image yet") if png is None else Response(
+            png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
-    async def sample(request: Request) -> Response:
+    async def sample(self, request: Request) -> Response:
         name = request.path_params["name"]
         if name not in SAMPLES:
             return error(404, "no such sample")
         return Response(data.path(SAMPLES[name]).read_bytes(), media_type="image/png")
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.page),
+            Route("/api/jobs", self.create, methods=["POST"]),
+            Route("/api/jobs", self.listing, methods=["GET"]),
+            Route("/api/jobs/{job_id}", self.status, methods=["GET"]),
+            Route("/api/jobs/{job_id}", self.cancel, methods=["DELETE"]),
+            Route("/api/jobs/{job_id}/events", self.events),
+            Route("/api/jobs/{job_id}/image", self.image),
+            Route("/api/jobs/{job_id}/members/{member:int}/image", self.image),
+            Route("/api/jobs/{job_id}/members/{member:int}/carry", self.carry, methods=["POST"]),
+            Route("/api/samples/{name}", self.sample),
+        ]
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error(getattr(exc, "status_code", 404), getattr(exc, "detail", "not found"))
+
+
+def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Starlette:
+    """The studio's ASGI application over ``studio`` (whose worker it starts and stops with the app).
+
+    Args:
+        studio: The jobs.
+        trusted_hosts: ``Host`` header values accepted (None: any); a server on the loopback names only
+            loopback hosts, so that a page of another site cannot reach it by rebinding a name to 127.0.0.1.
+        max_upload_bytes: The largest request body.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -296,24 +324,8 @@ def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
         yield
         await run_in_threadpool(studio.stop)
 
-    routes = [
-        Route("/", page),
-        Route("/api/jobs", create, methods=["POST"]),
-        Route("/api/jobs", listing, methods=["GET"]),
-        Route("/api/jobs/{job_id}", status, methods=["GET"]),
-        Route("/api/jobs/{job_id}", cancel, methods=["DELETE"]),
-        Route("/api/jobs/{job_id}/events", events),
-        Route("/api/jobs/{job_id}/image", image),
-        Route("/api/jobs/{job_id}/members/{member:int}/image", image),
-        Route("/api/jobs/{job_id}/members/{member:int}/carry", carry, methods=["POST"]),
-        Route("/api/samples/{name}", sample),
-    ]
     middleware = [Middleware(BodyLimit, limit=max_upload_bytes)]
     if trusted_hosts is not None:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts))
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return error(getattr(exc, "status_code", 404), getattr(exc, "detail", "not found"))
-
-    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                     exception_handlers={404: not_found, 405: not_found})
+    return Starlette(routes=Api(studio, max_upload_bytes).routes(), middleware=middleware, lifespan=lifespan,
+                     exception_handlers={404: _not_found, 405: _not_found})
