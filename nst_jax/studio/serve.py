@@ -30,7 +30,9 @@ def default_jobs_dir() -> str:
 
 
 def build_parser():
-    p = common.OneLineParser(prog="nst-jax serve", description=__doc__.split("\n\n")[0])
+    p = common.OneLineParser(prog="nst-jax serve", description="The studio in the browser: a local page that runs, "
+                             "shows and sweeps nst-jax jobs, until Ctrl-C (running jobs checkpoint and resume at the "
+                             "next start).")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; anything but the loopback lets other machines start jobs")
     p.add_argument("--port", type=common.integer, default=8765, help="port (0: any free one)")
