@@ -276,7 +276,7 @@ def test_ci_runs_the_readme_test_command():
     """The README's second "Set up and run" command is what .ci/run runs."""
     setup = [b for b in doc_blocks.page_blocks("README.md") if b.heading == "Set up and run"]
     commands = doc_blocks.shell_commands(setup[1])
-    ci = [shlex.split(line) for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-          if line and not line.startswith("#")]
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8").replace("\\\n", " ")  # continuation lines
+    ci = [shlex.split(line) for line in script.splitlines() if line and not line.startswith("#")]
     for command in commands[2:]:  # after creating and activating the virtual environment
         assert command in ci, shlex.join(command)

@@ -65,7 +65,7 @@ def test_wheel_contents(installed):
                  "nst_jax/cli/sweep.py", "nst_jax/_weights/vgg19.npz", "nst_jax/_weights/vgg19.npz.sha256",
                  "nst_jax/_weights/vgg19_normalization.npz", "nst_jax/_weights/vgg19_normalization.npz.sha256",
                  "nst_jax/data/__init__.py", "nst_jax/data/chelsea.png", "nst_jax/data/swirls.png",
-                 "nst_jax/data/README.md"):
+                 "nst_jax/data/README.md", "nst_jax/studio/app.py", "nst_jax/studio/page.html"):
         assert name in names, f"{name} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "scripts/", "weights/", "examples/")) for n in names), sorted(names)
     with zipfile.ZipFile(wheel) as zf:

@@ -4,6 +4,7 @@
   nst-jax --content photo.jpg --style painting.jpg --output out.png
   nst-jax a.jpg b.jpg c.jpg painting.jpg -o outdir/     (each photo on its own, one compile per shape)
   nst-jax photo.jpg painting.jpg --dry-run              (the resolved run as JSON; nothing computed)
+  nst-jax serve                                         (the studio in the browser: nst_jax.studio.serve)
 
 The command line maps its flags once to the library's values: the static settings
 (``StylizeConfig``), what was chosen explicitly (:class:`nst_jax.spec.Choices`, the preset's
@@ -44,7 +45,7 @@ RESULT_FREE = ("output", "checkpoint", "overwrite", "resume", "rerun", "compile_
 EPILOG = ("exit codes: 0 done; 1 internal error (a bug); 2 bad usage, input, file or setting; 3 interrupted "
           "(a checkpoint is saved: --resume it); 4 NaN or Inf (the last finite image is saved); 5 a fault of the "
           "system (disk full, permission denied, out of memory); 6 a file appeared at an output during the run "
-          "(kept; the result is saved beside it)")
+          "(kept; the result is saved beside it). nst-jax serve: the studio in the browser (nst-jax serve --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,7 +332,12 @@ class Reached(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``nst-jax`` console script."""
+    """The ``nst-jax`` console script (``nst-jax serve ...``: the studio, :mod:`nst_jax.studio.serve`)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from nst_jax.studio.serve import main as serve
+
+        return serve(argv[1:])
     # jaxlib's CPU LAPACK kernels (eigh, used by the W2 style loss) run on OpenBLAS, whose own thread pool
     # competes with XLA's: measured 0.02 s vs 0.8-3 s per 512x512 eigh on 2 busy cores. One OpenBLAS
     # thread unless the user chose otherwise; set before jax makes its first LAPACK call.
