@@ -137,6 +137,8 @@ def _check_jpeg(path: pathlib.Path) -> None:
     try:
         simplejpeg.decode_jpeg(path.read_bytes(), strict=True)
     except (ValueError, RuntimeError) as err:
+        if "Premature end" in str(err):
+            raise NSTError("truncated JPEG (the file ends before its image data does), refused") from None
         if any(text in str(err) for text in JPEG_CORRUPT):
             raise NSTError(f"corrupt JPEG data, refused ({one_line(err, 80)})") from None
 
