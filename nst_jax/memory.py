@@ -33,7 +33,8 @@ from nst_jax import tiled
 from nst_jax.config import StylizeConfig, tile_alignment
 from nst_jax.errors import NSTError
 from nst_jax.objective import evaluation
-from nst_jax.optimizers import OPTIMIZERS
+from nst_jax.optimizers import label as optimizer_label
+from nst_jax.optimizers import resolve as resolve_optimizer
 from nst_jax.statistics import STATISTICS
 from nst_jax.vgg import CONV_LAYERS, LAYERS, VGG19
 
@@ -80,7 +81,7 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
         padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
         activations = BACKWARD_FACTOR * _activation_bytes(tile_shape, config.feature_layers, config.pooling)[0] + (
             2 * padded)
-    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image * members
+    optimizer = resolve_optimizer(config.optimizer).state_images(config) * image * members
     targets = 0
     if config.uses_content:
         targets += (2 if tiling else 1) * sum(
@@ -175,6 +176,6 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
     else:
         hint = f"; try {tile_hint.removesuffix(', or ')}" if tile_hint else "; no size of at least 32 px fits"
     raise NSTError(
-        f"a {w}x{h} {config.optimizer} run needs about {_gib(parts['total'])} "
+        f"a {w}x{h} {optimizer_label(config.optimizer)} run needs about {_gib(parts['total'])} "
         f"(activations {_gib(parts['activations'])}, optimiser state {_gib(parts['optimizer'])}), "
         f"more than the {_gib(limit)} of {source}{hint}")

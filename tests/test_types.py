@@ -14,6 +14,7 @@ import typing
 import zlib
 
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
@@ -86,7 +87,8 @@ def test_choice_fields_are_literals_of_the_checked_choices():
             assert tuple(args) == tuple(choices), (cls.__name__, name, args)
         # Registry names stay str: checked at run time against the registries.
         assert hints["style_loss"] is str
-    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] is str
+    # A registry name or any optax transformation (nst_jax.optimizers.resolve).
+    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] == str | optax.GradientTransformation
 
 
 def _png_header_only(width: int, height: int) -> bytes:
