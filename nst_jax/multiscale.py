@@ -211,6 +211,7 @@ def run_spec(
     resume: Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
     compile_ahead: bool = True,
+    on_level: Callable[[int], None] | None = None,
 ) -> MultiScaleResult:
     """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
 
@@ -234,6 +235,8 @@ def run_spec(
         compile_ahead: Compile the next level's programs in a background thread while a level
             runs (:mod:`nst_jax.ahead`); the result is bitwise the same either way. A level's
             ``compile_seconds`` then includes the time spent waiting for that thread.
+        on_level: Called as ``on_level(level)`` when a level begins, before its programs are
+            waited for or compiled (a progress display's cue that compiling starts).
 
     Returns:
         The output and the result of every level run (None for the levels a resumed run skipped).
@@ -248,6 +251,8 @@ def run_spec(
     previous = None
     with CompileAhead(compile_ahead) as ahead:
         for level in range(first, len(spec.levels)):
+            if on_level is not None:
+                on_level(level)
             t = time.perf_counter()
             ahead.wait()  # this level's programs, compiled while the level before ran: no second compile
             waited = time.perf_counter() - t
