@@ -47,20 +47,23 @@ def check_input_range(input_range: str) -> tuple[float, float]:
     return INPUT_RANGES[input_range]
 
 
-def _likely_cause(lo: float, hi: float, input_range: str) -> str:
-    """What an image with values in ``[lo, hi]``, refused for ``input_range``, most likely is."""
+def _likely_cause(lo: float, hi: float, input_range: str, settable: bool) -> str:
+    """What an image with values in ``[lo, hi]``, refused for ``input_range``, most likely is, and the
+    fix (``settable``: the function takes ``input_range``)."""
     if lo < -20 and hi > 20:
         return "it looks already preprocessed for VGG (mean subtracted); pass the RGB image"
     if lo < -0.5 and hi <= 3.0 and input_range != "-1-1":
         if lo >= -1.01 and hi <= 1.01:
-            return "it looks like a [-1, 1] (tanh) output; pass input_range='-1-1'"
+            fix = "pass input_range='-1-1'" if settable else "map it with (x + 1) / 2"
+            return f"it looks like a [-1, 1] (tanh) output; {fix}"
         return "it looks ImageNet-normalised (mean and std applied); pass the RGB image"
     if hi > 2.0 and lo >= -1.0 and input_range != "0-255":
-        return "it looks like 0-255 pixels; pass input_range='0-255' or divide by 255"
-    return f"pass the input_range it is in ({', '.join(INPUT_RANGES)})"
+        fix = "pass input_range='0-255' or divide by 255" if settable else "divide by 255"
+        return f"it looks like 0-255 pixels; {fix}"
+    return f"pass the input_range it is in ({', '.join(INPUT_RANGES)})" if settable else "give RGB in [0, 1]"
 
 
-def check_range(x: ArrayLike, input_range: str, what: str, mode: str = "concrete") -> None:
+def check_range(x: ArrayLike, input_range: str, what: str, mode: str = "concrete", *, settable: bool = True) -> None:
     """Refuses an image clearly outside ``input_range`` (beyond :data:`RANGE_SLACK` of its width), naming
     the likely cause: 0-255 pixels, a [-1, 1] output, or an already preprocessed image.
 
@@ -74,6 +77,7 @@ def check_range(x: ArrayLike, input_range: str, what: str, mode: str = "concrete
         input_range: A key of :data:`INPUT_RANGES`.
         what: Its name in the message.
         mode: ``"concrete"`` (default), ``"checkify"`` or ``"off"``.
+        settable: Whether the caller's function takes ``input_range`` (the message's advice).
 
     Raises:
         NSTError: On a concrete image out of range, an unknown range or mode.
@@ -97,7 +101,7 @@ def check_range(x: ArrayLike, input_range: str, what: str, mode: str = "concrete
         raise NSTError(f"{what} holds NaN or Inf")
     if lo < low - slack or hi > high + slack:
         raise NSTError(f"{what} has values from {lo:.3g} to {hi:.3g}, outside its input range {input_range}: "
-                       f"{_likely_cause(lo, hi, input_range)}")
+                       f"{_likely_cause(lo, hi, input_range, settable)}")
 
 
 HALF_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))

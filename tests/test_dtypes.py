@@ -188,3 +188,12 @@ def test_module_checks_its_convention_against_the_weights(vgg):
     pre = nst_jax.preprocess(x, vgg.convention)
     raw = nst_jax.VGG19(outputs=("relu1_1",), convention="preprocessed").apply(vgg, pre)["relu1_1"]
     np.testing.assert_allclose(raw, out, rtol=1e-5, atol=1e-4)
+
+
+def test_stylize_refuses_out_of_range_images_before_computing(vgg):
+    x = _image((32, 32, 3))
+    config = nst_jax.StylizeConfig(content_layers=("relu1_1",), style_layers=("relu1_1",), iterations=1)
+    with pytest.raises(NSTError, match="content image has values from .* 0-255 pixels; divide by 255"):
+        nst_jax.stylize(vgg, content=x * 255, style=x, config=config)
+    with pytest.raises(NSTError, match=r"style image .* \[-1, 1\] \(tanh\) output; map it with \(x \+ 1\) / 2"):
+        nst_jax.stylize(vgg, content=x, style=x * 2 - 1, config=config)
