@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import Mesh
+from jax.typing import ArrayLike
 
 from nst_jax import colour, driver
 from nst_jax.ahead import CompileAhead
@@ -151,10 +152,10 @@ def stylize_multiscale(
     *,
     sizes: Sequence[int],
     config: StylizeConfig | None = None,
-    content: np.ndarray | None = None,
-    style: np.ndarray | Sequence[np.ndarray] | None = None,
-    init: np.ndarray | None = None,
-    masks: np.ndarray | None = None,
+    content: ArrayLike | None = None,
+    style: ArrayLike | Sequence[ArrayLike] | None = None,
+    init: ArrayLike | None = None,
+    masks: ArrayLike | None = None,
     weights: Weights | Sequence[Weights] | None = None,
     iterations: Sequence[int] | None = None,
     seed: int = 0,

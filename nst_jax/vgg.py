@@ -1,11 +1,14 @@
 """VGG-19 feature extractor (Flax) and the input convention of its weights.
 
 Two implementations of the network's two non-elementwise operations, with the same values,
-both differentiable in every mode (``jax.grad``, ``jax.jvp``, ``jax.linearize``, ``jax.hessian``):
+both differentiable in every mode (``jax.grad``, ``jax.jvp``, ``jax.linearize``, ``jax.hessian``)
+at the default ``precision="fp32"``:
 
 * ``"fast"`` (the default): the 3x3 convolution and the 2x2 max pooling carry custom JVPs with
   linear tangents, laid out so that JAX's transpose of them (reverse mode) is what XLA:CPU runs
-  3x and 8x faster inside an optimisation loop than autodiff of the plain ops.
+  3x and 8x faster inside an optimisation loop than autodiff of the plain ops. With
+  ``precision="bf16"`` the convolution keeps a custom VJP instead (reverse mode only; see
+  :func:`conv3x3`): forward mode through bf16 convolutions needs ``"stock"``.
 * ``"stock"``: plain ``lax`` convolution and a reduction over the pooling windows, JAX's own
   derivatives (a reference; slower in reverse mode).
 
@@ -301,45 +304,85 @@ def _conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Ar
                                     dimension_numbers=dims, preferred_element_type=jnp.float32)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Array:
     """'Same' 3x3 stride-1 cross-correlation: ``[B, H, W, C_in] x [3, 3, C_in, C_out] -> [B, H, W, C_out]``.
 
-    ``precision="bf16"`` multiplies in bf16 with float32 accumulation and output.
+    ``precision="fp32"``: a custom JVP whose tangent is linear, so every mode of autodiff works
+    (``jax.jvp``, ``jax.linearize``, ``jax.hessian``) and reverse mode is JAX's transpose of that
+    tangent. The image tangent is the same convolution with the kernel laid out HWOI
+    (``kernel.swapaxes(2, 3)`` read as ``[H, W, O, I]``): its transpose is then the convolution
+    with the flipped kernel in HWIO order. Autodiff of the plain HWIO convolution transposes to a
+    reversed kernel in OI order, which XLA:CPU lowers to a slow convolution inside the
+    optimisation's while loop (measured 3x slower per step). The compiled gradient program is the
+    one the former hand-written VJP gave, instruction for instruction
+    (``scripts/autodiff_speed.py`` prints its fingerprint). The kernel's tangent term is traced
+    only when the kernel is differentiated.
 
-    A custom JVP whose tangent is linear, so every mode of autodiff works (``jax.jvp``,
-    ``jax.linearize``, ``jax.hessian``) and reverse mode is JAX's transpose of that tangent. The
-    image tangent is the same convolution with the kernel laid out HWOI (``kernel.swapaxes(2, 3)``
-    read as ``[H, W, O, I]``): its transpose is then the convolution with the flipped kernel in
-    HWIO order. Autodiff of the plain HWIO convolution transposes to a reversed kernel in OI
-    order, which XLA:CPU lowers to a slow convolution inside the optimisation's while loop
-    (measured 3x slower per step). With fp32 the compiled gradient program is the one the former
-    hand-written VJP gave, instruction for instruction (``scripts/autodiff_speed.py`` compares
-    them). The kernel's tangent term is traced only when the kernel is differentiated.
+    ``precision="bf16"`` multiplies in bf16 with float32 accumulation and output, and keeps a
+    custom VJP (reverse mode only): JAX's transpose of a bf16 convolution with float32 output
+    converts the weights to float32 (measured 1.6-2.2x slower per gradient step on the CPU), so a
+    linear tangent cannot give its backward pass. Forward mode there needs ``autodiff="stock"``.
     """
-    return _conv3x3(x, kernel, precision)
+    return _conv3x3_fp32(x, kernel) if precision == "fp32" else _conv3x3_bf16(x, kernel)
 
 
-@functools.partial(conv3x3.defjvp, symbolic_zeros=True)
-def _conv3x3_jvp(precision, primals, tangents):
+@jax.custom_jvp
+def _conv3x3_fp32(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _conv3x3(x, kernel, "fp32")
+
+
+@functools.partial(_conv3x3_fp32.defjvp, symbolic_zeros=True)
+def _conv3x3_jvp(primals, tangents):
     x, kernel = primals
     tx, tk = tangents
-    y = _conv3x3(x, kernel, precision)
+    y = _conv3x3(x, kernel, "fp32")
     parts = []
     if not isinstance(tx, SymbolicZero):
-        parts.append(_image_tangent(tx, kernel, precision))
-    if not isinstance(tk, SymbolicZero):  # full-precision products: a kernel's gradient sums over every position
-        parts.append(_conv3x3(x.astype(y.dtype), tk.astype(y.dtype)))
+        parts.append(_image_tangent(tx, kernel))
+    if not isinstance(tk, SymbolicZero):
+        parts.append(_conv3x3(x, tk, "fp32"))
     return y, sum(parts[1:], parts[0]) if parts else jnp.zeros_like(y)
 
 
-def _image_tangent(tx: jax.Array, kernel: jax.Array, precision: str) -> jax.Array:
+def _image_tangent(tx: jax.Array, kernel: jax.Array) -> jax.Array:
     """``conv3x3(tx, kernel)``, written so that its transpose is the HWIO convolution with the flipped
-    kernel (see :func:`conv3x3`). bf16 convolutions keep their forward form (stock transpose)."""
-    if precision != "fp32":
-        return _conv3x3(tx, kernel, precision)
+    kernel (see :func:`conv3x3`)."""
     return lax.conv_general_dilated(tx, kernel.swapaxes(2, 3), (1, 1), ((1, 1), (1, 1)),
                                     dimension_numbers=("NHWC", "HWOI", "NHWC"))
+
+
+@jax.custom_vjp
+def _conv3x3_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _conv3x3(x, kernel, "bf16")
+
+
+def _conv3x3_bf16_fwd(x, kernel):
+    return _conv3x3(x, kernel, "bf16"), (x, kernel)
+
+
+def _conv3x3_bf16_bwd(residuals, g):
+    """The input gradient is the convolution with the explicitly flipped and transposed kernel, laid out
+    HWIO, in bf16 with float32 accumulation; the kernel's in float32."""
+    x, kernel = residuals
+    dx = _conv3x3(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), "bf16")
+    return dx.astype(x.dtype), _kernel_grad(x, g).astype(kernel.dtype)
+
+
+def _kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+    """``dK[ky, kx, i, o] = Σ_{b,h,w} pad(x)[b, h+ky, w+kx, i] · g[b, h, w, o]``, ``[3, 3, C_in, C_out]``,
+    as one convolution contracting over the batch (float32).
+
+    Dead code, removed by XLA, when only the image is optimised; written out rather than
+    ``jax.vjp`` of the forward because tracing that vjp in every layer's backward was about
+    40% of the optimisation chunk's tracing time.
+    """
+    x, g = x.reshape(-1, *x.shape[-3:]), g.reshape(-1, *g.shape[-3:])
+    dk = lax.conv_general_dilated(x.astype(jnp.float32), g.astype(jnp.float32), (1, 1), ((1, 1), (1, 1)),
+                                  dimension_numbers=("CHWN", "IHWO", "NHWC"))
+    return dk.transpose(1, 2, 0, 3)
+
+
+_conv3x3_bf16.defvjp(_conv3x3_bf16_fwd, _conv3x3_bf16_bwd)
 
 
 def _windows(x: jax.Array) -> jax.Array:
@@ -677,6 +720,12 @@ def unchecked_features(
         ``{name: [H_l, W_l, C_l]}``.
     """
     check_vgg(vgg)
-    return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision,  # type: ignore[arg-type]
-                 convention=vgg.convention, autodiff=autodiff).apply(  # type: ignore[arg-type]
-        vgg.params, image, level_masks)
+    try:
+        return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision,  # type: ignore[arg-type]
+                     convention=vgg.convention, autodiff=autodiff).apply(  # type: ignore[arg-type]
+            vgg.params, image, level_masks)
+    except TypeError as err:
+        if "custom_vjp" in str(err) and "forward-mode" in str(err):
+            raise NSTError("forward-mode autodiff (jax.jvp, jax.linearize, jax.hessian) through precision='bf16' "
+                           "convolutions needs autodiff='stock' (or precision='fp32')") from err
+        raise

@@ -1,6 +1,6 @@
 """Gradient time of the VGG features in an optimisation loop, per autodiff mode, and the compiled program.
 
-  python scripts/autodiff_speed.py [--size 128] [--steps 5] [--repeats 5] [--modes fast,stock]
+  python scripts/autodiff_speed.py [--size 128] [--steps 5] [--repeats 5] [--modes fast,stock] [--precision fp32]
 
 For each mode: ``jax.jit`` of a ``lax.fori_loop`` of ``--steps`` gradient-descent steps on the
 image, the loss the mean square of the paper's layers (relu1_1 ... relu5_1 and relu4_2) with the
@@ -30,9 +30,9 @@ from nst_jax import vgg as vgg_mod
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
 
 
-def gradient_loop(vgg, mode: str, steps: int):
+def gradient_loop(vgg, mode: str, steps: int, precision: str = "fp32"):
     def loss(x):
-        feats = vgg_mod.unchecked_features(vgg, x, layers=LAYERS, autodiff=mode)
+        feats = vgg_mod.unchecked_features(vgg, x, layers=LAYERS, autodiff=mode, precision=precision)
         return sum(jnp.mean(f * f) for f in feats.values())
 
     @jax.jit
@@ -56,11 +56,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--modes", default="fast,stock")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = parser.parse_args()
     vgg = nst_jax.load_vgg19()
     x = jnp.asarray(np.random.default_rng(0).uniform(0.1, 0.9, (args.size, args.size, 3)), jnp.float32)
     modes = args.modes.split(",")
-    loops = {mode: gradient_loop(vgg, mode, args.steps) for mode in modes}
+    loops = {mode: gradient_loop(vgg, mode, args.steps, args.precision) for mode in modes}
     prints = {mode: fingerprint(loops[mode].lower(x).compile().as_text()) for mode in modes}
     for loop in loops.values():
         loop(x).block_until_ready()
@@ -72,7 +73,8 @@ def main() -> None:
             best[mode] = min(best[mode], (time.perf_counter() - start) / args.steps)
     cpu = platform.processor() or platform.machine()
     print(f"nst_jax {nst_jax.__file__}, JAX {jax.__version__}, {jax.default_backend()}, {cpu}")
-    print(f"{args.size}x{args.size} px, gradient of {len(LAYERS)} layers, best of {args.repeats} x {args.steps} steps")
+    print(f"{args.size}x{args.size} px, {args.precision}, gradient of {len(LAYERS)} layers, "
+          f"best of {args.repeats} x {args.steps} steps")
     for mode in modes:
         print(f"  autodiff={mode:6s} {best[mode] * 1e3:8.1f} ms/step   program {prints[mode]}")
 

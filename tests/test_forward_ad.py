@@ -47,6 +47,20 @@ def test_default_mode_is_fast_and_forward_differentiable(vgg):
     assert np.isfinite(float(tangent)) and abs(float(tangent)) > 0
 
 
+def test_bf16_convolutions_name_the_fix_for_forward_mode(vgg):
+    x = _image((8, 8, 3))
+
+    def f(x, mode):
+        feats = nst_jax.extract_features(vgg, x, layers=("relu1_1",), precision="bf16", autodiff=mode)
+        return jnp.sum(feats["relu1_1"])
+
+    with pytest.raises(NSTError, match="precision='bf16' convolutions needs autodiff='stock'"):
+        jax.jvp(lambda x: f(x, None), (x,), (x,))
+    tangent = jax.jvp(lambda x: f(x, "stock"), (x,), (x,))[1]
+    grad = jax.grad(lambda x: f(x, None))(x)  # reverse mode as before
+    np.testing.assert_allclose(tangent, jnp.vdot(grad, x), rtol=2e-2)
+
+
 def _fd(f, x, v, eps=1e-5):
     return (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
 
