@@ -106,6 +106,11 @@ def test_params_dict_instead_of_vggparams_is_one_clear_error(vgg):
             call("vgg19.npz")
     with pytest.raises(NSTError, match="not its params dict"):
         nst_jax.stylize(vgg.params, content=x, style=x, config=StylizeConfig(iterations=1))
+    with pytest.raises(NSTError, match="not its params dict"):
+        nst_jax.normalize_vgg19(vgg.params)
+    loss = nst_jax.make_loss(LossConfig(content_layers=("relu1_1",), style_layers=("relu1_1",)))
+    with pytest.raises(NSTError, match="not its params dict"):
+        loss(vgg.params, x, None, None)
 
 
 def test_vggparams_convention_is_checked(vgg):
