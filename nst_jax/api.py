@@ -25,7 +25,7 @@ from nst_jax.errors import NSTError, NumericalError
 from nst_jax.plan import Plan, check_seeds, finish_image, optimised_inputs, run_plan
 from nst_jax.spec import make_spec
 from nst_jax.step import initial_image
-from nst_jax.vgg import VGGParams
+from nst_jax.vgg import VGGParams, check_vgg
 
 
 @dataclasses.dataclass
@@ -50,12 +50,6 @@ class StylizeResult:
     @property
     def seconds_per_iteration(self) -> float:
         return self.run_seconds / max(int(self.history["step"][-1]), 1)
-
-
-def _check_vgg(vgg: Any) -> VGGParams:
-    if not isinstance(vgg, VGGParams):
-        raise NSTError(f"expected the VGGParams returned by nst_jax.load_vgg19(), got {type(vgg).__name__}")
-    return vgg
 
 
 def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> Weights:
@@ -143,7 +137,7 @@ def stylize_compiler(vgg: VGGParams, *, plan: Plan, weights: Weights | None = No
     Raises:
         NSTError: On a bad ``vgg`` or ``weights``, as :func:`stylize`.
     """
-    vgg = _check_vgg(vgg)
+    vgg = check_vgg(vgg)
     weights = _check_weights(make_weights(plan.config) if weights is None else weights, plan.config, None)
     return functools.partial(driver.compile_programs, vgg, config=plan.config, weights=_one_member(weights),
                              images_shape=(1, *plan.canvas), targets_args=_targets_args(plan, optimised_inputs(plan)))
@@ -197,7 +191,7 @@ def stylize(
             lists the differences) or its state does not fit.
         NumericalError: If the loss or the image becomes NaN or Inf.
     """
-    vgg = _check_vgg(vgg)
+    vgg = check_vgg(vgg)
     plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     config = plan.config
     weights = _check_weights(make_weights(config) if weights is None else weights, config, None)
@@ -280,7 +274,7 @@ def sweep(
             a different sweep.
         NumericalError: If a member's loss or image becomes NaN or Inf (``err.members`` says which).
     """
-    vgg = _check_vgg(vgg)
+    vgg = check_vgg(vgg)
     plan = run_plan(config, plan, content=content, style=style, init=init, masks=masks)
     config = plan.config
     leaves = jax.tree_util.tree_leaves(weights)

@@ -31,6 +31,7 @@ import numpy as np
 
 from nst_jax.atomic import atomic_open
 from nst_jax.errors import NSTError
+from nst_jax.optimizers import label as optimizer_label
 
 FORMAT = "nst_jax-checkpoint-2"
 MAX_CHECKPOINT_BYTES = 64 * 2**30  # larger files are refused before reading
@@ -84,7 +85,8 @@ def run_record(
         ``inputs`` and ``extra``, as JSON values.
     """
     return _jsonable({
-        "config": dataclasses.asdict(config),
+        "config": {**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)},
+                   "optimizer": optimizer_label(config.optimizer)},
         "weights": {name: np.asarray(value, np.float32).tolist() for name, value in weights._asdict().items()},
         "convention": vgg.convention,
         "vgg_sha256": vgg.sha256,
@@ -277,6 +279,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise NSTError(f"checkpoint {path}: 'run' and 'notes' must be JSON objects (edited?)")
     try:
         leaves, history = _leaves(arrays, meta, path)
+    except NSTError:  # a ValueError too, with its own message
+        raise
     except (KeyError, TypeError, ValueError, IndexError):
         raise NSTError(f"checkpoint {path} is incomplete (truncated or edited)") from None
     return Checkpoint(step, leaves, history, run, notes)

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.typing import ArrayLike
 
-from nst_jax import checks
+from nst_jax import optimizers as optimizer_registry
 from nst_jax.errors import NSTError
 from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax.statistics import STATISTICS, UNITS
@@ -43,8 +46,20 @@ TILE_ALIGNMENT = 16
 
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise NSTError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
+
+
+def _typed(config: Any, field: str, kind: type, what: str) -> None:
+    """Sets ``config.field`` to its value as a plain ``int`` or ``float`` (``kind``), refusing anything
+    else: a string, a bool, a float for an integer (2.5 steps), an array. The one type rule of the
+    dataclasses' numeric fields, so records and static-argument hashes see Python numbers."""
+    value = getattr(config, field)
+    ok = isinstance(value, numbers.Integral if kind is int else numbers.Real) and not isinstance(value, bool)
+    if not ok:
+        article = "an integer" if kind is int else "a number"
+        raise NSTError(f"{what} must be {article}, got {type(value).__name__} {value!r}"[:200])
+    object.__setattr__(config, field, kind(value))
 
 
 def tile_alignment(layers: Iterable[str]) -> int:
@@ -105,6 +120,8 @@ class LossConfig:
         _choice(self.pooling, POOLINGS, "pooling")
         _choice(self.precision, PRECISIONS, "precision")
         _choice(self.loss_units, LOSS_UNITS, "loss units")
+        _typed(self, "num_styles", int, "the number of style images")
+        _typed(self, "tile_size", int, "tile size")
         if self.uses_content and not self.content_layers:
             raise NSTError("at least one content layer is needed")
         if self.uses_style and not self.style_layers:
@@ -230,7 +247,12 @@ class StylizeConfig(LossConfig):
 
     Attributes:
         optimizer: ``"lbfgs"`` (optax's L-BFGS direction with the vmap-friendly strong-Wolfe
-            line search of :mod:`nst_jax.linesearch`) or ``"adam"``.
+            line search of :mod:`nst_jax.linesearch`), ``"adam"`` (its learning rate the dynamic
+            ``Weights.learning_rate``), or any optax transformation, e.g. ``optax.adam(0.01)`` or
+            ``optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))``: run by the same loop
+            (chunks, NaN guard, checkpoints, sweeps; :mod:`nst_jax.optimizers.custom`), one gradient
+            per step, recorded as ``"optax"`` (its numbers are its own: keep the object to resume, and
+            pass the same object again to reuse compiled programs).
         iterations: Optimiser steps (one L-BFGS step may evaluate the loss more than once).
             None (the default) picks the mode's: :data:`TRANSFER_ITERATIONS` for style transfer
             from the photo (chosen by measurement with the default weights, see
@@ -265,7 +287,7 @@ class StylizeConfig(LossConfig):
             loss units only; not with tiled evaluation.
     """
 
-    optimizer: str = "lbfgs"
+    optimizer: str | optax.GradientTransformation = "lbfgs"
     iterations: int | None = None
     chunk_size: int = 10
     init: Literal["noise", "content", "image"] | None = None
@@ -277,7 +299,14 @@ class StylizeConfig(LossConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        optimizer_registry.resolve(self.optimizer)
+        try:
+            hash(self.optimizer)
+        except TypeError:
+            raise NSTError("the optimizer must be hashable (a static setting); optax's transformations are") from None
+        for field, kind, what in (("chunk_size", int, "chunk size"), ("noise_scale", float, "noise scale"),
+                                  ("lbfgs_memory", int, "L-BFGS memory"), ("shape_bucket", int, "shape bucket")):
+            _typed(self, field, kind, what)
         if self.shape_bucket:
             if not (isinstance(self.shape_bucket, int) and 16 <= self.shape_bucket <= 4096):
                 raise NSTError(f"shape bucket must be 0 (off) or between 16 and 4096 px, got {self.shape_bucket}")
@@ -288,6 +317,7 @@ class StylizeConfig(LossConfig):
         if self.iterations is None:
             steps = TRANSFER_ITERATIONS if self.mode == "transfer" else RECONSTRUCTION_ITERATIONS
             object.__setattr__(self, "iterations", steps)
+        _typed(self, "iterations", int, "iterations")
         _choice(self.init, INITS, "init")
         _choice(self.preserve_colour, COLOURS, "colour option")
         if not 1 <= self.iterations <= 1_000_000:
@@ -303,7 +333,7 @@ class StylizeConfig(LossConfig):
         if self.preserve_colour != "none" and self.mode != "transfer":
             raise NSTError("keeping the content's colours needs transfer mode")
         if self.style_scale is not None:
-            object.__setattr__(self, "style_scale", float(self.style_scale))
+            _typed(self, "style_scale", float, "style scale")
             if not (math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
                 raise NSTError(f"style scale must be between 0.05 and 8, got {self.style_scale}")
 
@@ -371,14 +401,14 @@ DEFAULT_PRESET = "balanced"
 def make_weights(
     config: LossConfig,
     *,
-    content_weight: float | None = None,
-    style_weight: float | None = None,
-    tv_weight: float | None = None,
-    content_layer_weights: Any = None,
-    style_layer_weights: Any = None,
-    style_blend: Any = None,
-    learning_rate: float = 2e-2,
-    ema_decay: float = 0.0,
+    content_weight: ArrayLike | None = None,
+    style_weight: ArrayLike | None = None,
+    tv_weight: ArrayLike | None = None,
+    content_layer_weights: ArrayLike | Sequence[float] | None = None,
+    style_layer_weights: ArrayLike | Sequence[float] | None = None,
+    style_blend: ArrayLike | Sequence[float] | None = None,
+    learning_rate: ArrayLike = 2e-2,
+    ema_decay: ArrayLike = 0.0,
 ) -> Weights:
     """Builds :class:`Weights`; the defaults here are the library's (and the CLI's).
 
@@ -424,46 +454,95 @@ def make_weights(
         ema_decay: Decay of the output's moving average over steps, in [0, 1) (0: the last iterate).
 
     Returns:
-        The float32 :class:`Weights` pytree, unbatched.
+        The float32 :class:`Weights` pytree, unbatched (NumPy arrays, or JAX arrays where traced).
+
+    Every argument may be a Python number, a NumPy or JAX array, or a traced value: the function
+    can be traced (``jax.vmap(lambda b: make_weights(config, style_weight=b))(betas)`` gives
+    a sweep's stacked weights). Values are checked when they are concrete.
 
     Raises:
-        NSTError: If a per-layer weights list does not match its layer list, or a weight is
-            negative or not finite.
+        NSTError: If a weight is not a number (a string, a bool), a scalar is given an array, a
+            per-layer weights list does not match its layer list, or a concrete weight is negative
+            or not finite.
     """
+    if not isinstance(config, LossConfig):
+        raise NSTError(f"make_weights needs a LossConfig or StylizeConfig, got {type(config).__name__}")
     defaults = {**DEFAULT_LOSS_WEIGHTS[config.loss_units], **MODE_DEFAULTS.get((config.loss_units, config.mode), {})}
-    content_weight = defaults["content_weight"] if content_weight is None else content_weight
-    style_weight = defaults["style_weight"] if style_weight is None else style_weight
-    tv_weight = defaults["tv_weight"] if tv_weight is None else tv_weight
+    scalars = {
+        "content weight": _weight_scalar(defaults["content_weight"] if content_weight is None else content_weight,
+                                         "content weight"),
+        "style weight": _weight_scalar(defaults["style_weight"] if style_weight is None else style_weight,
+                                       "style weight"),
+        "tv weight": _weight_scalar(defaults["tv_weight"] if tv_weight is None else tv_weight, "tv weight"),
+        "learning rate": _weight_scalar(learning_rate, "learning rate"),
+    }
+    ema = _weight_scalar(ema_decay, "EMA decay")
+    cw = _weight_vector(content_layer_weights, len(config.content_layers), 1.0, "content layer weights",
+                        f"{len(config.content_layers)} content layers")
+    sw = _weight_vector(style_layer_weights, len(config.style_layers), 1.0 / max(len(config.style_layers), 1),
+                        "style layer weights", f"{len(config.style_layers)} style layers")
+    blend = _weight_vector(style_blend, config.num_styles, 1.0 / config.num_styles, "style blend weights",
+                           f"{config.num_styles} style images", per_item=False)
+    # Values are checked where they are known: a traced weight (under jit or vmap) is checked by nobody,
+    # as any traced argument of a JAX function.
+    for name, value in scalars.items():
+        if _concrete(value) and not (np.isfinite(value) and value >= 0):
+            raise NSTError(f"{name} must be a finite number >= 0, got {float(value)}")
+    for name, values in (("content layer weight", cw), ("style layer weight", sw)):
+        if _concrete(values) and not (np.isfinite(values).all() and (values >= 0).all()):
+            bad = [float(v) for v in values if not (np.isfinite(v) and v >= 0)][0]
+            raise NSTError(f"{name} must be a finite number >= 0, got {bad}")
+    if _concrete(blend) and not (np.isfinite(blend).all() and (blend >= 0).all() and blend.sum() > 0):
+        raise NSTError(f"style blend weights must be finite, >= 0 and not all 0, got {blend.tolist()}")
+    if _concrete(ema) and not (np.isfinite(ema) and 0.0 <= ema < 1.0):
+        raise NSTError(f"EMA decay must be in [0, 1), got {float(ema)}")
+    return Weights(content=scalars["content weight"], style=scalars["style weight"], tv=scalars["tv weight"],
+                   content_layers=cw, style_layers=sw, style_blend=blend,
+                   learning_rate=scalars["learning rate"], ema_decay=ema)
 
-    def layer_array(values, layers, default, what):
-        if values is None:
-            return np.full(len(layers), default, np.float32)
-        arr = np.asarray(values, np.float32)
-        checks.check_layer_weights(arr.reshape(-1) if arr.ndim <= 1 else arr, layers, what)
-        return arr.reshape(-1)
 
-    cw = layer_array(content_layer_weights, config.content_layers, 1.0, "content")
-    sw = layer_array(style_layer_weights, config.style_layers, 1.0 / max(len(config.style_layers), 1), "style")
-    if style_blend is None:
-        blend = np.full(config.num_styles, 1.0 / config.num_styles, np.float32)
-    else:
-        blend = np.asarray(style_blend, np.float32).reshape(-1)
-        if blend.shape != (config.num_styles,):
-            raise NSTError(f"{len(blend)} style blend weights given for {config.num_styles} style images")
-        if not (np.isfinite(blend).all() and (blend >= 0).all() and blend.sum() > 0):
-            raise NSTError(f"style blend weights must be finite, >= 0 and not all 0, got {blend.tolist()}")
-    if not (math.isfinite(float(ema_decay)) and 0.0 <= float(ema_decay) < 1.0):
-        raise NSTError(f"EMA decay must be in [0, 1), got {ema_decay}")
-    scalars = {"content weight": content_weight, "style weight": style_weight, "tv weight": tv_weight,
-               "learning rate": learning_rate}
-    for name, value in list(scalars.items()) + [("content layer weight", v) for v in cw] + [
-            ("style layer weight", v) for v in sw]:
-        if not (math.isfinite(float(value)) and float(value) >= 0):
-            raise NSTError(f"{name} must be a finite number >= 0, got {value}")
-    f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731  (numpy: no device work, no compiled conversion)
-    return Weights(content=f32(content_weight), style=f32(style_weight), tv=f32(tv_weight),
-                       content_layers=f32(cw), style_layers=f32(sw), style_blend=f32(blend),
-                       learning_rate=f32(learning_rate), ema_decay=f32(ema_decay))
+def _concrete(value: Any) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _as_float32(value: Any, what: str) -> Any:
+    """``value`` as a float32 array: numpy when concrete (no device work, no compiled conversion),
+    ``jnp`` when traced. Refuses strings, bools, None and non-numeric arrays."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        raise NSTError(f"{what} must be a number or a float array, got {type(value).__name__} {value!r}"[:200])
+    if not _concrete(value):
+        if not jnp.issubdtype(value.dtype, jnp.number) or jnp.issubdtype(value.dtype, jnp.bool_):
+            raise NSTError(f"{what} must be a number or a float array, got a {value.dtype} array")
+        return value.astype(jnp.float32)
+    try:
+        arr = np.asarray(value)
+        ok = arr.dtype != object and (np.issubdtype(arr.dtype, np.number) or arr.dtype == jnp.bfloat16)
+        if ok and not np.issubdtype(arr.dtype, np.complexfloating):
+            return arr.astype(np.float32)
+    except (TypeError, ValueError):
+        pass
+    raise NSTError(f"{what} must be a number or a float array, got {type(value).__name__} {value!r}"[:200])
+
+
+def _weight_scalar(value: Any, what: str) -> Any:
+    arr = _as_float32(value, what)
+    if arr.shape != ():
+        raise NSTError(f"{what} must be one number (a scalar), got an array of shape {tuple(arr.shape)}; "
+                       "vary it over a sweep with stack_weights or jax.vmap")
+    return arr
+
+
+def _weight_vector(values: Any, count: int, default: float, what: str, of: str, *, per_item: bool = True) -> Any:
+    """``[count]`` float32 weights: ``default`` each for None, one number for all (``per_item``), or one per item."""
+    if values is None:
+        return np.full(count, default, np.float32)
+    arr = _as_float32(values, what)
+    if arr.ndim == 0 and per_item:
+        arr = jnp.broadcast_to(arr, (count,)) if not _concrete(arr) else np.full(count, arr, np.float32)
+    if tuple(arr.shape) != (count,):
+        got = arr.shape[0] if arr.ndim == 1 else f"an array of shape {tuple(arr.shape)} as"
+        raise NSTError(f"{got} {what} given for {of}")
+    return arr
 
 
 def stack_weights(members: Sequence[Weights]) -> Weights:

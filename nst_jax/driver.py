@@ -49,7 +49,7 @@ from nst_jax import checkpoint as ckpt
 from nst_jax import objective
 from nst_jax.config import TERMS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.optimizers import OPTIMIZERS
+from nst_jax.optimizers import resolve as resolve_optimizer
 from nst_jax.step import RunState, output_image, stylizer_core
 from nst_jax.vgg import VGGParams
 
@@ -357,7 +357,7 @@ def _run_chunk(loop: _Loop, chunk, args: tuple, n: int, k: int, config: StylizeC
     evaluations = to_host(records["evaluations"])[:k, :n]
     if loop.done == 0:  # the start's evaluations, which the first step reuses
         evaluations = evaluations.copy()
-        evaluations[:, 0] += OPTIMIZERS[config.optimizer].start_evaluations
+        evaluations[:, 0] += resolve_optimizer(config.optimizer).start_evaluations
     loop.done += n
     loop.history["step"].append(loop.done)
     loop.history["total_per_step"].append(totals)

@@ -10,11 +10,12 @@ from typing import Any
 __all__ = ["NSTError", "NumericalError", "OutputExists", "clean", "one_line"]
 
 
-class NSTError(Exception):
+class NSTError(ValueError):
     """A bad input, file or setting, described in one line.
 
-    Command-line tools print ``str(err)`` on stderr and exit non-zero; they
-    never show a traceback for this type.
+    A :class:`ValueError`, so code that guards a call with ``except ValueError`` also catches the
+    library's refusals of bad arguments. Command-line tools print ``str(err)`` on stderr and exit
+    non-zero; they never show a traceback for this type.
     """
 
 

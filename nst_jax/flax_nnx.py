@@ -43,7 +43,7 @@ from flax import nnx
 from jax.typing import ArrayLike
 
 from nst_jax.perceptual import perceptual_loss
-from nst_jax.vgg import Autodiff, VGGParams, extract_features
+from nst_jax.vgg import Autodiff, InputRange, RangeCheck, VGGParams, extract_features
 
 __all__ = ["FrozenVGG", "FrozenWeights"]
 
@@ -88,7 +88,8 @@ class FrozenVGG(nnx.Module):
         return VGGParams({"params": params}, convention=self.convention, sha256=self.sha256)
 
     def __call__(self, image: ArrayLike, *, layers: Sequence[str], pooling: Literal["max", "avg"] = "max",
-                 precision: Literal["fp32", "bf16"] = "fp32", autodiff: Autodiff | None = None) -> dict[str, jax.Array]:
+                 precision: Literal["fp32", "bf16"] = "fp32", autodiff: Autodiff | None = None,
+                 input_range: InputRange = "0-1", range_check: RangeCheck = "concrete") -> dict[str, jax.Array]:
         """Feature maps of one RGB image, as :func:`nst_jax.extract_features`.
 
         Args:
@@ -97,12 +98,14 @@ class FrozenVGG(nnx.Module):
             pooling: ``"max"`` or ``"avg"``.
             precision: ``"fp32"`` or ``"bf16"``.
             autodiff: ``"fast"``, ``"stock"`` or None.
+            input_range: ``"0-1"``, ``"-1-1"`` or ``"0-255"``.
+            range_check: ``"concrete"``, ``"checkify"`` or ``"off"``.
 
         Returns:
             ``{name: [H_l, W_l, C_l]}``.
         """
         return extract_features(self.params(), image, layers=layers, pooling=pooling, precision=precision,
-                                autodiff=autodiff)
+                                autodiff=autodiff, input_range=input_range, range_check=range_check)
 
     def perceptual_loss(self, x: ArrayLike, y: ArrayLike, **options: Any) -> jax.Array:
         """:func:`nst_jax.perceptual_loss` with these weights.

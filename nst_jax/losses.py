@@ -54,16 +54,17 @@ def gram_matrix(features: ArrayLike, *, normalize: bool = False) -> jax.Array:
             Grams of images of different sizes with this).
 
     Returns:
-        ``[N, N]`` float array.
+        ``[N, N]``, in the features' dtype (bfloat16 and float16 are summed in float32).
 
     Raises:
         NSTError: For a batch or anything but one float ``[H, W, N]`` map.
     """
-    gram = _gram_matrix(features)
+    gram = _gram_matrix(checks.promote_half(features))
     if normalize:
         h, w, _ = jnp.shape(features)
         gram = gram / (h * w)
-    return gram
+    dtype = checks._dtype(features)
+    return gram.astype(dtype) if dtype in checks.HALF_DTYPES else gram
 
 
 
@@ -76,13 +77,14 @@ def content_loss(features: ArrayLike, target: ArrayLike, *, units: Units = "rela
         units: ``"relative"`` or ``"paper"``.
 
     Returns:
-        Scalar loss.
+        Scalar loss (float32 for bfloat16 or float16 input, which is computed in float32).
 
     Raises:
         NSTError: For a batch, differing shapes or unknown units.
     """
     checks.check_features(features, "content_loss's features")
     checks.check_same_shape(features, target, "content_loss: features and target")
+    features, target = checks.promote_half(features), checks.promote_half(target)
     return content_factor(target, units=units) * jnp.sum(jnp.square(features - target))
 
 
@@ -119,7 +121,7 @@ def style_layer_loss(features: ArrayLike, target_gram: ArrayLike, *, units: Unit
         units: ``"relative"`` or ``"paper"``.
 
     Returns:
-        Scalar loss.
+        Scalar loss (float32 for bfloat16 or float16 input, which is computed in float32).
 
     Raises:
         NSTError: For a batch, a target of the wrong shape or unknown units.
@@ -127,6 +129,7 @@ def style_layer_loss(features: ArrayLike, target_gram: ArrayLike, *, units: Unit
     h, w, n = checks.check_features(features, "style_layer_loss's features")
     if tuple(jnp.shape(target_gram)) != (n, n):
         raise NSTError(f"style_layer_loss: target Gram of shape {tuple(jnp.shape(target_gram))} for {n} filters")
+    features, target_gram = checks.promote_half(features), checks.promote_half(target_gram)
     return gram_layer_loss(gram_matrix(features), target_gram, num_positions=h * w, units=units)
 
 
@@ -171,7 +174,7 @@ def style_loss(
             ``Weights.style_blend``); None blends them equally. Unused for ``[N, N]`` targets.
 
     Returns:
-        Scalar loss.
+        Scalar loss (float32 for bfloat16 or float16 input, which is computed in float32).
 
     Raises:
         NSTError: For a bare string or miscounted layer weights, targets of another statistic, or
@@ -199,14 +202,14 @@ def tv_loss(image: ArrayLike, *, units: Units = "relative", extent: ArrayLike | 
         extent: None, or ``[2]`` ints ``(H_e, W_e)``, traced or not (one program serves every extent).
 
     Returns:
-        Scalar loss.
+        Scalar loss (float32 for bfloat16 or float16 input, which is computed in float32).
 
     Raises:
         NSTError: For a batch or unknown units.
     """
     check_units(units)
-    image = jnp.asarray(image)
     h, w, c = checks.check_features(image, "tv_loss's image")
+    image = checks.promote_half(image)
     dy = image[1:] - image[:-1]
     dx = image[:, 1:] - image[:, :-1]
     values = h * w * c

@@ -35,7 +35,8 @@ from nst_jax import tiled
 from nst_jax.config import StylizeConfig, tile_alignment
 from nst_jax.errors import NSTError
 from nst_jax.objective import evaluation
-from nst_jax.optimizers import OPTIMIZERS
+from nst_jax.optimizers import label as optimizer_label
+from nst_jax.optimizers import resolve as resolve_optimizer
 from nst_jax.statistics import STATISTICS
 from nst_jax.vgg import CONV_LAYERS, LAYERS, VGG19
 
@@ -90,7 +91,7 @@ def estimate_bytes(config: StylizeConfig, shape: tuple[int, int, int],
         padded = (grid.rows * grid.tile + 2 * grid.halo) * (grid.cols * grid.tile + 2 * grid.halo) * shape[2] * 4
         activations = BACKWARD_FACTOR * _activation_bytes(tile_shape, config.feature_layers, config.pooling)[0] + (
             2 * padded)
-    optimizer = OPTIMIZERS[config.optimizer].state_images(config) * image
+    optimizer = resolve_optimizer(config.optimizer).state_images(config) * image
     targets = style_targets = 0
     if config.uses_content:
         targets += (2 if tiling else 1) * sum(
@@ -212,12 +213,12 @@ def check_memory(config: StylizeConfig, shape: tuple[int, int, int], style_shape
     style_hint = _style_scale_hint(config, shape, style_shape, parts, limit, members)
     shown = " + ".join(f"{name} {_gib(parts[key])}" for key, name in PART_NAMES.items() if parts[key])
     raise NSTError(
-        f"a {w}x{h} {config.optimizer} run needs about {_gib(parts['total'])} ({shown}), "
+        f"a {w}x{h} {optimizer_label(config.optimizer)} run needs about {_gib(parts['total'])} ({shown}), "
         f"more than the {_gib(limit)} of {source}{style_hint or hint}")
 
 
 PART_NAMES = {"activations": "activations", "optimizer": "optimiser state", "targets": "targets",
-              "params": "VGG parameters", "style_pass": "style image pass"}
+              "params": "VGG parameters", "members": "further sweep members", "style_pass": "style image pass"}
 
 
 def _style_scale_hint(config: StylizeConfig, shape, style_shape, parts: dict, limit: int, members: int) -> str:

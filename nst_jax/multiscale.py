@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import Mesh
+from jax.typing import ArrayLike
 
 from nst_jax import colour, driver
 from nst_jax.ahead import CompileAhead
@@ -151,10 +152,10 @@ def stylize_multiscale(
     *,
     sizes: Sequence[int],
     config: StylizeConfig | None = None,
-    content: np.ndarray | None = None,
-    style: np.ndarray | Sequence[np.ndarray] | None = None,
-    init: np.ndarray | None = None,
-    masks: np.ndarray | None = None,
+    content: ArrayLike | None = None,
+    style: ArrayLike | Sequence[ArrayLike] | None = None,
+    init: ArrayLike | None = None,
+    masks: ArrayLike | None = None,
     weights: Weights | Sequence[Weights] | None = None,
     iterations: Sequence[int] | None = None,
     seed: int = 0,
@@ -211,6 +212,7 @@ def run_spec(
     resume: Checkpoint | None = None,
     record: Mapping[str, Any] | None = None,
     compile_ahead: bool = True,
+    on_level: Callable[[int], None] | None = None,
 ) -> MultiScaleResult:
     """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
 
@@ -234,6 +236,8 @@ def run_spec(
         compile_ahead: Compile the next level's programs in a background thread while a level
             runs (:mod:`nst_jax.ahead`); the result is bitwise the same either way. A level's
             ``compile_seconds`` then includes the time spent waiting for that thread.
+        on_level: Called as ``on_level(level)`` when a level begins, before its programs are
+            waited for or compiled (a progress display's cue that compiling starts).
 
     Returns:
         The output and the result of every level run (None for the levels a resumed run skipped).
@@ -248,6 +252,8 @@ def run_spec(
     previous = None
     with CompileAhead(compile_ahead) as ahead:
         for level in range(first, len(spec.levels)):
+            if on_level is not None:
+                on_level(level)
             t = time.perf_counter()
             ahead.wait()  # this level's programs, compiled while the level before ran: no second compile
             waited = time.perf_counter() - t

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.errors import NSTError
-from nst_jax.vgg import CONV_LAYERS, VGGParams, extract_features
+from nst_jax.vgg import CONV_LAYERS, VGGParams, check_vgg, extract_features
 from nst_jax.vgg_io import save_npz_with_digest, sha256_of, shipped_file
 
 DEFAULT_SCALES = shipped_file("vgg19_normalization.npz")
@@ -122,8 +122,10 @@ def normalize_vgg19(vgg: VGGParams, path: str | os.PathLike[str] | None = None) 
         tell the two networks apart.
 
     Raises:
-        NSTError: If the means file or its sidecar is missing, corrupt or misshapen.
+        NSTError: If ``vgg`` is not a VGGParams, or the means file or its sidecar is missing, corrupt
+            or misshapen.
     """
+    vgg = check_vgg(vgg)
     means, meta, digest = load_scales(path)
     combined = hashlib.sha256(f"{vgg.sha256}+{digest}".encode()).hexdigest()
     return dataclasses.replace(vgg, params=normalized_params(vgg.params, means), sha256=combined,

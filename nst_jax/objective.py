@@ -33,7 +33,15 @@ from nst_jax.config import LossConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.statistics import STATISTICS, Statistic
 from nst_jax.terms import weighted_terms
-from nst_jax.vgg import VGGParams, check_fits, layer_channels, layer_level, unchecked_features, validity_masks
+from nst_jax.vgg import (
+    VGGParams,
+    check_fits,
+    check_vgg,
+    layer_channels,
+    layer_level,
+    unchecked_features,
+    validity_masks,
+)
 
 
 class Targets(NamedTuple):
@@ -444,6 +452,7 @@ def loss_terms(
     Raises:
         NSTError: On a batched, integer or too small image, or targets of another shape or config.
     """
+    check_vgg(vgg)  # first: a params dict here is the likelier mistake than the targets
     check_call(image, targets, weights, config)
     _warn_float32(image)
     if reference is None:

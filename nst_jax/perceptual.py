@@ -44,10 +44,12 @@ from nst_jax.vgg import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
     Autodiff,
+    InputRange,
+    RangeCheck,
     VGGParams,
     check_fits,
     check_layers,
-    extract_features,
+    features_in_compute_dtype,
 )
 
 __all__ = ["DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "perceptual_loss", "perceptual_terms"]
@@ -76,6 +78,8 @@ def perceptual_terms(
     pooling: Literal["max", "avg"] = "max",
     precision: Literal["fp32", "bf16"] = "fp32",
     autodiff: Autodiff | None = None,
+    input_range: InputRange = "0-1",
+    range_check: RangeCheck = "concrete",
 ) -> dict[str, jax.Array]:
     """The content and style terms of :func:`perceptual_loss`, and their sum.
 
@@ -96,10 +100,14 @@ def perceptual_terms(
             ``"paper"`` (Gatys et al.'s eqs. 1 and 4).
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"`` convolutions.
-        autodiff: As in :func:`nst_jax.extract_features` (``"stock"`` for ``jax.jvp``).
+        autodiff: As in :func:`nst_jax.extract_features`.
+        input_range: The range of ``x`` and ``y``: ``"0-1"``, ``"-1-1"`` or ``"0-255"``.
+        range_check: ``"concrete"``, ``"checkify"`` or ``"off"``, as in :func:`nst_jax.extract_features`.
 
     Returns:
-        ``{"content", "style", "total"}`` scalars (the weighted sums and their sum).
+        ``{"content", "style", "total"}`` scalars (the weighted sums and their sum): float32 for
+        any image dtype (bfloat16 and float16 included; the gradient comes back in the image's
+        dtype), float64 for float64 images with ``jax_enable_x64`` on.
 
     Raises:
         NSTError: On a batch or non-image, an integer dtype, unknown layers or statistic, no layers
@@ -120,15 +128,16 @@ def perceptual_terms(
     layers = tuple(dict.fromkeys(content_layers + style_layers))
     check_fits(x_shape, layers, "x")
     check_fits(y_shape, layers, "y")
-    options = {"pooling": pooling, "precision": precision, "autodiff": autodiff}
-    fx = extract_features(vgg, x, layers=layers, **options)
-    fy = extract_features(vgg, y, layers=layers, **options)
+    options = {"pooling": pooling, "precision": precision, "autodiff": autodiff, "input_range": input_range,
+               "range_check": range_check}
+    fx = features_in_compute_dtype(vgg, x, layers=layers, what="perceptual_loss's x", **options)
+    fy = features_in_compute_dtype(vgg, y, layers=layers, what="perceptual_loss's y", **options)
 
     stat = STATISTICS[statistic]
 
     def style_layer(name):
         h, w, _ = fx[name].shape
-        reference = stat.finish(stat.target(stat.summary(fy[name], None), jnp.float32(h * w)))
+        reference = stat.finish(stat.target(stat.summary(fy[name], None), jnp.asarray(h * w, fy[name].dtype)))
         return stat.loss(fx[name], reference, None, units)
 
     content = jnp.asarray(content_weight) * weighted_sum(
@@ -173,9 +182,12 @@ perceptual_loss.__doc__ = """VGG-19 perceptual loss of one image pair: ``content
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"``.
         autodiff: ``"fast"``, ``"stock"`` or None (see :func:`nst_jax.autodiff_mode`).
+        input_range: ``"0-1"`` (default), ``"-1-1"`` or ``"0-255"``: the images' value range.
+        range_check: ``"concrete"`` (refuse concrete images clearly out of range), ``"checkify"``
+            (traced ones too, via ``jax.experimental.checkify``) or ``"off"``.
 
     Returns:
-        Scalar loss.
+        Scalar loss, float32 for any image dtype (float64 for float64 images under x64).
 
     Raises:
         NSTError: As :func:`perceptual_terms`.

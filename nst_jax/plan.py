@@ -31,8 +31,8 @@ def as_image(x: ArrayLike, what: str, *, min_size: int = MIN_SIZE) -> np.ndarray
     """One checked image as float32 numpy ``[H, W, 3]`` (float64 input, e.g. with x64 on, is converted).
 
     Raises:
-        NSTError: On a batch, a wrong shape, an integer dtype, a non-finite value, or a side
-            below ``min_size``.
+        NSTError: On a batch, a wrong shape, an integer dtype, a non-finite value, values clearly
+            outside [0, 1] (:func:`nst_jax.checks.check_range`), or a side below ``min_size``.
     """
     h, w, _ = checks.check_image(x, what)
     if min(h, w) < min_size:
@@ -40,6 +40,7 @@ def as_image(x: ArrayLike, what: str, *, min_size: int = MIN_SIZE) -> np.ndarray
     arr = np.asarray(x, np.float32)
     if not np.isfinite(arr).all():
         raise NSTError(f"{what} holds NaN or Inf values")
+    checks.check_range(arr, "0-1", what, settable=False)
     return arr
 
 

@@ -40,6 +40,7 @@ from nst_jax.config import (
 )
 from nst_jax.errors import NSTError
 from nst_jax.image import MAX_SIZE, MIN_SIZE
+from nst_jax.optimizers import label as optimizer_label
 from nst_jax.plan import Plan, run_plan
 
 __all__ = ["SPEC_VERSION", "Choices", "LevelSpec", "RunSpec", "config_from_json", "halving_sizes", "make_spec",
@@ -171,8 +172,9 @@ def _float32_json(value: Any) -> float | list[float]:
 
 
 def _config_json(config: StylizeConfig) -> dict[str, Any]:
-    return {f.name: list(v) if isinstance(v := getattr(config, f.name), tuple) else v
-            for f in dataclasses.fields(config)}
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    values["optimizer"] = optimizer_label(config.optimizer)
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
 
 
 MAX_LEVELS = 16  # the most levels a run has (a record holds at most as many)

@@ -32,7 +32,7 @@ from nst_jax import objective
 from nst_jax.config import StylizeConfig, Weights
 from nst_jax.errors import NSTError
 from nst_jax.objective import Targets
-from nst_jax.optimizers import OPTIMIZERS, Optimizer
+from nst_jax.optimizers import Optimizer, resolve
 from nst_jax.vgg import VGGParams
 
 
@@ -99,7 +99,7 @@ class StylizerCore(NamedTuple):
 
 def optimizer(config: StylizeConfig) -> Optimizer:
     """The pixel optimiser of ``config`` (:data:`nst_jax.optimizers.OPTIMIZERS`)."""
-    return OPTIMIZERS[config.optimizer]
+    return resolve(config.optimizer)
 
 
 def stylizer_core(config: StylizeConfig) -> StylizerCore:

@@ -1,12 +1,16 @@
 """VGG-19 feature extractor (Flax) and the input convention of its weights.
 
-Two implementations of the network's two non-elementwise operations, with the same values:
+Two implementations of the network's two non-elementwise operations, with the same values,
+both differentiable in every mode (``jax.grad``, ``jax.jvp``, ``jax.linearize``, ``jax.hessian``)
+at the default ``precision="fp32"``:
 
-* ``"fast"`` (the default): the 3x3 convolution and the 2x2 max pooling carry custom VJPs that
-  XLA:CPU runs 3x and 8x faster inside an optimisation loop. Reverse mode only: ``jax.jvp``,
-  ``jax.linearize``, ``jax.jacfwd`` and ``jax.hessian`` refuse a ``custom_vjp`` function.
-* ``"stock"``: plain ``lax`` convolution and a reduction over the pooling windows, which every
-  JAX transformation differentiates, forward mode included.
+* ``"fast"`` (the default): the 3x3 convolution and the 2x2 max pooling carry custom JVPs with
+  linear tangents, laid out so that JAX's transpose of them (reverse mode) is what XLA:CPU runs
+  3x and 8x faster inside an optimisation loop than autodiff of the plain ops. With
+  ``precision="bf16"`` the convolution keeps a custom VJP instead (reverse mode only; see
+  :func:`conv3x3`): forward mode through bf16 convolutions needs ``"stock"``.
+* ``"stock"``: plain ``lax`` convolution and a reduction over the pooling windows, JAX's own
+  derivatives (a reference; slower in reverse mode).
 
 Choose per call (``extract_features(..., autodiff="stock")``, ``VGG19(..., autodiff="stock")``)
 or for a block of code (``with nst_jax.vgg.autodiff_mode("stock"): ...``). The choice is read
@@ -28,7 +32,7 @@ import dataclasses
 import functools
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -36,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
 from nst_jax import checks
@@ -54,7 +59,9 @@ CONV_LAYERS: tuple[tuple[str, int, int], ...] = (
 # `preprocess` applies the convention.
 #   caffe: BGR, 0-255, minus the ImageNet mean pixel (Keras/Caffe VGG-19).
 #   torch: RGB, 0-1, minus mean and divided by std (torchvision VGG-19).
-CONVENTIONS = ("caffe", "torch")
+Convention = Literal["caffe", "torch"]
+ModuleConvention = Literal["caffe", "torch", "preprocessed"]
+CONVENTIONS: tuple[Convention, ...] = ("caffe", "torch")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
@@ -120,9 +127,9 @@ def resolve_autodiff(mode: str | None) -> str:
 def autodiff_mode(mode: Autodiff) -> Iterator[None]:
     """Within the block, VGG features use ``mode``'s implementation (where no call names one).
 
-    ``"stock"`` makes the features forward-differentiable (``jax.jvp``, ``jax.linearize``,
-    ``jax.hessian``); ``"fast"`` (the default outside any block) is reverse mode only and
-    faster. Read at trace time: see the module's docstring. Thread- and task-local
+    ``"stock"`` uses plain ``lax`` ops and JAX's own derivatives; ``"fast"`` (the default outside
+    any block) custom JVPs whose reverse mode is faster. Both work in every mode of autodiff. Read at
+    trace time: see the module's docstring. Thread- and task-local
     (a :class:`contextvars.ContextVar`).
 
     Args:
@@ -297,27 +304,67 @@ def _conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Ar
                                     dimension_numbers=dims, preferred_element_type=jnp.float32)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Array:
     """'Same' 3x3 stride-1 cross-correlation: ``[B, H, W, C_in] x [3, 3, C_in, C_out] -> [B, H, W, C_out]``.
 
-    ``precision="bf16"`` multiplies in bf16 with float32 accumulation and output.
-    Its input gradient is the convolution with the explicitly flipped and
-    transposed kernel, laid out HWIO, at the same precision. Autodiff's own
-    transpose hands XLA a reversed kernel in OI order, which XLA:CPU lowers to a
-    slow convolution when it sits inside the optimisation's while loop (measured
-    3x slower per step); the values are identical.
+    ``precision="fp32"``: a custom JVP whose tangent is linear, so every mode of autodiff works
+    (``jax.jvp``, ``jax.linearize``, ``jax.hessian``) and reverse mode is JAX's transpose of that
+    tangent. The image tangent is the same convolution with the kernel laid out HWOI
+    (``kernel.swapaxes(2, 3)`` read as ``[H, W, O, I]``): its transpose is then the convolution
+    with the flipped kernel in HWIO order. Autodiff of the plain HWIO convolution transposes to a
+    reversed kernel in OI order, which XLA:CPU lowers to a slow convolution inside the
+    optimisation's while loop (measured 3x slower per step). The compiled gradient program is the
+    one the former hand-written VJP gave, instruction for instruction
+    (``scripts/autodiff_speed.py`` prints its fingerprint). The kernel's tangent term is traced
+    only when the kernel is differentiated.
+
+    ``precision="bf16"`` multiplies in bf16 with float32 accumulation and output, and keeps a
+    custom VJP (reverse mode only): JAX's transpose of a bf16 convolution with float32 output
+    converts the weights to float32 (measured 1.6-2.2x slower per gradient step on the CPU), so a
+    linear tangent cannot give its backward pass. Forward mode there needs ``autodiff="stock"``.
     """
-    return _conv3x3(x, kernel, precision)
+    return _conv3x3_fp32(x, kernel) if precision == "fp32" else _conv3x3_bf16(x, kernel)
 
 
-def _conv3x3_fwd(x, kernel, precision):
-    return _conv3x3(x, kernel, precision), (x, kernel)
+@jax.custom_jvp
+def _conv3x3_fp32(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _conv3x3(x, kernel, "fp32")
 
 
-def _conv3x3_bwd(precision, residuals, g):
+@functools.partial(_conv3x3_fp32.defjvp, symbolic_zeros=True)
+def _conv3x3_jvp(primals, tangents):
+    x, kernel = primals
+    tx, tk = tangents
+    y = _conv3x3(x, kernel, "fp32")
+    parts = []
+    if not isinstance(tx, SymbolicZero):
+        parts.append(_image_tangent(tx, kernel))
+    if not isinstance(tk, SymbolicZero):
+        parts.append(_conv3x3(x, tk, "fp32"))
+    return y, sum(parts[1:], parts[0]) if parts else jnp.zeros_like(y)
+
+
+def _image_tangent(tx: jax.Array, kernel: jax.Array) -> jax.Array:
+    """``conv3x3(tx, kernel)``, written so that its transpose is the HWIO convolution with the flipped
+    kernel (see :func:`conv3x3`)."""
+    return lax.conv_general_dilated(tx, kernel.swapaxes(2, 3), (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=("NHWC", "HWOI", "NHWC"))
+
+
+@jax.custom_vjp
+def _conv3x3_bf16(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return _conv3x3(x, kernel, "bf16")
+
+
+def _conv3x3_bf16_fwd(x, kernel):
+    return _conv3x3(x, kernel, "bf16"), (x, kernel)
+
+
+def _conv3x3_bf16_bwd(residuals, g):
+    """The input gradient is the convolution with the explicitly flipped and transposed kernel, laid out
+    HWIO, in bf16 with float32 accumulation; the kernel's in float32."""
     x, kernel = residuals
-    dx = _conv3x3(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), precision)
+    dx = _conv3x3(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), "bf16")
     return dx.astype(x.dtype), _kernel_grad(x, g).astype(kernel.dtype)
 
 
@@ -335,7 +382,7 @@ def _kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
     return dk.transpose(1, 2, 0, 3)
 
 
-conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+_conv3x3_bf16.defvjp(_conv3x3_bf16_fwd, _conv3x3_bf16_bwd)
 
 
 def _windows(x: jax.Array) -> jax.Array:
@@ -351,25 +398,24 @@ def avg_pool2x2(x: jax.Array) -> jax.Array:
     return _windows(x).mean(axis=(-4, -2))
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def max_pool2x2(x: jax.Array) -> jax.Array:
     """2x2 stride-2 max pooling of ``[..., H, W, C]`` (VALID).
 
-    The gradient goes to the first maximum of each window in row-major order, as XLA's
-    select-and-scatter does, but as elementwise compares and selects that XLA fuses:
-    autodiff of ``reduce_window`` costs 8x more on CPU (measured on a 384x512x64 map).
+    A custom JVP with a linear tangent (every mode of autodiff works): the tangent of each window
+    is that of its first maximum in row-major order, as XLA's select-and-scatter takes it. Its
+    transpose, reverse mode, is elementwise compares and selects that XLA fuses: autodiff of
+    ``reduce_window`` costs 8x more on CPU (measured on a 384x512x64 map).
     """
     return _windows(x).max(axis=(-4, -2))
 
 
-def _max_pool_fwd(x):
-    y = max_pool2x2(x)
-    return y, (x, y)
-
-
-def _max_pool_bwd(residuals, g):
-    x, y = residuals
-    hit = _windows(x) == y[..., :, None, :, None, :]
+@max_pool2x2.defjvp
+def _max_pool_jvp(primals, tangents):
+    (x,), (tx,) = primals, tangents
+    windows = _windows(x)
+    y = windows.max(axis=(-4, -2))
+    hit = windows == y[..., :, None, :, None, :]
     taken = jnp.zeros_like(hit[..., :, 0, :, 0, :])
     first = []
     for dy in range(2):
@@ -380,18 +426,12 @@ def _max_pool_bwd(residuals, g):
             row.append(here)
         first.append(jnp.stack(row, axis=-2))
     first = jnp.stack(first, axis=-4)
-    dx = jnp.where(first, g[..., :, None, :, None, :], 0).astype(x.dtype)
-    h, w = x.shape[-3:-1]
-    dx = dx.reshape(*x.shape[:-3], h // 2 * 2, w // 2 * 2, x.shape[-1])
-    return (jnp.pad(dx, [(0, 0)] * (x.ndim - 3) + [(0, h % 2), (0, w % 2), (0, 0)]),)
-
-
-max_pool2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
+    return y, jnp.where(first, _windows(tx), 0).sum(axis=(-4, -2))
 
 
 def stock_conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> jax.Array:
-    """:func:`conv3x3` without its custom VJP: stock ``lax`` ops, differentiable in every mode
-    (``jax.jvp``, ``jax.linearize``, ``jax.hessian``); the same values.
+    """:func:`conv3x3` without its custom JVP: stock ``lax`` ops and JAX's own derivatives; the same
+    values.
 
     Args:
         x: ``[B, H, W, C_in]``.
@@ -405,8 +445,8 @@ def stock_conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "fp32") -> j
 
 
 def stock_max_pool2x2(x: jax.Array) -> jax.Array:
-    """:func:`max_pool2x2` without its custom VJP (a plain reduction over the windows); the same
-    values, differentiable in every mode. Where a window holds several equal maxima the gradient
+    """:func:`max_pool2x2` without its custom JVP (a plain reduction over the windows); the same
+    values. Where a window holds several equal maxima the gradient
     is shared among them (JAX's rule for ``max``) rather than given to the first; below a ReLU
     such ties are zeros, whose gradient the ReLU stops either way.
 
@@ -446,15 +486,29 @@ class VGG19(nn.Module):
         convention: What the input is: ``"caffe"`` or ``"torch"`` (RGB in [0, 1], mapped to that
             convention here; use :attr:`VGGParams.convention`), or ``"preprocessed"``
             (already the network's input).
-        autodiff: ``"fast"`` (custom VJPs, reverse mode only), ``"stock"`` (forward mode too) or
+        autodiff: ``"fast"`` (custom JVPs, the faster reverse mode), ``"stock"`` (plain ops) or
             None (the mode in effect, :func:`autodiff_mode`); see the module's docstring.
     """
 
     outputs: tuple[str, ...]
     pooling: Literal["max", "avg"] = "max"
     precision: Literal["fp32", "bf16"] = "fp32"
-    convention: Literal["caffe", "torch", "preprocessed"] = "caffe"
+    convention: ModuleConvention = "caffe"
     autodiff: Autodiff | None = None
+
+    def apply(self, variables: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Flax's ``apply``; ``variables`` may also be a :class:`VGGParams`, whose input convention is
+        then checked against the module's (``"preprocessed"`` takes any).
+
+        Raises:
+            NSTError: If the conventions differ.
+        """
+        if isinstance(variables, VGGParams):
+            if self.convention not in ("preprocessed", variables.convention):
+                raise NSTError(f"VGG19(convention={self.convention!r}) applied to weights of the "
+                               f"{variables.convention!r} convention; use convention=vgg.convention")
+            variables = variables.params
+        return super().apply(variables, *args, **kwargs)
 
     @nn.compact
     def __call__(self, x: jax.Array, level_masks: Sequence[jax.Array] | None = None) -> dict[str, jax.Array]:
@@ -525,18 +579,33 @@ class VGGParams:
     """
 
     params: dict[str, Any]
-    convention: str = "caffe"
+    convention: Convention = "caffe"
     sha256: str = ""
     meta_json: str = "{}"
 
     def __post_init__(self) -> None:
-        if self.convention not in CONVENTIONS:
+        if not isinstance(self.convention, str) or self.convention not in CONVENTIONS:
             raise NSTError(f"unknown input convention {self.convention!r} (choose from {', '.join(CONVENTIONS)})")
 
     @property
     def meta(self) -> dict[str, Any]:
         """The parameter file's metadata dictionary."""
         return json.loads(self.meta_json)
+
+
+def check_vgg(vgg: Any, what: str = "vgg") -> VGGParams:
+    """``vgg`` if it is a :class:`VGGParams`; anything else is refused with one line (a params dict
+    with the hint to pass the VGGParams itself).
+
+    Raises:
+        NSTError: For anything but a VGGParams.
+    """
+    if isinstance(vgg, VGGParams):
+        return vgg
+    if isinstance(vgg, Mapping) and "params" in vgg:
+        raise NSTError(f"{what} must be the VGGParams of nst_jax.load_vgg19(), not its params dict "
+                       "(pass vgg, not vgg.params; VGGParams(params, convention=...) wraps a dict)")
+    raise NSTError(f"{what} must be the VGGParams of nst_jax.load_vgg19(), got {type(vgg).__name__}")
 
 
 _warned_x64 = False
@@ -557,37 +626,79 @@ def _compute_dtype(image: ArrayLike, precision: str) -> Any:
     return jnp.float32
 
 
+InputRange = Literal["0-1", "-1-1", "0-255"]
+RangeCheck = Literal["concrete", "checkify", "off"]
+
+
+def to_unit_range(image: jax.Array, input_range: str) -> jax.Array:
+    """``image`` mapped from ``input_range`` (a key of :data:`nst_jax.checks.INPUT_RANGES`) to [0, 1]."""
+    low, high = checks.check_input_range(input_range)
+    return image if (low, high) == (0.0, 1.0) else (image - low) / (high - low)
+
+
 def extract_features(
     vgg: VGGParams, image: ArrayLike, *, layers: Sequence[str], pooling: Literal["max", "avg"] = "max",
     precision: Literal["fp32", "bf16"] = "fp32", autodiff: Autodiff | None = None,
+    input_range: InputRange = "0-1", range_check: RangeCheck = "concrete",
 ) -> dict[str, jax.Array]:
     """Feature maps of one RGB image.
 
+    Any real floating dtype is accepted. The network computes in float32 (float64 for a float64
+    image with ``jax_enable_x64`` on and ``precision="fp32"``); bfloat16 and float16 images get
+    their features back in their own dtype (computed in float32, rounded once at the end), so a
+    half-precision model stays in half precision at no cost in the network's accuracy.
+
     Args:
         vgg: The network's parameters and input convention (:func:`nst_jax.load_vgg19`).
-        image: ``[H, W, 3]`` float RGB in [0, 1] (one image: ``jax.vmap`` for a batch).
+        image: ``[H, W, 3]`` float RGB in ``input_range`` (one image: ``jax.vmap`` for a batch).
         layers: Layer names to return, e.g. ``("relu1_1", "relu4_2")``.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"`` convolutions (see :class:`VGG19`).
-        autodiff: ``"fast"`` (custom VJPs: reverse mode only, the default), ``"stock"``
-            (``jax.jvp``, ``jax.linearize`` and ``jax.hessian`` work too; same values) or None
-            (the mode in effect, :func:`autodiff_mode`).
+        autodiff: ``"fast"`` (custom JVPs with a faster reverse mode, the default) or ``"stock"``
+            (plain ops; same values), or None (the mode in effect, :func:`autodiff_mode`). Both
+            work with ``jax.grad``, ``jax.jvp``, ``jax.linearize`` and ``jax.hessian``.
+        input_range: The image's value range: ``"0-1"`` (default), ``"-1-1"`` (a tanh output) or
+            ``"0-255"``; mapped to [0, 1] before the weights' convention is applied.
+        range_check: ``"concrete"`` (default): a concrete image clearly outside ``input_range`` is
+            refused, with its likely cause (0-255 pixels, a [-1, 1] output, preprocessed input);
+            traced images are not checked. ``"checkify"``: traced images too, through
+            :func:`jax.experimental.checkify.check` (wrap the jitted function in
+            ``checkify.checkify(f, errors=checkify.user_checks)``). ``"off"``: no check.
 
     Returns:
-        ``{name: [H_l, W_l, C_l]}``, ``H_l = floor(H / 2^k)`` after ``k`` poolings: float32, or
-        float64 for a float64 image with ``jax_enable_x64`` on and ``precision="fp32"`` (the
-        float32 weights are promoted; with ``"bf16"`` a one-time warning says it is float32).
+        ``{name: [H_l, W_l, C_l]}``, ``H_l = floor(H / 2^k)`` after ``k`` poolings: float32;
+        bfloat16 or float16 for such an image; float64 for a float64 image with
+        ``jax_enable_x64`` on and ``precision="fp32"`` (with ``"bf16"`` a one-time warning says
+        it is float32).
 
     Raises:
         NSTError: On a batch, a shape other than ``[H, W, 3]``, an integer dtype, a bare string
-            or unknown name in ``layers``, an image too small for the deepest layer, or an
-            unknown autodiff mode.
+            or unknown name in ``layers``, an image too small for the deepest layer, an image
+            out of its range, a params dict instead of the VGGParams, or an unknown autodiff
+            mode or input range.
     """
+    features = features_in_compute_dtype(vgg, image, layers=layers, pooling=pooling, precision=precision,
+                                         autodiff=autodiff, input_range=input_range, range_check=range_check)
+    dtype = checks._dtype(image)
+    if dtype in checks.HALF_DTYPES:
+        return {name: f.astype(dtype) for name, f in features.items()}
+    return features
+
+
+def features_in_compute_dtype(
+    vgg: VGGParams, image: ArrayLike, *, layers: Sequence[str], pooling: str = "max", precision: str = "fp32",
+    autodiff: Autodiff | None = None, input_range: str = "0-1", range_check: str = "concrete",
+    what: str = "image",
+) -> dict[str, jax.Array]:
+    """:func:`extract_features` with its checks, returning float32 (float64) features for every image
+    dtype: what a loss built on the features uses. ``what`` names the image in errors."""
+    check_vgg(vgg)
     layers = check_layers(layers)
-    shape = checks.check_image(image)
-    check_fits(shape, layers)
-    return unchecked_features(vgg, jnp.asarray(image, _compute_dtype(image, precision)), layers=layers,
-                              pooling=pooling, precision=precision, autodiff=autodiff)
+    shape = checks.check_image(image, what)
+    check_fits(shape, layers, what)
+    checks.check_range(image, input_range, what, range_check)
+    x = to_unit_range(jnp.asarray(image).astype(_compute_dtype(image, precision)), input_range)
+    return unchecked_features(vgg, x, layers=layers, pooling=pooling, precision=precision, autodiff=autodiff)
 
 
 def unchecked_features(
@@ -608,6 +719,13 @@ def unchecked_features(
     Returns:
         ``{name: [H_l, W_l, C_l]}``.
     """
-    return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision,  # type: ignore[arg-type]
-                 convention=vgg.convention, autodiff=autodiff).apply(  # type: ignore[arg-type]
-        vgg.params, image, level_masks)
+    check_vgg(vgg)
+    try:
+        return VGG19(outputs=tuple(layers), pooling=pooling, precision=precision,  # type: ignore[arg-type]
+                     convention=vgg.convention, autodiff=autodiff).apply(  # type: ignore[arg-type]
+            vgg.params, image, level_masks)
+    except TypeError as err:
+        if "custom_vjp" in str(err) and "forward-mode" in str(err):
+            raise NSTError("forward-mode autodiff (jax.jvp, jax.linearize, jax.hessian) through precision='bf16' "
+                           "convolutions needs autodiff='stock' (or precision='fp32')") from err
+        raise

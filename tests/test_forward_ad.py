@@ -1,4 +1,4 @@
-"""Forward-mode AD through the VGG features (``autodiff="stock"``), and the x64 behaviour."""
+"""Forward-mode AD through the VGG features (the default fast mode and ``"stock"``), and the x64 behaviour."""
 
 from __future__ import annotations
 
@@ -40,11 +40,92 @@ def _objective(vgg, mode, layer="relu2_1"):
     return f
 
 
-def test_fast_path_refuses_forward_mode_and_is_the_default(vgg):
-    x = _image((8, 8, 3))
-    with pytest.raises(TypeError, match="custom_vjp"):
-        jax.jvp(_objective(vgg, None), (x,), (x,))
+def test_default_mode_is_fast_and_forward_differentiable(vgg):
     assert vgg_mod.current_autodiff() == "fast"
+    x = _image((8, 8, 3))
+    value, tangent = jax.jvp(_objective(vgg, None), (x,), (x,))
+    assert np.isfinite(float(tangent)) and abs(float(tangent)) > 0
+
+
+def test_bf16_convolutions_name_the_fix_for_forward_mode(vgg):
+    x = _image((8, 8, 3))
+
+    def f(x, mode):
+        feats = nst_jax.extract_features(vgg, x, layers=("relu1_1",), precision="bf16", autodiff=mode)
+        return jnp.sum(feats["relu1_1"])
+
+    with pytest.raises(NSTError, match="precision='bf16' convolutions needs autodiff='stock'"):
+        jax.jvp(lambda x: f(x, None), (x,), (x,))
+    tangent = jax.jvp(lambda x: f(x, "stock"), (x,), (x,))[1]
+    grad = jax.grad(lambda x: f(x, None))(x)  # reverse mode as before
+    np.testing.assert_allclose(tangent, jnp.vdot(grad, x), rtol=2e-2)
+
+
+def _fd(f, x, v, eps=1e-5):
+    return (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
+
+
+@pytest.mark.parametrize("which", ["features", "perceptual"])
+def test_default_jvp_linearize_hessian_against_finite_differences(vgg, which):
+    """jax.jvp, jax.linearize and jax.hessian with default arguments (the fast custom JVPs, max
+    pooling included: relu3_1 sits after two poolings) against central differences in float64."""
+    with x64():
+        rng = np.random.default_rng(7)
+        x = jnp.asarray(rng.uniform(0.1, 0.9, (8, 8, 3)))
+        v = jnp.asarray(rng.normal(size=x.shape))
+        if which == "features":
+            def f(x):
+                return jnp.mean(jnp.square(nst_jax.extract_features(vgg, x, layers=("relu3_1",))["relu3_1"])) / 1e4
+        else:
+            y = jnp.asarray(rng.uniform(0.1, 0.9, (8, 8, 3)))
+
+            def f(x):
+                return nst_jax.perceptual_loss(vgg, x, y, content_layers=("relu2_1",),
+                                               style_layers=("relu1_1", "relu3_1"))
+        value, tangent = jax.jvp(f, (x,), (v,))
+        assert value.dtype == jnp.float64
+        assert float(tangent) == pytest.approx(float(_fd(f, x, v)), rel=1e-6)
+        assert abs(float(tangent)) > 1e-4
+        _, f_lin = jax.linearize(f, x)
+        np.testing.assert_allclose(f_lin(v), tangent, rtol=1e-10)
+        # Hessian-vector product (forward over reverse) against differences of the gradient (a small
+        # step: a larger one crosses ReLU and pooling kinks, where the gradient jumps).
+        hvp = jax.jvp(jax.grad(f), (x,), (v,))[1]
+        grad = jax.grad(f)
+        np.testing.assert_allclose(hvp, _fd(grad, x, v, 1e-6), rtol=1e-5, atol=1e-7 * float(jnp.abs(hvp).max()))
+        assert float(jnp.abs(hvp).max()) > 0
+        # The full Hessian of a 2x2 corner (the rest held), symmetric and equal to the HVPs.
+        def corner(c):
+            return f(x.at[:2, :2].set(c))
+        h = jax.hessian(corner)(x[:2, :2]).reshape(12, 12)
+        np.testing.assert_allclose(h, h.T, rtol=1e-8, atol=1e-10 * float(jnp.abs(h).max()))
+        u = jnp.asarray(rng.normal(size=(2, 2, 3)))
+        np.testing.assert_allclose(h @ u.reshape(-1), jax.jvp(jax.grad(corner), (x[:2, :2],), (u,))[1].reshape(-1),
+                                   rtol=1e-8, atol=1e-12)
+
+
+def test_fast_reverse_mode_matches_stock_and_jax_grad_of_a_kernel(vgg):
+    """The fast conv's kernel tangent (traced only when the kernel is differentiated) is right."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(1, 6, 5, 4)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, 4, 7)), jnp.float32)
+    for argnums in (0, 1, (0, 1)):
+        fast = jax.grad(lambda x, k: jnp.sum(jnp.sin(vgg_mod.conv3x3(x, k))), argnums)(x, k)
+        stock = jax.grad(lambda x, k: jnp.sum(jnp.sin(vgg_mod.stock_conv3x3(x, k))), argnums)(x, k)
+        for a, b in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(stock), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    t = jax.jvp(lambda k: vgg_mod.conv3x3(x, k), (k,), (k,))[1]
+    np.testing.assert_allclose(t, vgg_mod.stock_conv3x3(x, k), rtol=1e-5, atol=1e-5)  # linear in k
+
+
+def test_fast_max_pool_gives_the_gradient_to_the_first_maximum():
+    x = jnp.asarray([[1.0, 1.0], [0.0, 1.0]])[:, :, None]  # one window with three equal maxima
+    g = jax.grad(lambda x: vgg_mod.max_pool2x2(x).sum())(x)
+    np.testing.assert_array_equal(g[:, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(5, 7, 2)), jnp.float32)  # odd sides: floored
+    v = jnp.asarray(np.random.default_rng(4).normal(size=x.shape), jnp.float32)
+    t = jax.jvp(vgg_mod.max_pool2x2, (x,), (v,))[1]
+    np.testing.assert_allclose(t, jax.jvp(vgg_mod.stock_max_pool2x2, (x,), (v,))[1], rtol=1e-6)
 
 
 def test_jvp_agrees_with_central_finite_differences(vgg):

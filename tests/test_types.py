@@ -14,6 +14,7 @@ import typing
 import zlib
 
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 
@@ -64,6 +65,35 @@ bad = nst_jax.StylizeConfig(pooling="maxx")
     assert len(errors) == 1 and "snippet.py:11:" in errors[0] and "pooling" in errors[0], result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MYPY, reason="mypy not installed (pip install -e .[test])")
+def test_mypy_accepts_a_research_script_and_catches_a_wrong_range(tmp_path):
+    """JAX arrays where images go, the weights' convention into the module, an optax optimiser, traced
+    weights, half-precision images, input ranges: no error from the library's annotations."""
+    source = '''
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import nst_jax
+from nst_jax.flax_linen import init_with_vgg
+vgg = nst_jax.load_vgg19()
+photo = nst_jax.load_image("photo.png", 64)
+model = nst_jax.VGG19(outputs=("relu1_1",), convention=vgg.convention)
+result = nst_jax.stylize_multiscale(vgg, content=jnp.asarray(photo), style=photo, sizes=[32, 64])
+config = nst_jax.StylizeConfig(optimizer=optax.adam(0.01))
+weights = jax.vmap(lambda b: nst_jax.make_weights(config, style_weight=b))(jnp.ones(3))
+w2 = nst_jax.make_weights(config, style_weight=np.float32(2.0), content_layer_weights=jnp.ones(1))
+feats = nst_jax.extract_features(vgg, photo.astype(jnp.bfloat16), layers=("relu1_1",), input_range="0-255")
+loss = nst_jax.perceptual_loss(vgg, photo, photo, input_range="-1-1", range_check="checkify")
+variables = init_with_vgg(model, jax.random.key(0), photo, vgg=vgg)
+bad = nst_jax.extract_features(vgg, photo, layers=("relu1_1",), input_range="0-2")
+'''
+    result = run_mypy(source, tmp_path)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and "snippet.py:18:" in errors[0] and "input_range" in errors[0], result.stdout
+
+
 def test_choice_fields_are_literals_of_the_checked_choices():
     cases = {
         config_mod.LossConfig: {"mode": config_mod.MODES, "pooling": nst_jax.vgg.POOLINGS,
@@ -79,7 +109,8 @@ def test_choice_fields_are_literals_of_the_checked_choices():
             assert tuple(args) == tuple(choices), (cls.__name__, name, args)
         # Registry names stay str: checked at run time against the registries.
         assert hints["style_loss"] is str
-    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] is str
+    # A registry name or any optax transformation (nst_jax.optimizers.resolve).
+    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] == str | optax.GradientTransformation
 
 
 def _png_header_only(width: int, height: int) -> bytes:

@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -474,22 +475,40 @@ class Bar:
     each step without recompiling): a per-step callback from inside the compiled program would keep
     that program out of the persistent compilation cache (JAX does not cache programs with host
     callbacks).
+
+    Its time left is the steps left at that rate plus ``pending`` seconds (the compilation of levels
+    still to come); its elapsed time counts from ``start`` (``time.time()``, the run's start by
+    default: the bar's creation), so its last line, on a terminal or not, gives the run's wall time.
     """
 
-    def __init__(self, total: int, *, initial: int = 0, desc: str | None = None, disable: bool = False):
+    def __init__(self, total: int, *, initial: int = 0, desc: str | None = None, disable: bool = False,
+                 start: float | None = None):
         self.kwargs = {"total": total, "initial": initial, "desc": desc, "disable": disable}
         self.initial = initial
+        self.start = time.time() if start is None else start
         self.bar: Any = None
 
-    def update(self, step: int, seconds: float | None = None, **postfix: str) -> None:
-        """Moves the bar to ``step``; ``seconds``: optimisation time for the steps since ``initial``."""
-        if self.bar is None:
-            self.bar = measured_tqdm()(unit="it", dynamic_ncols=True, **self.kwargs)
+    def update(self, step: int, seconds: float | None = None, pending: float = 0.0, **postfix: str) -> None:
+        """Moves the bar to ``step``; ``seconds``: optimisation time for the steps since ``initial``;
+        ``pending``: seconds of work to come that the steps' rate does not show (compiling)."""
+        if self.bar is None:  # delay: no line at creation, whose clock is not yet the run's
+            self.bar = measured_tqdm()(unit="it", dynamic_ncols=True, bar_format=BAR_FORMAT, delay=1e-9,
+                                       **self.kwargs)
+            self.bar.start_t = self.start
         if seconds is not None and seconds > 0 and step > self.initial:
             self.bar.measured_rate = (step - self.initial) / seconds
+        self.bar.pending = pending
         if postfix:
             self.bar.set_postfix(refresh=False, **postfix)  # shown by the update: the loss of this step
         self.bar.update(step - self.bar.n)
+        self.bar.refresh()  # every report shown (tqdm skips updates within 0.1 s of the last line)
+
+    def write(self, message: str) -> None:
+        """One line on stdout, above the bar if there is one."""
+        if self.bar is None:
+            say(message)
+        else:
+            self.bar.write(clean(message))
 
     def close(self) -> None:
         """Closes the bar (again: nothing)."""
@@ -504,18 +523,27 @@ class Bar:
         self.close()
 
 
+# tqdm's own layout with ``{left}`` for its ``{remaining}``: the steps left at the measured rate plus ``pending``.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{left}, {rate_fmt}{postfix}]"
+
+
 @functools.cache
 def measured_tqdm() -> type:
-    """A tqdm class whose rate (and so its time left) is ``measured_rate``, unknown ("?") until set (made
-    once, on the first bar: tqdm is imported only then)."""
+    """A tqdm class whose rate is ``measured_rate`` and whose time left (``{left}``) is the steps left at
+    that rate plus ``pending`` seconds, unknown ("?") until the rate is set (made once, on the first
+    bar: tqdm is imported only then)."""
     from tqdm import tqdm
 
     class MeasuredTqdm(tqdm):
         measured_rate: float | None = None
+        pending: float = 0.0
 
         @property
         def format_dict(self) -> dict[str, Any]:
-            return {**super().format_dict, "rate": self.measured_rate}
+            d = {**super().format_dict, "rate": self.measured_rate}
+            left = None if not self.measured_rate or d["total"] is None else (
+                (d["total"] - d["n"]) / self.measured_rate + self.pending)
+            return {**d, "left": "?" if left is None else tqdm.format_interval(left)}
 
     return MeasuredTqdm
 

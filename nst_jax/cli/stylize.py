@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -369,7 +370,9 @@ def run_job(job: Job, compiled: bool = False) -> int:
     if len(job.spec.levels) > 1:
         common.say(f"{common.plural(len(job.spec.levels), 'scale')}, longest sides "
                    f"{', '.join(map(str, job.spec.sizes))} px, {', '.join(map(str, job.spec.iterations))} iterations")
-    common.say(f"running {w}x{h} with the programs compiled already ..." if compiled else f"compiling for {w}x{h} ...")
+    if len(job.spec.levels) == 1:  # a run of several levels says so level by level (run_levels)
+        common.say(f"running {w}x{h} with the programs compiled already ..." if compiled
+                   else f"compiling for {w}x{h} ...")
     return run_levels(job)
 
 
@@ -433,10 +436,26 @@ def run_levels(job: Job) -> int:
     writer, notes = outputs.Writer(job), {**job.record, "output": str(dest.output)}
     stop = 0 if job.stop_at is None else job.level_step(job.stop_at)[1]
     seconds: dict[int, float] = {}  # each level's optimisation time so far
+    levels = job.spec.levels
+    began: dict[int, float] = {}  # when each level began (its compiling, then its steps)
+    compiling: list[float] = []  # the first level's compile time: the estimate for each level after it
     with common.SignalFlag() as flag, common.Bar(job.total, initial=job.start) as bar:
+        def on_level(level):
+            began[level] = time.perf_counter()
+            if len(levels) > 1:
+                h, w = levels[level].shape
+                when = f" (begun while level {level} ran)" if level > min(began) else ""
+                bar.write(f"level {level + 1} of {len(levels)}: {w}x{h}, "
+                          f"{common.plural(levels[level].iterations, 'iteration')}; compiling{when} ...")
+
         def on_chunk(level, progress):
             step, seconds[level] = job.run_step(level, progress.step), progress.seconds
-            bar.update(step, sum(seconds.values()), loss=f"{progress.terms['total']:.4g}")
+            if not compiling:
+                compiling.append(max(time.perf_counter() - began[level] - progress.seconds, 0.0))
+            # The next level's programs compile in the background from about when this level began.
+            ahead = max(compiling[0] - (time.perf_counter() - began[level]), 0.0) if level + 1 < len(levels) else 0.0
+            pending = ahead + compiling[0] * max(len(levels) - 2 - level, 0)
+            bar.update(step, sum(seconds.values()), pending, loss=f"{progress.terms['total']:.4g}")
             if job.stop_at is not None and step == job.stop_at:
                 raise Reached(np.asarray(progress.image))
             if dest.save_every and progress.step % dest.save_every == 0 and step < job.total:
@@ -453,7 +472,7 @@ def run_levels(job: Job) -> int:
 
         try:
             result = run_spec(job.vgg, job.spec, callback=on_chunk, resume=job.resume,
-                              sync_every=(*dest.sync_every, stop))
+                              sync_every=(*dest.sync_every, stop), on_level=on_level)
         except Reached as reached:
             bar.close()
             writer.image(dest.output, np.clip(reached.args[0], 0.0, 1.0), step=job.stop_at)

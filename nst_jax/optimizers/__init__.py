@@ -10,7 +10,12 @@ module beside these and its name in :data:`MODULES`.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
+import optax
+
+from nst_jax.errors import NSTError
+from nst_jax.optimizers import custom
 from nst_jax.optimizers.base import Optimizer
 
 # The registry: one module name per optimiser.
@@ -19,4 +24,32 @@ MODULES = ("lbfgs", "adam")
 OPTIMIZERS: dict[str, Optimizer] = {
     o.name: o for o in (importlib.import_module(f"{__name__}.{m}").OPTIMIZER for m in MODULES)}
 
-__all__ = ["MODULES", "OPTIMIZERS", "Optimizer"]
+
+
+def resolve(optimizer: str | optax.GradientTransformation) -> Optimizer:
+    """The :class:`Optimizer` of a ``StylizeConfig.optimizer``: a registry name, or any optax
+    transformation (:mod:`nst_jax.optimizers.custom`). The one place the two are told apart.
+
+    Raises:
+        NSTError: For an unknown name or another type.
+    """
+    if isinstance(optimizer, optax.GradientTransformation):
+        return custom.wrap(optimizer)
+    if isinstance(optimizer, str) and optimizer in OPTIMIZERS:
+        return OPTIMIZERS[optimizer]
+    raise NSTError(f"unknown optimizer {_short(optimizer)} (choose from {', '.join(OPTIMIZERS)}, "
+                   "or pass an optax.GradientTransformation)")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def label(optimizer: str | optax.GradientTransformation) -> str:
+    """How an optimiser is named in records, checkpoints and messages: its registry name, or
+    ``"optax"`` for a transformation (whose numbers are not recorded)."""
+    return optimizer if isinstance(optimizer, str) else custom.NAME
+
+
+__all__ = ["MODULES", "OPTIMIZERS", "Optimizer", "label", "resolve"]
