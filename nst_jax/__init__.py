@@ -34,15 +34,13 @@ from nst_jax import (
     _startup,  # noqa: F401 - sets the tools' start-up signal handlers (nothing for a library)
     data,
 )
-from nst_jax.api import StylizeResult, SweepResult, stylize, sweep
-from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
-from nst_jax.driver import Progress, member_mesh
-from nst_jax.errors import NSTError, NumericalError
-from nst_jax.image import load_image, save_image
-from nst_jax.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
-from nst_jax.memory import check_memory, memory_limit_from_env
-from nst_jax.metrics import Evaluator, optional_judge
-from nst_jax.multiscale import (
+from nst_jax._src.api import StylizeResult, SweepResult, stylize, sweep
+from nst_jax._src.driver import Progress, member_mesh
+from nst_jax._src.image import load_image, save_image
+from nst_jax._src.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
+from nst_jax._src.memory import check_memory, memory_limit_from_env
+from nst_jax._src.metrics import Evaluator, optional_judge
+from nst_jax._src.multiscale import (
     MultiScaleResult,
     preset_levels,
     resumed_level,
@@ -50,14 +48,16 @@ from nst_jax.multiscale import (
     stylize_multiscale,
     sweep_specs,
 )
-from nst_jax.normalize import normalize_vgg19
-from nst_jax.objective import Targets, compute_targets, loss_terms, make_loss
+from nst_jax._src.normalize import normalize_vgg19
+from nst_jax._src.objective import Targets, compute_targets, loss_terms, make_loss
+from nst_jax._src.plan import Plan, make_plan
+from nst_jax._src.step import RunState, StepInfo, Stylizer, make_stylizer
+from nst_jax._src.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
+from nst_jax._src.vgg_io import load_vgg19
+from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
+from nst_jax.errors import NSTError, NumericalError
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
-from nst_jax.plan import Plan, make_plan
 from nst_jax.spec import Choices, LevelSpec, RunSpec, make_spec, pyramid_sizes, resolve_levels
-from nst_jax.step import RunState, StepInfo, Stylizer, make_stylizer
-from nst_jax.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
-from nst_jax.vgg_io import load_vgg19
 
 # The names of Weights and make_weights before 0.3, kept so code written against them still runs.
 LossWeights = Weights

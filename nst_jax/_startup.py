@@ -4,7 +4,7 @@ or more, before ``main`` runs) ends the tool with exit 3 and one line, as one at
 Nothing changes for a library import: the handlers are set only when the process's program is one of
 the tools (the console scripts ``nst-jax`` and ``nst-jax-sweep``, or this checkout's
 ``scripts/stylize.py`` and ``scripts/sweep.py``). Their ``main`` then takes the signals over
-(:func:`nst_jax.cli.common.interruptible`). ``nst_jax/__init__.py`` imports this module first, and
+(:func:`nst_jax.cli._common.interruptible`). ``nst_jax/__init__.py`` imports this module first, and
 only ``os``, ``signal`` and ``sys`` are imported here, so the handlers are in place (:func:`install`,
 run on import) before anything slow starts.
 """

@@ -41,7 +41,7 @@ import threading
 import time
 from typing import Any
 
-from nst_jax.cache import default_cache_dir, enable_compilation_cache
+from nst_jax._src.cache import default_cache_dir, enable_compilation_cache
 
 __all__ = ["CompileStats", "ProgramRecord", "default_cache_dir", "enable_compilation_cache"]
 
@@ -334,7 +334,7 @@ def run_module(argv: list[str]) -> int:
     """``python -m nst_jax.compilation [--table] MODULE [ARGS...]``: ``MODULE.main(ARGS)`` under CompileStats.
 
     Prints the summary line (and with ``--table`` the per-program table) after the module's own
-    output, e.g. ``python -m nst_jax.compilation nst_jax.cli.stylize --content a.jpg ...``.
+    output, e.g. ``python -m nst_jax.compilation nst_jax.cli._stylize --content a.jpg ...``.
     """
     import importlib
     import sys

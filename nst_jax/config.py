@@ -21,12 +21,19 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
-from nst_jax import optimizers as optimizer_registry
+from nst_jax._src import optimizers as optimizer_registry
+from nst_jax._src.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
+from nst_jax._src.statistics import STATISTICS, UNITS
+from nst_jax._src.terms import TERMS
+from nst_jax._src.vgg import (
+    DEFAULT_CONTENT_LAYERS,
+    DEFAULT_STYLE_LAYERS,
+    POOLINGS,
+    PRECISIONS,
+    check_layers,
+    layer_level,
+)
 from nst_jax.errors import NSTError
-from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
-from nst_jax.statistics import STATISTICS, UNITS
-from nst_jax.terms import TERMS
-from nst_jax.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, POOLINGS, PRECISIONS, check_layers, layer_level
 
 __all__ = [
     "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET", "INITS",
@@ -78,9 +85,9 @@ class LossConfig:
         content_layers: Layers whose features the content term matches.
         style_layers: Layers whose statistics the style term matches.
         style_loss: Style statistics matched per layer, a key of
-            :data:`nst_jax.statistics.STATISTICS`: ``"gram"`` (the paper's Gram matrices, eq. 4),
+            :data:`nst_jax._src.statistics.STATISTICS`: ``"gram"`` (the paper's Gram matrices, eq. 4),
             ``"meancov"`` (mean and covariance), ``"w2"`` (Wasserstein-2 distance between Gaussian
-            fits), ``"sliced"`` (sliced Wasserstein, Heitz et al. 2021); see :mod:`nst_jax.statistics`.
+            fits), ``"sliced"`` (sliced Wasserstein, Heitz et al. 2021); see :mod:`nst_jax._src.statistics`.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"``, or ``"bf16"``: VGG convolutions multiply in bf16 with float32
             accumulation; the image, statistics and losses stay float32.
@@ -96,7 +103,7 @@ class LossConfig:
             (``Σ (G − A)² / (4 N² M²)``) and a summed TV; the content and TV terms then grow
             with the pixel count and the style term does not.
         tile_size: 0 (off), or the core size ``T`` of square tiles in which the loss, its
-            gradient and the targets are evaluated (:mod:`nst_jax.tiled`): the same values up
+            gradient and the targets are evaluated (:mod:`nst_jax._src.tiled`): the same values up
             to float32 rounding, with VGG activation memory of one ``T + 2 * halo`` tile
             instead of the whole image, at about ``((T + 2 halo) / T)²`` times the compute.
             A multiple of 16 (32 with pool5); Gram style loss only, no region masks.
@@ -247,10 +254,10 @@ class StylizeConfig(LossConfig):
 
     Attributes:
         optimizer: ``"lbfgs"`` (optax's L-BFGS direction with the vmap-friendly strong-Wolfe
-            line search of :mod:`nst_jax.linesearch`), ``"adam"`` (its learning rate the dynamic
+            line search of :mod:`nst_jax._src.linesearch`), ``"adam"`` (its learning rate the dynamic
             ``Weights.learning_rate``), or any optax transformation, e.g. ``optax.adam(0.01)`` or
             ``optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))``: run by the same loop
-            (chunks, NaN guard, checkpoints, sweeps; :mod:`nst_jax.optimizers.custom`), one gradient
+            (chunks, NaN guard, checkpoints, sweeps; :mod:`nst_jax._src.optimizers.custom`), one gradient
             per step, recorded as ``"optax"`` (its numbers are its own: keep the object to resume, and
             pass the same object again to reuse compiled programs).
         iterations: Optimiser steps (one L-BFGS step may evaluate the loss more than once).
@@ -276,9 +283,9 @@ class StylizeConfig(LossConfig):
             values give larger brush strokes. None uses the style images as given.
         preserve_colour: ``"none"`` (the style's colours), ``"luminance"`` (luminance-only
             transfer, the content's chroma kept) or ``"match"`` (the style's colours matched
-            to the content's mean and covariance first); see :mod:`nst_jax.colour`.
+            to the content's mean and covariance first); see :mod:`nst_jax._src.colour`.
         shape_bucket: 0 (off), or ``B``: the optimisation runs on a canvas whose sides are the
-            output's rounded up to multiples of ``B`` (:func:`nst_jax.plan.canvas_shape`), with
+            output's rounded up to multiples of ``B`` (:func:`nst_jax._src.plan.canvas_shape`), with
             the output's extent a dynamic input, so photos of other aspect ratios whose sides
             round to the same canvas reuse the compiled programs. The VGG zeroes every
             convolution's input outside the output's map at each level and every statistic is
@@ -421,7 +428,7 @@ def make_weights(
     together with :class:`StylizeConfig`'s start from the photo and its
     :data:`~nst_jax.config.TRANSFER_ITERATIONS` = 40 L-BFGS steps, are the result of
     ``scripts/calibrate_defaults.py --peer``: eight photo × painting pairs at 256 and 512 px,
-    each output scored by :mod:`nst_jax.metrics` (style ratio ≤ 0.20, content ratio ≤ 0.7,
+    each output scored by :mod:`nst_jax._src.metrics` (style ratio ≤ 0.20, content ratio ≤ 0.7,
     speckle ratio ≤ 1.3, and no worse than pastiche's defaults after 500 steps on two pairs).
     Of the settings passing every cell, the fastest within 10 % that keeps the widest margin
     below the thresholds was taken. What the grid showed (2-core AMD EPYC; the README has the

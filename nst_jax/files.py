@@ -16,9 +16,9 @@ Every writer here writes a temporary file in the target directory and renames it
 reader never sees a partial file.
 """
 
-from nst_jax.checkpoint import Checkpoint, load_checkpoint, run_differences, run_record, save_checkpoint
-from nst_jax.figures import labelled_grid, save_json, save_sheet
-from nst_jax.image import (
+from nst_jax._src.checkpoint import Checkpoint, load_checkpoint, run_differences, run_record, save_checkpoint
+from nst_jax._src.figures import labelled_grid, save_json, save_sheet
+from nst_jax._src.image import (
     DEFAULT_SIZE,
     MAX_SIZE,
     MIN_SIZE,
@@ -30,8 +30,8 @@ from nst_jax.image import (
     open_image,
     save_image,
 )
-from nst_jax.record import RECORD_KEY, check_record_fits, read_record
-from nst_jax.vgg_io import DEFAULT_VGG_FILE
+from nst_jax._src.record import RECORD_KEY, check_record_fits, read_record
+from nst_jax._src.vgg_io import DEFAULT_VGG_FILE
 
 __all__ = [
     "DEFAULT_SIZE",

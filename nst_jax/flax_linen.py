@@ -28,8 +28,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from nst_jax._src.vgg import CONV_LAYERS, check_vgg
 from nst_jax.errors import NSTError
-from nst_jax.vgg import CONV_LAYERS, check_vgg
 
 __all__ = ["init_with_vgg"]
 

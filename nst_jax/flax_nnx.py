@@ -42,8 +42,8 @@ import jax
 from flax import nnx
 from jax.typing import ArrayLike
 
+from nst_jax._src.vgg import Autodiff, InputRange, RangeCheck, VGGParams, extract_features
 from nst_jax.perceptual import perceptual_loss
-from nst_jax.vgg import Autodiff, InputRange, RangeCheck, VGGParams, extract_features
 
 __all__ = ["FrozenVGG", "FrozenWeights"]
 

@@ -17,10 +17,10 @@ The terms, for layer weights ``w_l`` (``layer_weights``)::
 with ``F_l`` the ``[H, W, N]`` features, ``G_l = F Fᵀ`` the Gram matrix summed over the ``M``
 positions (so ``G / M`` is the per-position Gram, :func:`nst_jax.gram_matrix` with
 ``normalize=True``: the style term does not depend on either image's size). These are the
-library's ``units="relative"`` terms (:mod:`nst_jax.losses`): 1 for a blank ``x`` and 0 at
+library's ``units="relative"`` terms (:mod:`nst_jax._src.losses`): 1 for a blank ``x`` and 0 at
 ``y``. ``units="paper"`` gives Gatys et al.'s eq. 1 (``½ Σ (F − P)²``) and eq. 4
 (``Σ (G − A)² / (4 N² M²)``, ``A`` the style Gram rescaled to ``x``'s positions) instead.
-``statistic`` picks another style statistic from :data:`nst_jax.statistics.STATISTICS`
+``statistic`` picks another style statistic from :data:`nst_jax._src.statistics.STATISTICS`
 (``"meancov"``, ``"w2"``, ``"sliced"``, ...).
 """
 
@@ -35,12 +35,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from nst_jax import checks, losses
-from nst_jax.errors import NSTError
-from nst_jax.statistics import STATISTICS
-from nst_jax.statistics.base import check_units
-from nst_jax.terms import weighted_sum
-from nst_jax.vgg import (
+from nst_jax._src import checks, losses
+from nst_jax._src.statistics import STATISTICS
+from nst_jax._src.statistics.base import check_units
+from nst_jax._src.terms import weighted_sum
+from nst_jax._src.vgg import (
     DEFAULT_CONTENT_LAYERS,
     DEFAULT_STYLE_LAYERS,
     Autodiff,
@@ -51,6 +50,7 @@ from nst_jax.vgg import (
     check_layers,
     features_in_compute_dtype,
 )
+from nst_jax.errors import NSTError
 
 __all__ = ["DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "perceptual_loss", "perceptual_terms"]
 
@@ -95,7 +95,7 @@ def perceptual_terms(
         layer_weights: ``{layer: w_l}``; a layer not named keeps its default, 1 for a content layer
             and ``1 / len(style_layers)`` for a style layer (the paper's). A layer in both lists
             gets the named weight in both sums.
-        statistic: The style statistic, a key of :data:`nst_jax.statistics.STATISTICS`.
+        statistic: The style statistic, a key of :data:`nst_jax._src.statistics.STATISTICS`.
         units: ``"relative"`` (each layer's term divided by its value for a blank ``x``) or
             ``"paper"`` (Gatys et al.'s eqs. 1 and 4).
         pooling: ``"max"`` or ``"avg"``.
@@ -177,7 +177,7 @@ perceptual_loss.__doc__ = """VGG-19 perceptual loss of one image pair: ``content
         content_weight: Multiplies the content sum.
         style_weight: Multiplies the style sum.
         layer_weights: ``{layer: w_l}`` (defaults: 1 per content layer, ``1 / L`` per style layer).
-        statistic: ``"gram"`` (default) or another key of :data:`nst_jax.statistics.STATISTICS`.
+        statistic: ``"gram"`` (default) or another key of :data:`nst_jax._src.statistics.STATISTICS`.
         units: ``"relative"`` or ``"paper"``.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"``.

@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 import nst_jax
-from nst_jax import vgg as vgg_mod
+from nst_jax._src import vgg as vgg_mod
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
 

@@ -6,7 +6,7 @@
   python scripts/benchmark.py --peer --time-to-quality                       # wall time to pastiche's image quality
 
 For each size and optimiser it reports seconds per step, loss evaluations per step (L-BFGS's line
-search may evaluate more than once), FLOPs per evaluation (the analytic count of nst_jax.flops, the
+search may evaluate more than once), FLOPs per evaluation (the analytic count of nst_jax._src.flops, the
 same on every backend; XLA's cost analysis beside it as a check: on a GPU it misses the cuDNN
 convolutions), the achieved GFLOP/s, and that as a fraction of the matmul peak of the same
 precision measured at the start of the same run (fp32 at JAX's default precision, which is TF32 on
@@ -49,8 +49,8 @@ from nst_jax import (
     stylize,
     sweep,
 )
+from nst_jax._src.flops import analytic_flops
 from nst_jax.compilation import CompileStats
-from nst_jax.flops import analytic_flops
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -103,7 +103,7 @@ def print_peaks(peaks: dict[str, float], n: int) -> None:
 
 def bench_compile(size: int, cache: str) -> None:
     """One CLI run (its defaults at ``size``) in this process: a table of every XLA program it compiled."""
-    from nst_jax.cli.stylize import main as cli_main
+    from nst_jax.cli._stylize import main as cli_main
 
     content, style, source = image_files()
     with tempfile.TemporaryDirectory() as tmp, CompileStats() as stats:
@@ -239,7 +239,7 @@ def bench_warm_start(size: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label in ("cold", "warm"):
             t = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "nst_jax.compilation", "nst_jax.cli.stylize",
+            out = subprocess.run([sys.executable, "-m", "nst_jax.compilation", "nst_jax.cli._stylize",
                                   "--content", str(content), "--style", str(style),
                                   "--size", str(size), "--iterations", "1", "--output", f"{tmp}/o.png", "--overwrite",
                                   "--compile-cache", f"{tmp}/cache"],
@@ -339,7 +339,7 @@ def peer_report(peer: dict, ours: dict, versions: tuple[str, str], shape: tuple[
 
 
 def bench_time_to_quality(vgg, size: int, peer_steps: int, threads: int, versions: tuple[str, str]) -> None:
-    """pastiche's defaults for `peer_steps` steps vs nst_jax's defaults, scored by nst_jax/metrics.py.
+    """pastiche's defaults for `peer_steps` steps vs nst_jax's defaults, scored by nst_jax/_src/metrics.py.
 
     pastiche runs through its command line (its defaults: the content photo as the start, its loss
     weights, L-BFGS without a line search, the style image at the content's pixel count) at
@@ -349,7 +349,7 @@ def bench_time_to_quality(vgg, size: int, peer_steps: int, threads: int, version
     ratios are all at least as good as pastiche's final ones.
     """
     from nst_jax import StylizeConfig, stylize
-    from nst_jax.metrics import Evaluator
+    from nst_jax._src.metrics import Evaluator
 
     content_path, style_path, source = image_files()
     content, style = load_image(content_path, size), load_image(style_path, size)
@@ -528,9 +528,9 @@ def run() -> int:
     for note in notes:
         print(note)
     print(f"images: {source}; loss: transfer, relu4_2 content, relu1_1..relu5_1 style; GFLOP/eval: the analytic "
-          "count of one value-and-gradient evaluation (nst_jax.flops), XLA GFLOP: XLA's cost analysis of the float32 "
-          "one (a check; on a GPU it misses the cuDNN convolutions); %peak: achieved rate / the matmul peak of the "
-          "same precision (fp32: JAX's default precision, TF32 on a GPU)")
+          "count of one value-and-gradient evaluation (nst_jax._src.flops), XLA GFLOP: XLA's cost analysis of the "
+          "float32 one (a check; on a GPU it misses the cuDNN convolutions); %peak: achieved rate / the matmul peak "
+          "of the same precision (fp32: JAX's default precision, TF32 on a GPU)")
     return 0
 
 

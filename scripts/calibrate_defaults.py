@@ -9,7 +9,7 @@
 Each candidate is a set of ``nst-jax`` flags (``balanced`` is what a user gets with none). It runs as
 the command line, one process per photo x painting pair, at pastiche's size; its wall time is
 the process's (start-up, compilation through the persistent cache and the run). Every output,
-pastiche's included, is scored in this process by ``nst_jax.metrics.Evaluator`` with the judge
+pastiche's included, is scored in this process by ``nst_jax._src.metrics.Evaluator`` with the judge
 (ImageNet VGG-16 and LPIPS, the ``eval`` extra): the style ratio at full size, ½ and ¼ (lower is
 more of the painting's style), the LPIPS content distance relative to the painting's (0 = the
 photo, 1 = as far as the painting) and speckle (1 = the painting's own high-frequency energy).

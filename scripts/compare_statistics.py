@@ -1,10 +1,10 @@
-"""Each registered style statistic on a small panel, scored by the independent judge (nst_jax/metrics.py).
+"""Each registered style statistic on a small panel, scored by the independent judge (nst_jax/_src/metrics.py).
 
   python scripts/compare_statistics.py                       # 3 pairs at 256 px, 60 steps, every statistic
   python scripts/compare_statistics.py --pairs chelsea:swirls --size 192 --steps 10 --statistics gram sliced
   python scripts/compare_statistics.py --statistics sliced --style-weight 200   # another balance
 
-For each photo x painting pair and each statistic of nst_jax.statistics.STATISTICS, one run with the
+For each photo x painting pair and each statistic of nst_jax._src.statistics.STATISTICS, one run with the
 library's defaults and ``style_loss`` set (relative units: every statistic's layer term is 1 at
 blank features and 0 at the style, so the default weights carry over, though not exactly), timed
 (compilation and targets included; wall time, and the process's CPU time summed over its threads,
@@ -37,7 +37,7 @@ HEADER = ("style", "style½", "style¼", "content", "speckle", "vgg19 sty", "vgg
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    from nst_jax.statistics import STATISTICS
+    from nst_jax._src.statistics import STATISTICS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), help="photo:painting names (%(default)s)")
@@ -52,8 +52,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def run_pair(vgg, judge, photo: str, painting: str, args: argparse.Namespace) -> list[dict]:
     """One run per statistic on one pair, each scored; rows printed as they come."""
     from nst_jax import StylizeConfig, make_weights, stylize
-    from nst_jax.image import load_image
-    from nst_jax.metrics import Evaluator
+    from nst_jax._src.image import load_image
+    from nst_jax._src.metrics import Evaluator
 
     content, style = load_image(IMAGES[photo], args.size), load_image(IMAGES[painting], args.size)
     evaluator = Evaluator(vgg, content=content, style=style, shape=content.shape, judge=judge)
@@ -72,15 +72,15 @@ def run_pair(vgg, judge, photo: str, painting: str, args: argparse.Namespace) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nst_jax.cli import args as cli
+    from nst_jax.cli import _args as cli
 
     return cli.guarded_main(run, argv)
 
 
 def run(argv: list[str] | None) -> int:
     args = parse(argv)
-    from nst_jax.metrics import load_judge
-    from nst_jax.vgg_io import load_vgg19
+    from nst_jax._src.metrics import load_judge
+    from nst_jax._src.vgg_io import load_vgg19
 
     judge, vgg = load_judge(), load_vgg19()
     beta = "the default style weight" if args.style_weight is None else f"style weight {args.style_weight:g}"

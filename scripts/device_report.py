@@ -30,7 +30,7 @@ budget lasts (each only with half its timeout left), and ``--stages`` picks any 
   per_eval (optional)   matmul peaks (fp32 at JAX's default precision = TF32 on a GPU, fp32 HIGHEST,
                         bf16), then the time of one loss value-and-gradient evaluation at 512..4096 px
                         in fp32 and bf16, and % of the matching peak by the analytic FLOP count
-                        (nst_jax.flops), XLA's count beside it
+                        (nst_jax._src.flops), XLA's count beside it
   sweep (optional)      a sweep of 8 members at 512 px, then the same 8 runs in sequence: throughput
   tests (optional)      a subset of the test suite on the device (pass/fail counts)
   pastiche (optional)   pastiche (PyTorch Gatys) on CUDA with its defaults, 500 steps at 512 px
@@ -177,7 +177,7 @@ def seconds_left(reserve: float = 0.0) -> float:
 
 # ---------------------------------------------------------------------------------------------- the CLI in a process
 
-# The lines of nst-jax (nst_jax.cli.stylize), of nst_jax.compilation's summary and of XLA's flag parser that
+# The lines of nst-jax (nst_jax.cli._stylize), of nst_jax.compilation's summary and of XLA's flag parser that
 # the report reads.
 _SUMMARY = re.compile(r"compiled (\d+) XLA programs?(?: \((.*)\))?: .*compile ([\d.]+) s")
 _TIMING = re.compile(r"time per iteration: ([\d.]+) s")
@@ -241,7 +241,7 @@ def cli_argv(p: dict, work: pathlib.Path, content, style, cache: str, name: str,
         steps: Steps of every level (``--iterations``) [default: ``p['cli_iterations']``, else the preset's].
         extra: More options.
     """
-    argv = [sys.executable, "-m", "nst_jax.compilation", "nst_jax.cli.stylize", "--content", str(content),
+    argv = [sys.executable, "-m", "nst_jax.compilation", "nst_jax.cli._stylize", "--content", str(content),
             "--style", str(style), "--size", str(p["size"]), "--output", str(work / f"{name}.png"), "--overwrite",
             "--compile-cache", cache]
     steps = steps or p["cli_iterations"]
@@ -358,7 +358,7 @@ XLA_SETTINGS = {
 
 
 def backend():
-    """nst_jax.backend, loaded from its file: importing it through the package would import JAX
+    """nst_jax._src.backend, loaded from its file: importing it through the package would import JAX
     (nst_jax/__init__.py), seconds that the parent and the XLA stages, which start no backend, need not spend."""
     spec = importlib.util.spec_from_file_location("nst_jax_backend", ROOT / "nst_jax" / "backend.py")
     module = importlib.util.module_from_spec(spec)
@@ -375,7 +375,7 @@ def xla_env(name: str, work: pathlib.Path, user_flags: str) -> tuple[dict[str, s
         user_flags: The user's ``XLA_FLAGS``.
 
     Returns:
-        ``XLA_FLAGS`` (the setting's flags added to ``user_flags`` by nst_jax.backend.merged_xla_flags,
+        ``XLA_FLAGS`` (the setting's flags added to ``user_flags`` by nst_jax._src.backend.merged_xla_flags,
         which keeps a value the user set) with the setting's other variables, and the names of the
         setting's flags whose value is the user's.
     """
@@ -489,7 +489,7 @@ def stage_per_eval(p, work):
     from jax import lax
 
     from nst_jax import StylizeConfig, compute_targets, load_image, load_vgg19, loss_terms, make_weights
-    from nst_jax.flops import analytic_flops
+    from nst_jax._src.flops import analytic_flops
 
     def peak(dtype, precision=None):
         n = p["peak_n"]
@@ -749,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:  # a child: one stage
         work = pathlib.Path(args.work)
         if args.stage in LIBRARY_STAGES:
-            from nst_jax.cache import enable_compilation_cache
+            from nst_jax._src.cache import enable_compilation_cache
 
             enable_compilation_cache(work / "cache_library")
         CHILDREN[args.stage](p, work)

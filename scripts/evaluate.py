@@ -1,4 +1,4 @@
-"""The quality ratios of stylized images: style at three scales, content and speckle (see nst_jax/metrics.py).
+"""The quality ratios of stylized images: style at three scales, content and speckle (see nst_jax/_src/metrics.py).
 
   python scripts/evaluate.py CONTENT STYLE OUTPUT|DIRECTORY [...] [--json] [--vgg19-only]
 
@@ -19,7 +19,7 @@ import json
 import pathlib
 import sys
 
-from nst_jax.cli import args as cli
+from nst_jax.cli import _args as cli
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 COLUMNS = {"style_x1": "style", "style_x2": "style½", "style_x4": "style¼", "content_lpips": "content",
@@ -61,9 +61,9 @@ def run(argv: list[str] | None) -> int:
     p.add_argument("--vgg19-only", action="store_true", help="skip the VGG-16/LPIPS judge (the eval extra)")
     args = p.parse_args(argv)
 
+    from nst_jax._src.image import load_image
+    from nst_jax._src.metrics import Evaluator, optional_judge
     from nst_jax.errors import NSTError
-    from nst_jax.image import load_image
-    from nst_jax.metrics import Evaluator, optional_judge
 
     content, style = load_image(args.content), load_image(args.style)
     paths = output_paths(args.outputs)

@@ -3,8 +3,8 @@
   python scripts/highres_benchmark.py --size 4096 --output /tmp/highres.png
 
 The content photo is centre-cropped to a square (so the output is size x size) and the run
-goes coarse to fine (:func:`nst_jax.multiscale.stylize_multiscale`); levels larger than
---tile-size are evaluated tile by tile (:mod:`nst_jax.tiled`: the same loss and gradient in
+goes coarse to fine (:func:`nst_jax._src.multiscale.stylize_multiscale`); levels larger than
+--tile-size are evaluated tile by tile (:mod:`nst_jax._src.tiled`: the same loss and gradient in
 the memory of one tile). The library's relative loss units give every level, and every output
 size, the same balance of content and style, so the library's default weights serve at 4096 px
 as at 256 px. After each level the
@@ -22,17 +22,9 @@ import time
 
 import numpy as np
 
-from nst_jax import (
-    StylizeConfig,
-    colour,
-    load_image,
-    load_vgg19,
-    make_weights,
-    pyramid_sizes,
-    save_image,
-    stylize_multiscale,
-)
-from nst_jax.memory import check_memory
+from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, pyramid_sizes, save_image, stylize_multiscale
+from nst_jax._src import colour
+from nst_jax._src.memory import check_memory
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"

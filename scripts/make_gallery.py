@@ -12,7 +12,7 @@ The Shipwreck (public domain); no input image is copied into docs/. Writes:
   per painting, each cell at 384 px, the cells at full size.
 - ``docs/gallery_pastiche.jpg``: for the two pairs pastiche ran on (``--peer``), pastiche 1.6.0's
   defaults (500 L-BFGS steps) beside nst_jax's default, 384 px each, with the judge's ratios below
-  (``nst_jax.metrics.Evaluator``: style at full size, ½ and ¼, LPIPS content, speckle; lower = more
+  (``nst_jax._src.metrics.Evaluator``: style at full size, ½ and ¼, LPIPS content, speckle; lower = more
   style, content 0 = the photo).
 - ``docs/gallery_2048_crop.jpg``: a 512 x 384 px crop at full resolution of a 2048 px output (the
   default preset's levels, 80 + 40 + 10 steps, in 1024 px tiles: the same result in less memory
@@ -48,7 +48,7 @@ MAX_BYTES = 700_000
 
 def run(work: pathlib.Path, name: str, flags: list[str]) -> tuple[pathlib.Path, float | None]:
     """One nst-jax run into ``work/name.png`` (kept and reused); its wall time, None when reused."""
-    from nst_jax.cli.stylize import main as nst_jax_main
+    from nst_jax.cli._stylize import main as nst_jax_main
 
     out = work / f"{name}.png"
     if out.is_file():
@@ -62,7 +62,7 @@ def run(work: pathlib.Path, name: str, flags: list[str]) -> tuple[pathlib.Path, 
 
 def save_jpeg(path: pathlib.Path, sheet: Image.Image) -> int:
     """``sheet`` as the best JPEG quality (95 down to 70) that fits :data:`MAX_BYTES`; the bytes written."""
-    from nst_jax.atomic import atomic_open
+    from nst_jax._src.atomic import atomic_open
 
     for quality in range(95, 65, -5):
         with atomic_open(path) as f:
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from nst_jax import Evaluator, load_image, load_vgg19, optional_judge
-    from nst_jax.figures import labelled_grid
-    from nst_jax.metrics import evaluate
+    from nst_jax._src.figures import labelled_grid
+    from nst_jax._src.metrics import evaluate
 
     peer = json.loads((args.peer / "peer.json").read_text())
     peer_files = {s: args.peer / f"{PHOTO.stem}-{s}-{SIZE}.png" for s in PEER_PAIRS}

@@ -60,7 +60,7 @@ def torch_features(vgg, rgb: np.ndarray) -> dict[str, np.ndarray]:
     import torch
     import torch.nn.functional as F
 
-    from nst_jax.vgg import CONV_LAYERS
+    from nst_jax._src.vgg import CONV_LAYERS
 
     bgr = rgb.astype(np.float64)[..., ::-1] * 255.0 - np.array(CAFFE_MEAN_BGR, np.float64)
     x = torch.from_numpy(bgr.copy()).permute(2, 0, 1)[None]  # NCHW
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         return 2
     import torch
 
-    from nst_jax.vgg_io import load_vgg19
+    from nst_jax._src.vgg_io import load_vgg19
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     vgg = load_vgg19()

@@ -1,4 +1,4 @@
-"""Measures the per-channel mean activations that normalise VGG-19 (see nst_jax/normalize.py).
+"""Measures the per-channel mean activations that normalise VGG-19 (see nst_jax/_src/normalize.py).
 
   python scripts/normalize_weights.py --images examples ../shared/images
 
@@ -13,9 +13,9 @@ import argparse
 import pathlib
 import sys
 
-from nst_jax.image import load_image
-from nst_jax.normalize import DEFAULT_SCALES, channel_means, save_scales
-from nst_jax.vgg_io import DEFAULT_VGG_FILE, load_vgg19
+from nst_jax._src.image import load_image
+from nst_jax._src.normalize import DEFAULT_SCALES, channel_means, save_scales
+from nst_jax._src.vgg_io import DEFAULT_VGG_FILE, load_vgg19
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     means = channel_means(vgg, (load_image(q, args.size) for q in paths))
     meta = {"images": [q.name for q in paths], "size": args.size, "pooling": "max",
             "weights_sha256": vgg.sha256,
-            "rule": "mean of each ReLU channel over all images and positions (nst_jax/normalize.py)"}
+            "rule": "mean of each ReLU channel over all images and positions (nst_jax/_src/normalize.py)"}
     digest = save_scales(args.output, means, meta)
     print(f"wrote {args.output} from {len(paths)} images ({', '.join(meta['images'])}); sha256 {digest[:12]}...")
     return 0

@@ -24,13 +24,13 @@ import pathlib
 import sys
 import time
 
-from nst_jax import image as imageio
 from nst_jax import load_vgg19, make_weights, stack_weights, stylize, sweep
-from nst_jax.cache import enable_compilation_cache
-from nst_jax.cli import args as cli
+from nst_jax._src import image as imageio
+from nst_jax._src.cache import enable_compilation_cache
+from nst_jax._src.figures import labelled_grid, psnr, save_json, save_reduced, save_sheet
+from nst_jax.cli import _args as cli
 from nst_jax.config import TERMS, StylizeConfig
 from nst_jax.errors import NSTError
-from nst_jax.figures import labelled_grid, psnr, save_json, save_reduced, save_sheet
 
 SHARED = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "images"
 STYLES = {"shipwreck": "Shipwreck (Turner)", "starry_night": "The Starry Night (van Gogh)",

@@ -32,7 +32,7 @@ def images() -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def run(content: pathlib.Path, style: pathlib.Path, out: pathlib.Path, args, bucket: int, cache: str) -> tuple:
-    cmd = [sys.executable, "-m", "nst_jax.cli.stylize", str(content), str(style), "-o", str(out), "--overwrite",
+    cmd = [sys.executable, "-m", "nst_jax.cli._stylize", str(content), str(style), "-o", str(out), "--overwrite",
            "--size", str(args.size), "--iterations", str(args.iterations), "--shape-bucket", str(bucket),
            "--compile-cache", cache]
     t = time.perf_counter()

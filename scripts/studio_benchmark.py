@@ -9,7 +9,7 @@ persistent compilation cache is left off) and runs to the end; job 2 (the same s
 starts warm: it must compile nothing, which the compile log (nst_jax.compilation.CompileStats) counts. The first
 preview is the first status whose step is past 0 (the end of the first chunk of compiled steps), and its image
 must be served. RSS is this process's resident memory (the client's share is a few MB of urllib), read a second
-after a job ends (the worker collects garbage and trims the C heap then: nst_jax.studio.jobs.release_memory).
+after a job ends (the worker collects garbage and trims the C heap then: nst_jax.studio._jobs.release_memory).
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ def main() -> None:
     import jax
     import uvicorn
 
-    from nst_jax.cli import common
-    from nst_jax.studio.app import create_app
-    from nst_jax.studio.jobs import Studio, release_memory
+    from nst_jax.cli import _common as common
+    from nst_jax.studio._app import create_app
+    from nst_jax.studio._jobs import Studio, release_memory
 
     # The VGG parameters are loaded at start-up, as nst-jax serve does.
     studio = Studio(tempfile.mkdtemp(prefix="nst_jax_studio_bench_"), vgg=common.load_vgg("original"))

@@ -35,9 +35,9 @@ def waves(h: int = 192, w: int = 256) -> Image.Image:
 def serve(jobs: pathlib.Path) -> str:
     import uvicorn
 
-    from nst_jax.cli import common
-    from nst_jax.studio.app import create_app
-    from nst_jax.studio.jobs import Studio
+    from nst_jax.cli import _common as common
+    from nst_jax.studio._app import create_app
+    from nst_jax.studio._jobs import Studio
 
     sock = socket.create_server(("127.0.0.1", 0))
     app = create_app(Studio(jobs, vgg=common.load_vgg("original")))

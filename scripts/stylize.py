@@ -5,7 +5,7 @@
 
 import sys
 
-from nst_jax.cli.stylize import main
+from nst_jax.cli._stylize import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@
 
 import sys
 
-from nst_jax.cli.sweep import main
+from nst_jax.cli._sweep import main
 
 if __name__ == "__main__":
     sys.exit(main())

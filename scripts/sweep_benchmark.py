@@ -62,15 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     base = [str(args.content), str(args.style), "--size", str(args.size), *args.extra]
     with tempfile.TemporaryDirectory(prefix="nst_sweep_bench_") as work:
         work = pathlib.Path(work)
-        dry = subprocess.run([sys.executable, "-m", "nst_jax.cli.stylize", *base, "-o", str(work / "x.png"),
+        dry = subprocess.run([sys.executable, "-m", "nst_jax.cli._stylize", *base, "-o", str(work / "x.png"),
                               "--dry-run"], capture_output=True, text=True, check=True)
         plan = json.loads(dry.stdout)
         levels, one_estimate = plan["spec"]["levels"], plan["memory"]["estimate_bytes"] / 2**20
         betas = [level["weights"]["style"] for level in levels]
-        sweep = [sys.executable, "-m", "nst_jax.cli.sweep", *base, "--no-metrics", "--overwrite",
+        sweep = [sys.executable, "-m", "nst_jax.cli._sweep", *base, "--no-metrics", "--overwrite",
                  "--compile-cache", str(work / "cache_sweep"), "--output-dir", str(work / "sweep"),
                  "--style-weight-factors", *map(str, factors)]
-        loop = [[sys.executable, "-m", "nst_jax.cli.stylize", *base, "--overwrite", "--compile-cache",
+        loop = [[sys.executable, "-m", "nst_jax.cli._stylize", *base, "--overwrite", "--compile-cache",
                  str(work / "cache_loop"), "-o", str(work / f"loop_{k}.png"),
                  "--scale-style-weights", *(f"{b * f:g}" for b in betas)] for k, f in enumerate(factors)]
         rows = []

@@ -24,8 +24,9 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 CHILD = """
 import json, resource, sys, time
 import jax, jax.numpy as jnp, numpy as np
-from nst_jax import StylizeConfig, colour, compute_targets, load_image, load_vgg19, loss_terms, make_weights, tiled
-from nst_jax.objective import style_reference
+from nst_jax import StylizeConfig, compute_targets, load_image, load_vgg19, loss_terms, make_weights
+from nst_jax._src import colour, tiled
+from nst_jax._src.objective import style_reference
 
 size, tile_size, content_path, style_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nst_jax import load_vgg19, stylize
-from nst_jax.backend import gpu_present, merged_xla_flags
+from nst_jax._src.backend import gpu_present, merged_xla_flags
 from nst_jax.compilation import enable_compilation_cache
 
 # The suite's programs run once, on tiny images, so on the CPU they compile faster than XLA's defaults
@@ -144,7 +144,7 @@ def run_script(name, *args, cwd=None, timeout=900):
 
 def nst_in_process(capsys, *args):
     """Runs ``nst-jax`` in this process: ``(exit code, stdout, stderr)``."""
-    from nst_jax.cli.stylize import main
+    from nst_jax.cli._stylize import main
 
     try:
         code = main([str(a) for a in args])

@@ -1,4 +1,4 @@
-"""Compile ahead (nst_jax.ahead): the next level compiles in a background thread, changing neither the result
+"""Compile ahead (nst_jax._src.ahead): the next level compiles in a background thread, changing neither the result
 nor the programs compiled; its failures fall back to the foreground; its thread ends with the run."""
 
 import contextlib
@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, driver
-from nst_jax.ahead import THREAD_NAME, CompileAhead
-from nst_jax.multiscale import stylize_multiscale
+from nst_jax import StylizeConfig
+from nst_jax._src import driver
+from nst_jax._src.ahead import THREAD_NAME, CompileAhead
+from nst_jax._src.multiscale import stylize_multiscale
 
 from .conftest import PAINTING, compiled_programs, smooth_image
 

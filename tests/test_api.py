@@ -13,7 +13,7 @@ import pytest
 
 import nst_jax
 from nst_jax import NSTError, StylizeConfig
-from nst_jax.image import load_image
+from nst_jax._src.image import load_image
 
 from .conftest import EXAMPLES, PAINTING, run, smooth_image
 

@@ -1,8 +1,9 @@
-"""nst_jax.backend: XLA options are added to XLA_FLAGS, never over the user's; the GPU check follows JAX_PLATFORMS."""
+"""nst_jax._src.backend: XLA options are added to XLA_FLAGS, never over the user's; the GPU check follows
+JAX_PLATFORMS."""
 
 import pytest
 
-from nst_jax import backend
+from nst_jax._src import backend
 
 
 def test_merge_keeps_the_users_flags():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from nst_jax import StylizeConfig, stylize
+from nst_jax._src.plan import canvas_shape, make_plan
 from nst_jax.errors import NSTError
-from nst_jax.plan import canvas_shape, make_plan
 
 from .conftest import EXAMPLES, compiled_programs, smooth_image
 
@@ -65,7 +65,7 @@ def test_another_aspect_ratio_on_the_same_canvas_compiles_nothing(vgg):
 def test_cli_run_compiles_two_programs_and_says_so(tmp_path):
     out = tmp_path / "out.png"
     proc = subprocess.run(
-        [sys.executable, "-m", "nst_jax.cli.stylize", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "swirls.png"),
+        [sys.executable, "-m", "nst_jax.cli._stylize", str(EXAMPLES / "chelsea.png"), str(EXAMPLES / "swirls.png"),
          "-o", str(out), "--size", "48", "--iterations", "2", "--compile-cache", "off",
          "--content-layer", "relu2_2", "--style-layers", "relu1_1", "relu2_1"],
         capture_output=True, text=True, timeout=600, env={"JAX_LOG_COMPILES": "1", **__import__("os").environ})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nst_jax import StylizeConfig, make_weights, stylize
-from nst_jax.checkpoint import load_checkpoint, save_checkpoint
+from nst_jax._src.checkpoint import load_checkpoint, save_checkpoint
 from nst_jax.errors import NSTError, NumericalError
 
 from .conftest import smooth_image

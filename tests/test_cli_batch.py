@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from nst_jax.cli import common
-from nst_jax.cli.stylize import parse
+from nst_jax.cli import _common as common
+from nst_jax.cli._stylize import parse
 from nst_jax.files import load_image, read_record, save_image
 
 from .conftest import compiled_programs, nst_in_process, smooth_image

@@ -1,4 +1,4 @@
-"""The command line's shared parts (nst_jax.cli.common) and friendly forms: positional CONTENT STYLE, no
+"""The command line's shared parts (nst_jax.cli._common) and friendly forms: positional CONTENT STYLE, no
 abbreviations with a suggestion, grouped --help, plurals, value ranges, the run arguments, and one
 exception-to-exit-code mapping."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax.cli import common
-from nst_jax.cli.stylize import build_parser, parse
+from nst_jax._src.image import save_image
+from nst_jax._src.record import read_record
+from nst_jax.cli import _common as common
+from nst_jax.cli._stylize import build_parser, parse
 from nst_jax.errors import NSTError, NumericalError, OutputExists
-from nst_jax.image import save_image
-from nst_jax.record import read_record
 
 from .conftest import EXAMPLES, nst_in_process, run_cli, smooth_image
 
@@ -104,8 +104,9 @@ ERRORS = {
 @pytest.mark.parametrize("tool", ["nst-jax", "nst-jax-sweep"])
 def test_every_error_kind_exits_with_its_code(tool, tmp_path, capsys, monkeypatch):
     """Both tools map each error kind to its exit code and one line on stderr (one mapping,
-    nst_jax.cli.common.exit_code), with no traceback, whatever raises it inside the run."""
-    from nst_jax.cli import stylize, sweep
+    nst_jax.cli._common.exit_code), with no traceback, whatever raises it inside the run."""
+    from nst_jax.cli import _stylize as stylize
+    from nst_jax.cli import _sweep as sweep
 
     main = stylize.main if tool == "nst-jax" else sweep.main
     argv = ["--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png", "--size", 48]

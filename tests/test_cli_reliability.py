@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax.record import read_record
-from nst_jax.vgg_io import DEFAULT_VGG_FILE, sha256_of
+from nst_jax._src.record import read_record
+from nst_jax._src.vgg_io import DEFAULT_VGG_FILE, sha256_of
 
 from .conftest import EXAMPLES, nst_in_process, script_env
 from .image_cases import refused_cases

@@ -10,11 +10,11 @@ from PIL import Image
 
 import nst_jax
 from nst_jax import StylizeConfig, preset_levels, resolve_levels, stylize
-from nst_jax.cli import common
-from nst_jax.cli import stylize as cli
+from nst_jax._src.image import load_image
+from nst_jax.cli import _common as common
+from nst_jax.cli import _stylize as cli
 from nst_jax.config import DEFAULT_PRESET, MIN_LEVEL_SIZE, PRESETS
 from nst_jax.errors import NSTError
-from nst_jax.image import load_image
 
 from .conftest import EXAMPLES, compiled_programs, nst_in_process, run_cli
 
@@ -194,7 +194,7 @@ def test_bad_input_one_line_no_output(tmp_path, capsys):
 @pytest.mark.slow
 def test_images_carry_their_run_record_and_rerun_makes_them_again(tmp_path, capsys, monkeypatch):
     """In this process (the reruns need no fresh one; test_end_to_end_writes_image_and_reports runs the script)."""
-    from nst_jax.record import read_record
+    from nst_jax._src.record import read_record
 
     content = tmp_path / "content.png"
     content.write_bytes(CONTENT.read_bytes())

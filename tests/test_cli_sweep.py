@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stack_weights, sweep
-from nst_jax.image import load_image
+from nst_jax._src.image import load_image
 
 from .conftest import EXAMPLES, run_script
 
 
 @pytest.mark.slow
 def test_sweep_cli(tmp_path, vgg):
-    from nst_jax.cli import sweep as sweep_cli
+    from nst_jax.cli import _sweep as sweep_cli
 
     argv = ["--content", EXAMPLES / "chelsea.png", "--style", EXAMPLES / "swirls.png", "--output-dir", tmp_path / "sw",
             "--size", 48, "--iterations", 3, "--optimizer", "adam", "--style-weights", "1e1:1e3:2", "--seeds", 0, 1,
@@ -63,9 +63,9 @@ def test_sweep_of_paintings_and_factors_members_are_runs(tmp_path, capsys):
     """2 paintings x 2 style-weight factors over the preset's two levels at 128 px: 4 members, each carrying
     a run record that ``nst-jax --rerun`` replays into the same image, bit for bit; the factor-1 member is
     the plain ``nst-jax PHOTO PAINTING`` run; the factor scales every level's style weight."""
-    from nst_jax.cli import stylize
-    from nst_jax.cli import sweep as sweep_cli
-    from nst_jax.record import read_record
+    from nst_jax._src.record import read_record
+    from nst_jax.cli import _stylize as stylize
+    from nst_jax.cli import _sweep as sweep_cli
 
     other = tmp_path / "other.png"
     Image.open(EXAMPLES / "swirls.png").transpose(Image.ROTATE_90).save(other)
@@ -101,7 +101,7 @@ def test_sweep_of_paintings_and_factors_members_are_runs(tmp_path, capsys):
 def test_sweep_of_presets_runs_each_level_structure_as_its_own_group(tmp_path, capsys):
     """--preset balanced painterly faithful: the two three-level presets (two levels at 128 px) share their
     levels and run together, faithful's one level on its own; each member has its preset's weights."""
-    from nst_jax.cli import sweep as sweep_cli
+    from nst_jax.cli import _sweep as sweep_cli
 
     argv = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "--output-dir", tmp_path / "sw", "--size", 128,
             "--content-layer", "relu1_1", "--style-layers", "relu1_1", "--iterations", 2, "--no-metrics",
@@ -119,8 +119,8 @@ def test_sweep_of_presets_runs_each_level_structure_as_its_own_group(tmp_path, c
 def test_sweep_of_per_level_style_weight_lists(tmp_path, capsys):
     """--scale-style-weights repeated: each list is one member's per-level style weights, and that member is
     the plain ``nst-jax ... --scale-style-weights`` run with the same list, bit for bit."""
-    from nst_jax.cli import stylize
-    from nst_jax.cli import sweep as sweep_cli
+    from nst_jax.cli import _stylize as stylize
+    from nst_jax.cli import _sweep as sweep_cli
 
     small = ["--size", 128, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "--iterations", 2]
     argv = [EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png", "--output-dir", tmp_path / "sw", "--no-metrics",

@@ -1,8 +1,8 @@
-"""Colour helpers (nst_jax.colour)."""
+"""Colour helpers (nst_jax._src.colour)."""
 
 import numpy as np
 
-from nst_jax import colour
+from nst_jax._src import colour
 
 from .conftest import PHOTO
 

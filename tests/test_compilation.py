@@ -66,7 +66,7 @@ def test_import_registers_nothing():
 def test_persistent_cache_hits_are_counted(tmp_path):
     code = f"""
 import jax, numpy as np
-from nst_jax.cache import enable_compilation_cache
+from nst_jax._src.cache import enable_compilation_cache
 from nst_jax.compilation import CompileStats
 enable_compilation_cache({str(tmp_path)!r})
 with CompileStats() as s:

@@ -6,10 +6,11 @@ import re
 import numpy as np
 import pytest
 
-from nst_jax import LossConfig, StylizeConfig, VGGParams, config, make_weights, metrics, perceptual, stylize, terms
+from nst_jax import LossConfig, StylizeConfig, VGGParams, config, make_weights, perceptual, stylize
+from nst_jax._src import metrics, terms
+from nst_jax._src.optimizers import OPTIMIZERS
+from nst_jax._src.statistics import STATISTICS
 from nst_jax.errors import NSTError
-from nst_jax.optimizers import OPTIMIZERS
-from nst_jax.statistics import STATISTICS
 
 from .conftest import smooth_image
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from nst_jax import backend
-from nst_jax.cli import stylize
+from nst_jax._src import backend
+from nst_jax.cli import _stylize as stylize
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("device_report", ROOT / "scripts" / "device_report.py")
@@ -135,7 +135,7 @@ def test_xla_stage_runs_its_command_and_writes_its_row(tmp_path, monkeypatch, ca
         assert row["compile_s"] is None
     ran = json.loads(seen.read_text())
     assert ran["env"]["XLA_FLAGS"] == row["xla_flags"]
-    argv = ran["argv"][3:]  # after "-m nst_jax.compilation nst_jax.cli.stylize"
+    argv = ran["argv"][3:]  # after "-m nst_jax.compilation nst_jax.cli._stylize"
     assert argv[argv.index("--size") + 1] == "512" and argv[argv.index("--iterations") + 1] == "40"
     assert argv[argv.index("--scales") + 1] == "1"
     assert argv[argv.index("--compile-cache") + 1] == str(tmp_path / "cache_xla_no_fusion_autotuner")
@@ -145,7 +145,7 @@ def _resolved_levels(argv):
     """The levels nst-jax resolves for a report's command (its --dry-run, in this process)."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert stylize.main(argv[argv.index("nst_jax.cli.stylize") + 1:] + ["--dry-run"]) == 0
+        assert stylize.main(argv[argv.index("nst_jax.cli._stylize") + 1:] + ["--dry-run"]) == 0
     return [(max(level["shape"]), level["iterations"]) for level in json.loads(out.getvalue())["spec"]["levels"]]
 
 

@@ -55,7 +55,7 @@ CHILD = textwrap.dedent("""
 
     import numpy as np
     from nst_jax import load_vgg19
-    from nst_jax.driver import to_host
+    from nst_jax._src.driver import to_host
     from tests.test_distributed import run_cases
 
     seen = []
@@ -147,7 +147,7 @@ def test_sweep_over_two_processes_equals_one_process(vgg, tmp_path):
 SLOW_WRITER = textwrap.dedent("""
     import functools, runpy, sys, time
     import jax
-    import nst_jax.figures as figures
+    import nst_jax._src.figures as figures
 
     jax.distributed.initialize = functools.partial(jax.distributed.initialize, shutdown_timeout_seconds=5)
     save_json = figures.save_json

@@ -20,8 +20,8 @@ import types
 import pytest
 
 import nst_jax
-from nst_jax.cli import stylize as stylize_cli
-from nst_jax.cli import sweep as sweep_cli
+from nst_jax.cli import _stylize as stylize_cli
+from nst_jax.cli import _sweep as sweep_cli
 
 from . import doc_blocks
 

@@ -1,4 +1,4 @@
-"""The host loop (nst_jax.driver): chunks compiled once, chunking that does not change the result, the
+"""The host loop (nst_jax._src.driver): chunks compiled once, chunking that does not change the result, the
 member layout."""
 
 import jax
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from nst_jax import StylizeConfig, make_weights, objective
-from nst_jax.driver import chunk_program, member_layout, member_mesh, start_program
+from nst_jax import StylizeConfig, make_weights
+from nst_jax._src import objective
+from nst_jax._src.driver import chunk_program, member_layout, member_mesh, start_program
 from nst_jax.errors import NSTError
 
 from .conftest import PHOTO, compiled_programs, run

@@ -1,9 +1,9 @@
-"""Figures (nst_jax.figures): PSNR, the labelled contact sheet, reduced copies."""
+"""Figures (nst_jax._src.figures): PSNR, the labelled contact sheet, reduced copies."""
 
 import numpy as np
 from PIL import Image
 
-from nst_jax.figures import labelled_grid, psnr, save_reduced
+from nst_jax._src.figures import labelled_grid, psnr, save_reduced
 
 
 def test_psnr_and_grid():

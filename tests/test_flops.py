@@ -1,9 +1,9 @@
-"""The analytic FLOP count (nst_jax.flops) against hand-computed values."""
+"""The analytic FLOP count (nst_jax._src.flops) against hand-computed values."""
 
 import pytest
 
 from nst_jax import LossConfig, StylizeConfig
-from nst_jax.flops import analytic_flops, flop_breakdown
+from nst_jax._src.flops import analytic_flops, flop_breakdown
 
 
 def test_tiny_config_by_hand():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nst_jax
-from nst_jax import vgg as vgg_mod
+from nst_jax._src import vgg as vgg_mod
 from nst_jax.errors import NSTError
 
 

@@ -20,12 +20,12 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 import nst_jax.files
-from nst_jax import checkpoint as ckpt
-from nst_jax.cli import common
-from nst_jax.cli.stylize import main
+from nst_jax._src import checkpoint as ckpt
+from nst_jax._src.image import save_image
+from nst_jax._src.record import RECORD_KEY, read_record, save_options
+from nst_jax.cli import _common as common
+from nst_jax.cli._stylize import main
 from nst_jax.errors import NSTError, OutputExists, clean, one_line
-from nst_jax.image import save_image
-from nst_jax.record import RECORD_KEY, read_record, save_options
 
 from .conftest import nst_in_process, script_env, smooth_image
 
@@ -137,7 +137,7 @@ def test_outputs_never_clobber_inputs(capsys, pics, tmp_path):
 
 
 def test_vgg_file_and_resumed_checkpoint_are_inputs(capsys, done, tmp_path, pics):
-    from nst_jax.vgg_io import DEFAULT_VGG_FILE
+    from nst_jax._src.vgg_io import DEFAULT_VGG_FILE
 
     content, style = pics
     refused(capsys, 2, content, style, "-o", DEFAULT_VGG_FILE.with_suffix(".png"), "--checkpoint", DEFAULT_VGG_FILE,
@@ -193,7 +193,7 @@ def test_file_appearing_during_the_run_is_kept(capsys, pics, tmp_path, monkeypat
 
 
 def test_no_replace_move_keeps_the_other_file(tmp_path):
-    from nst_jax.atomic import atomic_open
+    from nst_jax._src.atomic import atomic_open
 
     target = tmp_path / "t.bin"
     with pytest.raises(OutputExists) as info, atomic_open(target, replace=False) as f:

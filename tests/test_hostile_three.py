@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 
 import nst_jax.files
-from nst_jax.cli import stylize as stylize_cli
-from nst_jax.cli import sweep as sweep_cli
+from nst_jax._src.image import load_image, save_image
+from nst_jax.cli import _stylize as stylize_cli
+from nst_jax.cli import _sweep as sweep_cli
 from nst_jax.errors import NSTError
-from nst_jax.image import load_image, save_image
 
 from .conftest import SCRIPTS, script_env, smooth_image
 from .image_cases import gradient
@@ -237,7 +237,7 @@ CHECKPOINT_FIELDS = {
 
 
 def test_checkpoints_validated_before_compiling(capsys, done, tmp_path, monkeypatch):
-    from nst_jax import driver
+    from nst_jax._src import driver
 
     class Uncompiled:
         """The start program, which may be lowered for its shapes but never compiled nor run."""
@@ -346,12 +346,13 @@ def test_scales_bounded(capsys, pics, tmp_path, monkeypatch):
 
 
 def test_style_scale_checked_before_resizing(capsys, pics, tmp_path, monkeypatch):
-    import nst_jax.image
+    import nst_jax._src.image
 
     content, style = pics
     resized = []
-    original = nst_jax.image.resize_longest
-    monkeypatch.setattr(nst_jax.image, "resize_longest", lambda im, size: resized.append(size) or original(im, size))
+    original = nst_jax._src.image.resize_longest
+    monkeypatch.setattr(nst_jax._src.image, "resize_longest",
+                        lambda im, size: resized.append(size) or original(im, size))
     monkeypatch.setenv("NST_JAX_MEMORY_LIMIT_BYTES", str(4 * 2**30))
     line = refused(capsys, 2, content, style, "-o", tmp_path / "o.png", "--size", 1024, "--style-scale", 8,
                    "--content-layer", "relu1_1", "--style-layers", "relu1_1", needle="--style-scale")
@@ -433,7 +434,7 @@ def _terminate(*args, **kwargs):
 
 
 def test_sigterm_during_start_up(capsys, pics, tmp_path, monkeypatch, sigterm_guard):
-    from nst_jax.cli import common
+    from nst_jax.cli import _common as common
 
     content, style = pics
     original = common.load_vgg
@@ -537,7 +538,7 @@ def test_vgg_choice_misspelt(capsys, pics, tmp_path):
 def test_exit_5_advice_names_the_destination(capsys, pics, tmp_path, monkeypatch):
     import errno
 
-    from nst_jax import atomic
+    from nst_jax._src import atomic
 
     content, style = pics
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from nst_jax._src.image import load_image, open_image, save_image
 from nst_jax.errors import NSTError
-from nst_jax.image import load_image, open_image, save_image
 
 from .image_cases import converted_cases, gradient, refused_cases
 

@@ -60,13 +60,13 @@ def test_the_cli_imports_the_public_api_only():
 def test_the_check_catches_a_private_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("from nst_jax import files, stylize\nfrom nst_jax.config import TERMS\n"
-                      "from nst_jax import image\nfrom nst_jax.plan import make_plan\n"
-                      "from nst_jax.config import tile_alignment\nimport nst_jax.objective\n"
-                      "def f():\n    from nst_jax.metrics import Evaluator\n")
+                      "from nst_jax import image\nfrom nst_jax._src.plan import make_plan\n"
+                      "from nst_jax.config import tile_alignment\nimport nst_jax._src.objective\n"
+                      "def f():\n    from nst_jax._src.metrics import Evaluator\n")
     assert [b.split(": ", 1)[1] for b in non_public_imports(sample)] == [
-        "from nst_jax import image", "from nst_jax.plan import make_plan",
-        "tile_alignment is not in nst_jax.config.__all__", "import nst_jax.objective",
-        "from nst_jax.metrics import Evaluator"]
+        "from nst_jax import image", "from nst_jax._src.plan import make_plan",
+        "tile_alignment is not in nst_jax.config.__all__", "import nst_jax._src.objective",
+        "from nst_jax._src.metrics import Evaluator"]
 
 
 @pytest.mark.parametrize("module", ("nst_jax",) + PUBLIC_MODULES)

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from nst_jax.linesearch import scale_by_wolfe_linesearch
+from nst_jax._src.linesearch import scale_by_wolfe_linesearch
 
 C1, C2 = 1e-4, 0.9
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import losses
+from nst_jax._src import losses
 
 RTOL = 1e-5
 

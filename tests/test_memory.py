@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from nst_jax import StylizeConfig
+from nst_jax._src.memory import ENV_LIMIT, MEMBER_COPIES, check_memory, estimate_bytes
 from nst_jax.errors import NSTError
-from nst_jax.memory import ENV_LIMIT, MEMBER_COPIES, check_memory, estimate_bytes
 
 
 def test_estimate_grows_with_size_and_optimizer_state():
@@ -66,7 +66,8 @@ def test_sweep_members_estimate_holds_xlas_own_accounting(vgg):
     level programs (arguments + outputs + temporaries - aliased) adds from 1 to 3 members."""
     import jax
 
-    from nst_jax import driver, make_spec, multiscale
+    from nst_jax import make_spec
+    from nst_jax._src import driver, multiscale
 
     config = StylizeConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
     rng = np.random.default_rng(0)

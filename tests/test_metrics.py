@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import nst_jax
-from nst_jax import metrics
-from nst_jax.image import load_image, save_image
+from nst_jax._src import metrics
+from nst_jax._src.image import load_image, save_image
 
 from .conftest import EXAMPLES, script_env, smooth_image
 

@@ -1,4 +1,4 @@
-"""Multi-scale optimisation (nst_jax.multiscale): the pyramid, the warm start, and resuming at any level."""
+"""Multi-scale optimisation (nst_jax._src.multiscale): the pyramid, the warm start, and resuming at any level."""
 
 import dataclasses
 
@@ -39,9 +39,9 @@ SMALL = StylizeConfig(content_layers=("relu1_1",), style_layers=("relu1_1",), op
 
 
 def test_multiscale_resume_at_any_level_is_bitwise_equal(vgg, tmp_path):
-    from nst_jax.checkpoint import load_checkpoint, save_checkpoint
+    from nst_jax._src.checkpoint import load_checkpoint, save_checkpoint
+    from nst_jax._src.multiscale import stylize_multiscale
     from nst_jax.errors import NSTError
-    from nst_jax.multiscale import stylize_multiscale
 
     # The settings and shapes of the CLI test below, so the two share their compiled programs.
     kw = dict(sizes=[32, 48], iterations=[4, 3], content=CONTENT, style=PAINTING, config=SMALL, seed=1,
@@ -144,8 +144,8 @@ def test_cli_scales_save_checkpoint_interrupt_resume_and_rerun(capsys, tmp_path,
 def test_multiscale_weights_per_level(vgg):
     """One Weights per level: each level runs with its own (the presets' coarse levels weigh the style more)."""
     from nst_jax import make_weights
+    from nst_jax._src.multiscale import stylize_multiscale
     from nst_jax.errors import NSTError
-    from nst_jax.multiscale import stylize_multiscale
 
     kw = dict(sizes=[32, 48], iterations=[3, 2], content=CONTENT, style=PAINTING, config=SMALL)
     low, high = make_weights(SMALL, style_weight=1.0), make_weights(SMALL, style_weight=100.0)

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import normalize
-from nst_jax.image import load_image
-from nst_jax.vgg import CONV_LAYERS, VGGParams, extract_features
+from nst_jax._src import normalize
+from nst_jax._src.image import load_image
+from nst_jax._src.vgg import CONV_LAYERS, VGGParams, extract_features
 
 from .conftest import EXAMPLES, smooth_image
 

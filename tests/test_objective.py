@@ -1,4 +1,4 @@
-"""The objective (nst_jax.objective): targets, blended references, region masks, loss units, the chosen
+"""The objective (nst_jax._src.objective): targets, blended references, region masks, loss units, the chosen
 style statistic, dense or tiled evaluation, and make_loss."""
 
 import dataclasses
@@ -10,10 +10,11 @@ import pytest
 import scipy.linalg
 
 import nst_jax
-from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, plan
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
+from nst_jax._src import plan
+from nst_jax._src.objective import evaluation
+from nst_jax._src.statistics import STATISTICS
 from nst_jax.errors import NSTError
-from nst_jax.objective import evaluation
-from nst_jax.statistics import STATISTICS
 
 from .conftest import PAINTING, PHOTO, np_stats, run, smooth_image, stripes
 
@@ -42,7 +43,7 @@ def test_several_styles_blend_their_statistics(vgg, style_loss):
 
 
 def test_blended_gram_is_the_weighted_sum(vgg):
-    from nst_jax.objective import style_reference
+    from nst_jax._src.objective import style_reference
 
     other = smooth_image(36, 36, seed=7)
     config = StylizeConfig(style_layers=("relu1_1",), num_styles=2)
@@ -148,7 +149,7 @@ def test_loss_terms_use_the_chosen_statistics(vgg, style_loss):
         targets = compute_targets(vgg, content=content, style=style, config=config,
                                   output_shape=image.shape)
         terms[kind] = float(loss_terms(vgg, image, targets, weights, config=config)["style"])
-    from nst_jax.vgg import extract_features
+    from nst_jax._src.vgg import extract_features
 
     f = np.asarray(extract_features(vgg, image, layers=["relu1_1"])["relu1_1"])
     s = np.asarray(extract_features(vgg, style, layers=["relu1_1"])["relu1_1"])

@@ -8,8 +8,8 @@ import optax
 import pytest
 
 import nst_jax
-from nst_jax import memory
-from nst_jax.checkpoint import load_checkpoint, save_checkpoint
+from nst_jax._src import memory
+from nst_jax._src.checkpoint import load_checkpoint, save_checkpoint
 from nst_jax.errors import NSTError
 
 LAYERS = {"content_layers": ("relu1_1",), "style_layers": ("relu1_1", "relu2_1")}

@@ -22,7 +22,7 @@ AFTER_INSTALL = """
 import importlib.metadata, json, pathlib
 import numpy as np
 import nst_jax
-from nst_jax import normalize, vgg_io
+from nst_jax._src import normalize, vgg_io
 
 vgg = nst_jax.load_vgg19()
 rng = np.random.default_rng(0)
@@ -61,18 +61,18 @@ def test_wheel_contents(installed):
         names = set(zf.namelist())
         dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
         entry_points = zf.read(f"{dist_info}/entry_points.txt").decode()
-    for name in ("nst_jax/__init__.py", "nst_jax/py.typed", "nst_jax/cli/__init__.py", "nst_jax/cli/stylize.py",
-                 "nst_jax/cli/sweep.py", "nst_jax/_weights/vgg19.npz", "nst_jax/_weights/vgg19.npz.sha256",
+    for name in ("nst_jax/__init__.py", "nst_jax/py.typed", "nst_jax/cli/__init__.py", "nst_jax/cli/_stylize.py",
+                 "nst_jax/cli/_sweep.py", "nst_jax/_weights/vgg19.npz", "nst_jax/_weights/vgg19.npz.sha256",
                  "nst_jax/_weights/vgg19_normalization.npz", "nst_jax/_weights/vgg19_normalization.npz.sha256",
                  "nst_jax/data/__init__.py", "nst_jax/data/chelsea.png", "nst_jax/data/swirls.png",
-                 "nst_jax/data/README.md", "nst_jax/studio/app.py", "nst_jax/studio/page.html"):
+                 "nst_jax/data/README.md", "nst_jax/studio/_app.py", "nst_jax/studio/page.html"):
         assert name in names, f"{name} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "scripts/", "weights/", "examples/")) for n in names), sorted(names)
     with zipfile.ZipFile(wheel) as zf:
         data_bytes = sum(i.file_size for i in zf.infolist() if i.filename.startswith("nst_jax/data/"))
     assert data_bytes < 1 << 20, data_bytes  # the sample images stay small
-    assert "nst-jax = nst_jax.cli.stylize:main" in entry_points
-    assert "nst-jax-sweep = nst_jax.cli.sweep:main" in entry_points
+    assert "nst-jax = nst_jax.cli._stylize:main" in entry_points
+    assert "nst-jax-sweep = nst_jax.cli._sweep:main" in entry_points
 
 
 @pytest.mark.slow

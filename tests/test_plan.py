@@ -1,4 +1,4 @@
-"""The input plan (nst_jax.plan): the output shape, digests, masks, refusals, and the input-side quality
+"""The input plan (nst_jax._src.plan): the output shape, digests, masks, refusals, and the input-side quality
 controls (style scale, preserved colour)."""
 
 import re
@@ -6,9 +6,10 @@ import re
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, colour, make_weights
+from nst_jax import StylizeConfig, make_weights
+from nst_jax._src import colour
+from nst_jax._src.plan import make_plan, optimised_inputs, output_shape
 from nst_jax.errors import NSTError
-from nst_jax.plan import make_plan, optimised_inputs, output_shape
 
 from .conftest import PHOTO, run, smooth_image, stripes
 

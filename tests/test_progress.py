@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from nst_jax.cli import common
+from nst_jax.cli import _common as common
 
 from .conftest import EXAMPLES, nst_in_process
 

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from nst_jax import extract_features
-from nst_jax.cli.stylize import main
+from nst_jax._src.plan import optimised_inputs
+from nst_jax.cli._stylize import main
 from nst_jax.errors import NSTError
-from nst_jax.plan import optimised_inputs
 
 from .conftest import EXAMPLES
 
@@ -23,7 +23,7 @@ STYLE = str(EXAMPLES / "swirls.png")
 
 @pytest.fixture(scope="module")
 def stylize_script():
-    from nst_jax.cli import stylize
+    from nst_jax.cli import _stylize as stylize
 
     return stylize
 
@@ -77,7 +77,7 @@ def test_end_to_end_with_quality_flags(tmp_path):
     inverse = tmp_path / "right.png"
     Image.fromarray(255 - np.asarray(Image.open(mask))).save(inverse)
     out = tmp_path / "out.png"
-    from nst_jax.cli.stylize import main
+    from nst_jax.cli._stylize import main
 
     code = main(["--content", CONTENT, "--style", STYLE, CONTENT, "--masks", str(mask), str(inverse),
                  "--style-loss", "meancov", "--ema", "0.5", "--preserve-colour", "match", "--style-scale", "0.8",
@@ -106,14 +106,14 @@ def test_vgg_normalized_flag(stylize_script, tmp_path):
     assert not np.allclose(normed.params["params"]["conv1_1"]["bias"], vgg.params["params"]["conv1_1"]["bias"])
 
 
-# End to end: `nst-jax` in this process (nst_jax.cli.stylize.main), each flag against the same run without
+# End to end: `nst-jax` in this process (nst_jax.cli._stylize.main), each flag against the same run without
 # it (same seed, size and steps). The inputs are written at the run's size (48 px), so the command line
 # loads them as they are and the test knows every pixel it was given. One level, 4 steps, shallow layers:
 # the runs without a flag of their own share one set of compiled programs.
 RUN = ["--size", 48, "--iterations", 4, "--preset", "faithful", "--content-layer", "relu1_1",
        "--style-layers", "relu1_1", "relu2_1", "--seed", 0]
 STYLE_LAYERS = ("relu1_1", "relu2_1")
-# NTSC YIQ from RGB (rows Y, I, Q): the standard matrix, written here independently of nst_jax.colour.
+# NTSC YIQ from RGB (rows Y, I, Q): the standard matrix, written here independently of nst_jax._src.colour.
 YIQ = np.array([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]])
 
 

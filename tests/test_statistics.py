@@ -1,4 +1,4 @@
-"""The style statistics (nst_jax.statistics): every registered statistic's summary, target, blend and loss
+"""The style statistics (nst_jax._src.statistics): every registered statistic's summary, target, blend and loss
 against NumPy/SciPy, Gram summaries adding up over tiles, and the stable matrix square root."""
 
 import functools
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from nst_jax.statistics import STATISTICS, meancov, sliced
-from nst_jax.statistics import w2 as wasserstein
+from nst_jax._src.statistics import STATISTICS, meancov, sliced
+from nst_jax._src.statistics import w2 as wasserstein
 
 from .conftest import np_stats
 
@@ -231,7 +231,7 @@ def test_sliced_loss_is_zero_for_identical_features_and_ignores_the_order_of_pos
 def test_a_sliced_stylization_lowers_its_loss(vgg):
     """64 px, 10 L-BFGS steps from the photo with ``style_loss="sliced"``: the style term falls."""
     from nst_jax import StylizeConfig, stylize
-    from nst_jax.image import load_image
+    from nst_jax._src.image import load_image
 
     from .conftest import EXAMPLES
 
@@ -247,7 +247,7 @@ def test_sliced_with_region_masks_scores_each_region_against_its_style(vgg):
     """With masks the reference keeps one style per region (directions included): the style term is the sum
     of each region's weighted sliced loss against its own style."""
     from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights
-    from nst_jax.vgg import extract_features
+    from nst_jax._src.vgg import extract_features
 
     from .conftest import smooth_image
 

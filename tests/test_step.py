@@ -1,4 +1,4 @@
-"""One optimiser step (nst_jax.step, nst_jax.optimizers): the pure init / step pair under jit, fori_loop
+"""One optimiser step (nst_jax._src.step, nst_jax._src.optimizers): the pure init / step pair under jit, fori_loop
 and vmap, the optimisers' convergence and evaluation counts, the start image and the iterate average."""
 
 import dataclasses
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import nst_jax
-from nst_jax import StylizeConfig, make_weights, objective
-from nst_jax.optimizers import OPTIMIZERS
-from nst_jax.step import initial_image
+from nst_jax import StylizeConfig, make_weights
+from nst_jax._src import objective
+from nst_jax._src.optimizers import OPTIMIZERS
+from nst_jax._src.step import initial_image
 
 from .conftest import PAINTING, PHOTO, run, smooth_image
 

@@ -30,10 +30,10 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from nst_jax import data as samples  # noqa: E402
 from nst_jax import files  # noqa: E402
-from nst_jax.cli import common  # noqa: E402
-from nst_jax.cli import stylize as cli  # noqa: E402
-from nst_jax.studio.app import create_app  # noqa: E402
-from nst_jax.studio.jobs import CHECKPOINT, Studio  # noqa: E402
+from nst_jax.cli import _common as common  # noqa: E402
+from nst_jax.cli import _stylize as cli  # noqa: E402
+from nst_jax.studio._app import create_app  # noqa: E402
+from nst_jax.studio._jobs import CHECKPOINT, Studio  # noqa: E402
 
 from .conftest import EXAMPLES, script_env  # noqa: E402
 from .image_cases import refused_cases  # noqa: E402
@@ -264,7 +264,7 @@ def test_restart_resumes_and_a_failing_job_keeps_the_server_up(tmp_path, vgg):
 
 @pytest.mark.slow  # a fresh process: importing JAX and decoding the VGG file are most of its 5 to 25 s
 def test_serve_prints_its_url_and_stops_cleanly_on_sigint(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "nst_jax.cli.stylize", "serve", "--port", "0", "--jobs-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "nst_jax.cli._stylize", "serve", "--port", "0", "--jobs-dir",
                              str(tmp_path / "jobs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=script_env())
     try:
@@ -292,7 +292,7 @@ def test_serve_refuses_a_port_in_use_in_one_line(capsys):
 
 
 def test_only_loopback_addresses_count_as_local():
-    from nst_jax.studio.serve import is_loopback
+    from nst_jax.studio._serve import is_loopback
 
     assert all(map(is_loopback, ("127.0.0.1", "127.3.2.1", "::1", "localhost")))
     assert not any(map(is_loopback, ("0.0.0.0", "::", "192.168.1.20", "example.com", "localhost.evil.example")))

@@ -17,8 +17,8 @@ pytest.importorskip("starlette", reason="the studio extra is not installed (pip 
 uvicorn = pytest.importorskip("uvicorn", reason="the studio extra is not installed (pip install -e '.[studio]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the test extra has it)")
 
-from nst_jax.studio.app import create_app  # noqa: E402
-from nst_jax.studio.jobs import Studio  # noqa: E402
+from nst_jax.studio._app import create_app  # noqa: E402
+from nst_jax.studio._jobs import Studio  # noqa: E402
 
 from .conftest import EXAMPLES  # noqa: E402
 from .test_studio import EXTRA, STEPS  # noqa: E402

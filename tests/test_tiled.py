@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stylize, tiled
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stylize
+from nst_jax._src import tiled
+from nst_jax._src.vgg import receptive_radius, validity_masks
 from nst_jax.config import tile_alignment
-from nst_jax.vgg import receptive_radius, validity_masks
 
 from .conftest import smooth_image
 

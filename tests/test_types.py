@@ -96,8 +96,8 @@ bad = nst_jax.extract_features(vgg, photo, layers=("relu1_1",), input_range="0-2
 
 def test_choice_fields_are_literals_of_the_checked_choices():
     cases = {
-        config_mod.LossConfig: {"mode": config_mod.MODES, "pooling": nst_jax.vgg.POOLINGS,
-                                "precision": nst_jax.vgg.PRECISIONS, "loss_units": config_mod.LOSS_UNITS},
+        config_mod.LossConfig: {"mode": config_mod.MODES, "pooling": nst_jax._src.vgg.POOLINGS,
+                                "precision": nst_jax._src.vgg.PRECISIONS, "loss_units": config_mod.LOSS_UNITS},
         config_mod.StylizeConfig: {"init": config_mod.INITS, "preserve_colour": config_mod.COLOURS},
     }
     for cls, fields in cases.items():
@@ -109,7 +109,7 @@ def test_choice_fields_are_literals_of_the_checked_choices():
             assert tuple(args) == tuple(choices), (cls.__name__, name, args)
         # Registry names stay str: checked at run time against the registries.
         assert hints["style_loss"] is str
-    # A registry name or any optax transformation (nst_jax.optimizers.resolve).
+    # A registry name or any optax transformation (nst_jax._src.optimizers.resolve).
     assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] == str | optax.GradientTransformation
 
 

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax.errors import NSTError
-from nst_jax.vgg import (
+from nst_jax._src.vgg import (
     LAYERS,
     VGG19,
     VGGParams,
@@ -18,6 +17,7 @@ from nst_jax.vgg import (
     max_pool2x2,
     preprocess,
 )
+from nst_jax.errors import NSTError
 
 from .conftest import smooth_image
 
@@ -101,7 +101,7 @@ def test_unknown_layer_refused():
 def test_conv3x3_gradients_match_autodiff_of_lax_conv():
     from jax import lax
 
-    from nst_jax.vgg import conv3x3
+    from nst_jax._src.vgg import conv3x3
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 7, 6, 4)).astype(np.float32)
@@ -119,7 +119,7 @@ def test_conv3x3_gradients_match_autodiff_of_lax_conv():
 
 
 def test_bf16_conv_form_per_backend():
-    from nst_jax.vgg import SHIFT_MATMUL_MIN_CHANNELS, bf16_conv_form
+    from nst_jax._src.vgg import SHIFT_MATMUL_MIN_CHANNELS, bf16_conv_form
 
     wide, narrow = SHIFT_MATMUL_MIN_CHANNELS, SHIFT_MATMUL_MIN_CHANNELS - 1
     assert bf16_conv_form(wide, "cpu") == "shifted_matmul"
@@ -130,8 +130,8 @@ def test_bf16_conv_form_per_backend():
 @pytest.mark.parametrize("channels,backends", [(8, ("cpu",)), (256, ("cpu",)), (256, ())],
                          ids=["xla", "shifted_matmul", "xla-as-on-gpu"])
 def test_conv3x3_bf16_close_to_fp32(channels, backends, monkeypatch):
-    from nst_jax import vgg
-    from nst_jax.vgg import conv3x3
+    from nst_jax._src import vgg
+    from nst_jax._src.vgg import conv3x3
 
     monkeypatch.setattr(vgg, "SHIFT_MATMUL_BACKENDS", backends)  # () : every layer as on a GPU
     want_form = "shifted_matmul" if backends and channels >= vgg.SHIFT_MATMUL_MIN_CHANNELS else "xla"
@@ -196,7 +196,7 @@ def test_conv3x3_gradients_equal_autodiff_of_xla_convolution(precision):
 
 
 def test_layer_channels_match_the_feature_maps(vgg):
-    from nst_jax.vgg import layer_channels
+    from nst_jax._src.vgg import layer_channels
 
     shapes = jax.eval_shape(lambda v, x: extract_features(v, x, layers=LAYERS),
                             vgg, jax.ShapeDtypeStruct((32, 32, 3), jnp.float32))

@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
+from nst_jax._src.vgg import CONV_LAYERS, extract_features
+from nst_jax._src.vgg_io import DEFAULT_VGG_FILE, load_vgg19, save_vgg19
 from nst_jax.errors import NSTError
-from nst_jax.vgg import CONV_LAYERS, extract_features
-from nst_jax.vgg_io import DEFAULT_VGG_FILE, load_vgg19, save_vgg19
 
 from .conftest import smooth_image
 
@@ -69,7 +69,7 @@ def _rewrite(tmp_path, mutate):
     arrays_ok = dict(arrays)
     # Write bypassing save_vgg19's checks so the loader sees the fault.
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays_ok)
-    from nst_jax.vgg_io import sha256_of
+    from nst_jax._src.vgg_io import sha256_of
     pathlib.Path(str(path) + ".sha256").write_text(sha256_of(path) + "\n")
     return path
 

@@ -2,7 +2,7 @@
 
 A coarse-to-fine run (:func:`nst_jax.run_spec`) knows every level's shapes before it starts, so
 while level ``L`` compiles and runs, level ``L + 1``'s programs can compile
-(:func:`nst_jax.api.stylize_compiler`). On an accelerator the host is idle while the device
+(:func:`nst_jax._src.api.stylize_compiler`). On an accelerator the host is idle while the device
 computes, and XLA compiles on the host (on a GPU mostly autotuning: 50.7 s of a cold 58.9 s
 single run on an H200, docs/gpu/device_report_2.md). Tracing and lowering hold the GIL; XLA's
 compile (jaxlib releases the GIL around it, jax-ml/jax#11788) and the wait for the device's

@@ -1,7 +1,7 @@
 """The user-level entry points: :func:`stylize` (one image) and :func:`sweep` (``K`` members).
 
-Both check their inputs once (:func:`nst_jax.plan.make_plan`), build the start images and hand everything to
-the one host loop (:func:`nst_jax.driver.run_members`), which runs the pure step of
+Both check their inputs once (:func:`nst_jax._src.plan.make_plan`), build the start images and hand everything to
+the one host loop (:func:`nst_jax._src.driver.run_members`), which runs the pure step of
 :func:`nst_jax.make_stylizer`. Their results and histories have the same types and keys: a
 sweep's carry a leading member axis.
 """
@@ -17,15 +17,15 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from nst_jax import checkpoint as ckpt
-from nst_jax import driver
+from nst_jax._src import checkpoint as ckpt
+from nst_jax._src import driver
+from nst_jax._src.driver import Progress, SweepResult
+from nst_jax._src.plan import Plan, check_seeds, finish_image, optimised_inputs, run_plan
+from nst_jax._src.step import initial_image
+from nst_jax._src.vgg import VGGParams, check_vgg
 from nst_jax.config import StylizeConfig, Weights, make_weights
-from nst_jax.driver import Progress, SweepResult
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.plan import Plan, check_seeds, finish_image, optimised_inputs, run_plan
 from nst_jax.spec import make_spec
-from nst_jax.step import initial_image
-from nst_jax.vgg import VGGParams, check_vgg
 
 
 @dataclasses.dataclass
@@ -80,7 +80,7 @@ def _check_resume(resume: ckpt.Checkpoint | None, run: Mapping[str, Any]) -> Non
 
 
 def _on_canvas(image: np.ndarray | None, plan: Plan) -> np.ndarray | None:
-    """``[..., H, W, C]`` zero-padded to the plan's canvas (:func:`nst_jax.plan.canvas_shape`)."""
+    """``[..., H, W, C]`` zero-padded to the plan's canvas (:func:`nst_jax._src.plan.canvas_shape`)."""
     if image is None or plan.canvas == plan.shape:
         return image
     h, w = plan.shape[:2]
@@ -110,7 +110,7 @@ def _targets_args(plan: Plan, inputs) -> dict[str, Any]:
 
 
 def _one_member(weights: Weights) -> Weights:
-    """Unbatched weights with a member axis of 1: what :func:`nst_jax.driver.run_members` takes."""
+    """Unbatched weights with a member axis of 1: what :func:`nst_jax._src.driver.run_members` takes."""
     return jax.tree_util.tree_map(lambda x: np.asarray(x)[None], weights)
 
 
@@ -121,13 +121,13 @@ def stylize_compiler(vgg: VGGParams, *, plan: Plan, weights: Weights | None = No
     preparation (resizing, colour), so the shapes compiled for are the ones :func:`stylize` then
     passes, and any small JAX program that preparation needs (``jax.image.resize``) is compiled
     here, not raced for by two threads. The function returned only traces and compiles
-    (:func:`nst_jax.driver.compile_programs`), so it may run in another thread while this one runs
+    (:func:`nst_jax._src.driver.compile_programs`), so it may run in another thread while this one runs
     JAX programs; :func:`nst_jax.run_spec` runs it for the next level while a level runs
-    (:mod:`nst_jax.ahead`). A later :func:`stylize` of these shapes then finds its programs compiled.
+    (:mod:`nst_jax._src.ahead`). A later :func:`stylize` of these shapes then finds its programs compiled.
 
     Args:
         vgg: VGG-19 parameters.
-        plan: The run's checked inputs (:func:`nst_jax.plan.make_plan`); only the start image's
+        plan: The run's checked inputs (:func:`nst_jax._src.plan.make_plan`); only the start image's
             shape (the plan's canvas) matters, not its values.
         weights: As in :func:`stylize`.
 
@@ -173,14 +173,14 @@ def stylize(
         seed: Seed of the noise start.
         masks: Spatial control: ``[S, H', W']`` masks in [0, 1], one per style image, resized to
             the output size; region ``k`` of the output takes style ``k``'s statistics.
-        callback: Called with a :class:`~nst_jax.driver.Progress` after every chunk; it may save
+        callback: Called with a :class:`~nst_jax._src.driver.Progress` after every chunk; it may save
             ``progress.checkpoint()`` and may raise to stop the run.
         sync_every: Step counts (0 ignored) at whose multiples a chunk also ends, so the
             callback sees those steps (intermediate saves, checkpoints); this does not change
             the result.
         resume: A checkpoint of this same run to continue from.
         record: Extra entries for the run record (they must match too when resuming).
-        plan: The inputs already checked by :func:`nst_jax.plan.make_plan` (then ``content``,
+        plan: The inputs already checked by :func:`nst_jax._src.plan.make_plan` (then ``content``,
             ``style``, ``init`` and ``masks`` stay None, and ``config`` is the plan's).
 
     Returns:
@@ -243,7 +243,7 @@ def sweep(
     The members share the images, the VGG parameters, the targets and the static config. Their
     member axis is laid out over ``mesh`` (every device of every process by default); on each
     device ``batch_size`` members at a time are ``jax.vmap``-ed together (see
-    :mod:`nst_jax.driver`). Each member equals the same run done alone with :func:`stylize`.
+    :mod:`nst_jax._src.driver`). Each member equals the same run done alone with :func:`stylize`.
 
     Args:
         vgg: VGG-19 parameters, replicated on every device.
@@ -252,7 +252,7 @@ def sweep(
         seeds: ``K`` seeds of the noise start (default: all 0).
         masks: As in :func:`stylize`, shared by all members.
         config: Static settings shared by all members (``StylizeConfig()`` if None).
-        mesh: 1-D mesh with axis ``"members"`` (:func:`nst_jax.driver.member_mesh`); every
+        mesh: 1-D mesh with axis ``"members"`` (:func:`nst_jax._src.driver.member_mesh`); every
             device by default. ``K`` is padded to fill it, the copies dropped from the results.
         batch_size: Members vmapped together on a device: 1 on CPUs, all of a device's members
             on accelerators by default.

@@ -3,7 +3,7 @@
 A checkpoint is one ``.npz`` file, written atomically (temporary file in the
 target directory + rename), holding:
 
-* ``state/<i>``: the flattened leaves of the :class:`~nst_jax.step.RunState`
+* ``state/<i>``: the flattened leaves of the :class:`~nst_jax._src.step.RunState`
   pytree (image, optimiser state, step counter, ...), with a leading member axis, bit for bit;
 * ``history/<name>``: the loss history so far (see ``StylizeResult.history``);
 * ``meta``: JSON with the format tag, the step, the *run record* and free-form
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax.atomic import atomic_open
+from nst_jax._src.atomic import atomic_open
+from nst_jax._src.optimizers import label as optimizer_label
 from nst_jax.errors import NSTError
-from nst_jax.optimizers import label as optimizer_label
 
 FORMAT = "nst_jax-checkpoint-2"
 MAX_CHECKPOINT_BYTES = 64 * 2**30  # larger files are refused before reading
@@ -47,7 +47,7 @@ class Checkpoint:
         step: Steps done.
         leaves: Flattened ``RunState`` leaves (numpy), in ``jax.tree_util`` order, each with a
             leading member axis (1 for a single run).
-        history: Loss history so far (:func:`nst_jax.driver.history_arrays`), for ``K``
+        history: Loss history so far (:func:`nst_jax._src.driver.history_arrays`), for ``K``
             members: ``"step"`` ``[C]`` and ``"content"``, ``"style"``, ``"tv"``, ``"total"``
             ``[K, C]`` (one entry per report: step 0 and after each chunk), and
             ``"total_per_step"``, ``"evaluations_per_step"`` ``[K, T]`` (one entry per step done).
@@ -77,7 +77,7 @@ def run_record(
         weights: The ``Weights``.
         vgg: The ``VGGParams`` (their input convention and file sha256 are recorded).
         seed: Seed of the noise start.
-        inputs: The input arrays' digests (``nst_jax.plan.Plan.digests``).
+        inputs: The input arrays' digests (``nst_jax._src.plan.Plan.digests``).
         extra: Further entries that must match to resume (e.g. a sweep's seeds).
 
     Returns:
@@ -134,7 +134,7 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint, *, rep
         path: Destination.
         checkpoint: What to save.
         replace: Replace an existing file; if False one found there is kept
-            (:func:`nst_jax.atomic.atomic_open`, which then raises ``OutputExists``).
+            (:func:`nst_jax._src.atomic.atomic_open`, which then raises ``OutputExists``).
     """
     path = pathlib.Path(path)
     payload = {f"state/{i}": np.asarray(leaf) for i, leaf in enumerate(checkpoint.leaves)}

@@ -185,7 +185,7 @@ def check_masks_untiled(tile_size: int, masks: Any) -> None:
     Masks are not supported tile by tile (their pyramid and per-region statistics are of the
     whole map). The rule reads the settings only, not the image's size, though a tile size at
     least the image's longest side gives a one-pass evaluation
-    (:func:`nst_jax.objective.evaluation`): so a run is refused before anything is computed, and
+    (:func:`nst_jax._src.objective.evaluation`): so a run is refused before anything is computed, and
     a multi-scale run is not refused at its first tiled level after its smaller levels ran.
 
     Raises:

@@ -6,8 +6,8 @@ Two ways, both pure functions of ``[H, W, 3]`` RGB in [0, 1]:
 * **luminance-only transfer**: the optimisation sees only luminance images (Y of YIQ,
   replicated to three channels), the style's luminance affinely matched to the content's
   mean and standard deviation; the result's Y is then recombined with the content's I and Q
-  (:func:`luminance_image`, :func:`recombine_luminance`; applied by :func:`nst_jax.plan.optimised_inputs`
-  and :func:`nst_jax.plan.finish_image`);
+  (:func:`luminance_image`, :func:`recombine_luminance`; applied by :func:`nst_jax._src.plan.optimised_inputs`
+  and :func:`nst_jax._src.plan.finish_image`);
 * **colour matching**: before the transfer the style image's colours are mapped linearly so
   their mean and covariance equal the content's, ``x' = A (x − μ_s) + μ_c`` with
   ``A = Σ_c^{1/2} Σ_s^{-1/2}`` (symmetric square roots, the paper's "image analogies" variant)

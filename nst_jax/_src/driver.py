@@ -19,7 +19,7 @@ the VGG parameters, the targets and the static config, and differ in their
   (which may checkpoint);
 * **resume** from a checkpoint of the same run continues bitwise where it stopped;
 * **ahead** (:func:`compile_programs`): both programs compiled for a later call's shapes without
-  running them, which a multi-scale run does in a background thread (:mod:`nst_jax.ahead`).
+  running them, which a multi-scale run does in a background thread (:mod:`nst_jax._src.ahead`).
 
 Members are laid out over a 1-D device mesh (axis :data:`MEMBERS`) with ``jax.shard_map``; on
 each device, groups of ``batch_size`` members run ``jax.vmap``-ed together and the groups one
@@ -45,13 +45,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from nst_jax import checkpoint as ckpt
-from nst_jax import objective
+from nst_jax._src import checkpoint as ckpt
+from nst_jax._src import objective
+from nst_jax._src.optimizers import resolve as resolve_optimizer
+from nst_jax._src.step import RunState, output_image, stylizer_core
+from nst_jax._src.vgg import VGGParams
 from nst_jax.config import TERMS, StylizeConfig, Weights
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.optimizers import resolve as resolve_optimizer
-from nst_jax.step import RunState, output_image, stylizer_core
-from nst_jax.vgg import VGGParams
 
 MEMBERS = "members"
 # Per-step history entries and their dtypes.
@@ -92,7 +92,7 @@ class Progress:
         state: The full optimisation state, with a leading member axis (valid until the
             callback returns: the next chunk donates its buffers).
         history: The loss history so far (lists; see :func:`history_arrays`).
-        run: The run record (:func:`nst_jax.checkpoint.run_record`).
+        run: The run record (:func:`nst_jax._src.checkpoint.run_record`).
         num_members: ``K``: the state's member axis may be padded beyond it.
 
     With several processes (``jax.distributed``), ``image`` and ``state`` are global arrays that no
@@ -111,7 +111,7 @@ class Progress:
     num_members: int = 1
 
     def checkpoint(self, notes: Mapping[str, Any] | None = None) -> ckpt.Checkpoint:
-        """A host copy of this point of the run, for :func:`nst_jax.checkpoint.save_checkpoint`."""
+        """A host copy of this point of the run, for :func:`nst_jax._src.checkpoint.save_checkpoint`."""
         leaves = [to_host(leaf)[:self.num_members] for leaf in jax.tree_util.tree_leaves(self.state)]
         return ckpt.Checkpoint(self.step, leaves, history_arrays(self.history), self.run, dict(notes or {}))
 
@@ -419,7 +419,7 @@ def run_members(
         config: Static settings shared by all members.
         weights: :class:`~nst_jax.config.Weights` with a leading ``[K]`` member axis on every leaf.
         images: ``[K, H, W, 3]`` start images.
-        targets_args: Keyword arguments of :func:`nst_jax.objective.targets_of` (``content``,
+        targets_args: Keyword arguments of :func:`nst_jax._src.objective.targets_of` (``content``,
             ``styles``, ``output_shape``, ``masks``), arrays checked already.
         mesh: 1-D mesh with axis :data:`MEMBERS`; the default device alone if None. ``K`` is
             padded to a multiple of ``mesh.size * batch_size`` by repeating the last member;

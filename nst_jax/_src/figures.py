@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from nst_jax.atomic import atomic_open
-from nst_jax.image import image_format, to_uint8
+from nst_jax._src.atomic import atomic_open
+from nst_jax._src.image import image_format, to_uint8
 
 PAD = 6
 BACKGROUND = (255, 255, 255)
@@ -86,7 +86,7 @@ def save_sheet(path: str | os.PathLike[str], sheet: Image.Image, *, replace: boo
         path: Destination; the format follows the extension.
         sheet: The image, e.g. from :func:`labelled_grid`.
         replace: Replace an existing file; if False one found there is kept
-            (:func:`nst_jax.atomic.atomic_open`, which then raises ``OutputExists``).
+            (:func:`nst_jax._src.atomic.atomic_open`, which then raises ``OutputExists``).
     """
     with atomic_open(path, replace=replace) as f:
         sheet.save(f, format=image_format(path))

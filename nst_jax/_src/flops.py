@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from nst_jax.vgg import CONV_LAYERS, LAYERS, layer_channels, layer_level
+from nst_jax._src.vgg import CONV_LAYERS, LAYERS, layer_channels, layer_level
 
 if TYPE_CHECKING:  # config imports nothing from here; kept lazy all the same
     from nst_jax.config import StylizeConfig

@@ -18,7 +18,7 @@ the image's (ICO keeps only its fixed icon sizes) is refused before any compute
 (:func:`check_output_size`). Every other format Pillow reads is accepted (PNG, JPEG, GIF, BMP, WebP,
 TIFF, ...). Outputs are written to a temporary file in
 the target directory and renamed into place, so a reader never sees a
-partial file; the run record they carry is written and read by :mod:`nst_jax.record`.
+partial file; the run record they carry is written and read by :mod:`nst_jax._src.record`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import numpy.typing as npt
 from jax.typing import ArrayLike
 from PIL import Image, ImageCms, ImageOps
 
-from nst_jax.atomic import atomic_open
+from nst_jax._src.atomic import atomic_open
+from nst_jax._src.record import save_options
 from nst_jax.errors import NSTError, one_line
-from nst_jax.record import save_options
 
 DEFAULT_SIZE = 512  # longest side of the output, pixels
 MIN_SIZE = 32  # smallest side the network can process (five 2x2 poolings leave one position)
@@ -367,10 +367,10 @@ def save_image(path: str | os.PathLike[str], image: ArrayLike, *, record: Mappin
     Args:
         path: Destination; the format follows the extension.
         image: ``[H, W, 3]`` float RGB, clipped to [0, 1].
-        record: JSON-able run record stored in the file (:mod:`nst_jax.record`): a PNG ``iTXt``
+        record: JSON-able run record stored in the file (:mod:`nst_jax._src.record`): a PNG ``iTXt``
             chunk, or the comment of a JPEG; other formats carry none.
         replace: Replace an existing file at ``path``; if False a file found there is kept and the
-            image goes beside it (:func:`nst_jax.atomic.place_new`).
+            image goes beside it (:func:`nst_jax._src.atomic.place_new`).
 
     The file carries an sRGB ICC profile where the format takes one (PNG, JPEG, TIFF, WebP).
 

@@ -16,7 +16,7 @@ the second moment per position, which does not depend on the image size. The los
 here take unnormalised Grams and do the scaling themselves.
 
 Every function takes one image or feature map and refuses a batch (``jax.vmap`` over it). The
-style statistics themselves (Gram, mean and covariance, W2) live in :mod:`nst_jax.statistics`;
+style statistics themselves (Gram, mean and covariance, W2) live in :mod:`nst_jax._src.statistics`;
 :func:`nst_jax.perceptual_loss` is the plain ``loss(x, y)`` form of these terms.
 """
 
@@ -29,13 +29,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from nst_jax import checks
+from nst_jax._src import checks
+from nst_jax._src.statistics.base import TINY, UNITS, check_units
+from nst_jax._src.statistics.gram import gram_layer_loss
+from nst_jax._src.statistics.gram import gram_matrix as _gram_matrix
+from nst_jax._src.terms import weighted_sum
+from nst_jax._src.vgg import validity_masks
 from nst_jax.errors import NSTError
-from nst_jax.statistics.base import TINY, UNITS, check_units
-from nst_jax.statistics.gram import gram_layer_loss
-from nst_jax.statistics.gram import gram_matrix as _gram_matrix
-from nst_jax.terms import weighted_sum
-from nst_jax.vgg import validity_masks
 
 __all__ = ["UNITS", "content_factor", "content_loss", "gram_matrix", "style_layer_loss", "style_loss", "tv_loss"]
 
@@ -139,7 +139,7 @@ def _target_gram(target, name: str, style_blend: ArrayLike | None) -> jax.Array:
     if isinstance(target, Mapping):
         if "gram" not in target:
             raise NSTError(f"style_loss: the target of layer {name} holds {sorted(target)}, not a Gram matrix: "
-                           f"targets of another statistic need nst_jax.statistics.STATISTICS[...].loss")
+                           f"targets of another statistic need nst_jax._src.statistics.STATISTICS[...].loss")
         target = target["gram"]
     target = jnp.asarray(target)
     if target.ndim == 3:

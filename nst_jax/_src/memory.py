@@ -5,14 +5,14 @@ The estimate (:func:`estimate_bytes`) adds up, in float32:
 * activations: every VGG-19 map up to the deepest layer the loss uses, at the
   output size (from ``jax.eval_shape``, nothing is computed), times 3 for the
   forward pass kept for the backward pass, its cotangents and XLA's temporaries;
-* the optimiser state: the optimiser's ``state_images`` (:mod:`nst_jax.optimizers`), e.g.
+* the optimiser state: the optimiser's ``state_images`` (:mod:`nst_jax._src.optimizers`), e.g.
   Adam 2 images (moments) plus 3 (image, gradient, update);
 * per further sweep member on the device, its whole run state (optimiser images, the moving
   average and its own copy of the style statistics) ``MEMBER_COPIES`` times;
 * the targets (content features and the style statistic's ``target_bytes``), the VGG params, and the
   forward pass over the style image (done once, before the optimisation).
 
-With ``config.tile_size`` (:mod:`nst_jax.tiled`) the VGG maps are those of one tile of side
+With ``config.tile_size`` (:mod:`nst_jax._src.tiled`) the VGG maps are those of one tile of side
 ``tile_size + 2 * halo`` (for the style image's pass too), plus the zero-padded image and
 gradient (2 images) and a padded copy of the content features.
 
@@ -31,14 +31,14 @@ import os
 import jax
 import jax.numpy as jnp
 
-from nst_jax import tiled
+from nst_jax._src import tiled
+from nst_jax._src.objective import evaluation
+from nst_jax._src.optimizers import label as optimizer_label
+from nst_jax._src.optimizers import resolve as resolve_optimizer
+from nst_jax._src.statistics import STATISTICS
+from nst_jax._src.vgg import CONV_LAYERS, LAYERS, VGG19
 from nst_jax.config import StylizeConfig, tile_alignment
 from nst_jax.errors import NSTError
-from nst_jax.objective import evaluation
-from nst_jax.optimizers import label as optimizer_label
-from nst_jax.optimizers import resolve as resolve_optimizer
-from nst_jax.statistics import STATISTICS
-from nst_jax.vgg import CONV_LAYERS, LAYERS, VGG19
 
 ENV_LIMIT = "NST_JAX_MEMORY_LIMIT_BYTES"
 BACKWARD_FACTOR = 3

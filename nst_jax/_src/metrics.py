@@ -50,10 +50,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from nst_jax import checks, colour
+from nst_jax._src import checks, colour
+from nst_jax._src.losses import gram_matrix
+from nst_jax._src.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGParams, extract_features
 from nst_jax.errors import NSTError
-from nst_jax.losses import gram_matrix
-from nst_jax.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGParams, extract_features
 
 # The VGG-19 ratios read the layers a default run optimises (the content ratio is defined at one layer).
 (CONTENT_LAYER,) = DEFAULT_CONTENT_LAYERS

@@ -2,9 +2,9 @@
 
 The output is optimised at a pyramid of sizes, the levels of a :class:`~nst_jax.spec.RunSpec` (each
 half the next, as the presets have them, or geometric from a minimum size); each level starts from
-the previous level's output, upsampled (Lanczos), and each level is one :func:`~nst_jax.api.stylize`
+the previous level's output, upsampled (Lanczos), and each level is one :func:`~nst_jax._src.api.stylize`
 call, so each level's chunk is compiled once (one compilation per size), the next level's while this
-one runs (:mod:`nst_jax.ahead`). In the default relative loss units every level has the output's
+one runs (:mod:`nst_jax._src.ahead`). In the default relative loss units every level has the output's
 balance of content and style; in paper units the content term grows with the pixel count, so the
 coarse levels weigh style more than the full size does. The content photo and the masks are resized
 to each level; the style images too, by the level's factor, unless ``config.style_scale`` already
@@ -28,16 +28,16 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.typing import ArrayLike
 
-from nst_jax import colour, driver
-from nst_jax.ahead import CompileAhead
-from nst_jax.api import StylizeResult, _cropped, _start_images, _targets_args, stylize, stylize_compiler
-from nst_jax.checkpoint import Checkpoint
+from nst_jax._src import colour, driver
+from nst_jax._src.ahead import CompileAhead
+from nst_jax._src.api import StylizeResult, _cropped, _start_images, _targets_args, stylize, stylize_compiler
+from nst_jax._src.checkpoint import Checkpoint
+from nst_jax._src.driver import Progress, SweepResult
+from nst_jax._src.plan import Plan, at_size, finish_image, optimised_inputs, run_plan
+from nst_jax._src.vgg import VGGParams
 from nst_jax.config import DEFAULT_PRESET, StylizeConfig, Weights, make_weights, stack_weights
-from nst_jax.driver import Progress, SweepResult
 from nst_jax.errors import NSTError, NumericalError
-from nst_jax.plan import Plan, at_size, finish_image, optimised_inputs, run_plan
 from nst_jax.spec import Choices, RunSpec, make_spec, resolve_levels
-from nst_jax.vgg import VGGParams
 
 
 def preset_levels(size: int, config: StylizeConfig | None = None, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
@@ -73,7 +73,7 @@ class MultiScaleResult:
 
     Attributes:
         image: ``[H, W, 3]`` the full-size output in [0, 1].
-        levels: Each level's :class:`~nst_jax.api.StylizeResult` (coarse to fine); None for the
+        levels: Each level's :class:`~nst_jax._src.api.StylizeResult` (coarse to fine); None for the
             levels a resumed run skipped.
         sizes: The levels' longest sides.
     """
@@ -174,19 +174,19 @@ def stylize_multiscale(
         iterations: Steps per level (default ``config.iterations`` at each).
         callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
             the level's steps, and may be checkpointed; the callback may raise to stop the run.
-        sync_every: As in :func:`~nst_jax.api.stylize`, counted in each level's steps.
+        sync_every: As in :func:`~nst_jax._src.api.stylize`, counted in each level's steps.
         resume: A checkpoint of this same run, taken at any level, to continue from.
         record: Extra entries for the run record (they must match too when resuming).
         config: Static settings (``StylizeConfig()`` if None), shared by the levels.
         content: ``[H, W, 3]`` content photo at the full output size.
-        style: Style image(s), as in :func:`~nst_jax.api.stylize`.
+        style: Style image(s), as in :func:`~nst_jax._src.api.stylize`.
         init: ``[H, W, 3]`` start of the coarsest level, resized to it.
         masks: Region masks, resized to each level.
         weights: Loss weights: one :class:`~nst_jax.config.Weights` shared by the levels, or one per
             level, coarse to fine (the presets weigh the style more at the coarse levels);
             :func:`~nst_jax.config.make_weights` if None.
         seed: Seed of a noise start.
-        plan: Inputs already checked (:func:`nst_jax.plan.make_plan`), instead of the four above.
+        plan: Inputs already checked (:func:`nst_jax._src.plan.make_plan`), instead of the four above.
         compile_ahead: As in :func:`run_spec`.
 
     Returns:
@@ -216,11 +216,11 @@ def run_spec(
 ) -> MultiScaleResult:
     """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
 
-    Each level is one :func:`~nst_jax.api.stylize` run, so checkpoints, resuming and run records
+    Each level is one :func:`~nst_jax._src.api.stylize` run, so checkpoints, resuming and run records
     work as there. A level's run record holds the level's settings (its steps and start), the
     weights, the seed, ``record``, and the original inputs' digests plus ``inputs.level`` (its
     index and every level's size and steps): a level's inputs follow from the original inputs and
-    the levels before it. A run of one level has exactly :func:`~nst_jax.api.stylize`'s record. A
+    the levels before it. A run of one level has exactly :func:`~nst_jax._src.api.stylize`'s record. A
     checkpoint taken during level ``L`` (``progress.checkpoint()`` in the callback) holds level
     ``L``'s state: resuming from it skips the levels before ``L``, continues ``L`` and runs the
     finer levels, and ends bitwise equal to the uninterrupted run on the same platform.
@@ -230,11 +230,11 @@ def run_spec(
         spec: The run (:func:`nst_jax.make_spec`).
         callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
             the level's steps, and may be checkpointed; the callback may raise to stop the run.
-        sync_every: As in :func:`~nst_jax.api.stylize`, counted in each level's steps.
+        sync_every: As in :func:`~nst_jax._src.api.stylize`, counted in each level's steps.
         resume: A checkpoint of this same run, taken at any level, to continue from.
         record: Extra entries for the run record (they must match too when resuming).
         compile_ahead: Compile the next level's programs in a background thread while a level
-            runs (:mod:`nst_jax.ahead`); the result is bitwise the same either way. A level's
+            runs (:mod:`nst_jax._src.ahead`); the result is bitwise the same either way. A level's
             ``compile_seconds`` then includes the time spent waiting for that thread.
         on_level: Called as ``on_level(level)`` when a level begins, before its programs are
             waited for or compiled (a progress display's cue that compiling starts).
@@ -273,7 +273,7 @@ def run_spec(
 
 
 def _level_compiler(vgg: VGGParams, spec: RunSpec, level: int) -> Callable[[], None]:
-    """What compiles level ``level``'s programs (:func:`~nst_jax.api.stylize_compiler`). Its start's values are not
+    """What compiles level ``level``'s programs (:func:`~nst_jax._src.api.stylize_compiler`). Its start's values are not
     needed (the previous level's output, of the level's shape), so the plan is made as when resuming the level."""
     return stylize_compiler(vgg, plan=_level_plan(spec, level, None), weights=spec.levels[level].weights)
 
@@ -317,7 +317,7 @@ def sweep_specs(
 
     A member is a :class:`~nst_jax.spec.RunSpec` (:func:`nst_jax.make_spec`): its own painting,
     per-level :class:`~nst_jax.config.Weights` and seed. Level by level, coarse to fine, the members
-    with the same painting run together through the one host loop (:func:`nst_jax.driver.run_members`:
+    with the same painting run together through the one host loop (:func:`nst_jax._src.driver.run_members`:
     laid over ``mesh``, ``batch_size`` of them vmapped on each device); members with other paintings
     of the same shape reuse the level's compiled chunk program (the targets are its arguments). Each
     member starts each level from its own previous output, as :func:`run_spec` does, and equals its
@@ -332,10 +332,10 @@ def sweep_specs(
             the indices into ``specs`` that ``progress`` (``[k]`` terms and images) describes.
         sync_every: As in :func:`nst_jax.stylize`, counted in each level's steps.
         compile_ahead: Compile each next level's programs in a background thread while a level runs
-            (:mod:`nst_jax.ahead`), as :func:`run_spec` does.
+            (:mod:`nst_jax._src.ahead`), as :func:`run_spec` does.
 
     Returns:
-        Per level, coarse to fine, a :class:`~nst_jax.driver.SweepResult` of every member in the
+        Per level, coarse to fine, a :class:`~nst_jax._src.driver.SweepResult` of every member in the
         order of ``specs``; its ``images`` ``[K, H_l, W_l, 3]`` are the finished outputs (the last
         level's are the sweep's).
 

@@ -30,9 +30,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax._src.vgg import CONV_LAYERS, VGGParams, check_vgg, extract_features
+from nst_jax._src.vgg_io import save_npz_with_digest, sha256_of, shipped_file
 from nst_jax.errors import NSTError
-from nst_jax.vgg import CONV_LAYERS, VGGParams, check_vgg, extract_features
-from nst_jax.vgg_io import save_npz_with_digest, sha256_of, shipped_file
 
 DEFAULT_SCALES = shipped_file("vgg19_normalization.npz")
 RELUS = tuple("relu" + name[len("conv"):] for name, _, _ in CONV_LAYERS)

@@ -1,14 +1,14 @@
 """The Gatys objective of one image: targets computed once, then loss terms and their gradient.
 
-The data path: an image's VGG features (:mod:`nst_jax.vgg`) against :class:`Targets` (the
+The data path: an image's VGG features (:mod:`nst_jax._src.vgg`) against :class:`Targets` (the
 content photo's features and the style images' statistics, :func:`compute_targets`), weighted
 by the :class:`~nst_jax.config.Weights` pytree into the terms ``α·L_content``,
 ``β·L_style``, ``tv·L_tv`` and their sum (:func:`loss_terms`, combined by
-:func:`nst_jax.terms.weighted_terms`). The style statistic comes from the registry
-(:data:`nst_jax.statistics.STATISTICS`). Whether an image is evaluated in one VGG pass or tile
+:func:`nst_jax._src.terms.weighted_terms`). The style statistic comes from the registry
+(:data:`nst_jax._src.statistics.STATISTICS`). Whether an image is evaluated in one VGG pass or tile
 by tile is :func:`evaluation`'s decision, made for every image here (targets and loss) and for
 the memory estimate; both give the same values and gradient. The tiled evaluation
-(:mod:`nst_jax.tiled`) contributes sums of features and statistics only; the terms are
+(:mod:`nst_jax._src.tiled`) contributes sums of features and statistics only; the terms are
 computed from them here.
 
 :func:`make_loss` packages this as a pure function of ``(vgg, image, targets, weights)`` for use
@@ -28,12 +28,10 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from nst_jax import checks, losses, plan, tiled
-from nst_jax.config import LossConfig, Weights
-from nst_jax.errors import NSTError
-from nst_jax.statistics import STATISTICS, Statistic
-from nst_jax.terms import weighted_terms
-from nst_jax.vgg import (
+from nst_jax._src import checks, losses, plan, tiled
+from nst_jax._src.statistics import STATISTICS, Statistic
+from nst_jax._src.terms import weighted_terms
+from nst_jax._src.vgg import (
     VGGParams,
     check_fits,
     check_vgg,
@@ -42,6 +40,8 @@ from nst_jax.vgg import (
     unchecked_features,
     validity_masks,
 )
+from nst_jax.config import LossConfig, Weights
+from nst_jax.errors import NSTError
 
 
 class Targets(NamedTuple):
@@ -60,7 +60,7 @@ class Targets(NamedTuple):
         extent: None, or ``[2]`` int32 ``(H, W)``: the output fills only the top-left ``H x W``
             of the image evaluated (a canvas, ``StylizeConfig.shape_bucket``); the VGG zeroes
             every convolution's input outside it at each level and every term is restricted to
-            it (:func:`nst_jax.vgg.validity_masks`). Dynamic, so one compiled program serves every extent.
+            it (:func:`nst_jax._src.vgg.validity_masks`). Dynamic, so one compiled program serves every extent.
     """
 
     content: dict[str, jax.Array]
@@ -127,7 +127,7 @@ def evaluation(config: LossConfig, shape: Sequence[int]) -> Evaluation:
 
 
 def statistic(config: LossConfig) -> Statistic:
-    """The style statistic of ``config`` (:data:`nst_jax.statistics.STATISTICS`)."""
+    """The style statistic of ``config`` (:data:`nst_jax._src.statistics.STATISTICS`)."""
     return STATISTICS[config.style_loss]
 
 
@@ -199,7 +199,7 @@ def compute_targets(
             (sizes may differ; used when ``config`` has a style term).
         config: Static loss settings (a :class:`~nst_jax.config.StylizeConfig` is one too).
         output_shape: ``(H, W, 3)`` of the image the targets will be compared with; by default
-            the output shape rule's (:func:`nst_jax.plan.output_shape`) for ``content`` and
+            the output shape rule's (:func:`nst_jax._src.plan.output_shape`) for ``content`` and
             ``style``: the content's, else the first style image's (pass the start image's
             shape for a style-only run from a start image of another size).
         masks: Optional ``[S, H, W]`` region masks at the output size, one per style image.
@@ -209,7 +209,7 @@ def compute_targets(
 
     Raises:
         NSTError: On a missing, batched, integer or too small image, a miscounted style list, or
-            masks with a tile size set (:func:`nst_jax.checks.check_masks_untiled`).
+            masks with a tile size set (:func:`nst_jax._src.checks.check_masks_untiled`).
     """
     _warn_float32(content, *_as_list(style))
     if config.uses_content and content is None:
@@ -232,7 +232,7 @@ def compute_targets(
 def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, ...], content: ArrayLike | None = None,
                styles: Sequence[ArrayLike] = (), masks: ArrayLike | None = None,
                extent: ArrayLike | None = None) -> Targets:
-    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.plan.make_plan`); with an
+    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax._src.plan.make_plan`); with an
     ``extent`` (see :class:`Targets`) ``output_shape`` is the canvas's, and the content and masks
     are zero outside the extent."""
     checks.check_masks_untiled(config.tile_size, masks)

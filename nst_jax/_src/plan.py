@@ -18,10 +18,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from nst_jax import checks, colour
+from nst_jax._src import checks, colour
+from nst_jax._src.image import MIN_SIZE
 from nst_jax.config import StylizeConfig
 from nst_jax.errors import NSTError
-from nst_jax.image import MIN_SIZE
 
 # Style images may be smaller than outputs: the deepest default style layer needs 16 px.
 MIN_STYLE_SIZE = 16
@@ -32,7 +32,7 @@ def as_image(x: ArrayLike, what: str, *, min_size: int = MIN_SIZE) -> np.ndarray
 
     Raises:
         NSTError: On a batch, a wrong shape, an integer dtype, a non-finite value, values clearly
-            outside [0, 1] (:func:`nst_jax.checks.check_range`), or a side below ``min_size``.
+            outside [0, 1] (:func:`nst_jax._src.checks.check_range`), or a side below ``min_size``.
     """
     h, w, _ = checks.check_image(x, what)
     if min(h, w) < min_size:
@@ -236,7 +236,7 @@ def run_plan(config: StylizeConfig | None, plan: Plan | None, **inputs: Any) -> 
             raise NSTError(f"config must be a StylizeConfig (optimiser settings included), got {type(config).__name__}")
         return make_plan(config, **inputs)
     if not isinstance(plan, Plan):
-        raise NSTError(f"plan must be a nst_jax.plan.Plan, got {type(plan).__name__}")
+        raise NSTError(f"plan must be a nst_jax._src.plan.Plan, got {type(plan).__name__}")
     if any(v is not None for v in inputs.values()):
         raise NSTError("give the inputs or a plan made from them, not both")
     if config is not None and config != plan.config:
@@ -294,7 +294,7 @@ def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, ini
         full_size: The output's longest side.
         config: The level's settings (its step count and start).
         init: The level's start image at the level's size, or None.
-        level: What places the level in its run (:func:`nst_jax.multiscale.stylize_multiscale`
+        level: What places the level in its run (:func:`nst_jax._src.multiscale.stylize_multiscale`
             records its index and every level's size and steps), or None for a plain run.
 
     Returns:

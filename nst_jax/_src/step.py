@@ -8,14 +8,14 @@ In the manner of optax and Flax's ``train_step``: :func:`make_stylizer` takes th
 
 which the caller wraps in ``jax.jit``, ``jax.vmap`` (over images, weights or both),
 ``lax.fori_loop`` or a sharding as it likes. The library's own host loop
-(:mod:`nst_jax.driver`) runs ``step`` in chunks inside one compiled ``lax.fori_loop``.
+(:mod:`nst_jax._src.driver`) runs ``step`` in chunks inside one compiled ``lax.fori_loop``.
 
 Pixel range: the image is optimised unconstrained (L-BFGS's curvature pairs assume no
 projection) and clipped to [0, 1] only when written out (:func:`output_image` does not clip).
 
-The optimiser (``config.optimizer``) comes from the registry (:data:`nst_jax.optimizers.OPTIMIZERS`):
+The optimiser (``config.optimizer``) comes from the registry (:data:`nst_jax._src.optimizers.OPTIMIZERS`):
 its transformation, its start and its step, e.g. L-BFGS's cached value and gradient
-(:mod:`nst_jax.optimizers.lbfgs`).
+(:mod:`nst_jax._src.optimizers.lbfgs`).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from nst_jax import objective
+from nst_jax._src import objective
+from nst_jax._src.objective import Targets
+from nst_jax._src.optimizers import Optimizer, resolve
+from nst_jax._src.vgg import VGGParams
 from nst_jax.config import StylizeConfig, Weights
 from nst_jax.errors import NSTError
-from nst_jax.objective import Targets
-from nst_jax.optimizers import Optimizer, resolve
-from nst_jax.vgg import VGGParams
 
 
 class RunState(NamedTuple):
@@ -47,7 +47,7 @@ class RunState(NamedTuple):
         ema: ``[H, W, 3]`` the (not bias-corrected) moving average of the iterates (see
             ``Weights.ema_decay`` and :func:`output_image`).
         reference: The style statistics the loss compares with
-            (:func:`nst_jax.objective.style_reference`), fixed at ``init``; ``{}`` without a
+            (:func:`nst_jax._src.objective.style_reference`), fixed at ``init``; ``{}`` without a
             style term.
     """
 
@@ -98,7 +98,7 @@ class StylizerCore(NamedTuple):
 
 
 def optimizer(config: StylizeConfig) -> Optimizer:
-    """The pixel optimiser of ``config`` (:data:`nst_jax.optimizers.OPTIMIZERS`)."""
+    """The pixel optimiser of ``config`` (:data:`nst_jax._src.optimizers.OPTIMIZERS`)."""
     return resolve(config.optimizer)
 
 

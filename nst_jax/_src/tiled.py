@@ -1,12 +1,12 @@
 """Tile-by-tile sums of feature statistics, for images too large for one VGG pass.
 
 This module computes features and sums over positions; the loss terms themselves are the
-objective's (:mod:`nst_jax.objective` decides dense or tiled, and combines the sums). Every
+objective's (:mod:`nst_jax._src.objective` decides dense or tiled, and combines the sums). Every
 term the tiled evaluation supports is a function of sums over feature positions (Gram
 matrices, the content loss's squared error), so it can be summed over tiles. The image is cut
 into a grid of square tiles of core size ``T`` (``StylizeConfig.tile_size``); each tile is
 evaluated with a halo of ``halo`` pixels on every side, at least the receptive-field radius of
-the deepest layer used (:func:`~nst_jax.vgg.receptive_radius`), so the features at the tile's
+the deepest layer used (:func:`~nst_jax._src.vgg.receptive_radius`), so the features at the tile's
 core positions are those of the whole image. ``T`` and the halo are multiples of ``2^k`` for
 the ``k`` poolings before the deepest layer (:func:`~nst_jax.config.tile_alignment`), so every
 tile's pooling windows line up with the whole image's.
@@ -37,9 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from nst_jax.config import LossConfig, tile_alignment
-from nst_jax.errors import NSTError
-from nst_jax.vgg import (
+from nst_jax._src.vgg import (
     VGGParams,
     layer_channels,
     layer_level,
@@ -47,13 +45,15 @@ from nst_jax.vgg import (
     unchecked_features,
     validity_masks,
 )
+from nst_jax.config import LossConfig, tile_alignment
+from nst_jax.errors import NSTError
 
 # tile_fn(core, row, col) -> pytree of sums over the tile's core positions (see tile_sums).
 TileFn = Callable[[dict[str, tuple[jax.Array, jax.Array]], jax.Array, jax.Array], Any]
 
 
 def halo_size(layers: Sequence[str]) -> int:
-    """The smallest exact halo for ``layers``: :func:`~nst_jax.vgg.receptive_radius` rounded up to
+    """The smallest exact halo for ``layers``: :func:`~nst_jax._src.vgg.receptive_radius` rounded up to
     :func:`tile_alignment` (96 for ``conv5_1``, whose radius is 85)."""
     align = tile_alignment(layers)
     return -(-receptive_radius(layers) // align) * align

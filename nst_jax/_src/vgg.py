@@ -13,7 +13,7 @@ at the default ``precision="fp32"``:
   derivatives (a reference; slower in reverse mode).
 
 Choose per call (``extract_features(..., autodiff="stock")``, ``VGG19(..., autodiff="stock")``)
-or for a block of code (``with nst_jax.vgg.autodiff_mode("stock"): ...``). The choice is read
+or for a block of code (``with nst_jax._src.vgg.autodiff_mode("stock"): ...``). The choice is read
 when a function is traced: a function ``jax.jit`` compiled already keeps the implementation it
 was traced with, so put the ``with`` around the first call (or pass the argument).
 
@@ -43,7 +43,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 from jax.typing import ArrayLike
 
-from nst_jax import checks
+from nst_jax._src import checks
 from nst_jax.errors import NSTError
 
 # (name, C_in, C_out) of every conv layer, in network order.
@@ -179,7 +179,7 @@ def receptive_radius(layers: Sequence[str]) -> int:
 def validity_masks(start: Sequence[ArrayLike], size: Sequence[int], extent: Sequence[ArrayLike],
                    levels: int) -> list[jax.Array]:
     """The ``level_masks`` of :class:`VGG19` for a window onto a larger image: the one rule for tiles
-    (:mod:`nst_jax.tiled`) and for an output on a larger canvas (a shape bucket).
+    (:mod:`nst_jax._src.tiled`) and for an output on a larger canvas (a shape bucket).
 
     The window's ``size = (h, w)`` pixels begin at pixel ``start = (y, x)`` of an image whose
     ``extent = (H, W)`` pixels are valid (``y``, ``x`` may be negative: a tile's halo above or left
@@ -631,7 +631,7 @@ RangeCheck = Literal["concrete", "checkify", "off"]
 
 
 def to_unit_range(image: jax.Array, input_range: str) -> jax.Array:
-    """``image`` mapped from ``input_range`` (a key of :data:`nst_jax.checks.INPUT_RANGES`) to [0, 1]."""
+    """``image`` mapped from ``input_range`` (a key of :data:`nst_jax._src.checks.INPUT_RANGES`) to [0, 1]."""
     low, high = checks.check_input_range(input_range)
     return image if (low, high) == (0.0, 1.0) else (image - low) / (high - low)
 

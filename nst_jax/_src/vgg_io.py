@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax.atomic import atomic_open
+from nst_jax._src.atomic import atomic_open
+from nst_jax._src.vgg import CONV_LAYERS, CONVENTIONS, VGGParams
 from nst_jax.errors import NSTError
-from nst_jax.vgg import CONV_LAYERS, CONVENTIONS, VGGParams
 
 
 def shipped_file(name: str) -> pathlib.Path:
@@ -41,7 +41,7 @@ def shipped_file(name: str) -> pathlib.Path:
     there, see ``pyproject.toml``); a source checkout or an editable install reads them from
     ``weights/`` beside the package.
     """
-    here = pathlib.Path(__file__).resolve().parent
+    here = pathlib.Path(__file__).resolve().parents[1]  # nst_jax/, this file being nst_jax/_src/vgg_io.py
     for folder in (here / "_weights", here.parent / "weights"):
         if (folder / name).is_file():
             return folder / name
@@ -84,7 +84,7 @@ def save_vgg19(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], meta
 
 def save_npz_with_digest(path: str | os.PathLike[str], payload: dict[str, np.ndarray]) -> str:
     """Writes ``payload`` as an ``.npz`` and its ``.sha256`` sidecar (``"<digest>  <name>"``, what the
-    loaders check), each atomically (:func:`nst_jax.atomic.atomic_open`); returns the sha256 hex digest."""
+    loaders check), each atomically (:func:`nst_jax._src.atomic.atomic_open`); returns the sha256 hex digest."""
     path = pathlib.Path(path)
     with atomic_open(path) as f:
         np.savez(f, **payload)

@@ -1,7 +1,7 @@
-"""The names scripts import from the command line's shared module (:mod:`nst_jax.cli.common`), where
+"""The names scripts import from the command line's shared module (:mod:`nst_jax.cli._common`), where
 they are defined once."""
 
-from nst_jax.cli.common import (  # noqa: F401 - re-exported for scripts/
+from nst_jax.cli._common import (  # noqa: F401 - re-exported for scripts/
     EXIT_CONFLICT,
     EXIT_ENVIRONMENT,
     EXIT_INTERNAL,

@@ -39,7 +39,7 @@ from nst_jax import (
     normalize_vgg19,
     resolve_levels,
 )
-from nst_jax.cli.request import VGG_CHOICES, Sources, init_source
+from nst_jax.cli._request import VGG_CHOICES, Sources, init_source
 from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
     AUTO_SHAPE_BUCKET,

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from nst_jax import files
-from nst_jax.cli import common
-from nst_jax.cli.common import EXIT_CONFLICT, Exit
-from nst_jax.cli.request import Destinations
+from nst_jax.cli import _common as common
+from nst_jax.cli._common import EXIT_CONFLICT, Exit
+from nst_jax.cli._request import Destinations
 from nst_jax.errors import NSTError, OutputExists
 
 
@@ -67,7 +67,7 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket",
          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
 # What a run adds to a destination's name: a temporary file ``.NAME.XXXXXXXX.tmp`` is cut to fit
-# (nst_jax.atomic), but a file kept beside a clashing one is ``STEM.nst-jax-N.EXT``.
+# (nst_jax._src.atomic), but a file kept beside a clashing one is ``STEM.nst-jax-N.EXT``.
 BESIDE = len(".nst-jax-999")
 
 

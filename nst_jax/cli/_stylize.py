@@ -4,17 +4,17 @@
   nst-jax --content photo.jpg --style painting.jpg --output out.png
   nst-jax a.jpg b.jpg c.jpg painting.jpg -o outdir/     (each photo on its own, one compile per shape)
   nst-jax photo.jpg painting.jpg --dry-run              (the resolved run as JSON; nothing computed)
-  nst-jax serve                                         (the studio in the browser: nst_jax.studio.serve)
+  nst-jax serve                                         (the studio in the browser: nst_jax.studio._serve)
 
 The command line maps its flags once to the library's values: the static settings
 (``StylizeConfig``), what was chosen explicitly (:class:`nst_jax.spec.Choices`, the preset's
-levels and weights for the rest), the input files (:class:`~nst_jax.cli.request.Sources`) and
-where to write (:class:`~nst_jax.cli.request.Destinations`). :func:`nst_jax.make_spec` resolves
+levels and weights for the rest), the input files (:class:`~nst_jax.cli._request.Sources`) and
+where to write (:class:`~nst_jax.cli._request.Destinations`). :func:`nst_jax.make_spec` resolves
 and validates the run, as it does for a library caller, and :func:`nst_jax.run_spec` runs it.
 Every input file, output location, the VGG parameters and the memory needed are checked before
 anything is compiled. Nothing is ever written to an input, and without --overwrite no existing
 file is replaced, not even one that appears during the run. Errors are one line on stderr; the
-exit codes are those of :mod:`nst_jax.cli.common`. Every image written carries the run's spec
+exit codes are those of :mod:`nst_jax.cli._common`. Every image written carries the run's spec
 (PNG text, JPEG comment): ``nst-jax --rerun IMAGE`` makes it again.
 """
 
@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from nst_jax import RunSpec, __version__, check_memory, files, make_spec, resumed_level, run_spec
-from nst_jax.cli import batch, common, outputs
-from nst_jax.cli.common import EXIT_OK
-from nst_jax.cli.request import Destinations, Replay, Sources, record_of, replay_of
+from nst_jax.cli import _batch as batch
+from nst_jax.cli import _common as common
+from nst_jax.cli import _outputs as outputs
+from nst_jax.cli._common import EXIT_OK
+from nst_jax.cli._request import Destinations, Replay, Sources, record_of, replay_of
 from nst_jax.compilation import CompileStats, enable_compilation_cache
 from nst_jax.config import StylizeConfig
 from nst_jax.errors import NSTError, NumericalError, OutputExists
@@ -333,10 +335,10 @@ class Reached(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``nst-jax`` console script (``nst-jax serve ...``: the studio, :mod:`nst_jax.studio.serve`)."""
+    """The ``nst-jax`` console script (``nst-jax serve ...``: the studio, :mod:`nst_jax.studio._serve`)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        from nst_jax.studio.serve import main as serve
+        from nst_jax.studio._serve import main as serve
 
         return serve(argv[1:])
     # jaxlib's CPU LAPACK kernels (eigh, used by the W2 style loss) run on OpenBLAS, whose own thread pool
@@ -410,7 +412,7 @@ def _saved_state(job: Job, writer: outputs.Writer) -> str:
 
 def _with_state(job: Job, writer: outputs.Writer, err: BaseException) -> BaseException:
     """The exception that stopped a run, with a note of what was saved (the exit code is
-    :func:`nst_jax.cli.common.exit_code`'s)."""
+    :func:`nst_jax.cli._common.exit_code`'s)."""
     if isinstance(err, Interrupted):
         return err
     if isinstance(err, NumericalError):

@@ -11,7 +11,7 @@ member axis is laid out over every device JAX sees (:func:`nst_jax.sweep_specs`)
 member_NN.png, each carrying its run record (``nst-jax --rerun member_NN.png`` makes it again),
 contact_sheet.png (the swept values under each tile) and losses.json (per member: its painting and
 settings, each level's style weight, the loss terms at the start and the end, and the quality ratios
-of :mod:`nst_jax.metrics`: the VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed,
+of :mod:`nst_jax._src.metrics`: the VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed,
 VGG-19's alone otherwise; ``judged_by`` says which).
 """
 
@@ -37,9 +37,10 @@ from nst_jax import (
     optional_judge,
     sweep_specs,
 )
-from nst_jax.cli import common, outputs
-from nst_jax.cli.common import EXIT_CONFLICT, Exit
-from nst_jax.cli.request import record_of
+from nst_jax.cli import _common as common
+from nst_jax.cli import _outputs as outputs
+from nst_jax.cli._common import EXIT_CONFLICT, Exit
+from nst_jax.cli._request import record_of
 from nst_jax.compilation import CompileStats, enable_compilation_cache
 from nst_jax.config import TERMS
 from nst_jax.errors import NSTError, OutputExists, one_line
@@ -205,7 +206,7 @@ def check_outputs(args: argparse.Namespace, out_dir: pathlib.Path, count: int) -
 
 def main(argv: list[str] | None = None) -> int:
     """The ``nst-jax-sweep`` console script."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see nst_jax.cli.stylize.main
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see nst_jax.cli._stylize.main
     return common.guarded_main(run, argv)
 
 

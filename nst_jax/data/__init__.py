@@ -19,8 +19,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from nst_jax._src.image import load_image
 from nst_jax.errors import NSTError
-from nst_jax.image import load_image
 
 __all__ = ["NAMES", "load", "path"]
 

@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from nst_jax import data
 from nst_jax.errors import NSTError, one_line
-from nst_jax.studio.jobs import FINISHED, JOB_ID, MAX_PAINTINGS, Job, JobRequest, Studio, display_name
+from nst_jax.studio._jobs import FINISHED, JOB_ID, MAX_PAINTINGS, Job, JobRequest, Studio, display_name
 
 MAX_UPLOAD_BYTES = 32 * 2**20  # one request: a photo and its paintings
 FIELDS = ("preset", "size", "style_weight_factor", "seed", "iterations", "preserve_colour")
@@ -165,7 +165,7 @@ async def _job_form(form) -> tuple[JobRequest, bytes, list[bytes], dict[str, Any
 
 
 class Api:
-    """The request handlers, over one :class:`~nst_jax.studio.jobs.Studio`.
+    """The request handlers, over one :class:`~nst_jax.studio._jobs.Studio`.
 
     Args:
         studio: The jobs.

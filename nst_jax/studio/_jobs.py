@@ -3,9 +3,9 @@
 A job is a photo, one or more paintings and a few settings (:class:`JobRequest`). Its members are
 every painting times every style-weight factor, exactly as ``nst-jax-sweep`` makes them: the
 request is written as that tool's arguments (:meth:`JobRequest.sweep_argv`), parsed by its parser
-and resolved by its functions (:func:`nst_jax.cli.common.run_config`,
-:func:`nst_jax.cli.sweep.members_of`, :func:`nst_jax.cli.sweep.member_spec`, so
-:func:`nst_jax.make_spec`), with the inputs loaded by :func:`nst_jax.cli.common.load_inputs`, the
+and resolved by its functions (:func:`nst_jax.cli._common.run_config`,
+:func:`nst_jax.cli._sweep.members_of`, :func:`nst_jax.cli._sweep.member_spec`, so
+:func:`nst_jax.make_spec`), with the inputs loaded by :func:`nst_jax.cli._common.load_inputs`, the
 command line's guards included. A job of one member runs through :func:`nst_jax.run_spec` (the
 ``nst-jax`` run: checkpointed when the server stops, resumed when it starts); a job of several
 through :func:`nst_jax.sweep_specs` (the ``nst-jax-sweep`` run: started again after a stop, since a
@@ -44,12 +44,13 @@ from typing import Any
 import numpy as np
 
 from nst_jax import RunSpec, check_memory, files, resumed_level, run_spec, sweep_specs
-from nst_jax.cli import common, sweep
-from nst_jax.cli.request import record_of
+from nst_jax._src.driver import to_host
+from nst_jax._src.multiscale import _sweep_groups
+from nst_jax.cli import _common as common
+from nst_jax.cli import _sweep as sweep
+from nst_jax.cli._request import record_of
 from nst_jax.config import COLOURS, DEFAULT_PRESET, PRESETS
-from nst_jax.driver import to_host
 from nst_jax.errors import NSTError, clean
-from nst_jax.multiscale import _sweep_groups
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")

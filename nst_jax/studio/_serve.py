@@ -5,7 +5,7 @@
 
 SIGINT or SIGTERM stops it cleanly: a running one-member job writes its checkpoint at its next
 chunk of steps and every unfinished job stays queued in the jobs directory; the next start resumes
-them. Exit codes are the command line's (:mod:`nst_jax.cli.common`).
+them. Exit codes are the command line's (:mod:`nst_jax.cli._common`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 
-from nst_jax.cli import common
+from nst_jax.cli import _common as common
 from nst_jax.compilation import enable_compilation_cache
 from nst_jax.errors import NSTError
 
@@ -67,8 +67,8 @@ def run(argv: list[str] | None) -> int:
     try:
         import uvicorn
 
-        from nst_jax.studio.app import create_app
-        from nst_jax.studio.jobs import Studio
+        from nst_jax.studio._app import create_app
+        from nst_jax.studio._jobs import Studio
     except ImportError as err:
         raise NSTError(f"nst-jax serve needs the studio extra (pip install 'nst_jax[studio]'): {err}") from None
     loopback = is_loopback(args.host)
@@ -105,5 +105,5 @@ def run(argv: list[str] | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``nst-jax serve``."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see nst_jax.cli.stylize.main
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see nst_jax.cli._stylize.main
     return common.guarded_main(run, argv)

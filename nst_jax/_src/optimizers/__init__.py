@@ -1,6 +1,6 @@
 """Pixel optimisers, one module each, and their registry.
 
-Each module defines ``OPTIMIZER``, an :class:`~nst_jax.optimizers.base.Optimizer`: its optax
+Each module defines ``OPTIMIZER``, an :class:`~nst_jax._src.optimizers.base.Optimizer`: its optax
 transformation, how it starts, one step, the evaluations it reports and its memory.
 :data:`OPTIMIZERS` maps ``StylizeConfig.optimizer`` names to them; the stylizer, the driver, the
 config's check, the memory estimate and ``--optimizer`` all read it. A new optimiser is a new
@@ -14,9 +14,9 @@ from typing import Any
 
 import optax
 
+from nst_jax._src.optimizers import custom
+from nst_jax._src.optimizers.base import Optimizer
 from nst_jax.errors import NSTError
-from nst_jax.optimizers import custom
-from nst_jax.optimizers.base import Optimizer
 
 # The registry: one module name per optimiser.
 MODULES = ("lbfgs", "adam")
@@ -28,7 +28,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 def resolve(optimizer: str | optax.GradientTransformation) -> Optimizer:
     """The :class:`Optimizer` of a ``StylizeConfig.optimizer``: a registry name, or any optax
-    transformation (:mod:`nst_jax.optimizers.custom`). The one place the two are told apart.
+    transformation (:mod:`nst_jax._src.optimizers.custom`). The one place the two are told apart.
 
     Raises:
         NSTError: For an unknown name or another type.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
-from nst_jax.optimizers.base import Optimizer
+from nst_jax._src.optimizers.base import Optimizer
 
 
 def _update(transform, image, opt_state, value_and_grad, value_fn, start):

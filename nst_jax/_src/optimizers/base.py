@@ -1,4 +1,4 @@
-"""What a pixel optimiser is: the interface every entry of :data:`nst_jax.optimizers.OPTIMIZERS` fills.
+"""What a pixel optimiser is: the interface every entry of :data:`nst_jax._src.optimizers.OPTIMIZERS` fills.
 
 The stylizer (:func:`nst_jax.make_stylizer`) calls only these functions, so a new optimiser is
 one new module here plus its line in the registry. ``value_and_grad(x)`` is the objective's value

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from nst_jax.optimizers.base import Optimizer
+from nst_jax._src.optimizers.base import Optimizer
 
 # The name a custom transformation goes by in records, checkpoints and messages.
 NAME = "optax"
@@ -44,7 +44,7 @@ def _state_images(transform: optax.GradientTransformation, config) -> int:
 
 @functools.lru_cache(maxsize=64)
 def wrap(transform: optax.GradientTransformation) -> Optimizer:
-    """The :class:`~nst_jax.optimizers.base.Optimizer` that runs ``transform`` (one object per
+    """The :class:`~nst_jax._src.optimizers.base.Optimizer` that runs ``transform`` (one object per
     transformation, so the programs compiled for it are found again)."""
     return Optimizer(
         name=NAME, help="an optax transformation given in StylizeConfig.optimizer",

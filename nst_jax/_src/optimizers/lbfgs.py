@@ -1,5 +1,5 @@
 """L-BFGS over the pixels: optax's two-loop direction with the strong-Wolfe line search of
-:mod:`nst_jax.linesearch` (vmap-friendly: no ``lax.cond`` around evaluations).
+:mod:`nst_jax._src.linesearch` (vmap-friendly: no ``lax.cond`` around evaluations).
 
 The start evaluates the loss and gradient at the start image once, through the line search's
 own loop (its ``start`` mode), and stores them in the line search's state; every step reuses the
@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from nst_jax import linesearch
-from nst_jax.optimizers.base import Optimizer
+from nst_jax._src import linesearch
+from nst_jax._src.optimizers.base import Optimizer
 
 
 def _transform(config, weights):

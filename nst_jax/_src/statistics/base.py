@@ -1,10 +1,10 @@
-"""What a style statistic is: the interface every entry of :data:`nst_jax.statistics.STATISTICS` fills.
+"""What a style statistic is: the interface every entry of :data:`nst_jax._src.statistics.STATISTICS` fills.
 
 A statistic describes a layer's features ``[H, W, N]`` by a few arrays (its *summary*: a Gram
 matrix, a mean and a covariance, ...), turns a style image's summary into the *target* the
 output is compared with, blends several styles' targets into one *reference*, and scores the
 output's features against that reference (the per-layer style loss ``E_l``). The objective
-(:mod:`nst_jax.objective`) calls only these functions, so a new statistic is one new module
+(:mod:`nst_jax._src.objective`) calls only these functions, so a new statistic is one new module
 here plus its line in the registry.
 
 Units (``units``): ``"relative"`` divides each loss by its value at all-zero features, so it is
@@ -65,7 +65,7 @@ class Statistic:
         finish: ``finish(reference) -> reference``, constants derived once per run from a
             reference (e.g. a matrix square root); identity by default.
         summed_loss: For statistics whose summaries add up over disjoint sets of positions
-            (and so can be summed tile by tile, :mod:`nst_jax.tiled`):
+            (and so can be summed tile by tile, :mod:`nst_jax._src.tiled`):
             ``summed_loss(summary, reference, units) -> scalar``, the loss from the output's
             whole summary; None where summaries do not add up.
     """

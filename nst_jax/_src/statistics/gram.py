@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nst_jax import checks
-from nst_jax.statistics.base import Arrays, Statistic, check_units, relative
+from nst_jax._src import checks
+from nst_jax._src.statistics.base import Arrays, Statistic, check_units, relative
 
 
 def gram_matrix(features: jax.Array) -> jax.Array:

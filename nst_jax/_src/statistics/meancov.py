@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nst_jax.statistics.base import Arrays, Statistic, check_units, relative
+from nst_jax._src.statistics.base import Arrays, Statistic, check_units, relative
 
 
 def feature_stats(features: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax.statistics.base import Arrays, Statistic, check_units, relative
+from nst_jax._src.statistics.base import Arrays, Statistic, check_units, relative
 
 # Levels of a style's stored quantile function: enough that a 1-D distribution of up to ~10^5
 # positions loses only its outermost 1/2048 tails; [N, 1024] float32 per layer.

@@ -4,7 +4,7 @@
 ``W₂²(N(μ, C), N(μ_s, C_s))`` divided by the number of filters ``N`` (paper-style units), or
 divided by its value at zero features, ``‖μ_s‖² + tr C_s`` (relative). It is in feature² units
 (the Gram loss is in feature⁴), so in paper units it wants a larger style weight. Several styles
-blend as the mixture of their distributions (:func:`nst_jax.statistics.meancov.mixture`); the
+blend as the mixture of their distributions (:func:`nst_jax._src.statistics.meancov.mixture`); the
 reference's covariance square root is computed once per run (``finish``).
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nst_jax.statistics import meancov
-from nst_jax.statistics.base import Arrays, Statistic, check_units, relative
+from nst_jax._src.statistics import meancov
+from nst_jax._src.statistics.base import Arrays, Statistic, check_units, relative
 
 
 def sqrtm_psd(matrix: jax.Array) -> jax.Array:
