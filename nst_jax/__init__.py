@@ -16,14 +16,17 @@ may vary a pytree (:class:`Weights`), and the VGG parameters travel with their i
 convention as one pytree (:class:`VGGParams`). Problems a user can fix raise :class:`NSTError`
 with one line. Importing the package changes no environment variable and no JAX setting.
 
-The public API is this package's ``__all__`` and six public modules, each with its own
-``__all__``: :mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.spec` (a run
-resolved once: its levels, steps and weights, stored in records), :mod:`nst_jax.files`
-(images, run records, checkpoints, figures), :mod:`nst_jax.errors`,
-:mod:`nst_jax.compilation` (compile statistics, the persistent compilation cache) and
-:mod:`nst_jax.data` (two small sample images). The other
-modules are the implementation; the command-line tools (:mod:`nst_jax.cli`) use only the public
-API, as any other program would.
+The public API is this package's ``__all__`` (the functional core above, its result and settings
+types, VGG-19 loading) and eight public modules, each with its own ``__all__``:
+:mod:`nst_jax.config` (settings, their choices and defaults), :mod:`nst_jax.spec` (a run resolved
+once: its levels, steps and weights, stored in records), :mod:`nst_jax.files` (images, run records,
+checkpoints, figures), :mod:`nst_jax.errors`, :mod:`nst_jax.compilation` (compile statistics, the
+persistent compilation cache), :mod:`nst_jax.host` (the host side of a run: input plans, memory
+checks, resuming, the sweep mesh, progress), :mod:`nst_jax.evaluation` (the independent judge) and
+:mod:`nst_jax.data` (two small sample images); beside them the Flax helpers
+:mod:`nst_jax.flax_nnx`, :mod:`nst_jax.flax_linen` and :mod:`nst_jax.perceptual`. The
+implementation lives in ``nst_jax._src`` (private, as in optax); the command-line tools
+(:mod:`nst_jax.cli`) use only the public API, as any other program would.
 """
 
 __version__ = "0.3.0"
@@ -35,48 +38,27 @@ from nst_jax import (
     data,
 )
 from nst_jax._src.api import StylizeResult, SweepResult, stylize, sweep
-from nst_jax._src.driver import Progress, member_mesh
 from nst_jax._src.image import load_image, save_image
 from nst_jax._src.losses import content_loss, gram_matrix, style_layer_loss, style_loss, tv_loss
-from nst_jax._src.memory import check_memory, memory_limit_from_env
-from nst_jax._src.metrics import Evaluator, optional_judge
-from nst_jax._src.multiscale import (
-    MultiScaleResult,
-    preset_levels,
-    resumed_level,
-    run_spec,
-    stylize_multiscale,
-    sweep_specs,
-)
+from nst_jax._src.multiscale import MultiScaleResult, preset_levels, run_spec, stylize_multiscale, sweep_specs
 from nst_jax._src.normalize import normalize_vgg19
 from nst_jax._src.objective import Targets, compute_targets, loss_terms, make_loss
-from nst_jax._src.plan import Plan, make_plan
 from nst_jax._src.step import RunState, StepInfo, Stylizer, make_stylizer
 from nst_jax._src.vgg import LAYERS, VGG19, VGGParams, autodiff_mode, extract_features, preprocess
 from nst_jax._src.vgg_io import load_vgg19
 from nst_jax.config import LossConfig, StylizeConfig, Weights, make_weights, stack_weights
 from nst_jax.errors import NSTError, NumericalError
 from nst_jax.perceptual import perceptual_loss, perceptual_terms
-from nst_jax.spec import Choices, LevelSpec, RunSpec, make_spec, pyramid_sizes, resolve_levels
-
-# The names of Weights and make_weights before 0.3, kept so code written against them still runs.
-LossWeights = Weights
-loss_weights = make_weights
+from nst_jax.spec import LevelSpec, RunSpec, make_spec
 
 __all__ = [
     "LAYERS",
     "VGG19",
-    "Choices",
     "LevelSpec",
     "LossConfig",
-    "LossWeights",
-    "Plan",
-    "Weights",
-    "Evaluator",
     "MultiScaleResult",
     "NSTError",
     "NumericalError",
-    "Progress",
     "RunSpec",
     "RunState",
     "StepInfo",
@@ -86,10 +68,9 @@ __all__ = [
     "SweepResult",
     "Targets",
     "VGGParams",
+    "Weights",
     "__version__",
     "autodiff_mode",
-    "check_memory",
-    "memory_limit_from_env",
     "compute_targets",
     "content_loss",
     "data",
@@ -98,22 +79,15 @@ __all__ = [
     "load_image",
     "load_vgg19",
     "loss_terms",
-    "loss_weights",
-    "make_weights",
     "make_loss",
-    "make_plan",
     "make_spec",
-    "normalize_vgg19",
     "make_stylizer",
-    "member_mesh",
-    "optional_judge",
-    "preprocess",
+    "make_weights",
+    "normalize_vgg19",
     "perceptual_loss",
     "perceptual_terms",
+    "preprocess",
     "preset_levels",
-    "pyramid_sizes",
-    "resolve_levels",
-    "resumed_level",
     "run_spec",
     "save_image",
     "stack_weights",

@@ -189,7 +189,7 @@ def auto_shape_bucket(loss_units: str, tile_size: int) -> int:
 # transfer one was chosen; reconstructions start from noise and need many more).
 TRANSFER_ITERATIONS = 40
 RECONSTRUCTION_ITERATIONS = 500
-# The smallest level of a multi-scale run (nst_jax.pyramid_sizes), longest side in pixels.
+# The smallest level of a multi-scale run (nst_jax.spec.pyramid_sizes), longest side in pixels.
 DEFAULT_MIN_SIZE = 128
 # A preset's coarsest level is at least this many pixels on its longest side (levels below are dropped).
 MIN_LEVEL_SIZE = 64
@@ -349,8 +349,7 @@ class Weights(NamedTuple):
     """Every number a sweep may vary: the loss weights, Adam's learning rate and the EMA decay.
 
     A pytree of float32 arrays (the dynamic counterpart of the static :class:`StylizeConfig`);
-    every leaf can carry a leading member axis for a sweep (:func:`nst_jax.sweep`). Named
-    ``LossWeights`` before 0.3 (that name still works).
+    every leaf can carry a leading member axis for a sweep (:func:`nst_jax.sweep`).
 
     Attributes:
         content: α, the content weight.

@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             runs_path.write_text(json.dumps(runs, indent=1) + "\n")
             print(f"{name:>14} {pair:>22}: {runs[key]:.0f} s", flush=True)
 
-    from nst_jax import Evaluator, load_image, load_vgg19, optional_judge
+    from nst_jax import load_image, load_vgg19
+    from nst_jax.evaluation import Evaluator, optional_judge
 
     if optional_judge() is None:
         raise SystemExit("error: the judge needs the eval extra: pip install -e '.[eval]'")

@@ -547,7 +547,8 @@ def stage_sweep(p, work):
     both in this process: cold (compiling), then warm (the programs compiled already)."""
     import numpy as np
 
-    from nst_jax import Choices, load_image, load_vgg19, make_spec, run_spec, sweep_specs
+    from nst_jax import load_image, load_vgg19, make_spec, run_spec, sweep_specs
+    from nst_jax.spec import Choices
 
     vgg = load_vgg19()
     content, style, _ = image_files()

@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
-from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, pyramid_sizes, save_image, stylize_multiscale
+from nst_jax import StylizeConfig, load_image, load_vgg19, make_weights, save_image, stylize_multiscale
 from nst_jax._src import colour
 from nst_jax._src.memory import check_memory
+from nst_jax.spec import pyramid_sizes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"

@@ -85,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-dir", type=pathlib.Path, default=ROOT / "docs")
     args = p.parse_args(argv)
 
-    from nst_jax import Evaluator, load_image, load_vgg19, optional_judge
+    from nst_jax import load_image, load_vgg19
     from nst_jax._src.figures import labelled_grid
     from nst_jax._src.metrics import evaluate
+    from nst_jax.evaluation import Evaluator, optional_judge
 
     peer = json.loads((args.peer / "peer.json").read_text())
     peer_files = {s: args.peer / f"{PHOTO.stem}-{s}-{SIZE}.png" for s in PEER_PAIRS}

@@ -28,11 +28,11 @@ from nst_jax import (
     load_vgg19,
     loss_terms,
     make_weights,
-    pyramid_sizes,
     save_image,
     stylize,
     stylize_multiscale,
 )
+from nst_jax.spec import pyramid_sizes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"

@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 
 import nst_jax
-from nst_jax import StylizeConfig, preset_levels, resolve_levels, stylize
+from nst_jax import StylizeConfig, preset_levels, stylize
 from nst_jax._src.image import load_image
 from nst_jax.cli import _common as common
 from nst_jax.cli import _stylize as cli
 from nst_jax.config import DEFAULT_PRESET, MIN_LEVEL_SIZE, PRESETS
 from nst_jax.errors import NSTError
+from nst_jax.spec import resolve_levels
 
 from .conftest import EXAMPLES, compiled_programs, nst_in_process, run_cli
 

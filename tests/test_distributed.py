@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import StylizeConfig, make_weights, member_mesh, stack_weights, sweep
+from nst_jax import StylizeConfig, make_weights, stack_weights, sweep
+from nst_jax.host import member_mesh
 
 from .conftest import EXAMPLES, host_devices_env, smooth_image
 

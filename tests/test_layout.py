@@ -15,7 +15,7 @@ import nst_jax
 PACKAGE = pathlib.Path(nst_jax.__file__).resolve().parent
 # The modules besides the package itself whose __all__ is public (named in nst_jax's docstring).
 PUBLIC_MODULES = ("nst_jax.config", "nst_jax.spec", "nst_jax.files", "nst_jax.errors", "nst_jax.compilation",
-                  "nst_jax.data")
+                  "nst_jax.host", "nst_jax.evaluation", "nst_jax.data")
 
 
 def nst_jax_imports(path: pathlib.Path) -> list[tuple[str, str | None, int]]:

@@ -11,7 +11,8 @@ from .conftest import PAINTING, compiled_programs, run, smooth_image
 
 
 def test_multiscale_pyramid_and_warm_start(vgg):
-    from nst_jax import pyramid_sizes, stylize_multiscale
+    from nst_jax import stylize_multiscale
+    from nst_jax.spec import pyramid_sizes
 
 
     assert pyramid_sizes(512, 3, 128) == [128, 256, 512] and pyramid_sizes(300, 1) == [300]

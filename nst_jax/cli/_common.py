@@ -30,15 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import (
-    Choices,
-    check_memory,
-    files,
-    load_vgg19,
-    memory_limit_from_env,
-    normalize_vgg19,
-    resolve_levels,
-)
+from nst_jax import files, load_vgg19, normalize_vgg19
 from nst_jax.cli._request import VGG_CHOICES, Sources, init_source
 from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
@@ -62,6 +54,8 @@ from nst_jax.config import (
     make_weights,
 )
 from nst_jax.errors import NSTError, NumericalError, OutputExists, clean, one_line
+from nst_jax.host import check_memory, memory_limit_from_env
+from nst_jax.spec import Choices, resolve_levels
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_NUMERICAL = 0, 1, 2, 3, 4
 EXIT_ENVIRONMENT, EXIT_CONFLICT = 5, 6
@@ -302,7 +296,7 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_option: str,
                         swept: bool = False) -> None:
     """``--preset`` and the coarse-to-fine options; their defaults in ``--help`` read from the preset's own
-    resolution (:func:`nst_jax.resolve_levels`) at the default size, as are those of ``--iterations``,
+    resolution (:func:`nst_jax.spec.resolve_levels`) at the default size, as are those of ``--iterations``,
     ``style_option`` and ``tv_option``. ``swept`` (a sweep's): ``--preset`` takes a list, and
     ``--scale-style-weights`` may be repeated, each list one value of a swept axis."""
     g = groups(p)["quality"]

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import RunSpec, __version__, check_memory, files, make_spec, resumed_level, run_spec
+from nst_jax import RunSpec, __version__, files, make_spec, run_spec
 from nst_jax.cli import _batch as batch
 from nst_jax.cli import _common as common
 from nst_jax.cli import _outputs as outputs
@@ -40,6 +40,7 @@ from nst_jax.cli._request import Destinations, Replay, Sources, record_of, repla
 from nst_jax.compilation import CompileStats, enable_compilation_cache
 from nst_jax.config import StylizeConfig
 from nst_jax.errors import NSTError, NumericalError, OutputExists
+from nst_jax.host import check_memory, resumed_level
 from nst_jax.spec import config_from_json, spec_from_json
 
 # Options that may be given with --resume or --rerun: where to write and how often, never what the image is.
@@ -159,7 +160,7 @@ class Job:
         dest: Where it writes.
         vgg: The VGG-19 parameters.
         record: What every written image carries (``nst-jax --rerun`` reads it).
-        memory: The memory estimate checked before the run, by part (:func:`nst_jax.check_memory`).
+        memory: The memory estimate checked before the run, by part (:func:`nst_jax.host.check_memory`).
         resume: The checkpoint being continued, if any.
         stop_at: Step at which a rerun of an intermediate save stops (None: the whole run).
         start: The step the run starts at (the resumed checkpoint's).

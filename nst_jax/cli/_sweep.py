@@ -28,15 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import (
-    Evaluator,
-    RunSpec,
-    check_memory,
-    files,
-    make_spec,
-    optional_judge,
-    sweep_specs,
-)
+from nst_jax import RunSpec, files, make_spec, sweep_specs
 from nst_jax.cli import _common as common
 from nst_jax.cli import _outputs as outputs
 from nst_jax.cli._common import EXIT_CONFLICT, Exit
@@ -44,6 +36,8 @@ from nst_jax.cli._request import record_of
 from nst_jax.compilation import CompileStats, enable_compilation_cache
 from nst_jax.config import TERMS
 from nst_jax.errors import NSTError, OutputExists, one_line
+from nst_jax.evaluation import Evaluator, optional_judge
+from nst_jax.host import check_memory
 
 SWEPT = {  # option -> (Choices field, label)
     "content_weights": ("content_weight", "alpha"),

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from nst_jax import RunSpec, check_memory, files, resumed_level, run_spec, sweep_specs
+from nst_jax import RunSpec, files, run_spec, sweep_specs
 from nst_jax._src.driver import to_host
 from nst_jax._src.multiscale import _sweep_groups
 from nst_jax.cli import _common as common
@@ -51,6 +51,7 @@ from nst_jax.cli import _sweep as sweep
 from nst_jax.cli._request import record_of
 from nst_jax.config import COLOURS, DEFAULT_PRESET, PRESETS
 from nst_jax.errors import NSTError, clean
+from nst_jax.host import check_memory, resumed_level
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = ("done", "failed", "cancelled")
