@@ -226,7 +226,7 @@ class Preset:
     style_weights: tuple[float, ...]
     tv_weight: float
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.iterations or len(self.style_weights) != len(self.iterations):
             raise ValueError("a preset needs one style weight per level")
 

@@ -4,6 +4,7 @@ process-wide side effects of the image functions (Pillow's MAX_IMAGE_PIXELS)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import pathlib
 import re
 import shutil
@@ -26,6 +27,7 @@ from .doc_blocks import typed_source
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 HAS_MYPY = importlib.util.find_spec("mypy") is not None
+PYRIGHT = shutil.which("pyright") or shutil.which("basedpyright")
 
 
 def run_mypy(source: str, tmp_path: pathlib.Path) -> subprocess.CompletedProcess:
@@ -65,12 +67,9 @@ bad = nst_jax.StylizeConfig(pooling="maxx")
     assert len(errors) == 1 and "snippet.py:11:" in errors[0] and "pooling" in errors[0], result.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not HAS_MYPY, reason="mypy not installed (pip install -e .[test])")
-def test_mypy_accepts_a_research_script_and_catches_a_wrong_range(tmp_path):
-    """JAX arrays where images go, the weights' convention into the module, an optax optimiser, traced
-    weights, half-precision images, input ranges: no error from the library's annotations."""
-    source = '''
+# A research script: JAX arrays where images go, the weights' convention into the module, an optax optimiser,
+# traced weights, half-precision images, input ranges; its line 18 passes a misspelt input range.
+RESEARCH_SCRIPT = '''
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,6 +88,14 @@ loss = nst_jax.perceptual_loss(vgg, photo, photo, input_range="-1-1", range_chec
 variables = init_with_vgg(model, jax.random.key(0), photo, vgg=vgg)
 bad = nst_jax.extract_features(vgg, photo, layers=("relu1_1",), input_range="0-2")
 '''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MYPY, reason="mypy not installed (pip install -e .[test])")
+def test_mypy_accepts_a_research_script_and_catches_a_wrong_range(tmp_path):
+    """JAX arrays where images go, the weights' convention into the module, an optax optimiser, traced
+    weights, half-precision images, input ranges: no error from the library's annotations."""
+    source = RESEARCH_SCRIPT
     result = run_mypy(source, tmp_path)
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1 and "snippet.py:18:" in errors[0] and "input_range" in errors[0], result.stdout
@@ -193,3 +200,17 @@ def test_type_completeness_score():
     assert result.returncode == 0, result.stdout + result.stderr
     score = float(re.search(r"type completeness score: ([\d.]+)%", result.stdout).group(1))
     assert score >= 95.0, result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PYRIGHT is None, reason="pyright not installed (pip install 'pyright[nodejs]' or basedpyright)")
+def test_pyright_accepts_a_research_script_and_catches_a_wrong_range(tmp_path):
+    """The mypy test's script under pyright's default (basic) checking, with this checkout's nst_jax first on
+    its path: one error, the misspelt input range, and none caused by the library's annotations."""
+    (tmp_path / "snippet.py").write_text(RESEARCH_SCRIPT, encoding="utf-8")
+    (tmp_path / "pyrightconfig.json").write_text(json.dumps({"extraPaths": [str(ROOT)], "pythonVersion": "3.10"}))
+    result = subprocess.run([PYRIGHT, "--pythonpath", sys.executable, "--outputjson", "snippet.py"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    errors = [d for d in json.loads(result.stdout)["generalDiagnostics"] if d["severity"] == "error"]
+    assert len(errors) == 1, errors
+    assert errors[0]["range"]["start"]["line"] + 1 == 18 and "input_range" in errors[0]["message"], errors

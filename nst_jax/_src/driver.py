@@ -58,7 +58,7 @@ MEMBERS = "members"
 PER_STEP = {"total_per_step": np.float32, "evaluations_per_step": np.int32}
 
 
-def member_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+def member_mesh(devices: Sequence[jax.sharding.Device] | None = None) -> Mesh:
     """A 1-D mesh with axis :data:`MEMBERS` over ``devices``.
 
     Args:

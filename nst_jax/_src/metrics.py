@@ -235,11 +235,14 @@ class JudgeReferences:
     """
 
     def __init__(self, judge: Judge, *, photo: np.ndarray, painting: np.ndarray, painting_same_shape: np.ndarray):
-        self.judge = judge
-        self.photo = [judge_features(judge, box_downscale(photo, s)) for s in SCALES]
-        self.painting = [judge_features(judge, box_downscale(painting, s)) for s in SCALES]
-        self.photo_errors = [gram_error(p, q, JUDGE_LAYERS) for p, q in zip(self.photo, self.painting, strict=True)]
-        self.painting_lpips = lpips_distance(judge_features(judge, painting_same_shape), self.photo[0], judge.heads)
+        self.judge: Judge = judge
+        self.photo: list[dict[str, jax.Array]] = [judge_features(judge, box_downscale(photo, s)) for s in SCALES]
+        self.painting: list[dict[str, jax.Array]] = [judge_features(judge, box_downscale(painting, s))
+                                                     for s in SCALES]
+        self.photo_errors: list[jax.Array] = [gram_error(p, q, JUDGE_LAYERS)
+                                              for p, q in zip(self.photo, self.painting, strict=True)]
+        self.painting_lpips: jax.Array = lpips_distance(judge_features(judge, painting_same_shape), self.photo[0],
+                                                        judge.heads)
 
     def __call__(self, output: np.ndarray) -> dict[str, float]:
         """``{"style_x1", "style_x2", "style_x4", "content_lpips"}`` of one ``[H, W, 3]`` output in [0, 1]."""
