@@ -84,8 +84,8 @@ class LossConfig:
             a photo from its features) or ``"style"`` (style term only: texture synthesis).
         content_layers: Layers whose features the content term matches.
         style_layers: Layers whose statistics the style term matches.
-        style_loss: Style statistics matched per layer, a key of
-            :data:`nst_jax._src.statistics.STATISTICS`: ``"gram"`` (the paper's Gram matrices, eq. 4),
+        style_loss: Style statistics matched per layer, one of
+            :data:`nst_jax.config.STYLE_LOSSES`: ``"gram"`` (the paper's Gram matrices, eq. 4),
             ``"meancov"`` (mean and covariance), ``"w2"`` (Wasserstein-2 distance between Gaussian
             fits), ``"sliced"`` (sliced Wasserstein, Heitz et al. 2021); see :mod:`nst_jax._src.statistics`.
         pooling: ``"max"`` or ``"avg"``.
@@ -427,7 +427,7 @@ def make_weights(
     together with :class:`StylizeConfig`'s start from the photo and its
     :data:`~nst_jax.config.TRANSFER_ITERATIONS` = 40 L-BFGS steps, are the result of
     ``scripts/calibrate_defaults.py --peer``: eight photo × painting pairs at 256 and 512 px,
-    each output scored by :mod:`nst_jax._src.metrics` (style ratio ≤ 0.20, content ratio ≤ 0.7,
+    each output scored by :mod:`nst_jax.evaluation` (style ratio ≤ 0.20, content ratio ≤ 0.7,
     speckle ratio ≤ 1.3, and no worse than pastiche's defaults after 500 steps on two pairs).
     Of the settings passing every cell, the fastest within 10 % that keeps the widest margin
     below the thresholds was taken. What the grid showed (2-core AMD EPYC; the README has the

@@ -20,7 +20,7 @@ positions (so ``G / M`` is the per-position Gram, :func:`nst_jax.gram_matrix` wi
 library's ``units="relative"`` terms (:mod:`nst_jax._src.losses`): 1 for a blank ``x`` and 0 at
 ``y``. ``units="paper"`` gives Gatys et al.'s eq. 1 (``½ Σ (F − P)²``) and eq. 4
 (``Σ (G − A)² / (4 N² M²)``, ``A`` the style Gram rescaled to ``x``'s positions) instead.
-``statistic`` picks another style statistic from :data:`nst_jax._src.statistics.STATISTICS`
+``statistic`` picks another style statistic from :data:`nst_jax.config.STYLE_LOSSES`
 (``"meancov"``, ``"w2"``, ``"sliced"``, ...).
 """
 
@@ -95,7 +95,7 @@ def perceptual_terms(
         layer_weights: ``{layer: w_l}``; a layer not named keeps its default, 1 for a content layer
             and ``1 / len(style_layers)`` for a style layer (the paper's). A layer in both lists
             gets the named weight in both sums.
-        statistic: The style statistic, a key of :data:`nst_jax._src.statistics.STATISTICS`.
+        statistic: The style statistic, one of :data:`nst_jax.config.STYLE_LOSSES`.
         units: ``"relative"`` (each layer's term divided by its value for a blank ``x``) or
             ``"paper"`` (Gatys et al.'s eqs. 1 and 4).
         pooling: ``"max"`` or ``"avg"``.
@@ -177,7 +177,7 @@ perceptual_loss.__doc__ = """VGG-19 perceptual loss of one image pair: ``content
         content_weight: Multiplies the content sum.
         style_weight: Multiplies the style sum.
         layer_weights: ``{layer: w_l}`` (defaults: 1 per content layer, ``1 / L`` per style layer).
-        statistic: ``"gram"`` (default) or another key of :data:`nst_jax._src.statistics.STATISTICS`.
+        statistic: ``"gram"`` (default) or another of :data:`nst_jax.config.STYLE_LOSSES`.
         units: ``"relative"`` or ``"paper"``.
         pooling: ``"max"`` or ``"avg"``.
         precision: ``"fp32"`` or ``"bf16"``.

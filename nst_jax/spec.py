@@ -1,11 +1,11 @@
 """A run, resolved once: what every front door builds and every runner takes.
 
-A :class:`RunSpec` holds everything a run does: its checked inputs (a :class:`~nst_jax._src.plan.Plan`,
+A :class:`RunSpec` holds everything a run does: its checked inputs (a :class:`nst_jax.host.Plan`,
 whose config is the static settings), and per level, coarse to fine, the level's shape, its
 optimiser steps and its :class:`~nst_jax.config.Weights`. A plain run is a spec with one level.
 
 :func:`make_spec` is the one builder and the one place a run is validated: inputs (through
-:func:`~nst_jax._src.plan.make_plan`), levels and weights. It takes either explicit levels (what
+:func:`nst_jax.host.make_plan`), levels and weights. It takes either explicit levels (what
 :func:`nst_jax.stylize_multiscale` is given) or a user's :class:`Choices`: a preset and whatever
 was set explicitly, which :func:`resolve_levels` turns into levels, the one resolution of a preset
 that :func:`nst_jax.preset_levels`, the library and the command line share.
@@ -349,7 +349,7 @@ def make_spec(
 
     Args:
         config: Static settings (``StylizeConfig()`` if None; with a plan, None or the plan's).
-        content: ``[H, W, 3]`` content photo in [0, 1] (see :func:`nst_jax._src.plan.make_plan`).
+        content: ``[H, W, 3]`` content photo in [0, 1] (see :func:`nst_jax.host.make_plan`).
         style: A style image, or a list of ``config.num_styles``.
         init: ``[H, W, 3]`` start image when ``config.init == "image"``.
         masks: Region masks, one per style image.

@@ -1,6 +1,6 @@
 """The user-level entry points: :func:`stylize` (one image) and :func:`sweep` (``K`` members).
 
-Both check their inputs once (:func:`nst_jax._src.plan.make_plan`), build the start images and hand everything to
+Both check their inputs once (:func:`nst_jax.host.make_plan`), build the start images and hand everything to
 the one host loop (:func:`nst_jax._src.driver.run_members`), which runs the pure step of
 :func:`nst_jax.make_stylizer`. Their results and histories have the same types and keys: a
 sweep's carry a leading member axis.
@@ -127,7 +127,7 @@ def stylize_compiler(vgg: VGGParams, *, plan: Plan, weights: Weights | None = No
 
     Args:
         vgg: VGG-19 parameters.
-        plan: The run's checked inputs (:func:`nst_jax._src.plan.make_plan`); only the start image's
+        plan: The run's checked inputs (:func:`nst_jax.host.make_plan`); only the start image's
             shape (the plan's canvas) matters, not its values.
         weights: As in :func:`stylize`.
 
@@ -173,14 +173,14 @@ def stylize(
         seed: Seed of the noise start.
         masks: Spatial control: ``[S, H', W']`` masks in [0, 1], one per style image, resized to
             the output size; region ``k`` of the output takes style ``k``'s statistics.
-        callback: Called with a :class:`~nst_jax._src.driver.Progress` after every chunk; it may save
+        callback: Called with a :class:`nst_jax.host.Progress` after every chunk; it may save
             ``progress.checkpoint()`` and may raise to stop the run.
         sync_every: Step counts (0 ignored) at whose multiples a chunk also ends, so the
             callback sees those steps (intermediate saves, checkpoints); this does not change
             the result.
         resume: A checkpoint of this same run to continue from.
         record: Extra entries for the run record (they must match too when resuming).
-        plan: The inputs already checked by :func:`nst_jax._src.plan.make_plan` (then ``content``,
+        plan: The inputs already checked by :func:`nst_jax.host.make_plan` (then ``content``,
             ``style``, ``init`` and ``masks`` stay None, and ``config`` is the plan's).
 
     Returns:
@@ -252,7 +252,7 @@ def sweep(
         seeds: ``K`` seeds of the noise start (default: all 0).
         masks: As in :func:`stylize`, shared by all members.
         config: Static settings shared by all members (``StylizeConfig()`` if None).
-        mesh: 1-D mesh with axis ``"members"`` (:func:`nst_jax._src.driver.member_mesh`); every
+        mesh: 1-D mesh with axis ``"members"`` (:func:`nst_jax.host.member_mesh`); every
             device by default. ``K`` is padded to fill it, the copies dropped from the results.
         batch_size: Members vmapped together on a device: 1 on CPUs, all of a device's members
             on accelerators by default.

@@ -3,7 +3,7 @@
 A checkpoint is one ``.npz`` file, written atomically (temporary file in the
 target directory + rename), holding:
 
-* ``state/<i>``: the flattened leaves of the :class:`~nst_jax._src.step.RunState`
+* ``state/<i>``: the flattened leaves of the :class:`~nst_jax.RunState`
   pytree (image, optimiser state, step counter, ...), with a leading member axis, bit for bit;
 * ``history/<name>``: the loss history so far (see ``StylizeResult.history``);
 * ``meta``: JSON with the format tag, the step, the *run record* and free-form
@@ -77,7 +77,7 @@ def run_record(
         weights: The ``Weights``.
         vgg: The ``VGGParams`` (their input convention and file sha256 are recorded).
         seed: Seed of the noise start.
-        inputs: The input arrays' digests (``nst_jax._src.plan.Plan.digests``).
+        inputs: The input arrays' digests (``nst_jax.host.Plan.digests``).
         extra: Further entries that must match to resume (e.g. a sweep's seeds).
 
     Returns:

@@ -2,7 +2,7 @@
 
 The output is optimised at a pyramid of sizes, the levels of a :class:`~nst_jax.spec.RunSpec` (each
 half the next, as the presets have them, or geometric from a minimum size); each level starts from
-the previous level's output, upsampled (Lanczos), and each level is one :func:`~nst_jax._src.api.stylize`
+the previous level's output, upsampled (Lanczos), and each level is one :func:`~nst_jax.stylize`
 call, so each level's chunk is compiled once (one compilation per size), the next level's while this
 one runs (:mod:`nst_jax._src.ahead`). In the default relative loss units every level has the output's
 balance of content and style; in paper units the content term grows with the pixel count, so the
@@ -73,7 +73,7 @@ class MultiScaleResult:
 
     Attributes:
         image: ``[H, W, 3]`` the full-size output in [0, 1].
-        levels: Each level's :class:`~nst_jax._src.api.StylizeResult` (coarse to fine); None for the
+        levels: Each level's :class:`~nst_jax.StylizeResult` (coarse to fine); None for the
             levels a resumed run skipped.
         sizes: The levels' longest sides.
     """
@@ -174,19 +174,19 @@ def stylize_multiscale(
         iterations: Steps per level (default ``config.iterations`` at each).
         callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
             the level's steps, and may be checkpointed; the callback may raise to stop the run.
-        sync_every: As in :func:`~nst_jax._src.api.stylize`, counted in each level's steps.
+        sync_every: As in :func:`~nst_jax.stylize`, counted in each level's steps.
         resume: A checkpoint of this same run, taken at any level, to continue from.
         record: Extra entries for the run record (they must match too when resuming).
         config: Static settings (``StylizeConfig()`` if None), shared by the levels.
         content: ``[H, W, 3]`` content photo at the full output size.
-        style: Style image(s), as in :func:`~nst_jax._src.api.stylize`.
+        style: Style image(s), as in :func:`~nst_jax.stylize`.
         init: ``[H, W, 3]`` start of the coarsest level, resized to it.
         masks: Region masks, resized to each level.
         weights: Loss weights: one :class:`~nst_jax.config.Weights` shared by the levels, or one per
             level, coarse to fine (the presets weigh the style more at the coarse levels);
             :func:`~nst_jax.config.make_weights` if None.
         seed: Seed of a noise start.
-        plan: Inputs already checked (:func:`nst_jax._src.plan.make_plan`), instead of the four above.
+        plan: Inputs already checked (:func:`nst_jax.host.make_plan`), instead of the four above.
         compile_ahead: As in :func:`run_spec`.
 
     Returns:
@@ -216,11 +216,11 @@ def run_spec(
 ) -> MultiScaleResult:
     """Runs a :class:`~nst_jax.spec.RunSpec`, level after level, coarse to fine.
 
-    Each level is one :func:`~nst_jax._src.api.stylize` run, so checkpoints, resuming and run records
+    Each level is one :func:`~nst_jax.stylize` run, so checkpoints, resuming and run records
     work as there. A level's run record holds the level's settings (its steps and start), the
     weights, the seed, ``record``, and the original inputs' digests plus ``inputs.level`` (its
     index and every level's size and steps): a level's inputs follow from the original inputs and
-    the levels before it. A run of one level has exactly :func:`~nst_jax._src.api.stylize`'s record. A
+    the levels before it. A run of one level has exactly :func:`~nst_jax.stylize`'s record. A
     checkpoint taken during level ``L`` (``progress.checkpoint()`` in the callback) holds level
     ``L``'s state: resuming from it skips the levels before ``L``, continues ``L`` and runs the
     finer levels, and ends bitwise equal to the uninterrupted run on the same platform.
@@ -230,7 +230,7 @@ def run_spec(
         spec: The run (:func:`nst_jax.make_spec`).
         callback: Called as ``callback(level, progress)`` after every chunk; ``progress`` counts
             the level's steps, and may be checkpointed; the callback may raise to stop the run.
-        sync_every: As in :func:`~nst_jax._src.api.stylize`, counted in each level's steps.
+        sync_every: As in :func:`~nst_jax.stylize`, counted in each level's steps.
         resume: A checkpoint of this same run, taken at any level, to continue from.
         record: Extra entries for the run record (they must match too when resuming).
         compile_ahead: Compile the next level's programs in a background thread while a level
@@ -335,7 +335,7 @@ def sweep_specs(
             (:mod:`nst_jax._src.ahead`), as :func:`run_spec` does.
 
     Returns:
-        Per level, coarse to fine, a :class:`~nst_jax._src.driver.SweepResult` of every member in the
+        Per level, coarse to fine, a :class:`~nst_jax.SweepResult` of every member in the
         order of ``specs``; its ``images`` ``[K, H_l, W_l, 3]`` are the finished outputs (the last
         level's are the sweep's).
 

@@ -232,7 +232,7 @@ def compute_targets(
 def targets_of(vgg: VGGParams, *, config: LossConfig, output_shape: tuple[int, ...], content: ArrayLike | None = None,
                styles: Sequence[ArrayLike] = (), masks: ArrayLike | None = None,
                extent: ArrayLike | None = None) -> Targets:
-    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax._src.plan.make_plan`); with an
+    """:func:`compute_targets` of inputs checked already (by :func:`nst_jax.host.make_plan`); with an
     ``extent`` (see :class:`Targets`) ``output_shape`` is the canvas's, and the content and masks
     are zero outside the extent."""
     checks.check_masks_untiled(config.tile_size, masks)

@@ -236,7 +236,7 @@ def run_plan(config: StylizeConfig | None, plan: Plan | None, **inputs: Any) -> 
             raise NSTError(f"config must be a StylizeConfig (optimiser settings included), got {type(config).__name__}")
         return make_plan(config, **inputs)
     if not isinstance(plan, Plan):
-        raise NSTError(f"plan must be a nst_jax._src.plan.Plan, got {type(plan).__name__}")
+        raise NSTError(f"plan must be a nst_jax.host.Plan, got {type(plan).__name__}")
     if any(v is not None for v in inputs.values()):
         raise NSTError("give the inputs or a plan made from them, not both")
     if config is not None and config != plan.config:
@@ -294,7 +294,7 @@ def at_size(plan: Plan, size: int, full_size: int, *, config: StylizeConfig, ini
         full_size: The output's longest side.
         config: The level's settings (its step count and start).
         init: The level's start image at the level's size, or None.
-        level: What places the level in its run (:func:`nst_jax._src.multiscale.stylize_multiscale`
+        level: What places the level in its run (:func:`nst_jax.stylize_multiscale`
             records its index and every level's size and steps), or None for a plain run.
 
     Returns:

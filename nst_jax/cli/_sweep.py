@@ -11,7 +11,7 @@ member axis is laid out over every device JAX sees (:func:`nst_jax.sweep_specs`)
 member_NN.png, each carrying its run record (``nst-jax --rerun member_NN.png`` makes it again),
 contact_sheet.png (the swept values under each tile) and losses.json (per member: its painting and
 settings, each level's style weight, the loss terms at the start and the end, and the quality ratios
-of :mod:`nst_jax._src.metrics`: the VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed,
+of :mod:`nst_jax.evaluation`: the VGG-16/LPIPS judge's and VGG-19's where the eval extra is installed,
 VGG-19's alone otherwise; ``judged_by`` says which).
 """
 
