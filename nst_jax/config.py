@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import checks
+from nst_jax.content_terms import CONTENT_TERMS
 from nst_jax.errors import NSTError
 from nst_jax.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax.statistics import STATISTICS, UNITS
@@ -26,16 +27,19 @@ from nst_jax.terms import TERMS
 from nst_jax.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, POOLINGS, PRECISIONS, check_layers, layer_level
 
 __all__ = [
-    "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET", "INITS",
+    "AUTO_SHAPE_BUCKET", "COLOURS", "CONTENT_TERM_NAMES", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET",
+    "INITS",
     "LOSS_UNITS", "MIN_LEVEL_SIZE", "MODES", "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "PRESETS",
     "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS", "TRANSFER_ITERATIONS", "Level", "LossConfig", "Preset",
-    "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights", "stack_weights",
+    "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights", "preset_layer_weights",
+    "stack_weights",
 ]
 
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 INITS = ("noise", "content", "image")
 STYLE_LOSSES = tuple(STATISTICS)
+CONTENT_TERM_NAMES = tuple(CONTENT_TERMS)
 COLOURS = ("none", "luminance", "match")
 LOSS_UNITS = UNITS
 # Tile sizes and halos are multiples of this (and of 2^k for k poolings before the deepest layer).
@@ -60,7 +64,12 @@ class LossConfig:
     Attributes:
         mode: ``"transfer"`` (content + style), ``"content"`` (content term only: reconstruct
             a photo from its features) or ``"style"`` (style term only: texture synthesis).
-        content_layers: Layers whose features the content term matches.
+        content_layers: Layers whose features the content terms compare.
+        content_terms: The content terms, keys of :data:`nst_jax.content_terms.CONTENT_TERMS`, each
+            weighted by its entry of ``Weights.content_terms``: ``"feature"`` (the paper's
+            distance of features, position by position) and ``"structure"`` (the cosine
+            self-similarity of features on a coarse grid, STROTSS's layout). Both by default, the
+            structure at weight 0 unless a preset or ``make_weights`` gives it one.
         style_layers: Layers whose statistics the style term matches.
         style_loss: Style statistics matched per layer, a key of
             :data:`nst_jax.statistics.STATISTICS`: ``"gram"`` (the paper's Gram matrices, eq. 4),
@@ -84,12 +93,14 @@ class LossConfig:
             gradient and the targets are evaluated (:mod:`nst_jax.tiled`): the same values up
             to float32 rounding, with VGG activation memory of one ``T + 2 * halo`` tile
             instead of the whole image, at about ``((T + 2 halo) / T)²`` times the compute.
-            A multiple of 16 (32 with pool5); Gram style loss only, no region masks.
+            A multiple of 16 (32 with pool5); style statistics and content terms that add up
+            over tiles only, no region masks.
     """
 
     mode: Literal["transfer", "content", "style"] = "transfer"
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    content_terms: tuple[str, ...] = CONTENT_TERM_NAMES
     style_loss: str = "gram"
     pooling: Literal["max", "avg"] = "max"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -101,6 +112,14 @@ class LossConfig:
         for field in ("content_layers", "style_layers"):
             object.__setattr__(self, field, check_layers(getattr(self, field), field.replace("_", " ")))
         _choice(self.mode, MODES, "mode")
+        if isinstance(self.content_terms, list):
+            object.__setattr__(self, "content_terms", tuple(self.content_terms))
+        if not isinstance(self.content_terms, tuple) or not self.content_terms:
+            raise NSTError(f"content terms must be a non-empty tuple of names, got {self.content_terms!r}")
+        for name in self.content_terms:
+            _choice(name, CONTENT_TERM_NAMES, "content term")
+        if len(set(self.content_terms)) != len(self.content_terms):
+            raise NSTError(f"content terms repeat a name: {', '.join(self.content_terms)}")
         _choice(self.style_loss, STYLE_LOSSES, "style loss")
         _choice(self.pooling, POOLINGS, "pooling")
         _choice(self.precision, PRECISIONS, "precision")
@@ -119,6 +138,9 @@ class LossConfig:
                 additive = ", ".join(name for name, s in STATISTICS.items() if s.additive)
                 raise NSTError(f"tiled evaluation needs a style statistic that adds up over tiles ({additive}), "
                                f"not {self.style_loss!r}")
+            refused = [name for name in self.content_terms if not CONTENT_TERMS[name].additive]
+            if self.uses_content and refused:
+                raise NSTError(f"tiled evaluation cannot sum the content term {refused[0]!r} over tiles")
 
     @property
     def uses_content(self) -> bool:
@@ -172,11 +194,14 @@ MIN_LEVEL_SIZE = 64
 
 
 class Level(NamedTuple):
-    """One level of a coarse-to-fine run: its longest side, L-BFGS steps and style weight β."""
+    """One level of a coarse-to-fine run: its longest side, L-BFGS steps and style weight β, and the
+    preset's per-layer style weights and per-term content weights there (None: the library's)."""
 
     size: int
     iterations: int
     style_weight: float
+    style_layer_weights: Mapping[str, float] | None = None
+    content_term_weights: Mapping[str, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,16 +220,32 @@ class Preset:
         iterations: L-BFGS steps per level, coarse to fine; its length is the number of levels.
         style_weights: β per level, coarse to fine (as long as ``iterations``).
         tv_weight: The total-variation weight (every level).
+        style_layer_weights: None (the library's ``1 / L`` per style layer at every level), or per
+            level ``{layer: w_l}``: a level's weights apply to a run whose style layers are all
+            named there (:func:`preset_layer_weights`), so the coarse levels can weigh the deep
+            layers, whose Gram matrices describe whole objects, less.
+        content_term_weights: None (the library's per-term defaults), or per level
+            ``{term: u_t}`` for the content terms of :data:`nst_jax.content_terms.CONTENT_TERMS`
+            (a term not named keeps its default).
     """
 
     summary: str
     iterations: tuple[int, ...]
     style_weights: tuple[float, ...]
     tv_weight: float
+    style_layer_weights: tuple[Mapping[str, float], ...] | None = None
+    content_term_weights: tuple[Mapping[str, float], ...] | None = None
 
     def __post_init__(self):
-        if not self.iterations or len(self.style_weights) != len(self.iterations):
+        n = len(self.iterations)
+        if not n or len(self.style_weights) != n:
             raise ValueError("a preset needs one style weight per level")
+        for per_level in (self.style_layer_weights, self.content_term_weights):
+            if per_level is not None and len(per_level) != n:
+                raise ValueError("a preset's per-level weights need one entry per level")
+        unknown = {t for level in self.content_term_weights or () for t in level} - set(CONTENT_TERMS)
+        if unknown:
+            raise ValueError(f"a preset names unknown content terms {sorted(unknown)}")
 
     def levels(self, size: int) -> list[Level]:
         """The levels for an output whose longest side is ``size``, coarse to fine.
@@ -214,8 +255,21 @@ class Preset:
         output's).
         """
         n = len(self.iterations)
-        levels = [Level(side, self.iterations[k], self.style_weights[k]) for k, side in enumerate(halving(size, n))]
+        levels = [Level(side, self.iterations[k], self.style_weights[k],
+                        None if self.style_layer_weights is None else self.style_layer_weights[k],
+                        None if self.content_term_weights is None else self.content_term_weights[k])
+                  for k, side in enumerate(halving(size, n))]
         return [level for k, level in enumerate(levels) if level.size >= MIN_LEVEL_SIZE or k == n - 1]
+
+
+def preset_layer_weights(level: Level, layers: Sequence[str]) -> list[float] | None:
+    """A preset level's per-layer style weights for a run on ``layers``: in their order where the level
+    names every one of them, else None (the library's ``1 / L``: the preset's weights describe its
+    own layers, not others)."""
+    weights = level.style_layer_weights
+    if weights is None or not all(name in weights for name in layers):
+        return None
+    return [float(weights[name]) for name in layers]
 
 
 def halving(size: int, levels: int) -> list[int]:
@@ -320,6 +374,8 @@ class Weights(NamedTuple):
         style: β, the style weight.
         tv: Weight of the total-variation term.
         content_layers: ``[len(config.content_layers)]`` per-layer content weights.
+        content_terms: ``[len(config.content_terms)]`` per-term content weights ``u_t``: the content
+            term is ``α Σ_t u_t Σ_l c_l L_{t,l}``.
         style_layers: ``[len(config.style_layers)]`` per-layer style weights ``w_l``.
         style_blend: ``[config.num_styles]`` blend weights of the style images, normalised
             to sum 1 where used (so ``0.7, 0.3`` and ``7, 3`` are the same blend).
@@ -339,6 +395,7 @@ class Weights(NamedTuple):
     style_blend: jax.Array
     learning_rate: jax.Array
     ema_decay: jax.Array
+    content_terms: jax.Array
 
 
 # The defaults of make_weights, per loss_units (see its docstring for how they were chosen).
@@ -379,13 +436,15 @@ def make_weights(
     style_blend: Any = None,
     learning_rate: float = 2e-2,
     ema_decay: float = 0.0,
+    content_term_weights: Any = None,
 ) -> Weights:
     """Builds :class:`Weights`; the defaults here are the library's (and the CLI's).
 
     ``content_weight``, ``style_weight`` and ``tv_weight`` default to :data:`DEFAULT_LOSS_WEIGHTS`
     for ``config.loss_units``, changed per mode by :data:`MODE_DEFAULTS` (no TV in a content
     reconstruction). Per-layer weights default to ``1 / L`` for style (the paper's
-    ``w_l = 1/5``) and 1 for content; the style blend to equal weights.
+    ``w_l = 1/5``) and 1 for content; the style blend to equal weights; the content terms to each
+    term's ``default_weight`` (the paper's feature distance 1, the structure term 0).
 
     How the defaults were chosen. In the default relative units, α = 1, β = 20 and TV weight 30,
     together with :class:`StylizeConfig`'s start from the photo and its
@@ -422,6 +481,8 @@ def make_weights(
         style_blend: One weight per style image (default equal), normalised where used.
         learning_rate: Adam's step size (L-BFGS does not read it).
         ema_decay: Decay of the output's moving average over steps, in [0, 1) (0: the last iterate).
+        content_term_weights: One weight ``u_t`` per ``config.content_terms`` entry, or a mapping
+            ``{term: u_t}`` (terms not named keep their default).
 
     Returns:
         The float32 :class:`Weights` pytree, unbatched.
@@ -443,6 +504,7 @@ def make_weights(
         return arr.reshape(-1)
 
     cw = layer_array(content_layer_weights, config.content_layers, 1.0, "content")
+    tw = _term_weights(content_term_weights, config.content_terms)
     sw = layer_array(style_layer_weights, config.style_layers, 1.0 / max(len(config.style_layers), 1), "style")
     if style_blend is None:
         blend = np.full(config.num_styles, 1.0 / config.num_styles, np.float32)
@@ -457,13 +519,28 @@ def make_weights(
     scalars = {"content weight": content_weight, "style weight": style_weight, "tv weight": tv_weight,
                "learning rate": learning_rate}
     for name, value in list(scalars.items()) + [("content layer weight", v) for v in cw] + [
-            ("style layer weight", v) for v in sw]:
+            ("style layer weight", v) for v in sw] + [("content term weight", v) for v in tw]:
         if not (math.isfinite(float(value)) and float(value) >= 0):
             raise NSTError(f"{name} must be a finite number >= 0, got {value}")
     f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731  (numpy: no device work, no compiled conversion)
     return Weights(content=f32(content_weight), style=f32(style_weight), tv=f32(tv_weight),
                        content_layers=f32(cw), style_layers=f32(sw), style_blend=f32(blend),
-                       learning_rate=f32(learning_rate), ema_decay=f32(ema_decay))
+                       learning_rate=f32(learning_rate), ema_decay=f32(ema_decay), content_terms=f32(tw))
+
+
+def _term_weights(values: Any, terms: Sequence[str]) -> np.ndarray:
+    """``[T]`` weights of the content ``terms``: their defaults, updated from a mapping, or one per term."""
+    if values is None or isinstance(values, Mapping):
+        given = dict(values or {})
+        unknown = sorted(set(given) - set(terms))
+        if unknown:
+            raise NSTError(f"content term weight given for {unknown[0]!r}, not one of this run's terms "
+                           f"({', '.join(terms)})")
+        return np.asarray([given.get(t, CONTENT_TERMS[t].default_weight) for t in terms], np.float32)
+    arr = np.asarray(values, np.float32).reshape(-1)
+    if arr.shape != (len(terms),):
+        raise NSTError(f"{arr.size} content term weights given for {len(terms)} content terms ({', '.join(terms)})")
+    return arr
 
 
 def stack_weights(members: Sequence[Weights]) -> Weights:
