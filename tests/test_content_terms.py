@@ -183,3 +183,53 @@ def test_a_new_content_term_is_one_file_and_one_registry_line(tmp_path, vgg):
     assert default == "[0.0]"
     assert lines[1] == "refused: tiled evaluation cannot sum the content term 'mean' over tiles"
     assert pathlib.Path(tmp_path / "nst_jax" / "content_terms" / "mean.py").is_file()
+
+
+def test_a_presets_per_level_weights_reach_the_spec_and_the_objective(vgg, monkeypatch):
+    """A preset's per-level style layer and content term weights: each level of the run spec carries its
+    own (the output level's dropping what its layers do not name), explicit choices win, and the style
+    and content terms the objective computes with a level's weights are Σ_l w_l E_l and Σ_t u_t L_t
+    with the preset's numbers, computed here from the unweighted per-layer terms."""
+    from nst_jax import config as config_module
+    from nst_jax.spec import Choices, make_spec
+
+    layers = ("relu1_1", "relu2_1")
+    preset = config_module.Preset(
+        "test", iterations=(3, 2), style_weights=(50.0, 5.0), tv_weight=0.0,
+        style_layer_weights=({"relu1_1": 0.9, "relu2_1": 0.1}, {"relu1_1": 0.3, "relu3_1": 0.7}),
+        content_term_weights=({"structure": 2.0}, {"feature": 0.5}))
+    monkeypatch.setitem(config_module.PRESETS, "test", preset)
+    config = StylizeConfig(style_layers=layers, content_layers=("relu2_2",))
+    photo, painting = smooth_image(128, 96, seed=1), smooth_image(64, 64, seed=2)
+    spec = make_spec(config, content=photo, style=painting, choices=Choices(preset="test"))
+    coarse, fine = (level.weights for level in spec.levels)
+    assert [level.shape for level in spec.levels] == [(64, 48), (128, 96)]
+    np.testing.assert_array_equal(coarse.style_layers, np.float32([0.9, 0.1]))
+    np.testing.assert_array_equal(fine.style_layers, np.float32([0.5, 0.5]))  # relu2_1 unnamed: 1 / L
+    np.testing.assert_array_equal(coarse.content_terms, np.float32([1.0, 2.0]))
+    np.testing.assert_array_equal(fine.content_terms, np.float32([0.5, 0.0]))
+    assert (float(coarse.style), float(fine.style)) == (50.0, 5.0)
+    chosen = make_spec(config, content=photo, style=painting,
+                       choices=Choices(preset="test", style_layer_weights=(0.2, 0.8), content_term_weights=(1.0, 1.0)))
+    for level in chosen.levels:
+        np.testing.assert_array_equal(level.weights.style_layers, np.float32([0.2, 0.8]))
+        np.testing.assert_array_equal(level.weights.content_terms, np.float32([1.0, 1.0]))
+
+    # The coarse level's weights in the objective, against its per-layer terms weighted here.
+    shape = (64, 48, 3)
+    content = jax.image.resize(jnp.asarray(photo), shape, "linear")
+    targets = compute_targets(vgg, content=content, style=jnp.asarray(painting), config=config, output_shape=shape)
+    image = jnp.asarray(np.random.default_rng(0).uniform(size=shape).astype(np.float32))
+    got = jax.jit(lambda x, w, t: loss_terms(vgg, x, t, w, config=config))(image, coarse, targets)
+    unit = {}
+    for name in ("style_layers", "content_terms"):
+        for k in range(2):
+            one_hot = np.zeros(2, np.float32)
+            one_hot[k] = 1.0
+            weights = coarse._replace(style=np.float32(1.0), content=np.float32(1.0), **{name: one_hot})
+            unit[name, k] = loss_terms(vgg, image, targets, weights, config=config)
+    np.testing.assert_allclose(got["style"], 50.0 * (0.9 * unit["style_layers", 0]["style"]
+                                                     + 0.1 * unit["style_layers", 1]["style"]), rtol=1e-5)
+    np.testing.assert_allclose(got["content"], 1.0 * unit["content_terms", 0]["content"]
+                               + 2.0 * unit["content_terms", 1]["content"], rtol=1e-5)
+    assert float(unit["content_terms", 1]["content"]) > 0.01 * float(unit["content_terms", 0]["content"])
