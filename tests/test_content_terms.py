@@ -233,3 +233,22 @@ def test_a_presets_per_level_weights_reach_the_spec_and_the_objective(vgg, monke
     np.testing.assert_allclose(got["content"], 1.0 * unit["content_terms", 0]["content"]
                                + 2.0 * unit["content_terms", 1]["content"], rtol=1e-5)
     assert float(unit["content_terms", 1]["content"]) > 0.01 * float(unit["content_terms", 0]["content"])
+
+
+def test_records_store_the_content_terms_and_older_ones_read_back_with_the_defaults():
+    """A spec's JSON holds the config's content terms and each level's term weights; a record written
+    before them (neither field) reads back as the objective it ran: both terms, the structure at 0."""
+    from nst_jax.spec import Choices, make_spec, spec_from_json
+
+    photo, painting = smooth_image(64, 48, seed=1), smooth_image(40, 36, seed=2)
+    spec = make_spec(content=photo, style=painting, choices=Choices(preset="faithful",
+                                                                     content_term_weights={"structure": 4.0}))
+    data = spec.to_json()
+    assert data["config"]["content_terms"] == ["feature", "structure"]
+    assert [level["weights"]["content_terms"] for level in data["levels"]] == [[1.0, 4.0]]
+    del data["config"]["content_terms"]
+    for level in data["levels"]:
+        del level["weights"]["content_terms"]
+    old = spec_from_json(data, "an old record", inputs={"content": photo, "style": painting})
+    assert old.config.content_terms == ("feature", "structure")
+    np.testing.assert_array_equal(old.levels[0].weights.content_terms, np.float32([1.0, 0.0]))
