@@ -83,20 +83,17 @@ def _layers(*weights: float) -> dict[str, float]:
 
 
 # Presets with per-level weights, run as `--preset NAME` with NAME added to the registry in the child.
+# "taper": at the coarse levels (β 100) relu5_1, whose Gram matrices describe whole objects, gets no
+# weight at the coarsest and 0.05 at the next; the output level keeps the paper's 1/5 each.
+TAPER = (_layers(.3, .3, .25, .15, 0), _layers(.25, .25, .25, .2, .05), None)
 PRESET_CANDIDATES: dict[str, Preset] = {
     "balanced_old": Preset("balanced before 0.4", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
                            tv_weight=30.0),
-    **{f"structure_{u:g}": Preset("balanced + structure", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
-                                  tv_weight=30.0, content_term_weights=({"structure": u},) * 3) for u in (1, 3)},
-    # No relu5_1 at the coarse levels (its Gram matrices describe whole objects), the paper's 1/5 at the output.
-    "shallow_coarse": Preset("", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0,
-                             style_layer_weights=(_layers(.25, .25, .25, .25, 0), _layers(.25, .25, .25, .25, 0),
-                                                  _layers(.2, .2, .2, .2, .2))),
-    **{f"shallow_coarse_s{u:g}": Preset(
-        "", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0,
-        style_layer_weights=(_layers(.25, .25, .25, .25, 0), _layers(.25, .25, .25, .25, 0),
-                             _layers(.2, .2, .2, .2, .2)),
-        content_term_weights=({"structure": u},) * 3) for u in (1, 3)},
+    "structure_1": Preset("balanced + structure 1", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
+                          tv_weight=30.0, content_term_weights=({"structure": 1.0},) * 3),
+    **{f"taper_s{u:g}": Preset(f"balanced, tapered coarse layers, structure {u:g}", iterations=(80, 40, 40),
+                               style_weights=(100.0, 100.0, 10.0), tv_weight=30.0, style_layer_weights=TAPER,
+                               content_term_weights=({"structure": u},) * 3) for u in (1, 3)},
 }
 CANDIDATES.update({name: ["--preset", name] for name in PRESET_CANDIDATES})
 CHILD = """
