@@ -56,7 +56,7 @@ TIME_FRACTION = 1 / 3
 # name -> nst-jax flags. The presets are candidates under their own names, so the table shows
 # exactly what `--preset NAME` gives.
 CANDIDATES: dict[str, list[str]] = {
-    **{name: ["--preset", name] for name in ("faithful", "balanced", "painterly")},  # balanced: no flags
+    **{name: ["--preset", name] for name in ("faithful", "balanced", "painterly", "portrait")},  # balanced: no flags
     # One level at the output's size, 40 steps (the defaults before the presets), β 20 and 60.
     "one_b20": ["--scales", "1", "--style-weight", "20", "--iterations", "40"],
     "one_b60": ["--scales", "1", "--style-weight", "60", "--iterations", "40"],

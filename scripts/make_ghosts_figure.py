@@ -1,10 +1,10 @@
-"""Before/after figure of the default preset: ``balanced`` before the structure term and now, same pairs.
+"""Before/after figure: ``balanced`` and ``portrait`` (tapered deep layers + the structure term), same pairs.
 
-  python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal --candidates balanced_old balanced \\
-      --json /tmp/cal/scores.json
-  python scripts/make_ghosts_figure.py --cal /tmp/cal --peer /tmp/peer
+  python scripts/explore_presets.py --out /tmp/cal --size 256 --candidates balanced portrait \\
+      --pairs astronaut:the_scream chelsea:the_scream
+  python scripts/make_ghosts_figure.py --cal /tmp/cal [--peer /tmp/peer]
 
-Reads the calibration's outputs (``CAL/balanced_old/`` and ``CAL/balanced/``, one per pair, full
+Reads the outputs (``CAL/balanced/`` and ``CAL/portrait/``, one per pair, full
 size) and its scores (``--json``), with pastiche 1.6.0's output of the same pair beside them where
 ``--peer`` has one, and
 writes ``docs/quality/ghosts.jpg``: one row per pair, the three outputs at full size with the
@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_gallery import save_jpeg  # noqa: E402
 
-COLUMNS = {"balanced_old": "balanced before (0.3)", "balanced": "balanced now", "pastiche": "pastiche 1.6.0, 500 steps"}
+COLUMNS = {"balanced": "--preset balanced (default)", "portrait": "--preset portrait",
+           "pastiche": "pastiche 1.6.0, 500 steps"}
 
 
 def caption(r: dict) -> str:
@@ -46,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     from nst_jax.figures import labelled_grid
 
     scores = json.loads((args.scores or args.cal / "scores.json").read_text())
-    pairs = args.pairs or [pair for pair in scores["balanced"] if pair in scores["balanced_old"]]
+    pairs = args.pairs or [pair for pair in scores["balanced"] if pair in scores["portrait"]]
     rows, labels = [], []
     for pair in pairs:
         photo, painting = pair.split(":")
-        files = {name: path for name in ("balanced_old", "balanced")
+        files = {name: path for name in ("balanced", "portrait")
                  for path in sorted((args.cal / name).glob(f"{photo}-{painting}-*.png"))}
         peer = None if args.peer is None else args.peer / files["balanced"].name
         if peer is not None and peer.is_file() and pair in scores.get("pastiche", {}):
@@ -58,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([load_image(files[who]) for who in files])
         labels.append([f"{COLUMNS[who]}\n{caption(scores[who][pair])}" for who in files])
     size = max(rows[0][0].shape[:2])
-    grid = labelled_grid(rows, labels, row_titles=[pair.replace(":", " ×\n") for pair in pairs], font_size=12,
-                         title=f"nst-jax --size {size}: the default preset before and after the structure term "
-                               "(judged by ImageNet VGG-16 + LPIPS; lower is better)")
+    grid = labelled_grid(rows, labels, row_titles=[pair.replace(":", " x\n") for pair in pairs], font_size=12,
+                         title=f"nst-jax --size {size}: balanced and portrait\n"
+                               "judge: ImageNet VGG-16 + LPIPS, lower is better")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     n = save_jpeg(args.output, grid)
     print(f"wrote {args.output}: {grid.size[0]}x{grid.size[1]}, {n / 1000:.0f} KB")
