@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -22,6 +22,7 @@ import optax
 from jax.typing import ArrayLike
 
 from nst_jax._src import optimizers as optimizer_registry
+from nst_jax._src.content_terms import CONTENT_TERMS
 from nst_jax._src.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from nst_jax._src.statistics import STATISTICS, UNITS
 from nst_jax._src.terms import TERMS
@@ -36,16 +37,19 @@ from nst_jax._src.vgg import (
 from nst_jax.errors import NSTError
 
 __all__ = [
-    "AUTO_SHAPE_BUCKET", "COLOURS", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET", "INITS",
+    "AUTO_SHAPE_BUCKET", "COLOURS", "CONTENT_TERM_NAMES", "DEFAULT_LOSS_WEIGHTS", "DEFAULT_MIN_SIZE", "DEFAULT_PRESET",
+    "INITS",
     "LOSS_UNITS", "MIN_LEVEL_SIZE", "MODES", "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "PRESETS",
     "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS", "TRANSFER_ITERATIONS", "Level", "LossConfig", "Preset",
-    "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights", "stack_weights",
+    "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights", "preset_layer_weights",
+    "stack_weights",
 ]
 
 MODES = ("transfer", "content", "style")
 OPTIMIZERS = tuple(OPTIMIZER_REGISTRY)
 INITS = ("noise", "content", "image")
 STYLE_LOSSES = tuple(STATISTICS)
+CONTENT_TERM_NAMES = tuple(CONTENT_TERMS)
 COLOURS = ("none", "luminance", "match")
 LOSS_UNITS = UNITS
 # Tile sizes and halos are multiples of this (and of 2^k for k poolings before the deepest layer).
@@ -82,7 +86,12 @@ class LossConfig:
     Attributes:
         mode: ``"transfer"`` (content + style), ``"content"`` (content term only: reconstruct
             a photo from its features) or ``"style"`` (style term only: texture synthesis).
-        content_layers: Layers whose features the content term matches.
+        content_layers: Layers whose features the content terms compare.
+        content_terms: The content terms, keys of :data:`nst_jax._src.content_terms.CONTENT_TERMS`, each
+            weighted by its entry of ``Weights.content_terms``: ``"feature"`` (the paper's
+            distance of features, position by position) and ``"structure"`` (the cosine
+            self-similarity of features on a coarse grid, STROTSS's layout). Both by default, the
+            structure at weight 0 unless a preset or ``make_weights`` gives it one.
         style_layers: Layers whose statistics the style term matches.
         style_loss: Style statistics matched per layer, one of
             :data:`nst_jax.config.STYLE_LOSSES`: ``"gram"`` (the paper's Gram matrices, eq. 4),
@@ -106,12 +115,14 @@ class LossConfig:
             gradient and the targets are evaluated (:mod:`nst_jax._src.tiled`): the same values up
             to float32 rounding, with VGG activation memory of one ``T + 2 * halo`` tile
             instead of the whole image, at about ``((T + 2 halo) / T)²`` times the compute.
-            A multiple of 16 (32 with pool5); Gram style loss only, no region masks.
+            A multiple of 16 (32 with pool5); style statistics and content terms that add up
+            over tiles only, no region masks.
     """
 
     mode: Literal["transfer", "content", "style"] = "transfer"
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    content_terms: tuple[str, ...] = CONTENT_TERM_NAMES
     style_loss: str = "gram"
     pooling: Literal["max", "avg"] = "max"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -123,6 +134,14 @@ class LossConfig:
         for field in ("content_layers", "style_layers"):
             object.__setattr__(self, field, check_layers(getattr(self, field), field.replace("_", " ")))
         _choice(self.mode, MODES, "mode")
+        if isinstance(self.content_terms, list):
+            object.__setattr__(self, "content_terms", tuple(self.content_terms))
+        if not isinstance(self.content_terms, tuple) or not self.content_terms:
+            raise NSTError(f"content terms must be a non-empty tuple of names, got {self.content_terms!r}")
+        for name in self.content_terms:
+            _choice(name, CONTENT_TERM_NAMES, "content term")
+        if len(set(self.content_terms)) != len(self.content_terms):
+            raise NSTError(f"content terms repeat a name: {', '.join(self.content_terms)}")
         _choice(self.style_loss, STYLE_LOSSES, "style loss")
         _choice(self.pooling, POOLINGS, "pooling")
         _choice(self.precision, PRECISIONS, "precision")
@@ -143,6 +162,9 @@ class LossConfig:
                 additive = ", ".join(name for name, s in STATISTICS.items() if s.additive)
                 raise NSTError(f"tiled evaluation needs a style statistic that adds up over tiles ({additive}), "
                                f"not {self.style_loss!r}")
+            refused = [name for name in self.content_terms if not CONTENT_TERMS[name].additive]
+            if self.uses_content and refused:
+                raise NSTError(f"tiled evaluation cannot sum the content term {refused[0]!r} over tiles")
 
     @property
     def uses_content(self) -> bool:
@@ -196,11 +218,14 @@ MIN_LEVEL_SIZE = 64
 
 
 class Level(NamedTuple):
-    """One level of a coarse-to-fine run: its longest side, L-BFGS steps and style weight β."""
+    """One level of a coarse-to-fine run: its longest side, L-BFGS steps and style weight β, and the
+    preset's per-layer style weights and per-term content weights there (None: the library's)."""
 
     size: int
     iterations: int
     style_weight: float
+    style_layer_weights: Mapping[str, float] | None = None
+    content_term_weights: Mapping[str, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,16 +244,32 @@ class Preset:
         iterations: L-BFGS steps per level, coarse to fine; its length is the number of levels.
         style_weights: β per level, coarse to fine (as long as ``iterations``).
         tv_weight: The total-variation weight (every level).
+        style_layer_weights: None (the library's ``1 / L`` per style layer at every level), or per
+            level ``{layer: w_l}``: a level's weights apply to a run whose style layers are all
+            named there (:func:`preset_layer_weights`), so the coarse levels can weigh the deep
+            layers, whose Gram matrices describe whole objects, less.
+        content_term_weights: None (the library's per-term defaults), or per level
+            ``{term: u_t}`` for the content terms of :data:`nst_jax._src.content_terms.CONTENT_TERMS`
+            (a term not named keeps its default).
     """
 
     summary: str
     iterations: tuple[int, ...]
     style_weights: tuple[float, ...]
     tv_weight: float
+    style_layer_weights: tuple[Mapping[str, float], ...] | None = None
+    content_term_weights: tuple[Mapping[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
-        if not self.iterations or len(self.style_weights) != len(self.iterations):
+        n = len(self.iterations)
+        if not n or len(self.style_weights) != n:
             raise ValueError("a preset needs one style weight per level")
+        for per_level in (self.style_layer_weights, self.content_term_weights):
+            if per_level is not None and len(per_level) != n:
+                raise ValueError("a preset's per-level weights need one entry per level")
+        unknown = {t for level in self.content_term_weights or () for t in level} - set(CONTENT_TERMS)
+        if unknown:
+            raise ValueError(f"a preset names unknown content terms {sorted(unknown)}")
 
     def levels(self, size: int) -> list[Level]:
         """The levels for an output whose longest side is ``size``, coarse to fine.
@@ -238,8 +279,21 @@ class Preset:
         output's).
         """
         n = len(self.iterations)
-        levels = [Level(side, self.iterations[k], self.style_weights[k]) for k, side in enumerate(halving(size, n))]
+        levels = [Level(side, self.iterations[k], self.style_weights[k],
+                        None if self.style_layer_weights is None else self.style_layer_weights[k],
+                        None if self.content_term_weights is None else self.content_term_weights[k])
+                  for k, side in enumerate(halving(size, n))]
         return [level for k, level in enumerate(levels) if level.size >= MIN_LEVEL_SIZE or k == n - 1]
+
+
+def preset_layer_weights(level: Level, layers: Sequence[str]) -> list[float] | None:
+    """A preset level's per-layer style weights for a run on ``layers``: in their order where the level
+    names every one of them, else None (the library's ``1 / L``: the preset's weights describe its
+    own layers, not others)."""
+    weights = level.style_layer_weights
+    if weights is None or not all(name in weights for name in layers):
+        return None
+    return [float(weights[name]) for name in layers]
 
 
 def halving(size: int, levels: int) -> list[int]:
@@ -356,6 +410,8 @@ class Weights(NamedTuple):
         style: β, the style weight.
         tv: Weight of the total-variation term.
         content_layers: ``[len(config.content_layers)]`` per-layer content weights.
+        content_terms: ``[len(config.content_terms)]`` per-term content weights ``u_t``: the content
+            term is ``α Σ_t u_t Σ_l c_l L_{t,l}``.
         style_layers: ``[len(config.style_layers)]`` per-layer style weights ``w_l``.
         style_blend: ``[config.num_styles]`` blend weights of the style images, normalised
             to sum 1 where used (so ``0.7, 0.3`` and ``7, 3`` are the same blend).
@@ -375,6 +431,7 @@ class Weights(NamedTuple):
     style_blend: jax.Array
     learning_rate: jax.Array
     ema_decay: jax.Array
+    content_terms: jax.Array
 
 
 # The defaults of make_weights, per loss_units (see its docstring for how they were chosen).
@@ -388,8 +445,21 @@ DEFAULT_LOSS_WEIGHTS: dict[str, dict[str, float]] = {
 # scripts/reconstruction_psnr.py.
 MODE_DEFAULTS: dict[tuple[str, str], dict[str, float]] = {("relative", "content"): {"tv_weight": 0.0}}
 
+# portrait's per-level style layer weights, coarse to fine: at the coarse levels (β 100) relu5_1, whose Gram
+# matrices describe whole objects (the painting's face painted into the photo's sky), gets no weight at the
+# coarsest and 0.05 at the next; the output level keeps the paper's 1/5 each. With the structure term at 3 on
+# every level (scripts/explore_presets.py, README), against balanced at 256 px: on astronaut x The Scream the
+# judge's structure distance fell from 0.84 to 0.58 and style at 1/4 from 0.215 to 0.094, and the sitter came
+# back; on Chelsea x The Scream structure 0.76 -> 0.62 but style at 1/2 0.120 -> 0.257, so balanced is unchanged.
+_TAPERED_LAYERS = (
+    {"relu1_1": 0.3, "relu2_1": 0.3, "relu3_1": 0.25, "relu4_1": 0.15, "relu5_1": 0.0},
+    {"relu1_1": 0.25, "relu2_1": 0.25, "relu3_1": 0.25, "relu4_1": 0.2, "relu5_1": 0.05},
+    {"relu1_1": 0.2, "relu2_1": 0.2, "relu3_1": 0.2, "relu4_1": 0.2, "relu5_1": 0.2},
+)
+
 # The presets of `nst-jax --preset` (DEFAULT_PRESET without it), for transfer in relative units. Chosen by
-# scripts/calibrate_defaults.py on photo x painting pairs at 384 px against pastiche's defaults (README).
+# scripts/calibrate_defaults.py on photo x painting pairs at 384 px against pastiche's defaults (README);
+# portrait's layer and structure weights by scripts/explore_presets.py at 256 px.
 PRESETS: dict[str, Preset] = {
     # One level with the library's defaults (make_weights, StylizeConfig): what nst_jax.stylize does.
     "faithful": Preset("keep the photo: its forms and colours, painted with the style's texture",
@@ -398,6 +468,9 @@ PRESETS: dict[str, Preset] = {
                        tv_weight=DEFAULT_LOSS_WEIGHTS["relative"]["tv_weight"]),
     "balanced": Preset("the painting's style at every scale, the photo still recognisable",
                        iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0),
+    "portrait": Preset("balanced, keeping the photo's layout and faces: no painted-in objects",
+                       iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0,
+                       style_layer_weights=_TAPERED_LAYERS, content_term_weights=({"structure": 3.0},) * 3),
     "painterly": Preset("more of the painting: its large forms and colours over the photo's",
                         iterations=(80, 40, 40), style_weights=(60.0, 60.0, 60.0), tv_weight=30.0),
 }
@@ -415,13 +488,15 @@ def make_weights(
     style_blend: ArrayLike | Sequence[float] | None = None,
     learning_rate: ArrayLike = 2e-2,
     ema_decay: ArrayLike = 0.0,
+    content_term_weights: ArrayLike | Mapping[str, float] | Sequence[float] | None = None,
 ) -> Weights:
     """Builds :class:`Weights`; the defaults here are the library's (and the CLI's).
 
     ``content_weight``, ``style_weight`` and ``tv_weight`` default to :data:`DEFAULT_LOSS_WEIGHTS`
     for ``config.loss_units``, changed per mode by :data:`MODE_DEFAULTS` (no TV in a content
     reconstruction). Per-layer weights default to ``1 / L`` for style (the paper's
-    ``w_l = 1/5``) and 1 for content; the style blend to equal weights.
+    ``w_l = 1/5``) and 1 for content; the style blend to equal weights; the content terms to each
+    term's ``default_weight`` (the paper's feature distance 1, the structure term 0).
 
     How the defaults were chosen. In the default relative units, α = 1, β = 20 and TV weight 30,
     together with :class:`StylizeConfig`'s start from the photo and its
@@ -458,6 +533,8 @@ def make_weights(
         style_blend: One weight per style image (default equal), normalised where used.
         learning_rate: Adam's step size (L-BFGS does not read it).
         ema_decay: Decay of the output's moving average over steps, in [0, 1) (0: the last iterate).
+        content_term_weights: One weight ``u_t`` per ``config.content_terms`` entry, or a mapping
+            ``{term: u_t}`` (terms not named keep their default).
 
     Returns:
         The float32 :class:`Weights` pytree, unbatched (NumPy arrays, or JAX arrays where traced).
@@ -489,12 +566,13 @@ def make_weights(
                         "style layer weights", f"{len(config.style_layers)} style layers")
     blend = _weight_vector(style_blend, config.num_styles, 1.0 / config.num_styles, "style blend weights",
                            f"{config.num_styles} style images", per_item=False)
+    tw = _term_weights(content_term_weights, config.content_terms)
     # Values are checked where they are known: a traced weight (under jit or vmap) is checked by nobody,
     # as any traced argument of a JAX function.
     for name, value in scalars.items():
         if _concrete(value) and not (np.isfinite(value) and value >= 0):
             raise NSTError(f"{name} must be a finite number >= 0, got {float(value)}")
-    for name, values in (("content layer weight", cw), ("style layer weight", sw)):
+    for name, values in (("content layer weight", cw), ("style layer weight", sw), ("content term weight", tw)):
         if _concrete(values) and not (np.isfinite(values).all() and (values >= 0).all()):
             bad = [float(v) for v in values if not (np.isfinite(v) and v >= 0)][0]
             raise NSTError(f"{name} must be a finite number >= 0, got {bad}")
@@ -504,7 +582,20 @@ def make_weights(
         raise NSTError(f"EMA decay must be in [0, 1), got {float(ema)}")
     return Weights(content=scalars["content weight"], style=scalars["style weight"], tv=scalars["tv weight"],
                    content_layers=cw, style_layers=sw, style_blend=blend,
-                   learning_rate=scalars["learning rate"], ema_decay=ema)
+                   learning_rate=scalars["learning rate"], ema_decay=ema, content_terms=tw)
+
+
+def _term_weights(values: Any, terms: Sequence[str]) -> Any:
+    """``[T]`` weights of the content ``terms``: their defaults, updated from a mapping, or one per term."""
+    if values is None or isinstance(values, Mapping):
+        given = dict(values or {})
+        unknown = sorted(set(given) - set(terms))
+        if unknown:
+            raise NSTError(f"content term weight given for {unknown[0]!r}, not one of this run's terms "
+                           f"({', '.join(terms)})")
+        return np.asarray([given.get(t, CONTENT_TERMS[t].default_weight) for t in terms], np.float32)
+    return _weight_vector(values, len(terms), 0.0, "content term weights",
+                          f"{len(terms)} content terms ({', '.join(terms)})", per_item=False)
 
 
 def _concrete(value: Any) -> bool:

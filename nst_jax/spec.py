@@ -35,11 +35,13 @@ from nst_jax.config import (
     DEFAULT_MIN_SIZE,
     DEFAULT_PRESET,
     PRESETS,
+    Level,
     Preset,
     StylizeConfig,
     Weights,
     halving,
     make_weights,
+    preset_layer_weights,
 )
 from nst_jax.errors import NSTError
 
@@ -71,7 +73,10 @@ class Choices:
         scale_style_weights: β per level, coarse to fine.
         tv_weight: The total-variation weight (default: the preset's).
         content_layer_weights: One weight per content layer.
-        style_layer_weights: One weight per style layer.
+        style_layer_weights: One weight per style layer (default: the preset's per level, where it
+            names the run's style layers, else ``1 / L``).
+        content_term_weights: One weight per content term (``config.content_terms``), or
+            ``{term: weight}`` (default: the preset's per level, else each term's default).
         style_blend: One blend weight per style image.
         learning_rate: Adam's step size.
         ema_decay: Decay of the output's moving average over steps.
@@ -91,11 +96,12 @@ class Choices:
     style_blend: tuple[float, ...] | None = None
     learning_rate: float | None = None
     ema_decay: float | None = None
+    content_term_weights: tuple[float, ...] | Mapping[str, float] | None = None
 
     def weight_overrides(self) -> dict[str, Any]:
         """The :func:`~nst_jax.config.make_weights` arguments set here, other than β and the TV weight."""
         names = ("content_weight", "content_layer_weights", "style_layer_weights", "style_blend", "learning_rate",
-                 "ema_decay")
+                 "ema_decay", "content_term_weights")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
@@ -287,17 +293,34 @@ def resolve_levels(size: int, config: StylizeConfig | None = None,
         levels = preset.levels(size)
         sizes = [level.size for level in levels] if c.min_size is None else pyramid_sizes(size, len(levels),
                                                                                             c.min_size)
-        steps, betas = [level.iterations for level in levels], [level.style_weight for level in levels]
     else:
         scales = 1 if c.scales is None else c.scales
         sizes = halving_sizes(size, scales) if c.min_size is None else pyramid_sizes(size, scales, c.min_size)
-        steps = [config.iterations] * len(sizes)
-        betas = [preset.style_weights[-1] if preset is not None else None] * len(sizes)
-    steps = _per_level(c.scale_iterations, c.iterations, steps, "per-level step counts (--scale-iterations)")
-    betas = _per_level(c.scale_style_weights, c.style_weight, betas, "per-level style weights (--scale-style-weights)")
+        # Each level as the preset's output level (β, layer and term weights), with the mode's steps.
+        last = preset.levels(size)[-1] if preset is not None else Level(size, config.iterations, None)
+        levels = [last._replace(iterations=config.iterations)] * len(sizes)
+    steps = _per_level(c.scale_iterations, c.iterations, [level.iterations for level in levels],
+                       "per-level step counts (--scale-iterations)")
+    betas = _per_level(c.scale_style_weights, c.style_weight, [level.style_weight for level in levels],
+                       "per-level style weights (--scale-style-weights)")
     tv = c.tv_weight if c.tv_weight is not None else preset.tv_weight if preset is not None else None
-    weights = [make_weights(config, style_weight=beta, tv_weight=tv, **c.weight_overrides()) for beta in betas]
+    weights = [make_weights(config, style_weight=beta, tv_weight=tv,
+                            **{**_preset_level_weights(level, config), **c.weight_overrides()})
+               for level, beta in zip(levels, betas, strict=True)]
     return list(zip(sizes, [int(n) for n in steps], weights, strict=True))
+
+
+def _preset_level_weights(level: Level, config: StylizeConfig) -> dict[str, Any]:
+    """A preset level's per-layer style weights and per-term content weights, as :func:`make_weights`
+    arguments, for ``config``'s layers and terms (:func:`~nst_jax.config.preset_layer_weights`)."""
+    out: dict[str, Any] = {}
+    layer_weights = preset_layer_weights(level, config.style_layers)
+    if layer_weights is not None:
+        out["style_layer_weights"] = layer_weights
+    if level.content_term_weights is not None:
+        out["content_term_weights"] = {t: w for t, w in level.content_term_weights.items()
+                                       if t in config.content_terms}
+    return out
 
 
 def _level_shapes(plan: Plan, sizes: Sequence[int]) -> list[tuple[int, int]]:
@@ -317,7 +340,7 @@ def _check_level_weights(weights: Any, config: StylizeConfig) -> Weights:
     if not isinstance(weights, Weights):
         raise NSTError(f"weights must be the Weights of nst_jax.make_weights, got {type(weights).__name__}")
     expected = Weights((), (), (), (len(config.content_layers),), (len(config.style_layers),), (config.num_styles,),
-                       (), ())
+                       (), (), (len(config.content_terms),))
     for name, want, leaf in zip(Weights._fields, expected, weights, strict=True):
         if tuple(np.shape(leaf)) != want:
             raise NSTError(f"weights.{name} has shape {tuple(np.shape(leaf))}, expected {want}; a level takes "
@@ -327,7 +350,7 @@ def _check_level_weights(weights: Any, config: StylizeConfig) -> Weights:
                         tv_weight=float(weights.tv), content_layer_weights=np.asarray(weights.content_layers),
                         style_layer_weights=np.asarray(weights.style_layers),
                         style_blend=np.asarray(weights.style_blend), learning_rate=float(weights.learning_rate),
-                        ema_decay=float(weights.ema_decay))
+                        ema_decay=float(weights.ema_decay), content_term_weights=np.asarray(weights.content_terms))
 
 
 def make_spec(
@@ -456,7 +479,8 @@ def _level_from_json(data: Any, config: StylizeConfig, source: str) -> tuple[tup
         raise NSTError(f"{source}: a level's shape must be [H, W] with sides from 1 to {MAX_SIZE}")
     if not _matches(data["iterations"], int):
         raise NSTError(f"{source}: a level's iterations must be an integer")
-    if not isinstance(weights, dict) or set(weights) != set(Weights._fields):
+    # Records written before the content terms hold no content_terms: the defaults, the objective they ran.
+    if not isinstance(weights, dict) or set(weights) | {"content_terms"} != set(Weights._fields):
         raise NSTError(f"{source}: a level's weights must hold {', '.join(Weights._fields)}")
     for name, value in weights.items():
         flat = value if isinstance(value, list) else [value]
@@ -466,7 +490,8 @@ def _level_from_json(data: Any, config: StylizeConfig, source: str) -> tuple[tup
         made = make_weights(config, content_weight=weights["content"], style_weight=weights["style"],
                             tv_weight=weights["tv"], content_layer_weights=weights["content_layers"],
                             style_layer_weights=weights["style_layers"], style_blend=weights["style_blend"],
-                            learning_rate=weights["learning_rate"], ema_decay=weights["ema_decay"])
+                            learning_rate=weights["learning_rate"], ema_decay=weights["ema_decay"],
+                            content_term_weights=weights.get("content_terms"))
     except NSTError as err:
         raise NSTError(f"{source}: {err}") from None
     return tuple(shape), data["iterations"], made

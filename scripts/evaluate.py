@@ -23,7 +23,8 @@ from nst_jax.cli import _args as cli
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 COLUMNS = {"style_x1": "style", "style_x2": "style½", "style_x4": "style¼", "content_lpips": "content",
-           "speckle_ratio": "speckle", "style_ratio": "vgg19 sty", "content_ratio": "vgg19 con"}
+           "structure": "structure", "speckle_ratio": "speckle", "style_ratio": "vgg19 sty",
+           "content_ratio": "vgg19 con"}
 
 
 def main(argv: list[str] | None = None) -> int:

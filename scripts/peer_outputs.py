@@ -8,8 +8,8 @@ pastiche 1.6.0 runs with its defaults (its command line: L-BFGS from the photo, 
 steps, 500 by default) on the CPU with as many torch threads as this process may use. Each output
 is written to ``OUT/PHOTO-PAINTING-SIZE.png`` and its wall time (process start to exit) to
 ``OUT/peer.json``; ``scripts/evaluate.py`` scores the files. Photos and paintings are looked up in
-``examples/`` and ``../shared/images``. Pairs already in ``peer.json`` with their file present are
-kept, so an interrupted panel resumes.
+``examples/``, ``../shared/images`` and scikit-image's samples (``scripts/panel.py``). Pairs already
+in ``peer.json`` with their file present are kept, so an interrupted panel resumes.
 """
 
 from __future__ import annotations
@@ -22,18 +22,10 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FOLDERS = (ROOT / "examples", ROOT.parent / "shared" / "images")
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from benchmark import PEER_CHILD, cpu_threads, peer_versions  # noqa: E402
-
-
-def find(name: str) -> pathlib.Path:
-    """An image of the panel by its stem, from examples/ or ../shared/images."""
-    for folder in FOLDERS:
-        for path in sorted(folder.glob(f"{name}.*")):
-            return path
-    raise SystemExit(f"error: no image named {name!r} in {', '.join(map(str, FOLDERS))}")
+from panel import find  # noqa: E402
 
 
 def main() -> None:

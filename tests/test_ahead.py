@@ -39,8 +39,8 @@ def forget_programs():
     """Drops every program compiled in memory, so the next run compiles (or loads from the persistent cache,
     which JAX logs as a compilation too) all of its programs again."""
     jax.clear_caches()
-    driver.start_program.cache_clear()
-    driver.chunk_program.cache_clear()
+    driver._start_program.cache_clear()
+    driver._chunk_program.cache_clear()
 
 
 def test_compile_ahead_is_bitwise_equal_and_compiles_nothing_twice(vgg):

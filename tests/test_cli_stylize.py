@@ -289,8 +289,11 @@ def test_preset_levels_halve_from_the_output():
                                                    for k, b in enumerate(levels))
             assert all(level.size >= MIN_LEVEL_SIZE for level in levels[:-1])
             n = len(preset.iterations)
-            assert [tuple(level[1:]) for level in levels] == list(zip(preset.iterations, preset.style_weights,
-                                                                       strict=True))[n - len(levels):]
+            per_level = [(s, w) for s, w in zip(preset.style_layer_weights or [None] * n,
+                                                  preset.content_term_weights or [None] * n, strict=True)]
+            assert [tuple(level[1:]) for level in levels] == [
+                (i, b, *w) for i, b, w in zip(preset.iterations, preset.style_weights, per_level,
+                                              strict=True)][n - len(levels):]
 
 
 def test_the_command_lines_levels_are_the_librarys_at_every_size():

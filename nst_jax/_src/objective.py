@@ -29,6 +29,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from nst_jax._src import checks, losses, plan, tiled
+from nst_jax._src.content_terms import CONTENT_TERMS, ContentTerm, TileContext
 from nst_jax._src.statistics import STATISTICS, Statistic
 from nst_jax._src.terms import weighted_terms
 from nst_jax._src.vgg import (
@@ -129,6 +130,11 @@ def evaluation(config: LossConfig, shape: Sequence[int]) -> Evaluation:
 def statistic(config: LossConfig) -> Statistic:
     """The style statistic of ``config`` (:data:`nst_jax._src.statistics.STATISTICS`)."""
     return STATISTICS[config.style_loss]
+
+
+def content_terms(config: LossConfig) -> list[ContentTerm]:
+    """The content terms of ``config``, in order (:data:`nst_jax._src.content_terms.CONTENT_TERMS`)."""
+    return [CONTENT_TERMS[name] for name in config.content_terms]
 
 
 def _dense_features(vgg: VGGParams, image: jax.Array, config: LossConfig, layers: Sequence[str],
@@ -307,6 +313,9 @@ def check_call(image: ArrayLike, targets: Targets, weights: Weights, config: Los
                 raise NSTError(f"content target {name} has shape {tuple(targets.content[name].shape)}, the image's "
                                f"features {layer_shape(shape, name)}: compute the targets at output_shape={shape}")
         checks.check_layer_weights(weights.content_layers, config.content_layers, "content")
+        if tuple(np.shape(weights.content_terms)) != (len(config.content_terms),):
+            raise NSTError(f"weights.content_terms has shape {tuple(np.shape(weights.content_terms))} for "
+                           f"{len(config.content_terms)} content terms ({', '.join(config.content_terms)})")
     if config.uses_style:
         if set(targets.style) != set(config.style_layers):
             raise NSTError("the targets hold no style statistics for this config's style layers; "
@@ -319,16 +328,22 @@ def _dense_terms(vgg: VGGParams, image: jax.Array, targets: Targets, weights: We
                  config: LossConfig) -> dict[str, jax.Array]:
     """The weighted loss terms of one image from one VGG pass."""
     feats, validity = _dense_features(vgg, image, config, config.feature_layers, targets.extent)
-    content = [losses.content_loss(feats[name], targets.content[name], units=config.loss_units)
-               for name in config.content_layers] if config.uses_content else []
+    content = [[term.loss(feats[name], targets.content[name], _layer_extent(targets.extent, name), config.loss_units)
+                for name in config.content_layers] for term in content_terms(config)] if config.uses_content else []
     style = _style_layer_losses(feats, targets, reference, weights, config, validity) if config.uses_style else []
     return weighted_terms(weights, content=content, style=style,
                           tv=losses.tv_loss(image, units=config.loss_units, extent=targets.extent))
 
 
-def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, style: bool, content: bool):
-    """One tile's sums: the style statistic's summary per style layer, the content's squared error per
-    content layer (against the target's slice at the tile)."""
+def _layer_extent(extent: jax.Array | None, name: str) -> jax.Array | None:
+    """The output's extent ``[2]`` on layer ``name``'s map (None without one)."""
+    return None if extent is None else jnp.right_shift(extent, layer_level(name))
+
+
+def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], map_shapes: Mapping[str, tuple[int, int]],
+             *, style: bool, content: Sequence[ContentTerm]):
+    """One tile's sums: the style statistic's summary per style layer, and per content term and layer the
+    term's sums (:attr:`~nst_jax._src.content_terms.ContentTerm.tile_sum`)."""
     stat = statistic(config)
 
     def fn(core, row, col):
@@ -337,59 +352,70 @@ def _tile_fn(config: LossConfig, padded_targets: Mapping[str, jax.Array], *, sty
             out["style"] = {name: stat.summary(*core[name]) for name in config.style_layers}
         if content:
             out["content"] = {}
-            for name in config.content_layers:
-                f, valid = core[name]
-                target = tiled.tile_slice(padded_targets[name], row, col, f.shape[0])
-                out["content"][name] = jnp.sum(jnp.square((f - target) * valid[:, :, None]))
+            for term in content:
+                out["content"][term.name] = {}
+                for name in config.content_layers:
+                    f, valid = core[name]
+                    context = TileContext((row * f.shape[0], col * f.shape[1]), map_shapes[name],
+                                          padded_targets[name])
+                    out["content"][term.name][name] = term.tile_sum(f, valid, context)
         return out
 
     return fn
 
 
 def _terms_from_sums(sums: Mapping[str, Any], tv: jax.Array, weights: Weights, reference: Mapping[str, Any],
-                     factors: Mapping[str, jax.Array], config: LossConfig) -> dict[str, jax.Array]:
+                     targets: Targets, config: LossConfig) -> dict[str, jax.Array]:
     stat = statistic(config)
-    content = [factors[name] * sums["content"][name] for name in config.content_layers] if config.uses_content else []
+    content = [[term.summed_loss(sums["content"][term.name][name], targets.content[name], config.loss_units)
+                for name in config.content_layers] for term in content_terms(config)] if config.uses_content else []
     style = [stat.summed_loss(sums["style"][name], reference[name], config.loss_units)
              for name in config.style_layers] if config.uses_style else []
     return weighted_terms(weights, content=content, style=style, tv=tv)
 
 
 def _tiled_pieces(image: jax.Array, targets: Targets, config: LossConfig):
-    """The content targets padded to whole tiles and their loss factors (``1 / ‖P_l‖²`` or ``½``)."""
+    """The content targets padded to whole tiles, and the content layers' map shapes."""
     if not config.uses_content:
         return {}, {}
     grid = tiled.tile_grid(image.shape, config.tile_size, config.feature_layers)
     padded = {name: tiled.pad_map(targets.content[name], grid, name) for name in config.content_layers}
-    factors = {name: losses.content_factor(targets.content[name], units=config.loss_units)
-               for name in config.content_layers}
-    return padded, factors
+    shapes = {name: tuple(targets.content[name].shape[:2]) for name in config.content_layers}
+    return padded, shapes
 
 
 def _tiled_terms(image, vgg, targets, weights, reference, config) -> dict[str, jax.Array]:
-    padded, factors = _tiled_pieces(image, targets, config)
+    padded, shapes = _tiled_pieces(image, targets, config)
+    terms = content_terms(config) if config.uses_content else []
     sums = tiled.tile_sums(vgg, image, layers=config.feature_layers, config=config,
-                           tile_fn=_tile_fn(config, padded, style=config.uses_style, content=config.uses_content))
-    return _terms_from_sums(sums, losses.tv_loss(image, units=config.loss_units), weights, reference, factors, config)
+                           tile_fn=_tile_fn(config, padded, shapes, style=config.uses_style, content=terms))
+    return _terms_from_sums(sums, losses.tv_loss(image, units=config.loss_units), weights, reference, targets, config)
 
 
 def _tiled_terms_and_grad(image, vgg, targets, weights, reference, config) -> tuple[dict[str, jax.Array], jax.Array]:
     """The terms and the total's gradient ``[H, W, 3]``: a forward pass over the tiles for the style
-    statistics (the loss is not linear in them), then one pullback pass (:func:`tiled.tile_sums_and_grad`)."""
-    padded, factors = _tiled_pieces(image, targets, config)
+    statistics and the content terms the loss is not linear in, then one pullback pass
+    (:func:`tiled.tile_sums_and_grad`)."""
+    padded, shapes = _tiled_pieces(image, targets, config)
+    terms = content_terms(config) if config.uses_content else []
+    nonlinear = [term for term in terms if not term.linear]
     at = {}
-    if config.uses_style:
-        at = tiled.tile_sums(vgg, image, layers=config.style_layers, config=config,
-                             tile_fn=_tile_fn(config, padded, style=True, content=False))
-    if config.uses_content:  # the loss is linear in the squared errors: any point gives their cotangent
-        at["content"] = {name: jnp.zeros((), jnp.float32) for name in config.content_layers}
+    if config.uses_style or nonlinear:
+        layers = tuple(dict.fromkeys((config.style_layers if config.uses_style else ())
+                                     + (config.content_layers if nonlinear else ())))
+        at = tiled.tile_sums(vgg, image, layers=layers, config=config,
+                             tile_fn=_tile_fn(config, padded, shapes, style=config.uses_style, content=nonlinear))
+    for term in terms:  # a loss linear in its sums: any point gives their cotangent
+        if term.linear:
+            at.setdefault("content", {})[term.name] = {name: jnp.zeros((), jnp.float32)
+                                                       for name in config.content_layers}
     zero = jnp.zeros((), jnp.float32)
-    cotangent = jax.grad(lambda s: _terms_from_sums(s, zero, weights, reference, factors, config)["total"])(at)
+    cotangent = jax.grad(lambda s: _terms_from_sums(s, zero, weights, reference, targets, config)["total"])(at)
     sums, grad = tiled.tile_sums_and_grad(
         vgg, image, layers=config.feature_layers, config=config, cotangent=lax.stop_gradient(cotangent),
-        tile_fn=_tile_fn(config, padded, style=config.uses_style, content=config.uses_content))
+        tile_fn=_tile_fn(config, padded, shapes, style=config.uses_style, content=terms))
     tv, tv_grad = jax.value_and_grad(lambda x: losses.tv_loss(x, units=config.loss_units))(image)
-    return _terms_from_sums(sums, tv, weights, reference, factors, config), grad + weights.tv * tv_grad
+    return _terms_from_sums(sums, tv, weights, reference, targets, config), grad + weights.tv * tv_grad
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))

@@ -1,7 +1,7 @@
-"""The weighted loss terms, written once: ``α Σ_l c_l L_l``, ``β Σ_l w_l E_l``, ``τ · TV`` and their sum.
+"""The weighted loss terms, written once: ``α Σ_t u_t Σ_l c_l L_{t,l}``, ``β Σ_l w_l E_l``, ``τ · TV`` and their sum.
 
-Both evaluations of the objective (one VGG pass, or tile by tile) compute per-layer content losses
-``L_l`` and style losses ``E_l`` their own way, then hand them here.
+Both evaluations of the objective (one VGG pass, or tile by tile) compute per-term, per-layer
+content losses ``L_{t,l}`` and per-layer style losses ``E_l`` their own way, then hand them here.
 """
 
 from __future__ import annotations
@@ -24,21 +24,23 @@ def weighted_sum(layer_weights: jax.Array, values: Sequence[jax.Array]) -> jax.A
     return sum((layer_weights[i] * v for i, v in enumerate(values)), jnp.zeros((), jnp.float32))
 
 
-def weighted_terms(weights: Weights, *, content: Sequence[jax.Array] = (), style: Sequence[jax.Array] = (),
-                   tv: jax.Array) -> dict[str, jax.Array]:
+def weighted_terms(weights: Weights, *, content: Sequence[Sequence[jax.Array]] = (),
+                   style: Sequence[jax.Array] = (), tv: jax.Array) -> dict[str, jax.Array]:
     """The loss terms from per-layer losses.
 
     Args:
         weights: The run's :class:`~nst_jax.config.Weights` (``content``, ``style``, ``tv``,
-            ``content_layers``, ``style_layers`` are read).
-        content: Per content layer ``L_l``, in ``config.content_layers`` order (empty: no term).
+            ``content_terms``, ``content_layers``, ``style_layers`` are read).
+        content: Per content term (``config.content_terms`` order), per content layer
+            (``config.content_layers`` order) ``L_{t,l}`` (empty: no term).
         style: Per style layer ``E_l``, in ``config.style_layers`` order (empty: no term).
         tv: The unweighted total variation.
 
     Returns:
         ``{"content", "style", "tv", "total"}`` float32 scalars.
     """
-    content_term = weights.content * weighted_sum(weights.content_layers, content)
+    per_term = [weighted_sum(weights.content_layers, layers) for layers in content]
+    content_term = weights.content * weighted_sum(weights.content_terms, per_term)
     style_term = weights.style * weighted_sum(weights.style_layers, style)
     tv_term = weights.tv * tv
     return {"content": content_term, "style": style_term, "tv": tv_term,
