@@ -287,9 +287,16 @@ class Preset:
 
 
 def preset_layer_weights(level: Level, layers: Sequence[str]) -> list[float] | None:
-    """A preset level's per-layer style weights for a run on ``layers``: in their order where the level
-    names every one of them, else None (the library's ``1 / L``: the preset's weights describe its
-    own layers, not others)."""
+    """A preset level's per-layer style weights for a run on ``layers``.
+
+    Args:
+        level: One level of a :class:`Preset`.
+        layers: The run's style layers, e.g. ``("relu1_1", ..., "relu5_1")``.
+
+    Returns:
+        ``[L]`` weights in the order of ``layers`` where the level names every one of them, else None
+        (the library's ``1 / L``: the preset's weights describe its own layers, not others).
+    """
     weights = level.style_layer_weights
     if weights is None or not all(name in weights for name in layers):
         return None
