@@ -360,7 +360,7 @@ XLA_SETTINGS = {
 def backend():
     """nst_jax._src.backend, loaded from its file: importing it through the package would import JAX
     (nst_jax/__init__.py), seconds that the parent and the XLA stages, which start no backend, need not spend."""
-    spec = importlib.util.spec_from_file_location("nst_jax_backend", ROOT / "nst_jax" / "backend.py")
+    spec = importlib.util.spec_from_file_location("nst_jax_backend", ROOT / "nst_jax" / "_src" / "backend.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -166,8 +166,8 @@ def test_a_new_content_term_is_one_file_and_one_registry_line(tmp_path, vgg):
     del vgg  # the child process loads its own
     package = tmp_path / "nst_jax"
     shutil.copytree(ROOT / "nst_jax", package, ignore=shutil.ignore_patterns("__pycache__"))
-    (package / "content_terms" / "mean.py").write_text(NEW_TERM)
-    registry = package / "content_terms" / "__init__.py"
+    (package / "_src" / "content_terms" / "mean.py").write_text(NEW_TERM)
+    registry = package / "_src" / "content_terms" / "__init__.py"
     line = "MODULES = (" + ", ".join(f'"{m}"' for m in MODULES) + ")"
     assert registry.read_text().count(line) == 1
     registry.write_text(registry.read_text().replace(line, line[:-1] + ', "mean")'))
@@ -182,7 +182,7 @@ def test_a_new_content_term_is_one_file_and_one_registry_line(tmp_path, vgg):
     assert float(want) > 0 and abs(float(got) - float(want)) <= 1e-5 * float(want)
     assert default == "[0.0]"
     assert lines[1] == "refused: tiled evaluation cannot sum the content term 'mean' over tiles"
-    assert pathlib.Path(tmp_path / "nst_jax" / "content_terms" / "mean.py").is_file()
+    assert pathlib.Path(tmp_path / "nst_jax" / "_src" / "content_terms" / "mean.py").is_file()
 
 
 def test_a_presets_per_level_weights_reach_the_spec_and_the_objective(vgg, monkeypatch):
