@@ -96,7 +96,7 @@ def test_every_public_name_is_documented():
 
 
 @pytest.mark.parametrize("module", ["nst_jax.config", "nst_jax.spec", "nst_jax.files", "nst_jax.errors",
-                                    "nst_jax.compilation", "nst_jax.data"])
+                                    "nst_jax.compilation", "nst_jax.host", "nst_jax.evaluation", "nst_jax.data"])
 def test_every_name_of_a_public_module_is_documented(module):
     mod = importlib.import_module(module)
     assert inspect.getdoc(mod)
