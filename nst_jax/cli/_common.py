@@ -626,8 +626,7 @@ def start_backend() -> None:
 
     if xla_bridge.backends_are_initialized():
         return
-    if os.environ.get("XLA_FLAGS", "").strip():
-        _probe_xla_flags()
+    probe_xla_flags()
     try:
         jax.devices()
     except RuntimeError as err:
@@ -639,10 +638,15 @@ def start_backend() -> None:
         raise Exit(EXIT_ENVIRONMENT, f"the JAX backend cannot start: {one_line(err)}") from None
 
 
-def _probe_xla_flags() -> None:
-    """Starts the backend in a forked child first: XLA ends the process (its own fatal log line, then exit 1
-    or an abort) on a flag in ``XLA_FLAGS`` it does not know, which no handler can catch. A child that
-    fails otherwise (a Python exception, which it keeps to itself) is left to the backend's own start."""
+@functools.cache
+def probe_xla_flags() -> None:
+    """With ``XLA_FLAGS`` set, starts the backend in a forked child first: XLA ends the process (its own
+    fatal log line, then exit 1 or an abort) on a flag it does not know, which no handler can catch. A
+    child that fails otherwise (a Python exception, which it keeps to itself) is left to the backend's
+    own start. Once per process, and before ``jax.distributed.initialize``: a child forked from a
+    process whose distributed client runs would start that client's task a second time."""
+    if not os.environ.get("XLA_FLAGS", "").strip():
+        return
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report nothing but how it ended

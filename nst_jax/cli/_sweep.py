@@ -231,6 +231,7 @@ def prepare(args: argparse.Namespace):
 def run(argv: list[str] | None) -> int:
     args = parse(argv)
     common.check_environment()
+    common.probe_xla_flags()  # before the distributed runtime's threads (a forked child)
     start_distributed(args)
     common.start_backend()
     vgg, members, specs, records, grids, out_dir = prepare(args)
