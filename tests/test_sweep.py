@@ -53,7 +53,8 @@ def test_members_equal_solo_runs(vgg, optimizer, steps, atol, batch_size):
 
 SHARDED_SCRIPT = textwrap.dedent("""
     import jax, numpy as np
-    from nst_jax import StylizeConfig, load_vgg19, make_weights, member_mesh, stack_weights, sweep
+    from nst_jax import StylizeConfig, load_vgg19, make_weights, stack_weights, sweep
+    from nst_jax.host import member_mesh
     from tests.conftest import smooth_image
 
     assert jax.device_count() == 4, jax.devices()
