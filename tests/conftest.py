@@ -192,3 +192,30 @@ def pytest_collection_modifyitems(items):
         ordered += block
         remaining -= len(block)
     items[:] = ordered + list(short)
+
+
+HOSTILE_SMALL = ["--size", "32", "--content-layer", "relu1_1", "--style-layers", "relu1_1"]
+
+
+@pytest.fixture
+def pics(tmp_path):
+    """A 32 px photo and painting in the test's directory."""
+    from nst_jax.files import save_image
+
+    save_image(tmp_path / "content.png", smooth_image(32, 32, 1))
+    save_image(tmp_path / "style.png", smooth_image(32, 32, 2))
+    return tmp_path / "content.png", tmp_path / "style.png"
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A finished 3-step run: ``a.png`` with its record and ``a.ckpt.npz`` at step 3."""
+    from nst_jax.cli._stylize import main
+    from nst_jax.files import save_image
+
+    d = tmp_path_factory.mktemp("done")
+    save_image(d / "content.png", smooth_image(32, 32, 1))
+    save_image(d / "style.png", smooth_image(32, 32, 2))
+    assert main([str(d / "content.png"), str(d / "style.png"), "-o", str(d / "a.png"), *HOSTILE_SMALL,
+                 "--iterations", "3", "--checkpoint-every", "3"]) == 0
+    return d

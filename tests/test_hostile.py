@@ -21,15 +21,13 @@ from PIL import Image, PngImagePlugin
 
 import nst_jax.files
 from nst_jax._src import checkpoint as ckpt
-from nst_jax._src.image import save_image
 from nst_jax._src.record import RECORD_KEY, read_record, save_options
 from nst_jax.cli import _common as common
-from nst_jax.cli._stylize import main
 from nst_jax.errors import NSTError, OutputExists, clean, one_line
 
-from .conftest import nst_in_process, script_env, smooth_image
+from .conftest import HOSTILE_SMALL, nst_in_process, script_env
 
-SMALL = ["--size", "32", "--content-layer", "relu1_1", "--style-layers", "relu1_1"]
+SMALL = HOSTILE_SMALL
 
 
 def nst(capsys, *args):
@@ -44,24 +42,6 @@ def refused(capsys, code, *args, needle=""):
     assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
     assert not any(ch in err[0] for ch in "\x1b\x07\x00"), err
     return err[0]
-
-
-@pytest.fixture
-def pics(tmp_path):
-    save_image(tmp_path / "content.png", smooth_image(32, 32, 1))
-    save_image(tmp_path / "style.png", smooth_image(32, 32, 2))
-    return tmp_path / "content.png", tmp_path / "style.png"
-
-
-@pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    """A finished 3-step run: ``a.png`` with its record and ``a.ckpt.npz`` at step 3."""
-    d = tmp_path_factory.mktemp("done")
-    save_image(d / "content.png", smooth_image(32, 32, 1))
-    save_image(d / "style.png", smooth_image(32, 32, 2))
-    assert main([str(d / "content.png"), str(d / "style.png"), "-o", str(d / "a.png"), *SMALL, "--iterations", "3",
-                 "--checkpoint-every", "3"]) == 0
-    return d
 
 
 def tampered_checkpoint(src, dst, meta=None, arrays=None):

@@ -35,24 +35,6 @@ SWEEP_SMALL = ["--size", "32", "--content-layer", "relu1_1", "--style-layers", "
                "--no-metrics"]
 
 
-@pytest.fixture
-def pics(tmp_path):
-    save_image(tmp_path / "content.png", smooth_image(32, 32, 1))
-    save_image(tmp_path / "style.png", smooth_image(32, 32, 2))
-    return tmp_path / "content.png", tmp_path / "style.png"
-
-
-@pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    """A finished 3-step run: ``a.png`` with its record and ``a.ckpt.npz`` at step 3."""
-    d = tmp_path_factory.mktemp("done")
-    save_image(d / "content.png", smooth_image(32, 32, 1))
-    save_image(d / "style.png", smooth_image(32, 32, 2))
-    assert stylize_cli.main([str(d / "content.png"), str(d / "style.png"), "-o", str(d / "a.png"), *SMALL,
-                             "--iterations", "3", "--checkpoint-every", "3"]) == 0
-    return d
-
-
 def not_compiled(monkeypatch):
     """Makes any optimisation of the CLI an internal error (exit 1), so that a refusal (exit 2) shows that the
     run was refused before anything was compiled."""
