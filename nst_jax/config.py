@@ -18,12 +18,12 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.typing import ArrayLike
 
 from nst_jax._src import optimizers as optimizer_registry
 from nst_jax._src.content_terms import CONTENT_TERMS
 from nst_jax._src.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
+from nst_jax._src.optimizers.base import Transformation
 from nst_jax._src.statistics import STATISTICS, UNITS
 from nst_jax._src.terms import TERMS
 from nst_jax._src.vgg import (
@@ -41,7 +41,7 @@ __all__ = [
     "INITS",
     "LOSS_UNITS", "MIN_LEVEL_SIZE", "MODES", "MODE_DEFAULTS", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "PRESETS",
     "RECONSTRUCTION_ITERATIONS", "STYLE_LOSSES", "TERMS", "TRANSFER_ITERATIONS", "Level", "LossConfig", "Preset",
-    "StylizeConfig", "Weights", "auto_shape_bucket", "make_weights", "preset_layer_weights",
+    "StylizeConfig", "Transformation", "Weights", "auto_shape_bucket", "make_weights", "preset_layer_weights",
     "stack_weights",
 ]
 
@@ -355,7 +355,7 @@ class StylizeConfig(LossConfig):
             loss units only; not with tiled evaluation.
     """
 
-    optimizer: str | optax.GradientTransformation = "lbfgs"
+    optimizer: str | Transformation = "lbfgs"
     iterations: int | None = None
     chunk_size: int = 10
     init: Literal["noise", "content", "image"] | None = None

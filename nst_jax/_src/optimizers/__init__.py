@@ -15,7 +15,7 @@ from typing import Any
 import optax
 
 from nst_jax._src.optimizers import custom
-from nst_jax._src.optimizers.base import Optimizer
+from nst_jax._src.optimizers.base import Optimizer, Transformation
 from nst_jax.errors import NSTError
 
 # The registry: one module name per optimiser.
@@ -26,7 +26,7 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 
 
-def resolve(optimizer: str | optax.GradientTransformation) -> Optimizer:
+def resolve(optimizer: str | Transformation) -> Optimizer:
     """The :class:`Optimizer` of a ``StylizeConfig.optimizer``: a registry name, or any optax
     transformation (:mod:`nst_jax._src.optimizers.custom`). The one place the two are told apart.
 
@@ -46,7 +46,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def label(optimizer: str | optax.GradientTransformation) -> str:
+def label(optimizer: str | Transformation) -> str:
     """How an optimiser is named in records, checkpoints and messages: its registry name, or
     ``"optax"`` for a transformation (whose numbers are not recorded)."""
     return optimizer if isinstance(optimizer, str) else custom.NAME

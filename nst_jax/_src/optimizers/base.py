@@ -10,10 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import optax
+
+
+class Transformation(Protocol):
+    """What ``StylizeConfig.optimizer`` takes besides a registry name, as a type: any optax
+    transformation (``optax.adam(0.01)``, ``optax.chain(...)``), described by its two functions.
+
+    optax ships no type information, so the library's signatures name this structural type
+    instead of ``optax.GradientTransformation``; at run time the config checks for the optax class.
+    """
+
+    @property
+    def init(self) -> Callable[..., Any]:
+        """``init(params) -> state``."""
+        ...
+
+    @property
+    def update(self) -> Callable[..., Any]:
+        """``update(updates, state, params, **extra) -> (updates, state)``."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
