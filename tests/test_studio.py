@@ -291,6 +291,21 @@ def test_serve_refuses_a_port_in_use_in_one_line(capsys):
     assert code == 2 and err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1, err
 
 
+def test_a_loopback_server_answers_loopback_hosts_only(tmp_path, vgg):
+    """IPv6 loopback included (``[::1]:8765``, any port, any spelling of ::1); any other name or address, and a
+    malformed header, is refused, so a page of another site cannot reach it by rebinding a name to 127.0.0.1."""
+    from nst_jax.studio._serve import LOOPBACK_NAMES
+
+    client = TestClient(create_app(Studio(tmp_path / "jobs", vgg=vgg, extra=EXTRA), trusted_hosts=LOOPBACK_NAMES))
+    for host in ("127.0.0.1:8765", "localhost:8765", "LOCALHOST", "[::1]:8765", "[::1]", "[0:0:0:0:0:0:0:1]:80"):
+        answer = client.get("/api/jobs", headers={"Host": host})
+        assert answer.status_code == 200 and answer.json() == [], host
+    for host in ("evil.example", "evil.example:8765", "localhost.evil.example", "127.0.0.2", "[::2]:8765",
+                 "[::ffff:127.0.0.1]", "::1", "[::1", "[::1]:8765:1", "[nope]:1", "", "user@localhost"):
+        answer = client.get("/api/jobs", headers={"Host": host})
+        assert answer.status_code == 400 and "Host" in answer.json()["error"], host
+
+
 def test_only_loopback_addresses_count_as_local():
     from nst_jax.studio._serve import is_loopback
 
