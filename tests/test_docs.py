@@ -535,6 +535,16 @@ def test_every_documented_studio_request_is_accepted(tmp_path, vgg):
         curl_request(("curl", "-X", "DELETE", "http://127.0.0.1:8765/api/jobs/1"), tmp_path)
 
 
+def test_help_and_version_commands_run_as_they_are(tmp_path, capsys, monkeypatch):
+    argvs = [("nst-jax", "--version"), ("nst-jax", "serve", "--help"), ("nst-jax-sweep", "--help")]
+    commands = [doc_blocks.Command("docs/guide/x.md", "X", argv) for argv in argvs]
+    cwd = workspace(tmp_path, commands)
+    assert [run_documented(c, cwd, {}, capsys, monkeypatch) for c in commands] == [[], [], []]
+    assert run_tool(argvs[0], cwd, capsys, monkeypatch) == (0, f"nst_jax {nst_jax.__version__}\n", "")
+    code, out, _ = run_tool(argvs[1], cwd, capsys, monkeypatch)
+    assert code == 0 and out.startswith("usage: nst-jax serve")
+
+
 def test_the_commands_not_run_are_exactly_the_environment_ones():
     """Every command of the pages has a rule (a new kind fails here), and the only ones not run are
     :data:`doc_blocks.NOT_RUN`'s, each still on a page."""
