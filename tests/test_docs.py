@@ -291,13 +291,14 @@ def workspace(root: pathlib.Path, commands: list[doc_blocks.Command]) -> pathlib
         if name.startswith("-") or target.exists() or not target.is_relative_to(root):
             continue
         source = next((f for f in (ROOT / name, EXAMPLES / name) if f.is_file()), None)
-        if source is not None or pathlib.PurePath(name).name in STAND_INS:
-            target.parent.mkdir(parents=True, exist_ok=True)
+        stand_in = STAND_INS.get(target.name)
+        if source is None and stand_in is None:
+            continue  # not a file the command reads
+        target.parent.mkdir(parents=True, exist_ok=True)
         if source is not None:
             shutil.copyfile(source, target)
-        elif pathlib.PurePath(name).name in STAND_INS:
-            w, h = STAND_INS[pathlib.PurePath(name).name]
-            y, x = np.mgrid[0:h, 0:w]
+        else:
+            y, x = np.mgrid[0:stand_in[1], 0:stand_in[0]]
             Image.fromarray(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8)).save(target)
     return work
 
@@ -306,6 +307,7 @@ def run_tool(argv: tuple[str, ...], cwd: pathlib.Path, capsys, monkeypatch) -> t
     """``nst-jax`` or ``nst-jax-sweep`` in this process (their ``main``, as the console scripts call it): the
     exit code, stdout and stderr."""
     monkeypatch.chdir(cwd)
+    capsys.readouterr()  # only this command's output
     main = {"nst-jax": stylize_cli.main, "nst-jax-sweep": sweep_cli.main}[argv[0]]
     try:
         code = main(list(argv[1:]))
