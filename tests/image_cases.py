@@ -1,5 +1,6 @@
 """Image files the tests generate: every input the image reader must convert or refuse."""
 
+import io
 import struct
 import zlib
 
@@ -28,6 +29,31 @@ def png16_rgb(path, h=40, w=60):
     rgb16 = gradient(h, w).astype(">u2") * 257
     rows = b"".join(b"\0" + rgb16[i].tobytes() for i in range(h))
     path.write_bytes(raw_png(w, h, 16, 2, rows))
+
+
+def noisy_png(h=64, w=64) -> bytes:
+    """A PNG of seeded noise: its pixels do not compress, so its IDAT data is most of the file (12 kB)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """``(kind, start, end)`` of each chunk of a PNG: ``data[start:end]`` is the chunk's data."""
+    chunks, at = [], 8  # after the signature
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        chunks.append((kind, at + 8, at + 8 + length))
+        at += 12 + length  # length, kind, data, CRC
+    return chunks
+
+
+def cut_in_idat(png: bytes) -> bytes:
+    """A PNG cut in the middle of its first IDAT chunk's data: the signature and header intact, the pixel
+    data ending early."""
+    start, end = next((s, e) for kind, s, e in png_chunks(png) if kind == b"IDAT")
+    return png[:(start + end) // 2]
 
 
 def converted_cases(tmp_path):
@@ -76,7 +102,7 @@ def refused_cases(tmp_path):
     (d / "empty.png").write_bytes(b"")
     (d / "notes.jpg").write_text("these are notes, not a picture\n")
     (d / "truncated.jpg").write_bytes((d / "good.jpg").read_bytes()[:700])
-    (d / "truncated.png").write_bytes((d / "good.png").read_bytes()[:-400])
+    (d / "truncated.png").write_bytes(cut_in_idat(noisy_png()))
     corrupt = bytearray((d / "good.png").read_bytes())
     corrupt[60:90] = b"\xff" * 30
     (d / "corrupt.png").write_bytes(bytes(corrupt))

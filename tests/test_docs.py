@@ -1,7 +1,9 @@
 """The documentation: every public name documented in the Google style mkdocstrings renders
 (``__docformat__ = "google"``), with Args/Returns/Raises sections where they apply; the site builds
 with ``mkdocs build --strict`` (when mkdocs is installed); every code block of the README and the
-site's pages has a treatment (tests/doc_blocks.py), and the documented commands parse."""
+site's pages has a treatment (tests/doc_blocks.py), and every command of their shell blocks and
+transcripts runs: the tools' with ``--dry-run``, the scripts' up to their parsed arguments and their
+``--help``, the studio's requests against its application; only the environment's set-up is not run."""
 
 from __future__ import annotations
 
@@ -9,21 +11,31 @@ import ast
 import importlib
 import importlib.util
 import inspect
+import json
 import logging
+import os
 import pathlib
 import re
 import shlex
+import shutil
 import subprocess
+import sys
 import textwrap
 import types
+import urllib.parse
+import warnings
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import nst_jax
+from nst_jax import files
 from nst_jax.cli import _stylize as stylize_cli
 from nst_jax.cli import _sweep as sweep_cli
 
 from . import doc_blocks
+from .conftest import script_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -238,38 +250,314 @@ def test_block_finder_reads_fences_and_headings(tmp_path, monkeypatch):
     page.parent.mkdir()
     page.write_text("# Title\n\n```python\n# not a heading\nx = 1\n```\n\n## Next\n\n"
                     "```bash\nnst-jax a.png b.png \\\n    --size 64 && nst-jax --version  # two\n```\n\n"
-                    "```text\n$ nst-jax --help\nusage: ...\n```\n")
+                    "```text\n$ nst-jax --help\nusage: ...\n$ mkdir out && nst-jax a.png \\\n    b.png -o out/\n"
+                    "wrote out/a-b.png (64x48)\n```\n")
     monkeypatch.setattr(doc_blocks, "ROOT", tmp_path)
     blocks = doc_blocks.page_blocks("docs/page.md")
     assert [(b.heading, b.language) for b in blocks] == [("Title", "python"), ("Next", "bash"), ("Next", "text")]
     assert blocks[0].source == "# not a heading\nx = 1\n"
     assert doc_blocks.shell_commands(blocks[1]) == [["nst-jax", "a.png", "b.png", "--size", "64"],
                                                     ["nst-jax", "--version"]]
-    assert doc_blocks.shell_commands(blocks[2]) == [["nst-jax", "--help"]]
+    assert doc_blocks.shell_commands(blocks[2]) == [["nst-jax", "--help"], ["mkdir", "out"],
+                                                    ["nst-jax", "a.png", "b.png", "-o", "out/"]]
     assert doc_blocks.shell_commands(blocks[0]) == []
+    transcript = doc_blocks.block_commands(blocks[2], 7)
+    assert [(c.argv, c.output, c.block) for c in transcript] == [
+        (("nst-jax", "--help"), "usage: ...\n", 7), (("mkdir", "out"), "wrote out/a-b.png (64x48)\n", 7),
+        (("nst-jax", "a.png", "b.png", "-o", "out/"), "wrote out/a-b.png (64x48)\n", 7)]
+    assert str(transcript[2]) == "docs/page.md (Next): nst-jax a.png b.png -o out/"
 
 
-def _cli_parses(command: list[str]) -> str | None:
-    """Why a documented ``nst-jax``/``nst-jax-sweep`` command does not parse, or None."""
-    parse = {"nst-jax": stylize_cli.parse, "nst-jax-sweep": sweep_cli.parse}[command[0]]
+# Photos the pages name that the repository does not ship (the test images the guides were written with): a
+# generated picture of each one's size (width, height) stands in, so that shapes come out as documented.
+STAND_INS = {"tubingen.jpg": (1024, 768), "starry_night.jpg": (1024, 640)}
+EXAMPLES = ROOT / "examples"
+
+
+def listing(root: pathlib.Path) -> list[str]:
+    """Every file and directory under ``root``, relative to it."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def workspace(root: pathlib.Path, commands: list[doc_blocks.Command]) -> pathlib.Path:
+    """A fresh directory to run a block's commands in, as the pages assume one: the repository's examples in
+    ``examples/``, and at the path a command names it, every repository or example file it names and a
+    stand-in for every photo of :data:`STAND_INS` (``../shared/images/tubingen.jpg`` lands under ``root``)."""
+    work = root / "work"
+    shutil.copytree(EXAMPLES, work / "examples")
+    for token in (token for command in commands for token in command.argv[1:]):
+        name = token.rsplit("=", 1)[-1].lstrip("@")  # curl's -F field=@path too
+        target = (work / name).resolve()
+        if name.startswith("-") or target.exists() or not target.is_relative_to(root):
+            continue
+        source = next((f for f in (ROOT / name, EXAMPLES / name) if f.is_file()), None)
+        stand_in = STAND_INS.get(target.name)
+        if source is None and stand_in is None:
+            continue  # not a file the command reads
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source is not None:
+            shutil.copyfile(source, target)
+        else:
+            y, x = np.mgrid[0:stand_in[1], 0:stand_in[0]]
+            Image.fromarray(np.stack([x % 256, y % 256, (x * y) % 256], -1).astype(np.uint8)).save(target)
+    return work
+
+
+def run_tool(argv: tuple[str, ...], cwd: pathlib.Path, capsys, monkeypatch) -> tuple[int, str, str]:
+    """``nst-jax`` or ``nst-jax-sweep`` in this process (their ``main``, as the console scripts call it): the
+    exit code, stdout and stderr."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()  # only this command's output
+    main = {"nst-jax": stylize_cli.main, "nst-jax-sweep": sweep_cli.main}[argv[0]]
     try:
-        parse(command[1:])
-    except SystemExit:  # argparse's usage error
-        return f"{shlex.join(command)}: not accepted by {command[0]}'s parser"
-    return None
+        code = main(list(argv[1:]))
+    except SystemExit as exit_:  # argparse's --help, --version and usage errors
+        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_documented_commands_parse_and_their_scripts_exist(capsys):
-    """The shell blocks' ``nst-jax`` and ``nst-jax-sweep`` commands parse with the CLIs' own parsers (no
-    compute), and every ``python scripts/...`` they name exists."""
-    commands = [c for b in doc_blocks.all_blocks() for c in doc_blocks.shell_commands(b)]
-    cli = [c for c in commands if c[0] in ("nst-jax", "nst-jax-sweep")]
-    scripts = [c[1] for c in commands if c[0] in ("python", "python3") and c[1].startswith("scripts/")]
-    assert len(cli) >= 6 and len(scripts) >= 4
-    problems = [p for c in cli if (p := _cli_parses(c))]
-    problems += [f"{s}: no such script" for s in scripts if not (ROOT / s).is_file()]
-    assert not problems, "\n".join(problems) + capsys.readouterr().err
-    assert _cli_parses(["nst-jax", "a.png", "b.png", "--iter", "3"])  # the check can fail
+def plans(out: str) -> list[dict]:
+    """A dry run's JSON: one run's plan, or a batch's list of them."""
+    plan = json.loads(out)
+    return plan if isinstance(plan, list) else [plan]
+
+
+def wrote(plan: dict, cwd: pathlib.Path) -> tuple[str, str]:
+    """The output a dry run says it would write, relative to ``cwd``, and its size ``WxH``."""
+    h, w = plan["spec"]["levels"][-1]["shape"]
+    return os.path.relpath(os.path.join(cwd, plan["writes"]["output"]), cwd), f"{w}x{h}"
+
+
+def checkpoint_of(plan: dict) -> files.Checkpoint:
+    """A checkpoint of the run a dry run resolved, at its step 0: its notes are the run record the run's
+    checkpoint would carry (what ``--resume`` reads to resolve and check the run again). Its state is a
+    placeholder of one member: a dry run does not read it (the run checks it against the run's before
+    compiling)."""
+    record = {"format": files.RECORD_KEY, "version": nst_jax.__version__,
+              **{k: plan[k] for k in ("spec", "sources", "vgg")}}
+    zeros = np.zeros((1, 1), np.float32)
+    history = {"step": np.zeros(1, np.int32), **{t: zeros for t in ("content", "style", "tv", "total")},
+               "total_per_step": np.zeros((1, 0), np.float32), "evaluations_per_step": np.zeros((1, 0), np.int32)}
+    return files.Checkpoint(0, [zeros], history, run={}, notes={**record, "output": plan["writes"]["output"]})
+
+
+def test_every_documented_command_runs(tmp_path, capsys, monkeypatch):
+    """Every ``nst-jax`` and ``nst-jax-sweep`` command of the README and the site's shell blocks and
+    transcripts runs in this process, a block's commands in order in a fresh directory: with ``--dry-run``
+    (every input, setting and destination resolved and checked, nothing computed; nothing may appear in the
+    directory), or as is for ``--help`` and ``--version``. A transcript's ``wrote FILE (WxH)`` lines are what
+    the dry run says. ``--resume CHECKPOINT`` gets the checkpoint of the documented command whose dry run
+    says it writes it. No warning (JAX's about a fork, say) comes out."""
+    runnable = ("dry run", "as is", "shell")
+    blocks: dict[int, list[doc_blocks.Command]] = {}
+    for command in doc_blocks.commands():
+        if doc_blocks.command_kind(command.argv) in runnable:
+            blocks.setdefault(command.block, []).append(command)
+    assert sum(map(len, blocks.values())) >= 8
+    # Blocks that read what another block's command writes run last.
+    order = sorted(blocks, key=lambda b: any("--resume" in c.argv or "--rerun" in c.argv for c in blocks[b]))
+    problems, checkpoints = [], {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for b in order:
+            cwd = workspace(tmp_path / str(b), blocks[b])
+            for command in blocks[b]:
+                problems += run_documented(command, cwd, checkpoints, capsys, monkeypatch)
+    assert not problems, "\n".join(problems)
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+def run_documented(command: doc_blocks.Command, cwd: pathlib.Path, checkpoints: dict[str, dict], capsys,
+                   monkeypatch) -> list[str]:
+    """Runs one documented command in ``cwd`` (see :func:`test_every_documented_command_runs`); what is wrong
+    with it. ``checkpoints``: the plans of the dry runs so far, by the checkpoint they would write."""
+    kind = doc_blocks.command_kind(command.argv)
+    if kind == "shell":
+        ran = subprocess.run(command.argv, cwd=cwd, capture_output=True, text=True)
+        return [f"{command}: exit {ran.returncode}: {ran.stderr.strip()}"] if ran.returncode else []
+    if "--resume" in command.argv:
+        name = command.argv[command.argv.index("--resume") + 1]
+        if name not in checkpoints:
+            return [f"{command}: no documented command writes {name}"]
+        files.save_checkpoint(cwd / name, checkpoint_of(checkpoints[name]))
+    before = listing(cwd.parent)
+    code, out, err = run_tool(command.argv + (("--dry-run",) if kind == "dry run" else ()), cwd, capsys, monkeypatch)
+    if code != 0:
+        return [f"{command}: exit {code}: {(err.strip().splitlines() or ['(nothing on stderr)'])[-1]}"]
+    problems = []
+    if listing(cwd.parent) != before:
+        problems.append(f"{command}: wrote {sorted(set(listing(cwd.parent)) - set(before))}")
+    if kind == "as is":
+        return problems + ([f"{command}: printed nothing"] if not out.strip() else [])
+    for plan in plans(out):
+        if plan.get("writes", {}).get("checkpoint"):
+            checkpoints.setdefault(os.path.relpath(os.path.join(cwd, plan["writes"]["checkpoint"]), cwd), plan)
+    said = re.findall(r"^wrote (\S+) \((\d+x\d+)\)$", command.output, re.M)
+    would = [wrote(plan, cwd) for plan in plans(out)] if command.argv[0] == "nst-jax" else said
+    if command.output and said != would:  # a transcript's
+        problems.append(f"{command}: the transcript says it wrote {said}, its dry run says {would}")
+    return problems
+
+
+def test_a_documented_command_that_fails_names_itself_and_its_error(tmp_path, capsys, monkeypatch):
+    """A command whose dry run fails is named with its one-line error; a transcript whose files or sizes are
+    not what the dry run says is named with both."""
+    missing = doc_blocks.Command("docs/guide/x.md", "X", ("nst-jax", "examples/chelsea.png", "missing.png"))
+    cwd = workspace(tmp_path, [missing])
+    assert run_documented(missing, cwd, {}, capsys, monkeypatch) == [
+        f"docs/guide/x.md (X): nst-jax examples/chelsea.png missing.png: exit 2: error: {cwd}/missing.png: "
+        "no such file"]
+    argv = ("nst-jax", "examples/chelsea.png", "examples/swirls.png", "--size", "64")
+    stale = doc_blocks.Command("docs/guide/x.md", "X", argv, "compiling ...\nwrote chelsea-swirls.png (64x48)\n")
+    assert run_documented(stale, cwd, {}, capsys, monkeypatch) == [
+        f"{stale}: the transcript says it wrote [('chelsea-swirls.png', '64x48')], its dry run says "
+        "[('chelsea-swirls.png', '64x43')]"]
+
+
+# Runs documented scripts in one fresh interpreter (argv[1]: a JSON list of argument lists, the script's path
+# first; argv[2]: where the outcomes go). Each runs twice as ``__main__``: first with its documented arguments,
+# stopped as soon as its own parser has accepted them (any parser's first ``parse_known_args`` ends the run,
+# leftovers refused as ``parse_args`` would), then with ``--help`` appended. Nothing after the parsing runs.
+SCRIPT_RUNNER = """
+import argparse, contextlib, io, json, runpy, sys
+
+class Parsed(SystemExit):  # an exit, which the tools' guards let through
+    pass
+
+original, depth = argparse.ArgumentParser.parse_known_args, [0]
+
+def parse_only(self, args=None, namespace=None):
+    depth[0] += 1
+    try:
+        namespace, extras = original(self, args, namespace)
+    finally:
+        depth[0] -= 1
+    if depth[0]:  # a subparser's, inside its parent's parse
+        return namespace, extras
+    if extras:
+        self.error("unrecognized arguments: " + " ".join(extras))
+    raise Parsed
+
+argparse.ArgumentParser.parse_known_args = parse_only
+commands, results, outcomes = json.loads(sys.argv[1]), sys.argv[2], []
+for argv in commands:
+    for extra in ([], ["--help"]):
+        sys.argv, out, err = argv + extra, io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                runpy.run_path(argv[0], run_name="__main__")
+            outcome = "ran to its end without parsing its arguments"
+        except Parsed:
+            outcome = "parsed"
+        except SystemExit as exit_:
+            outcome = "help" if extra and exit_.code in (0, None) and "usage:" in out.getvalue() else (
+                f"exit {exit_.code}: " + (err.getvalue().strip().splitlines() or [""])[-1])
+        except Exception as error:
+            outcome = f"{type(error).__name__}: {error}"
+        outcomes.append(outcome)
+with open(results, "w") as f:
+    json.dump(outcomes, f)
+"""
+
+
+def test_every_documented_script_parses_its_arguments_and_helps(tmp_path):
+    """Every ``python scripts/X.py ARGS`` of the pages, in one fresh interpreter (the scripts import what they
+    use, and some set up JAX): the script imports, its parser accepts the documented arguments (then it
+    stops: the runs take minutes to hours), and its ``--help`` prints a usage."""
+    scripts = [c for c in doc_blocks.commands() if doc_blocks.command_kind(c.argv) == "script"]
+    assert len(scripts) >= 4
+    argvs = [[str(ROOT / c.argv[1]), *c.argv[2:]] for c in scripts]
+    # One that refuses its arguments, to show a refusal is seen.
+    argvs.append([str(ROOT / "scripts" / "reproduce_paper.py"), "--output-dir", "p", "--figures", "fig9"])
+    ran = subprocess.run([sys.executable, "-c", SCRIPT_RUNNER, json.dumps(argvs), str(tmp_path / "outcomes.json")],
+                         cwd=tmp_path, env=script_env(), capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    outcomes = json.loads((tmp_path / "outcomes.json").read_text())
+    assert len(outcomes) == 2 * len(argvs)
+    problems = [f"{command}{' --help' if extra else ''}: {outcomes[2 * i + extra]}"
+                for i, command in enumerate(scripts) for extra in (0, 1)
+                if outcomes[2 * i + extra] != ("help" if extra else "parsed")]
+    assert not problems, "\n".join(problems)
+    assert outcomes[-2].startswith("exit 2: error: argument --figures: invalid choice: 'fig9'"), outcomes[-2]
+    assert listing(tmp_path) == ["outcomes.json"]
+
+
+def curl_request(argv: tuple[str, ...], cwd: pathlib.Path) -> tuple[str, dict, list]:
+    """A documented ``curl`` to the studio as the request it sends: its URL, form fields and uploads
+    (``-F name=value``, ``-F name=@file`` read from ``cwd``); any other option is refused."""
+    url, data, uploads, words = None, {}, [], list(argv[1:])
+    while words:
+        word = words.pop(0)
+        if word == "-F" and words:
+            name, value = words.pop(0).split("=", 1)
+            if value.startswith("@"):
+                path = cwd / value[1:]
+                uploads.append((name, (path.name, path.read_bytes(), "application/octet-stream")))
+            else:
+                data.setdefault(name, []).append(value)
+        elif word.startswith("http") and url is None:
+            url = word
+        else:
+            raise ValueError(f"{shlex.join(argv)}: {word!r} is not a curl option this test makes (tests/test_docs.py)")
+    return url, data, uploads
+
+
+def test_every_documented_studio_request_is_accepted(tmp_path, vgg):
+    """Every ``curl`` of the pages, made to the studio's application (the one ``nst-jax serve`` serves, with its
+    loopback Host check) at the documented URL, which is where ``nst-jax serve`` listens by default: the job
+    is accepted, its uploads and fields checked, and queued (the worker is not started: nothing computes)."""
+    pytest.importorskip("starlette", reason="the studio extra is not installed (pip install -e '.[studio]')")
+    pytest.importorskip("httpx", reason="Starlette's test client needs httpx")
+    from starlette.testclient import TestClient
+
+    from nst_jax.studio._app import create_app
+    from nst_jax.studio._jobs import Studio
+    from nst_jax.studio._serve import LOOPBACK_NAMES, build_parser
+
+    requests = [c for c in doc_blocks.commands() if doc_blocks.command_kind(c.argv) == "studio request"]
+    assert requests
+    serve = build_parser().parse_args([])
+    problems = []
+    for i, command in enumerate(requests):
+        cwd = workspace(tmp_path / str(i), [command])
+        url, data, uploads = curl_request(command.argv, cwd)
+        parts = urllib.parse.urlsplit(url)
+        if (parts.hostname, parts.port) != (serve.host, serve.port):
+            problems.append(f"{command}: nst-jax serve listens on {serve.host}:{serve.port}, not {parts.netloc}")
+        studio = Studio(cwd / "jobs", vgg=vgg)
+        client = TestClient(create_app(studio, trusted_hosts=LOOPBACK_NAMES), base_url=f"{parts.scheme}://{parts.netloc}")
+        answer = client.post(parts.path, data=data, files=uploads)
+        if answer.status_code != 201:
+            problems.append(f"{command}: {answer.status_code} {answer.text}")
+        elif client.get(f"/api/jobs/{answer.json()['id']}").json()["state"] != "queued":
+            problems.append(f"{command}: the job is not queued")
+    assert not problems, "\n".join(problems)
+    with pytest.raises(ValueError, match="'-X'"):
+        curl_request(("curl", "-X", "DELETE", "http://127.0.0.1:8765/api/jobs/1"), tmp_path)
+
+
+def test_help_and_version_commands_run_as_they_are(tmp_path, capsys, monkeypatch):
+    argvs = [("nst-jax", "--version"), ("nst-jax", "serve", "--help"), ("nst-jax-sweep", "--help")]
+    commands = [doc_blocks.Command("docs/guide/x.md", "X", argv) for argv in argvs]
+    cwd = workspace(tmp_path, commands)
+    assert [run_documented(c, cwd, {}, capsys, monkeypatch) for c in commands] == [[], [], []]
+    assert run_tool(argvs[0], cwd, capsys, monkeypatch) == (0, f"nst_jax {nst_jax.__version__}\n", "")
+    code, out, _ = run_tool(argvs[1], cwd, capsys, monkeypatch)
+    assert code == 0 and out.startswith("usage: nst-jax serve")
+
+
+def test_the_commands_not_run_are_exactly_the_environment_ones():
+    """Every command of the pages has a rule (a new kind fails here), and the only ones not run are
+    :data:`doc_blocks.NOT_RUN`'s, each still on a page."""
+    kinds = {str(c): doc_blocks.command_kind(c.argv) for c in doc_blocks.commands()}
+    not_run = {shlex.join(c.argv) for c in doc_blocks.commands() if kinds[str(c)] == "not run"}
+    assert not_run == set(doc_blocks.NOT_RUN) and len(not_run) <= 5
+    assert {"dry run", "as is", "shell", "script", "studio request"} >= set(kinds.values()) - {"not run"}
+    with pytest.raises(LookupError, match="make -j"):
+        doc_blocks.command_kind(("make", "-j"))
+    assert doc_blocks.command_kind(("nst-jax", "serve", "--help")) == "as is"
+    assert doc_blocks.command_kind(("nst-jax-sweep", "a.png", "b.png", "--output-dir", "s")) == "dry run"
 
 
 def test_ci_runs_the_readme_test_command():

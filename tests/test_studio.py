@@ -194,8 +194,7 @@ def test_hostile_requests(tmp_path, vgg):
             if name in ("missing", "directory"):
                 continue
             for role in ("photo", "painting"):
-                # (image_cases' truncated PNG is cut to nothing with this Pillow's small PNGs: cut a real photo)
-                data = PHOTO[: len(PHOTO) // 2] if name == "truncated png" else path.read_bytes()
+                data = path.read_bytes()
                 answer = post_job(client, size=64, **({"photo": data} if role == "photo" else {"paintings": (data,)}))
                 message = answer.json()["error"]
                 assert answer.status_code == 400 and words in message and role in message, (name, role, message)
@@ -289,6 +288,21 @@ def test_serve_refuses_a_port_in_use_in_one_line(capsys):
         code = cli.main(["serve", "--port", str(busy.getsockname()[1])])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1, err
+
+
+def test_a_loopback_server_answers_loopback_hosts_only(tmp_path, vgg):
+    """IPv6 loopback included (``[::1]:8765``, any port, any spelling of ::1); any other name or address, and a
+    malformed header, is refused, so a page of another site cannot reach it by rebinding a name to 127.0.0.1."""
+    from nst_jax.studio._serve import LOOPBACK_NAMES
+
+    client = TestClient(create_app(Studio(tmp_path / "jobs", vgg=vgg, extra=EXTRA), trusted_hosts=LOOPBACK_NAMES))
+    for host in ("127.0.0.1:8765", "localhost:8765", "LOCALHOST", "[::1]:8765", "[::1]", "[0:0:0:0:0:0:0:1]:80"):
+        answer = client.get("/api/jobs", headers={"Host": host})
+        assert answer.status_code == 200 and answer.json() == [], host
+    for host in ("evil.example", "evil.example:8765", "localhost.evil.example", "127.0.0.2", "[::2]:8765",
+                 "[::ffff:127.0.0.1]", "::1", "[::1", "[::1]:8765:1", "[nope]:1", "", "user@localhost"):
+        answer = client.get("/api/jobs", headers={"Host": host})
+        assert answer.status_code == 400 and "Host" in answer.json()["error"], host
 
 
 def test_only_loopback_addresses_count_as_local():

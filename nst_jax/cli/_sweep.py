@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import functools
 import itertools
+import json
 import os
 import pathlib
 import sys
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     g["output"].add_argument("--columns", type=common.integer, default=0,
                              help="contact sheet columns (0: as many as values of the last swept option)")
     g["output"].add_argument("--no-metrics", action="store_true", help="skip the quality ratios in losses.json")
+    g["basics"].add_argument("--dry-run", action="store_true", help="print every member's resolved run and the files "
+                             "the sweep would write as JSON, and stop: nothing is compiled or written")
     g["performance"].add_argument("--batch-size", type=common.integer, default=None, metavar="B",
                                   help="members vmapped together on a device [default: 1 on CPUs, all on "
                                        "accelerators]")
@@ -221,22 +224,28 @@ def prepare(args: argparse.Namespace):
     per_device = -(-len(members) // jax.device_count())  # every member's state stays for its whole level
     estimate = max(check_memory(spec.config, spec.plan.canvas, spec.plan.largest_style_shape, members=per_device)[
         "total"] for spec in {m.painting: s for m, s in zip(members, specs, strict=True)}.values())
-    enable_compilation_cache(args.compile_cache)  # only once every check passed: a refused sweep creates nothing
-    common.say(f"memory estimate: {estimate / 2**20:.0f} MiB per device")
+    if not args.dry_run:  # only once every check passed: a refused sweep (or a dry run) creates nothing
+        enable_compilation_cache(args.compile_cache)
+        common.say(f"memory estimate: {estimate / 2**20:.0f} MiB per device")
     records = [record_of(spec, dataclasses.replace(sources, style=(str(pathlib.Path(m.painting).absolute()),)), vgg)
                for spec, m in zip(specs, members, strict=True)]
-    return vgg, members, specs, records, grids, out_dir
+    return vgg, members, specs, records, grids, out_dir, estimate
 
 
 def run(argv: list[str] | None) -> int:
     args = parse(argv)
     common.check_environment()
-    common.probe_xla_flags()  # before the distributed runtime's threads (a forked child)
+    common.probe_xla_flags()  # before the distributed runtime starts: a flag XLA refuses is one line, no abort
     start_distributed(args)
     common.start_backend()
-    vgg, members, specs, records, grids, out_dir = prepare(args)
+    vgg, members, specs, records, grids, out_dir, estimate = prepare(args)
     import jax
 
+    if args.dry_run:
+        print(json.dumps(dry_run(members, records, out_dir, args.overwrite, estimate), indent=1))
+        if args.distributed:
+            jax.distributed.shutdown()  # every process together, as after a real sweep
+        return 0
     writer, devices, processes = jax.process_index() == 0, jax.device_count(), jax.process_count()
     levels = max(len(spec.levels) for spec in specs)
     common.say(f"{common.plural(len(members), 'member')} on {common.plural(devices, 'device')} of "
@@ -282,6 +291,24 @@ def run(argv: list[str] | None) -> int:
             more = f" (and {common.plural(len(conflicts) - 1, 'more file')})" if len(conflicts) > 1 else ""
             raise Exit(EXIT_CONFLICT, f"{conflicts[0]}{more}; the sweep wrote its other files to {out_dir}")
     return 0
+
+
+def dry_run(members: list[Member], records: list[dict[str, Any]], out_dir: pathlib.Path, overwrite: bool,
+            estimate: float) -> dict[str, Any]:
+    """What ``--dry-run`` prints: each member's file, painting, preset, factor, seed and resolved run (its
+    spec, sources and VGG digest, as its image would carry them), the memory estimate per device and every
+    file the sweep would write."""
+    import jax
+
+    names = [f"member_{i:02d}.png" for i in range(len(members))]
+    return {
+        "members": [{"file": name, "painting": m.painting, "preset": m.preset, "factor": m.factor, "seed": m.seed,
+                     **{k: record[k] for k in ("spec", "sources", "vgg")}}
+                    for name, m, record in zip(names, members, records, strict=True)],
+        "devices": jax.device_count(), "processes": jax.process_count(),
+        "memory": {"estimate_bytes_per_device": int(estimate)},
+        "writes": {"output_dir": str(out_dir), "files": names + list(OUTPUTS), "overwrite": overwrite},
+    }
 
 
 def _ratios(args: argparse.Namespace, specs: list[RunSpec], members: list[Member], vgg, images):

@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.resources
+import ipaddress
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +35,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -73,6 +74,41 @@ class BodyLimit:
             return message
 
         return await self.app(scope, limited, send)
+
+
+# A Host header: an IPv6 literal in brackets, or a name or IPv4 address; then an optional port.
+HOST_HEADER = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[^\s:/\[\]@]+))(?::[0-9]{1,5})?")
+
+
+def host_name(header: str | None) -> str | None:
+    """The host a ``Host`` header names, lower case, without its port, an IPv6 address without its brackets
+    and in its short form (``[0:0::1]:8000`` -> ``::1``); None for a missing or malformed header."""
+    match = HOST_HEADER.fullmatch(header or "")
+    if match is None:
+        return None
+    if match["ipv6"] is None:
+        return match["name"].lower()
+    try:
+        return ipaddress.IPv6Address(match["ipv6"]).compressed
+    except ValueError:
+        return None
+
+
+class TrustedHosts:
+    """ASGI middleware: a request whose ``Host`` header names none of ``names`` (as :func:`host_name` reads
+    it) is answered 400. Starlette's own middleware cannot be used: its versions before 0.47 cut the header
+    at the first colon, so ``[::1]:8000`` read as ``[``."""
+
+    def __init__(self, app: Callable, names: list[str]):
+        self.app, self.names = app, {name.lower() for name in names}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            header = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(header) not in self.names:
+                return await error(400, "the Host header names no address this server answers to "
+                                        f"({', '.join(sorted(self.names))})")(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -313,8 +349,9 @@ def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
 
     Args:
         studio: The jobs.
-        trusted_hosts: ``Host`` header values accepted (None: any); a server on the loopback names only
-            loopback hosts, so that a page of another site cannot reach it by rebinding a name to 127.0.0.1.
+        trusted_hosts: The hosts a ``Host`` header may name, with any port (None: any); a server on the
+            loopback names only loopback hosts (``::1`` accepts ``[::1]:8765``), so that a page of another
+            site cannot reach it by rebinding a name to 127.0.0.1.
         max_upload_bytes: The largest request body.
     """
 
@@ -326,6 +363,6 @@ def create_app(studio: Studio, *, trusted_hosts: list[str] | None = None,
 
     middleware = [Middleware(BodyLimit, limit=max_upload_bytes)]
     if trusted_hosts is not None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts))
+        middleware.insert(0, Middleware(TrustedHosts, names=trusted_hosts))
     return Starlette(routes=Api(studio, max_upload_bytes).routes(), middleware=middleware, lifespan=lifespan,
                      exception_handlers={404: _not_found, 405: _not_found})
