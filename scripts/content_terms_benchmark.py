@@ -10,13 +10,12 @@ structure term too. This script builds the output level of the default run (``ns
 --size SIZE``: the balanced preset's last level, its config and weights) both ways, through the
 driver's own programs, and prints for each: seconds per optimiser step and per loss evaluation
 (timed rounds alternate between the two, the best round of each kept, compilation excluded), the
-CPU time of the process per evaluation (the median round: steadier than wall time on a machine
-that other jobs share), and
-XLA's FLOP count of one loss value-and-gradient evaluation (``cost_analysis``, compiled on its own;
-on a GPU it misses the cuDNN convolutions); then the left-out term's own value and gradient on a map
-of the content layer's shape, timed alone (a small program: its best of 20 calls is steady where
-whole steps are not). The images are ../shared/images tubingen and
-starry_night where present, else the examples.
+CPU time of the process per evaluation (the median round), and XLA's FLOP count of one loss
+value-and-gradient evaluation (``cost_analysis``, compiled on its own; on a GPU it misses the cuDNN
+convolutions); then the left-out term's own value and gradient on a map of the content layer's
+shape, timed alone (a small program: its best of 20 calls is steady where whole steps, on a machine
+other jobs share, are not). The images are ../shared/images tubingen and starry_night where
+present, else the examples.
 """
 
 from __future__ import annotations
