@@ -91,7 +91,9 @@ class LossConfig:
             weighted by its entry of ``Weights.content_terms``: ``"feature"`` (the paper's
             distance of features, position by position) and ``"structure"`` (the cosine
             self-similarity of features on a coarse grid, STROTSS's layout). Both by default, the
-            structure at weight 0 unless a preset or ``make_weights`` gives it one.
+            structure at weight 0 unless a preset, ``make_weights`` or ``nst-jax
+            --content-term-weights`` gives it one; a run's programs leave out a term whose weight is
+            0 in every member (:func:`nst_jax._src.driver.program_settings`), so it costs nothing.
         style_layers: Layers whose statistics the style term matches.
         style_loss: Style statistics matched per layer, one of
             :data:`nst_jax.config.STYLE_LOSSES`: ``"gram"`` (the paper's Gram matrices, eq. 4),

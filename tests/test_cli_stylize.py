@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import nst_jax
-from nst_jax import StylizeConfig, preset_levels, stylize
+from nst_jax import StylizeConfig, make_weights, preset_levels, stylize
 from nst_jax._src.image import load_image
 from nst_jax.cli import _common as common
 from nst_jax.cli import _stylize as cli
@@ -61,6 +61,11 @@ def _dry_run(capsys, *argv):
     return code, json.loads(out) if code == 0 else out
 
 
+def _same(values: set) -> object:
+    """The one value every level has (None where they differ)."""
+    return values.pop() if len(values) == 1 else None
+
+
 # What each run-affecting option decides in a plain run, read from the spec --dry-run prints (transfer, one
 # content photo at --size 512): the value its help must show as its default.
 PLAIN_RUN = {
@@ -91,6 +96,9 @@ PLAIN_RUN = {
     "style_layer_weights": lambda d: "1/L each" if d["spec"]["levels"][-1]["weights"]["style_layers"] == [0.2] * 5
     else None,
     "style_blend": lambda d: "equal" if d["spec"]["levels"][-1]["weights"]["style_blend"] == [1.0] else None,
+    "content_term_weights": lambda d: _same({" ".join(f"{t}={w:g}" for t, w in zip(
+        d["spec"]["config"]["content_terms"], level["weights"]["content_terms"], strict=True))
+        for level in d["spec"]["levels"]}),
     "preset": lambda d: DEFAULT_PRESET,  # checked through the levels it gives (iterations, style_weight, ...)
 }
 # Options that do not change the image (where to write, how often, what to print) or name inputs.
@@ -312,3 +320,72 @@ def test_the_command_lines_levels_are_the_librarys_at_every_size():
             library["sizes"], library["iterations"], library["weights"], strict=True)] == want, size
     with pytest.raises(NSTError, match="relative"):
         preset_levels(384, StylizeConfig(mode="content"))
+
+
+BAD_TERM_WEIGHTS = {  # --content-term-weights VALUES: what the one line says
+    ("edges=1",): "unknown content term 'edges' (choose from feature, structure)",
+    ("structure",): "'structure' is not NAME=WEIGHT",
+    ("structure=much",): "'structure=much': the weight is not a number",
+    ("structure=-1",): "content term weight must be a finite number >= 0, got -1.0",
+    ("structure=nan",): "content term weight must be a finite number >= 0, got nan",
+    ("structure=1", "structure=2"): "structure is given twice",
+}
+
+
+def test_content_term_weights_refused_in_one_line_before_anything_is_compiled_or_written(tmp_path, capsys):
+    for values, needle in BAD_TERM_WEIGHTS.items():
+        with compiled_programs() as programs:
+            code, out, err = nst_in_process(capsys, CONTENT, STYLE, "-o", tmp_path / "out.png", "--size", 64,
+                                            "--content-term-weights", *values)
+        assert code == 2 and err.count("\n") == 1 and needle in err and "Traceback" not in err, (values, err)
+        assert programs == [] and list(tmp_path.iterdir()) == [], (values, programs)
+
+
+@pytest.mark.parametrize("preset", ["balanced", "portrait"])
+def test_content_term_weights_set_every_levels_terms_as_make_weights_does(capsys, tmp_path, preset):
+    """--content-term-weights structure=3 changes each level's weights as make_weights(content_term_weights=...)
+    does, over the preset's own (portrait's structure 3 too, here the given values), and nothing else; the
+    feature term keeps its default 1, and --dry-run shows the weights."""
+    argv = [CONTENT, STYLE, "-o", tmp_path / "o.png", "--size", 256, "--preset", preset]
+    code, plain = _dry_run(capsys, *argv)
+    assert code == 0, plain
+    for given, mapping in ((["structure=3"], {"structure": 3.0}), (["structure=0.5", "feature=2"],
+                                                                   {"feature": 2.0, "structure": 0.5})):
+        code, chosen = _dry_run(capsys, *argv, "--content-term-weights", *given)
+        assert code == 0, chosen
+        want = make_weights(StylizeConfig(), content_term_weights=mapping).content_terms.tolist()
+        assert want == [mapping.get("feature", 1.0), mapping["structure"]]
+        assert len(plain["spec"]["levels"]) == len(chosen["spec"]["levels"]) == 3
+        for before, after in zip(plain["spec"]["levels"], chosen["spec"]["levels"], strict=True):
+            assert after["weights"]["content_terms"] == want
+            assert {**after, "weights": {**after["weights"], "content_terms": None}} == {
+                **before, "weights": {**before["weights"], "content_terms": None}}
+        assert {k: v for k, v in chosen.items() if k != "spec"} == {k: v for k, v in plain.items() if k != "spec"}
+
+
+def test_content_term_weights_run_as_the_library_and_rerun_bit_for_bit(tmp_path, capsys, vgg):
+    """A run with --content-term-weights is the library's run with make_weights(content_term_weights=...), up
+    to the file's 8-bit rounding, and --rerun of its image makes it again bit for bit."""
+    from nst_jax._src.record import read_record
+
+    out = tmp_path / "out.png"
+    small = ["--size", 48, "--content-layer", "relu2_2", "--style-layers", "relu1_1", "--iterations", 3]
+    code, _, err = nst_in_process(capsys, CONTENT, STYLE, "-o", out, *small,
+                                  "--content-term-weights", "feature=0.5", "structure=2")
+    assert code == 0, err
+    assert read_record(out)["spec"]["levels"][-1]["weights"]["content_terms"] == [0.5, 2.0]
+    code, _, err = nst_in_process(capsys, "--rerun", out)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out_rerun.png")), np.asarray(Image.open(out)))
+
+    config = StylizeConfig(iterations=3, content_layers=("relu2_2",), style_layers=("relu1_1",))
+    (level,) = preset_levels(48, config)["weights"]  # one level at 48 px: the preset's output level
+    weights = make_weights(config, style_weight=level.style, tv_weight=level.tv,
+                           content_term_weights={"feature": 0.5, "structure": 2.0})
+    want = stylize(vgg, content=load_image(CONTENT, 48), style=load_image(STYLE, 48), config=config,
+                   weights=weights).image
+    got = np.asarray(Image.open(out), np.float32) / 255
+    assert np.abs(got - want).max() <= 1.5 / 255, np.abs(got - want).max()
+    default = stylize(vgg, content=load_image(CONTENT, 48), style=load_image(STYLE, 48), config=config,
+                      weights=level).image
+    assert np.abs(got - default).max() > 2.5 / 255  # the weights changed the image beyond the tolerance above

@@ -135,3 +135,34 @@ def test_sweep_of_per_level_style_weight_lists(tmp_path, capsys):
     pixels = lambda path: np.asarray(Image.open(path))  # noqa: E731
     np.testing.assert_array_equal(pixels(tmp_path / "plain.png"), pixels(tmp_path / "sw" / "member_01.png"))
     assert not np.array_equal(pixels(tmp_path / "sw" / "member_00.png"), pixels(tmp_path / "sw" / "member_01.png"))
+
+
+def test_sweep_of_content_term_weights(tmp_path, capsys):
+    """--content-term-weights repeated: each mapping is one member's content term weights at every level, that
+    member is the plain ``nst-jax ... --content-term-weights`` run bit for bit, and a bad name is refused in one
+    line before anything is written."""
+    from nst_jax.cli import _stylize as stylize
+    from nst_jax.cli import _sweep as sweep_cli
+
+    small = ["--size", 48, "--content-layer", "relu1_1", "--style-layers", "relu1_1", "--iterations", 2]
+    photo, painting = EXAMPLES / "chelsea.png", EXAMPLES / "swirls.png"
+    bad = [photo, painting, "--output-dir", tmp_path / "bad", *small, "--content-term-weights", "edges=1"]
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit, with its one line
+        sweep_cli.main([str(a) for a in bad])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown content term 'edges' (choose from feature, structure)" in err, err
+    assert not (tmp_path / "bad").exists()
+
+    argv = [photo, painting, "--output-dir", tmp_path / "sw", "--no-metrics", *small,
+            "--content-term-weights", "structure=0", "--content-term-weights", "feature=0.5", "structure=2"]
+    assert sweep_cli.main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    members = json.loads((tmp_path / "sw" / "losses.json").read_text())["members"]
+    assert [m["content_term_weights"] for m in members] == [{"feature": 1.0, "structure": 0.0},
+                                                            {"feature": 0.5, "structure": 2.0}]
+    plain = [photo, painting, "-o", tmp_path / "plain.png", *small, "--content-term-weights", "feature=0.5",
+             "structure=2"]
+    assert stylize.main([str(a) for a in plain]) == 0, capsys.readouterr().err
+    pixels = lambda path: np.asarray(Image.open(path))  # noqa: E731
+    np.testing.assert_array_equal(pixels(tmp_path / "plain.png"), pixels(tmp_path / "sw" / "member_01.png"))
+    assert not np.array_equal(pixels(tmp_path / "sw" / "member_00.png"), pixels(tmp_path / "sw" / "member_01.png"))

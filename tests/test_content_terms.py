@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import StylizeConfig, compute_targets, extract_features, loss_terms, make_weights
+from nst_jax import StylizeConfig, compute_targets, extract_features, loss_terms, make_weights, stylize
 from nst_jax._src.content_terms import CONTENT_TERMS, MODULES
 from nst_jax._src.content_terms.structure import _loss as structure_loss
 from nst_jax._src.content_terms.structure import grid_shape
@@ -252,3 +252,90 @@ def test_records_store_the_content_terms_and_older_ones_read_back_with_the_defau
     old = spec_from_json(data, "an old record", inputs={"content": photo, "style": painting})
     assert old.config.content_terms == ("feature", "structure")
     np.testing.assert_array_equal(old.levels[0].weights.content_terms, np.float32([1.0, 0.0]))
+
+
+def test_the_programs_are_built_for_the_terms_with_a_weight():
+    """driver.program_settings, the one decision: a term whose weight is 0 in every member is left out of the
+    config and the weights, in the config's order; a sweep keeps a term any member (or any run sharing the
+    programs) weighs; every term weighed: the same objects; style mode and all-zero weights keep a term."""
+    from nst_jax import stack_weights
+    from nst_jax._src.driver import program_settings
+
+    def settings(config, weights, shared=None):
+        c, w = program_settings(config, weights, shared)
+        assert all(a is b for a, b in zip(w[:-1], weights[:-1], strict=True))  # only content_terms changes
+        return c.content_terms, np.asarray(w.content_terms).tolist()
+
+    config = StylizeConfig()
+    default, structure = make_weights(config), make_weights(config, content_term_weights={"structure": 3.0})
+    assert settings(config, default) == (("feature",), [1.0])
+    assert settings(config, make_weights(config, content_term_weights=[0.0, 2.0])) == (("structure",), [2.0])
+    assert settings(config, make_weights(config, content_term_weights=[0.0, 0.0])) == (("feature",), [0.0])
+    assert program_settings(config, structure) == (config, structure)
+    assert program_settings(config, structure)[0] is config
+    members = stack_weights([default, structure])
+    assert program_settings(config, members)[0] is config
+    assert settings(config, stack_weights([default, default])) == (("feature",), [[1.0], [1.0]])
+    assert settings(config, default, shared=members) == (("feature", "structure"), [1.0, 0.0])
+    swapped = StylizeConfig(content_terms=("structure", "feature"))
+    assert settings(swapped, make_weights(swapped)) == (("feature",), [1.0])
+    style = StylizeConfig(mode="style")
+    assert program_settings(style, make_weights(style))[0] is style
+
+
+SMALL = StylizeConfig(iterations=3, content_layers=("relu2_2",), style_layers=("relu1_1",))
+
+
+def _built_terms(monkeypatch):
+    """The content terms of every chunk program the driver builds from here on."""
+    from nst_jax._src import driver
+
+    built, real = [], driver.chunk_program
+    monkeypatch.setattr(driver, "chunk_program", lambda config, layout: built.append(config.content_terms)
+                        or real(config, layout))
+    return built
+
+
+def test_a_run_without_its_zero_weight_term_is_the_run_with_it(vgg, monkeypatch):
+    """The default weights (structure 0) build programs of the feature term alone, and the run equals the one
+    that computes the structure term at weight 0 (the programs before) within float32 rounding: here bit for
+    bit, but XLA may sum the gradient in another order without the term (2e-7 on a 64 px default run)."""
+    from nst_jax import sweep_specs
+    from nst_jax._src import driver
+    from nst_jax.spec import make_spec
+
+    photo, painting = smooth_image(48, 36, seed=1), smooth_image(40, 36, seed=2)
+    built = _built_terms(monkeypatch)
+    now = stylize(vgg, content=photo, style=painting, config=SMALL)
+    monkeypatch.setattr(driver, "program_settings", lambda config, weights, shared=None: (config, weights))
+    before = stylize(vgg, content=photo, style=painting, config=SMALL)
+    assert built == [("feature",), ("feature", "structure")]
+    np.testing.assert_allclose(now.image, before.image, rtol=0, atol=1e-5)
+    assert np.abs(now.image - photo).max() > 0.05  # the steps moved the image
+    for name in ("content", "style", "tv", "total", "total_per_step"):
+        np.testing.assert_allclose(now.history[name], before.history[name], rtol=1e-5, err_msg=name)
+
+    # A sweep's members with other paintings share one program: it holds the terms any member weighs (the
+    # program of the run before, compiled already).
+    monkeypatch.undo()
+    built = _built_terms(monkeypatch)
+    structure = make_weights(SMALL, content_term_weights={"structure": 2.0})
+    members = [make_spec(SMALL, content=photo, style=p, levels=[(48, 2, w)])
+               for p, w in ((painting, make_weights(SMALL)), (smooth_image(36, 40, seed=3), structure))]
+    sweep_specs(vgg, members, compile_ahead=False)
+    assert built == [("feature", "structure")] * 2
+
+
+
+@pytest.mark.slow  # four programs compiled (about 20 s on 2 busy cores)
+def test_each_level_computes_the_terms_it_weighs(vgg, monkeypatch):
+    """A level's programs hold the terms its own weights use: the structure term at the coarse level only."""
+    from nst_jax import run_spec
+    from nst_jax.spec import make_spec
+
+    photo, painting = smooth_image(48, 36, seed=1), smooth_image(40, 36, seed=2)
+    structure = make_weights(SMALL, content_term_weights={"structure": 2.0})
+    built = _built_terms(monkeypatch)
+    spec = make_spec(SMALL, content=photo, style=painting, levels=[(32, 2, structure), (48, 2, make_weights(SMALL))])
+    run_spec(vgg, spec, compile_ahead=False)
+    assert built == [("feature", "structure"), ("feature",)]

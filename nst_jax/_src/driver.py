@@ -243,6 +243,40 @@ def _sharded(layout: Layout, fn, in_specs, out_specs, **jit_kwargs):
                    **jit_kwargs)
 
 
+def program_settings(config: StylizeConfig, weights: Weights,
+                     shared: Weights | None = None) -> tuple[StylizeConfig, Weights]:
+    """The content terms a run computes, decided here once: ``config`` and ``weights`` without the terms
+    whose weight is zero in every member.
+
+    A term of weight 0 adds exactly 0 to the loss and to its gradient, but computing it costs as much as
+    at any weight (the structure term, in every default run since both terms are the config's default:
+    ``scripts/content_terms_benchmark.py`` prints the time and FLOPs it took). The weights are the
+    programs' inputs, known before they are built, so the programs compute only the terms with a non-zero
+    weight in some member, and the weights they take hold only those terms' entries. A sweep's members
+    share one program, so a term stays if any member weighs it; each level of a multi-scale run is built
+    for its own weights. In style mode (no content term) the config is kept; where every term weighs 0,
+    its first term stays (a config names at least one). The loss values are the whole config's (the terms
+    left out only ever added zeros); the gradient, and so the image, within float32 rounding, as XLA may
+    sum it in another order without the term. Records and checkpoints keep the whole config.
+
+    Args:
+        config: The run's static settings.
+        weights: Its :class:`~nst_jax.config.Weights`, concrete, with any leading member axes.
+        shared: The weights of every run the programs serve, where more than ``weights`` (a sweep's
+            members with other paintings, :func:`nst_jax.sweep_specs`); ``weights`` if None.
+
+    Returns:
+        ``(config, weights)`` for the programs; the same objects where every term is used.
+    """
+    u = np.asarray((weights if shared is None else shared).content_terms).reshape(-1, len(config.content_terms))
+    used = [i for i in range(len(config.content_terms)) if np.any(u[:, i] != 0)] or [0]
+    if not config.uses_content or len(used) == len(config.content_terms):
+        return config, weights
+    terms = tuple(config.content_terms[i] for i in used)
+    return (dataclasses.replace(config, content_terms=terms),
+            weights._replace(content_terms=np.asarray(weights.content_terms)[..., used]))
+
+
 def _program_config(config: StylizeConfig) -> StylizeConfig:
     """The settings the compiled programs depend on: all but the step count, which only the host loop
     reads (a chunk's steps are an argument), so runs that differ in their steps share the programs."""
@@ -426,6 +460,7 @@ def run_members(
     run_record: Mapping[str, Any] | None = None,
     batch_size: int | None = None,
     resume: ckpt.Checkpoint | None = None,
+    shared: Weights | None = None,
 ) -> SweepResult:
     """Runs ``config.iterations`` steps of every member; see the module docstring.
 
@@ -446,6 +481,7 @@ def run_members(
             callback sees those steps; this does not change the result.
         resume: A checkpoint of this same run (its record checked by the caller) to continue.
         run_record: The run record stored in checkpoints.
+        shared: As in :func:`program_settings` (the programs compute the content terms these weigh).
 
     Returns:
         The members' output images and histories.
@@ -456,6 +492,7 @@ def run_members(
             finite ``[K, H, W, 3]`` images and ``err.members`` the failing members.
     """
     layout = member_layout(int(np.shape(images)[0]), mesh, batch_size)
+    config, weights = program_settings(config, weights, shared)
     if resume is not None:
         _check_fits(resume, np.shape(images), config.iterations)
     start = start_program(config, layout, tuple(targets_args["output_shape"]))
@@ -487,6 +524,7 @@ def compile_programs(
     targets_args: Mapping[str, Any],
     mesh: Mesh | None = None,
     batch_size: int | None = None,
+    shared: Weights | None = None,
 ) -> None:
     """Compiles the start and chunk programs of a :func:`run_members` call with these arguments, running nothing.
 
@@ -507,11 +545,13 @@ def compile_programs(
         targets_args: As in :func:`run_members`; only shapes and dtypes are read.
         mesh: As in :func:`run_members`.
         batch_size: As in :func:`run_members`.
+        shared: As in :func:`run_members`.
 
     Raises:
         NSTError: As :func:`member_layout`. Whatever tracing or compiling raises.
     """
     layout = member_layout(int(images_shape[0]), mesh, batch_size)
+    config, weights = program_settings(config, weights, shared)
     start = start_program(config, layout, tuple(targets_args["output_shape"]))
     images = np.broadcast_to(np.float32(0), images_shape)  # a shape without an allocation
     vgg, targets_in, weights, starts = _place(layout, vgg, targets_args, weights, images, put=_abstract)

@@ -366,8 +366,12 @@ def _group_inputs(specs: list[RunSpec], members: list[int], level: int, previous
     inputs = [optimised_inputs(plan) for plan in plans]
     starts = np.concatenate([_start_images(plan, ins, [specs[m].seed])
                              for plan, ins, m in zip(plans, inputs, members, strict=True)])
-    weights = jax.tree_util.tree_map(np.asarray, stack_weights([specs[m].levels[level].weights for m in members]))
-    return plans, inputs, starts, weights
+    return plans, inputs, starts, _stacked(specs, members, level)
+
+
+def _stacked(specs: list[RunSpec], members: Sequence[int], level: int) -> Weights:
+    """The ``members``' weights at ``level``, stacked ``[k]`` (NumPy)."""
+    return jax.tree_util.tree_map(np.asarray, stack_weights([specs[m].levels[level].weights for m in members]))
 
 
 def _sweep_level_compiler(vgg: VGGParams, specs: list[RunSpec], groups: list[list[int]], level: int,
@@ -378,7 +382,7 @@ def _sweep_level_compiler(vgg: VGGParams, specs: list[RunSpec], groups: list[lis
     plans, inputs, starts, weights = _group_inputs(specs, members, level, [None] * len(specs))
     return functools.partial(driver.compile_programs, vgg, config=plans[0].config, weights=weights,
                              images_shape=starts.shape, targets_args=_targets_args(plans[0], inputs[0]), mesh=mesh,
-                             batch_size=batch_size)
+                             batch_size=batch_size, shared=_stacked(specs, range(len(specs)), level))
 
 
 def _sweep_level(vgg: VGGParams, specs: list[RunSpec], groups: list[list[int]], level: int,
@@ -387,13 +391,14 @@ def _sweep_level(vgg: VGGParams, specs: list[RunSpec], groups: list[list[int]], 
     """One level of :func:`sweep_specs`: each group of members through the driver, the finished images and
     histories put back in the members' order."""
     images, histories, compile_seconds, run_seconds = [None] * len(specs), [None] * len(specs), 0.0, 0.0
+    shared = _stacked(specs, range(len(specs)), level)  # the groups share the level's programs: its terms too
     for members in groups:
         plans, inputs, starts, weights = _group_inputs(specs, members, level, previous)
         result = driver.run_members(
             vgg, config=plans[0].config, weights=weights, images=starts,
             targets_args=_targets_args(plans[0], inputs[0]), mesh=mesh, batch_size=batch_size, sync_every=sync_every,
             callback=None if callback is None else functools.partial(callback, members),
-            run_record={"members": members, "level": level})
+            run_record={"members": members, "level": level}, shared=shared)
         for j, m in enumerate(members):
             images[m] = finish_image(plans[j], _cropped(result.images[j], plans[j]))
             histories[m] = {k: v if k == "step" else v[j] for k, v in result.history.items()}

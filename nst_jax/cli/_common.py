@@ -37,6 +37,7 @@ from nst_jax.compilation import default_cache_dir, enable_compilation_cache
 from nst_jax.config import (
     AUTO_SHAPE_BUCKET,
     COLOURS,
+    CONTENT_TERM_NAMES,
     DEFAULT_LOSS_WEIGHTS,
     DEFAULT_PRESET,
     INITS,
@@ -50,6 +51,7 @@ from nst_jax.config import (
     RECONSTRUCTION_ITERATIONS,
     STYLE_LOSSES,
     TRANSFER_ITERATIONS,
+    Preset,
     StylizeConfig,
     auto_shape_bucket,
     make_weights,
@@ -85,6 +87,41 @@ def integer(text: str) -> int:
     if not INT_RANGE[0] <= value <= INT_RANGE[1]:
         raise argparse.ArgumentTypeError(f"{text[:30]} is out of range (a 64-bit integer)")
     return value
+
+
+def term_weight(text: str) -> tuple[str, float]:
+    """An argparse type: ``NAME=WEIGHT``, a content term's name (:data:`~nst_jax.config.CONTENT_TERM_NAMES`)
+    and its weight (whose range :func:`~nst_jax.config.make_weights` checks)."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not NAME=WEIGHT (e.g. structure=3)")
+    if name not in CONTENT_TERM_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown content term {name[:40]!r} (choose from "
+                                         f"{', '.join(CONTENT_TERM_NAMES)})")
+    try:
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: the weight is not a number") from None
+
+
+class TermWeights(argparse.Action):
+    """``--content-term-weights NAME=WEIGHT ...`` as one mapping ``{term: weight}``, each name at most once;
+    with ``append`` (a sweep's), one mapping per use of the option."""
+
+    def __init__(self, *args: Any, append: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.append = append
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names = [name for name, _ in values]
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice is not None:
+            parser.error(f"argument {option_string}: {twice} is given twice")
+        if self.append:
+            earlier = getattr(namespace, self.dest, None)
+            setattr(namespace, self.dest, [*(earlier if isinstance(earlier, list) else []), dict(values)])
+        else:
+            setattr(namespace, self.dest, dict(values))
 
 
 def plural(count: int, word: str) -> str:
@@ -286,12 +323,32 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
     show_default(g, "--content-layer-weights", "1 each")
     g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W", help="one weight per style layer")
     show_default(g, "--style-layer-weights", "1/L each")
+    g.add_argument("--content-term-weights", nargs="+", type=term_weight, metavar="NAME=W", action=TermWeights,
+                   append=swept,
+                   help=f"content terms' weights at every level ({', '.join(CONTENT_TERM_NAMES)}: the paper's feature "
+                        "distance, and the layout kept as the self-similarity of features); a term not named takes "
+                        "its default, not the preset's" + ("; repeat the option to sweep several" if swept else ""))
+    show_default(g, "--content-term-weights", _term_weights_default())
     g = groups(p)["advanced"]
     if swept:
         g.add_argument("--learning-rates", nargs="+", default=[str(WEIGHT_DEFAULTS["learning_rate"])], metavar="V",
                        help="Adam step sizes: values or START:STOP:NUM")
     else:
         g.add_argument("--learning-rate", type=float, default=WEIGHT_DEFAULTS["learning_rate"], help="Adam step size")
+
+
+def _term_weights_default() -> str:
+    """``--content-term-weights``' default: each term's own, and the presets' that weigh them."""
+    own = " ".join(f"{name}={weight:g}" for name, weight in
+                   zip(CONTENT_TERM_NAMES, make_weights(StylizeConfig()).content_terms.tolist(), strict=True))
+    presets = [f"{name} {_preset_terms(preset)}" for name, preset in PRESETS.items() if preset.content_term_weights]
+    return own + (f" (the presets' per level: {'; '.join(presets)})" if presets else "")
+
+
+def _preset_terms(preset: Preset) -> str:
+    """A preset's content term weights: one level's where every level has them, else each level's."""
+    levels = [" ".join(f"{t}={w:g}" for t, w in level.items()) for level in preset.content_term_weights or ()]
+    return levels[0] if len(set(levels)) == 1 else " / ".join(levels)
 
 
 def add_level_arguments(p: argparse.ArgumentParser, *, style_option: str, tv_option: str,
@@ -343,7 +400,8 @@ CHOICES = {"preset": "preset", "scales": "scales", "min_size": "min_size", "iter
            "scale_iterations": "scale_iterations", "content_weight": "content_weight", "style_weight": "style_weight",
            "scale_style_weights": "scale_style_weights", "tv_weight": "tv_weight",
            "content_layer_weights": "content_layer_weights", "style_layer_weights": "style_layer_weights",
-           "style_blend": "style_blend", "learning_rate": "learning_rate", "ema": "ema_decay"}
+           "style_blend": "style_blend", "learning_rate": "learning_rate", "ema": "ema_decay",
+           "content_term_weights": "content_term_weights"}
 
 
 def choices_of(args: argparse.Namespace, **member: Any) -> Choices:

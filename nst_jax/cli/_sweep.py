@@ -46,8 +46,10 @@ SWEPT = {  # option -> (Choices field, label)
     "scale_style_weights": ("scale_style_weights", "betas"),
     "tv_weights": ("tv_weight", "tv"),
     "learning_rates": ("learning_rate", "lr"),
+    "content_term_weights": ("content_term_weights", "terms"),
 }
-LISTS = ("scale_style_weights",)  # swept options whose every value is a list (the option repeated)
+# Swept options whose every value is a list or a mapping (the option repeated).
+LISTS = ("scale_style_weights", "content_term_weights")
 OUTPUTS = ("contact_sheet.png", "losses.json")
 
 
@@ -125,7 +127,7 @@ class Member:
 
     painting: str
     preset: str
-    values: dict[str, float]
+    values: dict[str, Any]
     factor: float
     seed: int
 
@@ -144,12 +146,14 @@ class Outcome:
 
 def grids_of(args: argparse.Namespace) -> dict[str, list[Any]]:
     """Every swept option's values (``[None]`` where not given: the preset's or the default); a value of
-    ``scale_style_weights`` is one list of per-level style weights (one per ``--scale-style-weights``)."""
+    ``scale_style_weights`` is one list of per-level style weights (one per ``--scale-style-weights``), one
+    of ``content_term_weights`` one mapping ``{term: weight}`` (one per ``--content-term-weights``)."""
     grids: dict[str, list[Any]] = {
         option: common.expand_values(getattr(args, option), f"--{option.replace('_', '-')}")
         if getattr(args, option) is not None else [None] for option in SWEPT if option not in LISTS}
     grids["scale_style_weights"] = ([None] if args.scale_style_weights is None else
                                     [tuple(values) for values in args.scale_style_weights])
+    grids["content_term_weights"] = [None] if args.content_term_weights is None else list(args.content_term_weights)
     grids["style_weight_factors"] = ([1.0] if args.style_weight_factors is None else
                                      common.expand_values(args.style_weight_factors, "--style-weight-factors"))
     return grids
@@ -333,12 +337,16 @@ def _member_record(member: Member, spec: RunSpec, outcome: Outcome, name: str) -
             "seed": member.seed, "content_weight": float(weights.content), "style_weight": float(weights.style),
             "scale_style_weights": [float(level.weights.style) for level in spec.levels],
             "tv_weight": float(weights.tv), "learning_rate": float(weights.learning_rate),
+            "content_term_weights": dict(zip(spec.config.content_terms, np.asarray(weights.content_terms).tolist(),
+                                             strict=True)),
             "levels": [{"shape": list(level.shape), "iterations": level.iterations,
                         "style_weight": float(level.weights.style)} for level in spec.levels],
             "initial": outcome.initial, "final": outcome.final}
 
 
-def _shown(value: float | list[float]) -> str:
+def _shown(value: float | list[float] | dict[str, float]) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:.3g}" for k, v in value.items())
     return "/".join(f"{v:.3g}" for v in value) if isinstance(value, list) else f"{value:.3g}"
 
 
