@@ -297,12 +297,19 @@ def preset_layer_weights(level: Level, layers: Sequence[str]) -> list[float] | N
 
     Returns:
         ``[L]`` weights in the order of ``layers`` where the level names every one of them, else None
-        (the library's ``1 / L``: the preset's weights describe its own layers, not others).
+        (the library's ``1 / L``: the preset's weights describe its own layers, not others). For some
+        of the level's layers, their weights rescaled to the sum of the level's (1 in the shipped presets,
+        as ``1 / L`` sums to 1), so a run on fewer layers keeps the preset's balance of style and content;
+        None where those weights are all 0.
     """
     weights = level.style_layer_weights
     if weights is None or not all(name in weights for name in layers):
         return None
-    return [float(weights[name]) for name in layers]
+    chosen = [float(weights[name]) for name in layers]
+    if set(layers) == set(weights):
+        return chosen
+    total = sum(chosen)
+    return [w * sum(weights.values()) / total for w in chosen] if total > 0 else None
 
 
 def halving(size: int, levels: int) -> list[int]:
@@ -454,12 +461,16 @@ DEFAULT_LOSS_WEIGHTS: dict[str, dict[str, float]] = {
 # scripts/reconstruction_psnr.py.
 MODE_DEFAULTS: dict[tuple[str, str], dict[str, float]] = {("relative", "content"): {"tv_weight": 0.0}}
 
-# portrait's per-level style layer weights, coarse to fine: at the coarse levels (β 100) relu5_1, whose Gram
-# matrices describe whole objects (the painting's face painted into the photo's sky), gets no weight at the
-# coarsest and 0.05 at the next; the output level keeps the paper's 1/5 each. With the structure term at 3 on
-# every level (scripts/explore_presets.py, README), against balanced at 256 px: on astronaut x The Scream the
-# judge's structure distance fell from 0.84 to 0.58 and style at 1/4 from 0.215 to 0.094, and the sitter came
-# back; on Chelsea x The Scream structure 0.76 -> 0.62 but style at 1/2 0.120 -> 0.257, so balanced is unchanged.
+# balanced's and portrait's per-level style layer weights, coarse to fine: at the coarse levels (β 100) relu5_1,
+# whose Gram matrices describe whole objects (the painting's face painted into the photo's sky), gets no weight at
+# the coarsest and 0.05 at the next; the output level keeps the paper's 1/5 each. With the structure term (the
+# self-similarity of relu4_2's features, nst_jax._src.content_terms.structure) at 1 on every level, this is
+# balanced; at 3, portrait. Chosen by scripts/calibrate_defaults.py at 256 px on photo x painting pairs with faces
+# and strong layouts against pastiche's defaults and the previous balanced (the same levels without the taper and
+# the structure term): on astronaut x The Scream the judge's structure distance fell from 0.820 to 0.674 and style
+# at 1/4 from 0.216 to 0.086 (pastiche 0.860, 0.100), and the sitter's head came back where the previous balanced
+# painted the Scream's figure; portrait keeps more layout (0.562) but lost style at 1/2 on Chelsea x The Scream
+# (0.255 against pastiche's 0.168). docs/guide/quality.md has the table.
 _TAPERED_LAYERS = (
     {"relu1_1": 0.3, "relu2_1": 0.3, "relu3_1": 0.25, "relu4_1": 0.15, "relu5_1": 0.0},
     {"relu1_1": 0.25, "relu2_1": 0.25, "relu3_1": 0.25, "relu4_1": 0.2, "relu5_1": 0.05},
@@ -467,17 +478,18 @@ _TAPERED_LAYERS = (
 )
 
 # The presets of `nst-jax --preset` (DEFAULT_PRESET without it), for transfer in relative units. Chosen by
-# scripts/calibrate_defaults.py on photo x painting pairs at 384 px against pastiche's defaults (README);
-# portrait's layer and structure weights by scripts/explore_presets.py at 256 px.
+# scripts/calibrate_defaults.py against pastiche's defaults: the levels and style weights on photo x painting pairs
+# at 384 px, balanced's and portrait's layer and structure weights at 256 px (docs/guide/quality.md).
 PRESETS: dict[str, Preset] = {
     # One level with the library's defaults (make_weights, StylizeConfig): what nst_jax.stylize does.
     "faithful": Preset("keep the photo: its forms and colours, painted with the style's texture",
                        iterations=(TRANSFER_ITERATIONS,),
                        style_weights=(DEFAULT_LOSS_WEIGHTS["relative"]["style_weight"],),
                        tv_weight=DEFAULT_LOSS_WEIGHTS["relative"]["tv_weight"]),
-    "balanced": Preset("the painting's style at every scale, the photo still recognisable",
-                       iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0),
-    "portrait": Preset("balanced, keeping the photo's layout and faces: no painted-in objects",
+    "balanced": Preset("the painting's style at every scale, the photo's layout kept: no painted-in objects",
+                       iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0,
+                       style_layer_weights=_TAPERED_LAYERS, content_term_weights=({"structure": 1.0},) * 3),
+    "portrait": Preset("balanced with three times its structure weight: the photo's layout and faces first",
                        iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0), tv_weight=30.0,
                        style_layer_weights=_TAPERED_LAYERS, content_term_weights=({"structure": 3.0},) * 3),
     "painterly": Preset("more of the painting: its large forms and colours over the photo's",

@@ -322,7 +322,8 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
     g.add_argument("--content-layer-weights", nargs="+", type=float, metavar="W", help="one weight per content layer")
     show_default(g, "--content-layer-weights", "1 each")
     g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W", help="one weight per style layer")
-    show_default(g, "--style-layer-weights", "1/L each")
+    show_default(g, "--style-layer-weights", "1/L each (at the output level; the presets that taper relu5_1 at the "
+                 f"coarse levels: {', '.join(n for n, p in PRESETS.items() if p.style_layer_weights)})")
     g.add_argument("--content-term-weights", nargs="+", type=term_weight, metavar="NAME=W", action=TermWeights,
                    append=swept,
                    help=f"content terms' weights at every level ({', '.join(CONTENT_TERM_NAMES)}: the paper's feature "
@@ -338,16 +339,21 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 
 
 def _term_weights_default() -> str:
-    """``--content-term-weights``' default: each term's own, and the presets' that weigh them."""
+    """``--content-term-weights``' default: the default preset's, then each preset's and the terms' own."""
     own = " ".join(f"{name}={weight:g}" for name, weight in
                    zip(CONTENT_TERM_NAMES, make_weights(StylizeConfig()).content_terms.tolist(), strict=True))
     presets = [f"{name} {_preset_terms(preset)}" for name, preset in PRESETS.items() if preset.content_term_weights]
-    return own + (f" (the presets' per level: {'; '.join(presets)})" if presets else "")
+    default = PRESETS[DEFAULT_PRESET]
+    shown = _preset_terms(default, own) if default.content_term_weights else own
+    return f"{shown} (the presets': {'; '.join(presets)}; the others and a term not named: {own})"
 
 
-def _preset_terms(preset: Preset) -> str:
-    """A preset's content term weights: one level's where every level has them, else each level's."""
-    levels = [" ".join(f"{t}={w:g}" for t, w in level.items()) for level in preset.content_term_weights or ()]
+def _preset_terms(preset: Preset, own: str = "") -> str:
+    """A preset's content term weights: one level's where every level has them, else each level's; the
+    feature term first, at ``own``'s weight where the preset leaves it out."""
+    base = dict(t.split("=") for t in own.split())
+    levels = [" ".join(f"{t}={w}" for t, w in {**base, **{t: f"{w:g}" for t, w in level.items()}}.items())
+              for level in preset.content_term_weights or ()]
     return levels[0] if len(set(levels)) == 1 else " / ".join(levels)
 
 
