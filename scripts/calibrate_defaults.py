@@ -87,8 +87,8 @@ def _layers(*weights: float) -> dict[str, float]:
 # weight at the coarsest and 0.05 at the next; the output level keeps the paper's 1/5 each.
 TAPER = (_layers(.3, .3, .25, .15, 0), _layers(.25, .25, .25, .2, .05), None)
 PRESET_CANDIDATES: dict[str, Preset] = {
-    "balanced_old": Preset("balanced before 0.4", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
-                           tv_weight=30.0),
+    "balanced_old": Preset("balanced of 0.3.0 (no taper, no structure term)", iterations=(80, 40, 40),
+                           style_weights=(100.0, 100.0, 10.0), tv_weight=30.0),
     "structure_1": Preset("balanced + structure 1", iterations=(80, 40, 40), style_weights=(100.0, 100.0, 10.0),
                           tv_weight=30.0, content_term_weights=({"structure": 1.0},) * 3),
     **{f"taper_s{u:g}": Preset(f"balanced, tapered coarse layers, structure {u:g}", iterations=(80, 40, 40),

@@ -1,13 +1,15 @@
-"""Before/after figure: ``balanced`` and ``portrait`` (tapered deep layers + the structure term), same pairs.
+"""Before/after figure: the previous ``balanced`` (``balanced_old``), the new one (tapered deep layers + the
+structure term) and ``portrait``, same pairs, pastiche beside them.
 
-  python scripts/explore_presets.py --out /tmp/cal --size 256 --candidates balanced portrait \\
-      --pairs astronaut:the_scream chelsea:the_scream
-  python scripts/make_ghosts_figure.py --cal /tmp/cal [--peer /tmp/peer]
+  python scripts/peer_outputs.py --out /tmp/peer --size 256 --pairs astronaut:the_scream chelsea:the_scream
+  python scripts/calibrate_defaults.py --peer /tmp/peer --out /tmp/cal --json /tmp/cal/scores.json \\
+      --candidates balanced_old balanced portrait
+  python scripts/make_ghosts_figure.py --cal /tmp/cal --peer /tmp/peer --pairs astronaut:the_scream ...
 
-Reads the outputs (``CAL/balanced/`` and ``CAL/portrait/``, one per pair, full
-size) and its scores (``--json``), with pastiche 1.6.0's output of the same pair beside them where
+Reads the outputs (``CAL/balanced_old/``, ``CAL/balanced/`` and ``CAL/portrait/``, one per pair, full
+size) and their scores (``--scores``), with pastiche 1.6.0's output of the same pair beside them where
 ``--peer`` has one, and
-writes ``docs/quality/ghosts.jpg``: one row per pair, the three outputs at full size with the
+writes ``docs/quality/ghosts.jpg``: one row per pair, each output at full size with the
 judge's style (full, ½, ¼), content and structure under each. Inputs are not copied into docs/:
 every cell is a stylised output (the photos are scikit-image's public-domain astronaut,
 examples/chelsea.png (CC0) and ../shared/images' Tübingen; the paintings public domain).
@@ -25,7 +27,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_gallery import save_jpeg  # noqa: E402
 
-COLUMNS = {"balanced": "--preset balanced (default)", "portrait": "--preset portrait",
+COLUMNS = {"balanced_old": "balanced before (0.3.0)", "balanced": "--preset balanced (default)",
+           "portrait": "--preset portrait",
            "pastiche": "pastiche 1.6.0, 500 steps"}
 
 
@@ -47,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     from nst_jax._src.figures import labelled_grid
 
     scores = json.loads((args.scores or args.cal / "scores.json").read_text())
-    pairs = args.pairs or [pair for pair in scores["balanced"] if pair in scores["portrait"]]
+    pairs = args.pairs or [pair for pair in scores["balanced"] if all(pair in scores[w] for w in COLUMNS
+                                                                       if w in scores and w != "pastiche")]
     rows, labels = [], []
     for pair in pairs:
         photo, painting = pair.split(":")
-        files = {name: path for name in ("balanced", "portrait")
+        files = {name: path for name in ("balanced_old", "balanced", "portrait") if name in scores
                  for path in sorted((args.cal / name).glob(f"{photo}-{painting}-*.png"))}
         peer = None if args.peer is None else args.peer / files["balanced"].name
         if peer is not None and peer.is_file() and pair in scores.get("pastiche", {}):
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         labels.append([f"{COLUMNS[who]}\n{caption(scores[who][pair])}" for who in files])
     size = max(rows[0][0].shape[:2])
     grid = labelled_grid(rows, labels, row_titles=[pair.replace(":", " x\n") for pair in pairs], font_size=12,
-                         title=f"nst-jax --size {size}: balanced and portrait\n"
+                         title=f"nst-jax --size {size}: balanced before and now, portrait\n"
                                "judge: ImageNet VGG-16 + LPIPS, lower is better")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     n = save_jpeg(args.output, grid)
