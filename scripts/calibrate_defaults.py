@@ -188,6 +188,18 @@ def _run_once(args: argparse.Namespace, name: str, pair: str, photo: pathlib.Pat
     print(f"{name:>14} {pair:>22}: {seconds:.0f} s", flush=True)
 
 
+def _inputs(pair: str, peer: tuple[str, dict] | None, size: int | None) -> tuple[pathlib.Path, pathlib.Path, int]:
+    """A pair's photo, painting and size: pastiche's where it ran the pair, else the panel's images at ``size``."""
+    if peer is not None:
+        record = peer[1]
+        return pathlib.Path(record["photo"]), pathlib.Path(record["painting"]), record["size"]
+    from panel import find
+
+    photo, painting = (find(name) for name in pair.split(":"))
+    assert size is not None
+    return photo, painting, size
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peer", type=pathlib.Path, required=True, help="scripts/peer_outputs.py's --out folder")
@@ -197,36 +209,27 @@ def main(argv: list[str] | None = None) -> int:
                    choices=list(CANDIDATES), metavar="NAME", help=f"of {', '.join(CANDIDATES)}")
     p.add_argument("--rerun", action="store_true", help="run candidates again even where their output exists")
     p.add_argument("--json", type=pathlib.Path, help="write every score here")
-    p.add_argument("--run-only", type=int, metavar="SIZE",
-                   help="only run the candidates on --pairs at SIZE px (pastiche's outputs not needed yet); "
-                        "a later run without it scores them")
+    p.add_argument("--size", type=int, help="run and score the candidates on --pairs pastiche has not run (yet) "
+                                            "at SIZE px; they are left out of the summary against pastiche")
+    p.add_argument("--run-only", action="store_true", help="only run the candidates (score them later)")
     args = p.parse_args(argv)
 
-    if args.run_only:
-        from panel import find
-
-        if not args.pairs:
-            raise SystemExit("error: --run-only needs --pairs")
-        for pair in args.pairs:
-            photo, painting = (find(n) for n in pair.split(":"))
-            for name in args.candidates:
-                out = args.out / name / f"{photo.stem}-{painting.stem}-{args.run_only}.png"
-                _run_once(args, name, pair, photo, painting, args.run_only, out)
-        return 0
-    peer_record = json.loads((args.peer / "peer.json").read_text())
+    peer_record = json.loads((args.peer / "peer.json").read_text()) if (args.peer / "peer.json").is_file() else {}
     peers = {f"{pathlib.Path(r['photo']).stem}:{pathlib.Path(r['painting']).stem}": (name, r)
              for name, r in peer_record.items() if (args.peer / name).is_file()}
     pairs = args.pairs or list(peers)
     missing = [pair for pair in pairs if pair not in peers]
-    if missing:
-        raise SystemExit(f"error: pastiche has no output for {', '.join(missing)} in {args.peer}")
+    if missing and not args.size:
+        raise SystemExit(f"error: pastiche has no output for {', '.join(missing)} in {args.peer} (--size runs "
+                         "the candidates without it)")
+    inputs = {pair: _inputs(pair, peers.get(pair), args.size) for pair in pairs}
     runs_path = args.out / "runs.json"
-    for name in args.candidates:  # every run before any scoring: JAX in this process would share the cores
-        for pair in pairs:
-            _, record = peers[pair]
-            out = args.out / name / f"{pair.replace(':', '-')}-{record['size']}.png"
-            _run_once(args, name, pair, pathlib.Path(record["photo"]), pathlib.Path(record["painting"]),
-                      record["size"], out)
+    for pair in pairs:  # every run before any scoring: JAX in this process would share the cores
+        photo, painting, size = inputs[pair]
+        for name in args.candidates:
+            _run_once(args, name, pair, photo, painting, size, args.out / name / f"{pair.replace(':', '-')}-{size}.png")
+    if args.run_only:
+        return 0
     runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
 
     from nst_jax import load_image, load_vgg19
@@ -239,11 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     detector = face_detector()
     scores: dict[str, dict[str, dict]] = {"pastiche": {}}
     for pair in pairs:
-        peer_name, record = peers[pair]
-        photo, painting = load_image(record["photo"]), load_image(record["painting"])
-        files = {"pastiche": args.peer / peer_name}
-        files.update({name: args.out / name / f"{pair.replace(':', '-')}-{record['size']}.png"
-                      for name in args.candidates})
+        photo_path, painting_path, size = inputs[pair]
+        photo, painting = load_image(photo_path), load_image(painting_path)
+        files = {"pastiche": args.peer / peers[pair][0]} if pair in peers else {}
+        files.update({name: args.out / name / f"{pair.replace(':', '-')}-{size}.png" for name in args.candidates})
         evaluators: dict = {}
         photo_faces: dict = {}
         for who, path in files.items():
@@ -254,26 +256,33 @@ def main(argv: list[str] | None = None) -> int:
                                               judge=optional_judge(shape))
                 if detector is not None:
                     photo_faces[shape] = faces(detector, colour.resize(photo, shape))
-            seconds = record["seconds"] if who == "pastiche" else runs[f"{who}/{path.name}"]
+            seconds = peers[pair][1]["seconds"] if who == "pastiche" else runs[f"{who}/{path.name}"]
             found = {} if detector is None else face_counts(photo_faces[shape], faces(detector, image))
             scores.setdefault(who, {})[pair] = {**evaluators[shape](image), **found, "seconds": seconds}
     if args.json:
         args.json.write_text(json.dumps(scores, indent=1) + "\n")
 
-    size = {record["size"] for _, record in peers.values()}
-    print(f"\n{len(pairs)} pairs at {', '.join(map(str, sorted(size)))} px; lower is better; pastiche 1.6.0's "
-          f"defaults (500 L-BFGS steps) beside each candidate")
+    sizes = {size for _, _, size in inputs.values()}
+    print(f"\n{len(pairs)} pairs at {', '.join(map(str, sorted(sizes)))} px; lower is better; pastiche 1.6.0's "
+          f"defaults (500 L-BFGS steps) beside each candidate where it ran")
     print("| pair | who | style | ½ | ¼ | content | speckle | structure | faces (kept/photo, invented) | wall time |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for pair in pairs:
         for who in ["pastiche", *args.candidates]:
+            if pair not in scores[who]:
+                print(f"| {pair} | {who} | not run |" + " |" * 7)
+                continue
             r = scores[who][pair]
             found = f"{r['faces_kept']}/{r['faces_photo']}, {r['faces_invented']}" if "faces_kept" in r else "-"
             print(f"| {pair} | {who} | {r['style_x1']:.3f} | {r['style_x2']:.3f} | {r['style_x4']:.3f} | "
                   f"{r['content_lpips']:.3f} | {r['speckle_ratio']:.2f} | {r['structure']:.3f} | {found} | "
                   f"{r['seconds']:.0f} s |")
-    print("\nworst pair per constraint (pass: every figure <= 1): style as ours ÷ pastiche's, content ÷ 0.85, "
-          "speckle ÷ 1.3, structure ÷ pastiche's, faces 1 + invented + lost, wall time ÷ (pastiche's fastest / 3)")
+    pairs = [pair for pair in pairs if pair in peers]
+    if not pairs:
+        return 0
+    print(f"\nover the {len(pairs)} pairs pastiche ran, the worst pair per constraint (pass: every figure <= 1): "
+          "style as ours ÷ pastiche's, content ÷ 0.85, speckle ÷ 1.3, structure ÷ pastiche's, "
+          "faces 1 + invented + lost, wall time ÷ (pastiche's fastest / 3)")
     faces_column = detector is not None
     print("| candidate | flags | pairs passed | style | ½ | ¼ | content | speckle | structure |"
           + (" faces |" if faces_column else "") + " time |")
