@@ -2,6 +2,7 @@
 
   python scripts/reproduce_paper.py --output-dir paper/          # defaults: each figure < ~30 min on 2 CPU cores
   python scripts/reproduce_paper.py --output-dir /tmp/p --quick  # all figures in a few minutes (smoke test)
+  python scripts/reproduce_paper.py --output-dir /tmp/p --quick --size 32 --iterations 8  # smaller still
 
 Fig. 1 top: content reconstructions from white noise, one layer each (conv1_1 ... conv5_1; the
 paper's layers were Caffe blobs after in-place ReLUs, i.e. relu1_1 ... here; --layer-index 2
@@ -37,6 +38,9 @@ STYLES = {"shipwreck": "Shipwreck (Turner)", "starry_night": "The Starry Night (
           "the_scream": "The Scream (Munch)"}
 FIGURES = ("1a", "1b", "2", "3")
 REDUCED = 512  # longest side of the --reduced-dir copies
+# --size, --iterations and --sweep-iterations when not given: the full figures', and --quick's.
+FULL = {"size": 256, "iterations": 500, "sweep_iterations": 150}
+QUICK = {"size": 64, "iterations": 20, "sweep_iterations": 10}
 
 
 def build_parser():
@@ -44,9 +48,13 @@ def build_parser():
     p.add_argument("--output-dir", required=True, help="directory for the figures and metrics.json (created)")
     p.add_argument("--images", default=str(SHARED), help="folder with tubingen.jpg and the three paintings")
     p.add_argument("--figures", nargs="+", choices=FIGURES, default=list(FIGURES), help="figures to make")
-    p.add_argument("--size", type=int, default=256, help="longest side, pixels")
-    p.add_argument("--iterations", type=int, default=500, help="L-BFGS steps per reconstruction / transfer")
-    p.add_argument("--sweep-iterations", type=int, default=150, help="L-BFGS steps per Fig. 3 cell")
+    p.add_argument("--size", type=int, help=f"longest side, pixels [default: {FULL['size']}; --quick: "
+                                            f"{QUICK['size']}]")
+    p.add_argument("--iterations", type=int, help="L-BFGS steps per reconstruction / transfer [default: "
+                                                  f"{FULL['iterations']}; --quick: {QUICK['iterations']}]")
+    p.add_argument("--sweep-iterations", type=int, help="L-BFGS steps per Fig. 3 cell [default: "
+                                                        f"{FULL['sweep_iterations']}; --quick: "
+                                                        f"{QUICK['sweep_iterations']}]")
     p.add_argument("--layer-index", type=int, choices=(1, 2), default=1, help="Fig. 1: use the _1 or _2 layers")
     p.add_argument("--layer-kind", choices=("relu", "conv"), default="relu",
                    help="feature maps after (relu, as the paper's Caffe blobs) or before the ReLU")
@@ -57,7 +65,9 @@ def build_parser():
                         "(0, the paper's bare objective) the image drifts along directions the layer cannot "
                         "see: relu2_1 at 256 px measured 28.4 dB at 500 steps and 25.6 dB at 1000")
     p.add_argument("--ratios", type=float, nargs="+", default=[1.0, 1e-1, 1e-2, 1e-3], help="Fig. 3 alpha/beta")
-    p.add_argument("--quick", action="store_true", help="64 px, 20 steps: every figure in a few minutes")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller and shorter defaults (see --size, --iterations, --sweep-iterations; a value given "
+                        "stands): every figure in a few minutes")
     p.add_argument("--vgg", default=None, help="VGG-19 file (default: the shipped one)")
     p.add_argument("--reduced-dir", default=None, metavar="DIR",
                    help="also write every figure reduced to at most 512 px, as JPEG, here (e.g. docs/paper)")
@@ -162,8 +172,9 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    if args.quick:
-        args.size, args.iterations, args.sweep_iterations = 64, 20, 10
+    for name, default in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if not imageio.MIN_SIZE <= args.size <= imageio.MAX_SIZE:
         raise NSTError(f"--size must be between {imageio.MIN_SIZE} and {imageio.MAX_SIZE}, got {args.size}")
     if args.iterations < 1 or args.sweep_iterations < 1:

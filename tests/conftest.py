@@ -63,10 +63,33 @@ def vgg():
 
 @pytest.fixture(scope="session")
 def installed_wheel(tmp_path_factory):
-    """The package's wheel, built once per session and installed into a fresh venv (tests/wheel.py)."""
-    from .wheel import build_and_install
+    """The package's wheel, built once per session and installed into a fresh venv (tests/wheel.py).
 
-    return build_and_install(tmp_path_factory.mktemp("packaging"))
+    Under pytest-xdist the workers share it: the first to need it builds it under a file lock in the
+    session's directory, the others read where it is. Each worker built its own before: the slow tests, the
+    three of test_packaging.py among them, are dealt to the workers in turn (pytest_collection_modifyitems).
+    One build and install took 13 s of CPU time, 56 s of wall time on a loaded host; a worker that comes
+    while the other builds waits about as long as its own build would have taken, one that comes later
+    waits not at all.
+    """
+    import json
+
+    from .wheel import Installed, build_and_install
+
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build_and_install(tmp_path_factory.mktemp("packaging"))
+    import fcntl
+
+    session = tmp_path_factory.getbasetemp().parent  # the workers' common parent
+    with open(session / "packaging.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = session / "packaging.json"
+        if done.is_file():
+            return Installed(*map(pathlib.Path, json.loads(done.read_text())))
+        (session / "packaging").mkdir()
+        installed = build_and_install(session / "packaging")
+        done.write_text(json.dumps([str(path) for path in installed]))
+        return installed
 
 
 @pytest.fixture(scope="session")

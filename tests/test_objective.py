@@ -83,16 +83,21 @@ def texture(h, w, seed, blur):
 @pytest.mark.slow
 @pytest.mark.parametrize("units", ["relative", "paper"])
 def test_balance_of_style_and_content_does_not_depend_on_the_size(vgg, units):
-    """The style-to-content ratio at the start and after 15 L-BFGS steps at 128, 256 and 512 px.
+    """The style-to-content ratio at the start and after 15 L-BFGS steps at 128 and 256 px (4x the pixels).
 
-    Relative units (the default): within 10% at every size. The paper's units, whose content term
-    sums over positions, shift the balance with the pixel count (16x from 128 to 512 px); so does
-    multi-scale and tiled optimisation in them, which run the same objective at several sizes.
+    Relative units (the default): within 10% at both sizes (measured: 1.005 at the start, 1.016 after 15
+    steps). The paper's units, whose content term sums over positions, shift the balance with the pixel
+    count (measured 3.7x from 128 to 256 px, 20x from 64 to 256 px); so does multi-scale and tiled
+    optimisation in them, which run the same objective at several sizes. A size dependence as weak as the
+    0.07th power of the pixel count would exceed 10% over 4x the pixels, so a third, larger size (512 px,
+    with 3.2x the pixels of both together, which this test ran before) would add little. Below 128 px the
+    deepest layers' maps are too small to be stationary: after 15 steps a 64 px run's ratio is 1.28x a
+    128 px run's.
     """
     # From noise: from the photo the content term starts at 0 and the ratio is undefined.
     config = StylizeConfig(iterations=15, chunk_size=15, loss_units=units, init="noise")
     ratios = []
-    for size in (128, 256, 512):
+    for size in (128, 256):
         h, w = size * 3 // 4, size
         content, style = texture(h, w, 1, 2.0), texture(h, w, 2, 4.0)
         if units == "paper":  # refuted at the start already: the terms of a noise image, no optimisation
@@ -101,7 +106,7 @@ def test_balance_of_style_and_content_does_not_depend_on_the_size(vgg, units):
             terms = loss_terms(vgg, noise, targets, make_weights(config), config=config)
             ratios.append([float(terms["style"] / terms["content"])])
             continue
-        # 15 steps: the spread measured 1.05 after 12 steps and under 1.1 after 30 (the balance holds as the
+        # 15 steps: the spread measured 1.016 after 15 steps and 1.09 after 10 (the balance holds as the
         # optimisation moves on; more steps only cost time).
         result = run(vgg, config, content=content, style=style)
         ratios.append(result.history["style"][[0, -1]] / result.history["content"][[0, -1]])
@@ -110,7 +115,7 @@ def test_balance_of_style_and_content_does_not_depend_on_the_size(vgg, units):
     if units == "relative":
         assert (spread < 1.1).all(), ratios
     else:
-        assert spread[0] > 8, ratios
+        assert spread[0] > 3, ratios
 
 
 def test_content_layer_blend_is_a_dynamic_weight(vgg):

@@ -1,7 +1,6 @@
 """Defaults per mode: content reconstructions keep the photo (no TV blur); a content-only loss has no hidden term."""
 
 import numpy as np
-import pytest
 
 from nst_jax import LossConfig, StylizeConfig, compute_targets, load_image, make_loss, make_weights, stylize
 
@@ -28,13 +27,16 @@ def test_content_only_loss_of_its_own_target_is_zero(vgg):
     assert float(make_loss(config)(vgg, noisy, targets, make_weights(config))[0]) > 1e-3
 
 
-@pytest.mark.slow
 def test_default_reconstructions_relu2_1_sharp_relu5_1_not(vgg):
-    """The paper's Fig. 1 (bottom) with the CLI's defaults: 192 px, 200 steps (the default is 500)."""
-    photo = load_image(EXAMPLES / "chelsea.png", 192)
+    """The paper's Fig. 1 (bottom) with the library's content-mode defaults, at 96 px and 50 steps.
+
+    Measured on examples/chelsea.png: relu2_1 35.0 dB, relu5_1 14.4 dB; with the transfer's TV weight (30)
+    instead of the content mode's 0, relu2_1 reaches only 26.5 dB, under the 30 dB bar.
+    """
+    photo = load_image(EXAMPLES / "chelsea.png", 96)
     got = {}
     for layer in ("relu2_1", "relu5_1"):
-        config = StylizeConfig(mode="content", content_layers=(layer,), iterations=200, chunk_size=200)
+        config = StylizeConfig(mode="content", content_layers=(layer,), iterations=50, chunk_size=50)
         got[layer] = psnr(stylize(vgg, content=photo, config=config).image, photo)
     assert got["relu2_1"] >= 30.0, got
     assert got["relu5_1"] <= got["relu2_1"] - 5.0, got
