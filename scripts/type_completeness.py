@@ -1,6 +1,6 @@
 """Print nst_jax's type completeness score, as ``pyright --verifytypes`` computes it.
 
-  python scripts/type_completeness.py [--list] [--plain]
+  python scripts/type_completeness.py [--list] [--plain] [--probe]
 
 Runs ``basedpyright --verifytypes nst_jax --ignoreexternal`` (``pip install basedpyright``: it
 bundles Node.js, which the plain ``pyright`` package would download) on this checkout's package,
@@ -27,14 +27,42 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def verifytypes(plain: bool = False) -> dict:
-    """The checker's ``--outputjson`` report of ``--verifytypes nst_jax`` on this checkout: basedpyright's
-    with ``--ignoreexternal``, or with ``plain`` pyright's without it."""
+PROBE = {"jax_array": ("import jax", "jax.Array"),
+         "numpy_array": ("import numpy as np\nimport numpy.typing as npt", "npt.NDArray[np.float32]")}
+
+
+def checker(plain: bool) -> str:
+    """The checker's executable: pyright (else basedpyright) with ``plain``, else basedpyright."""
     names = ("pyright", "basedpyright") if plain else ("basedpyright",)
     candidates = [shutil.which(n) or str(pathlib.Path(sys.executable).parent / n) for n in names]
     exe = next((e for e in candidates if os.path.exists(e)), None)
     if exe is None:
         raise SystemExit(f"{' or '.join(names)} is not installed (pip install basedpyright)")
+    return exe
+
+
+def probe(plain: bool) -> None:
+    """Scores one-function packages whose only signature is ``jax.Array -> jax.Array`` (or numpy's), so
+    that what the checker counts against ``jax.Array`` itself is measured apart from nst_jax."""
+    exe = checker(plain)
+    for name, (imports, array) in PROBE.items():
+        source = f'{imports}\n\n\ndef f(x: {array}) -> {array}:\n    """Doc."""\n    return x\n'
+        with tempfile.TemporaryDirectory() as root:
+            package = pathlib.Path(root) / name
+            package.mkdir()
+            (package / "__init__.py").write_text(source)
+            (package / "py.typed").write_text("")
+            proc = subprocess.run([exe, "--pythonpath", sys.executable, "--verifytypes", name, "--outputjson",
+                                   *([] if plain else ["--ignoreexternal"])], cwd=root,
+                                  env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True, timeout=600)
+        score = json.loads(proc.stdout)["typeCompleteness"]["completenessScore"]
+        print(f"probe package: def f(x: {array}) -> {array}: {100 * score:.0f}%")
+
+
+def verifytypes(plain: bool = False) -> dict:
+    """The checker's ``--outputjson`` report of ``--verifytypes nst_jax`` on this checkout: basedpyright's
+    with ``--ignoreexternal``, or with ``plain`` pyright's without it."""
+    exe = checker(plain)
     flags = [] if plain else ["--ignoreexternal"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout first, ahead of any installed copy
     with tempfile.TemporaryDirectory() as outside:
@@ -51,7 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--list", action="store_true", help="print every exported symbol whose type is not known")
     parser.add_argument("--plain", action="store_true", help="pyright without --ignoreexternal")
+    parser.add_argument("--probe", action="store_true",
+                        help="also score one-function packages taking and returning a jax.Array / np.ndarray")
     args = parser.parse_args(argv)
+    if args.probe:
+        probe(args.plain)
     report = verifytypes(args.plain)
     print(f"{'pyright' if args.plain else 'basedpyright'} {report['version']}, "
           f"{'without' if args.plain else 'with'} --ignoreexternal")
