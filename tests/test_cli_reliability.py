@@ -149,40 +149,67 @@ def wait_for(path, proc, timeout=120):
         time.sleep(0.02)
 
 
+# ``scripts/stylize.py`` that holds still after its first checkpoint until a signal has arrived, so that a
+# test's SIGINT lands at that step (never by timing): the signal itself comes from outside, as a user's would.
+HOLD_AFTER_FIRST_CHECKPOINT = """
+import sys, time
+from nst_jax.cli import _common, _outputs
+from nst_jax.cli._stylize import main
+signals, handle, checkpoint = [], _common.SignalFlag.handle, _outputs.Writer.checkpoint
+def on_signal(self, signum, frame):
+    signals.append(signum)
+    handle(self, signum, frame)
+def hold(self, progress, notes):
+    first = not self.checkpoint_written
+    checkpoint(self, progress, notes)
+    while first and not signals:
+        time.sleep(0.01)
+_common.SignalFlag.handle, _outputs.Writer.checkpoint = on_signal, hold
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
-def test_kill_and_resume_is_bitwise_equal(tmp_path):
+def test_kill_and_resume_is_bitwise_equal(tmp_path, capsys):
+    """A run stopped by SIGINT in a real process, resumed from its checkpoint, ends bitwise equal to a run
+    never stopped. The stopped run is held after its first checkpoint (step 10 of 30) until the signal
+    comes; the reference, the refusals and the resume run in this process (each refusal before compute)."""
     content = tmp_path / "content.png"
     shutil.copy(CONTENT, content)
-    common = ["--content", content, "--style", STYLE, *SMALL, "--iterations", 300, "--checkpoint-every", 10]
-    ref = stylize(*common, "--output", tmp_path / "ref.png")
-    assert ref.returncode == 0, ref.stderr
-
+    common = ["--content", content, "--style", STYLE, *SMALL, "--iterations", 30, "--checkpoint-every", 10]
     cut = tmp_path / "cut.png"
     ckpt = tmp_path / "cut.ckpt.npz"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), *map(str, common), "--output", str(cut)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
-    wait_for(ckpt, proc)  # the first periodic checkpoint: the run is under way
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_AFTER_FIRST_CHECKPOINT, *map(str, common), "--output",
+                             str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        # The reference runs while the other process starts up.
+        code, _, err = nst_in_process(capsys, *common, "--output", tmp_path / "ref.png")
+        assert code == 0, err
+        wait_for(ckpt, proc)  # the first periodic checkpoint: the run is under way, and held there
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     last = err.strip().splitlines()[-1]
     assert proc.returncode == 3, err
-    assert "Traceback" not in err and "interrupted at step" in last and f"--resume {ckpt}" in last
+    assert "Traceback" not in err and f"--resume {ckpt}" in last, err
+    assert "interrupted at step 10 of 30" in last, last
     assert not cut.exists()
-    step = int(last.split("interrupted at step ")[1].split()[0])
-    assert 0 < step < 300
 
     # A different configuration, or a changed input, is refused, naming what differs.
-    proc2 = stylize("--resume", ckpt, "--style-weight", 5)
-    assert proc2.returncode == 2 and "--style-weight 5.0" in proc2.stderr and "from its record" in proc2.stderr, (
-        proc2.stderr)
+    code, _, err = nst_in_process(capsys, "--resume", ckpt, "--style-weight", 5)
+    assert code == 2 and "--style-weight 5.0" in err and "from its record" in err, err
     original = content.read_bytes()
     Image.open(CONTENT).transpose(Image.FLIP_LEFT_RIGHT).save(content)
-    proc2 = stylize("--resume", ckpt)
-    assert proc2.returncode == 2 and "inputs.content" in proc2.stderr, proc2.stderr
+    code, _, err = nst_in_process(capsys, "--resume", ckpt)
+    assert code == 2 and "inputs.content" in err, err
     content.write_bytes(original)
+    assert not cut.exists()
 
-    resumed = stylize("--resume", ckpt, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    code, out, err = nst_in_process(capsys, "--resume", ckpt)
+    assert code == 0 and "at step 10 of 30" in out + err, err
     # The same pixels, and the same run in the records they carry.
     np.testing.assert_array_equal(np.asarray(Image.open(cut)), np.asarray(Image.open(tmp_path / "ref.png")))
     assert read_record(cut) == read_record(tmp_path / "ref.png")
@@ -191,7 +218,7 @@ def test_kill_and_resume_is_bitwise_equal(tmp_path):
         for k in a.files:
             if k != "meta":
                 np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-        assert json.loads(str(a["meta"]))["step"] == json.loads(str(b["meta"]))["step"] == 300
+        assert json.loads(str(a["meta"]))["step"] == json.loads(str(b["meta"]))["step"] == 30
 
 
 def test_sigterm_checkpoints_and_exits_3(tmp_path):
