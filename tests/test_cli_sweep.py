@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, stack_weights, sweep
+from nst_jax import StylizeConfig, compute_targets, loss_terms, make_weights, preset_levels, stack_weights, sweep
 from nst_jax._src.image import load_image
 
 from .conftest import EXAMPLES, run_script
@@ -44,7 +44,9 @@ def test_sweep_cli(tmp_path, vgg):
     photo = style_term(content)
     terms = [style_term(image) for image in images]
     assert all(term < photo for term in terms), (photo, terms)
-    members_weights = stack_weights([make_weights(config, style_weight=m["style_weight"]) for m in members])
+    (level,) = preset_levels(48, config)["weights"]  # the default preset's one level at 48 px: its content terms
+    members_weights = stack_weights([make_weights(config, style_weight=m["style_weight"],
+                                                  content_term_weights=level.content_terms) for m in members])
     want = sweep(vgg, weights=members_weights, seeds=[m["seed"] for m in members], content=content, style=style,
                  config=config).images
     for image, expected in zip(images, want, strict=True):
