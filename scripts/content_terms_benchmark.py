@@ -37,14 +37,8 @@ from nst_jax._src.content_terms import CONTENT_TERMS
 from nst_jax._src.objective import layer_shape
 from nst_jax._src.plan import optimised_inputs
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "images"
-
-
-def image_files() -> tuple[pathlib.Path, pathlib.Path]:
-    if (SHARED / "tubingen.jpg").is_file():
-        return SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
-    return ROOT / "examples" / "chelsea.png", ROOT / "examples" / "swirls.png"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from reuse_benchmark import images as image_files  # noqa: E402  (Tübingen x Starry Night, else the examples)
 
 
 class Program:
