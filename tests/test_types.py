@@ -15,7 +15,6 @@ import typing
 import zlib
 
 import numpy as np
-import optax
 import pytest
 from PIL import Image
 
@@ -133,10 +132,9 @@ def test_choice_fields_are_literals_of_the_checked_choices():
         # Registry names stay str: checked at run time against the registries.
         assert hints["style_loss"] is str
     # A registry name or any optax transformation (nst_jax._src.optimizers.resolve), typed structurally
-    # because optax ships no type information; optax's classes have the protocol's two functions.
+    # because optax ships no type information; that optax's transformations type-check against it is
+    # the research script's mypy test (StylizeConfig(optimizer=optax.adam(...))).
     assert typing.get_type_hints(config_mod.StylizeConfig)["optimizer"] == str | config_mod.Transformation
-    for transform in (optax.adam(0.01), optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1))):
-        assert callable(transform.init) and callable(transform.update)
 
 
 def _png_header_only(width: int, height: int) -> bytes:

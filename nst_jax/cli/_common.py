@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -340,20 +340,23 @@ def add_weight_arguments(p: argparse.ArgumentParser, *, swept: bool = False) -> 
 
 def _term_weights_default() -> str:
     """``--content-term-weights``' default: the default preset's, then each preset's and the terms' own."""
-    own = " ".join(f"{name}={weight:g}" for name, weight in
-                   zip(CONTENT_TERM_NAMES, make_weights(StylizeConfig()).content_terms.tolist(), strict=True))
-    presets = [f"{name} {_preset_terms(preset)}" for name, preset in PRESETS.items() if preset.content_term_weights]
+    own = dict(zip(CONTENT_TERM_NAMES, make_weights(StylizeConfig()).content_terms.tolist(), strict=True))
+    presets = [f"{name} {_preset_terms(preset, {})}" for name, preset in PRESETS.items()
+               if preset.content_term_weights]
     default = PRESETS[DEFAULT_PRESET]
-    shown = _preset_terms(default, own) if default.content_term_weights else own
-    return f"{shown} (the presets': {'; '.join(presets)}; the others and a term not named: {own})"
+    shown = _preset_terms(default, own) if default.content_term_weights else _terms(own)
+    return f"{shown} (the presets': {'; '.join(presets)}; the others and a term not named: {_terms(own)})"
 
 
-def _preset_terms(preset: Preset, own: str = "") -> str:
-    """A preset's content term weights: one level's where every level has them, else each level's; the
-    feature term first, at ``own``'s weight where the preset leaves it out."""
-    base = dict(t.split("=") for t in own.split())
-    levels = [" ".join(f"{t}={w}" for t, w in {**base, **{t: f"{w:g}" for t, w in level.items()}}.items())
-              for level in preset.content_term_weights or ()]
+def _terms(weights: Mapping[str, float]) -> str:
+    """``{"feature": 1.0, "structure": 3.0}`` as ``"feature=1 structure=3"``."""
+    return " ".join(f"{name}={weight:g}" for name, weight in weights.items())
+
+
+def _preset_terms(preset: Preset, base: Mapping[str, float]) -> str:
+    """A preset's content term weights over ``base``'s: one level's where every level has the same, else
+    each level's."""
+    levels = [_terms({**base, **level}) for level in preset.content_term_weights or ()]
     return levels[0] if len(set(levels)) == 1 else " / ".join(levels)
 
 

@@ -187,13 +187,18 @@ def member_spec(args: argparse.Namespace, member: Member, config, inputs: dict[s
     return make_spec(plan=spec.plan, levels=scaled, seed=member.seed)
 
 
+def member_file(index: int) -> str:
+    """The file name of the sweep's member ``index``: ``member_NN.png``."""
+    return f"member_{index:02d}.png"
+
+
 def check_outputs(args: argparse.Namespace, out_dir: pathlib.Path, count: int) -> None:
     """No file the sweep writes may be one of its inputs, nor a special file (a FIFO, a device, ...), nor
     (without --overwrite) exist already."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NSTError(f"--output-dir {out_dir} exists and is not a directory")
     files.check_output_path((out_dir if out_dir.is_dir() else out_dir.parent) / "probe.png")
-    names = [f"member_{i:02d}.png" for i in range(count)] + list(OUTPUTS)
+    names = [member_file(i) for i in range(count)] + list(OUTPUTS)
     for role, path in common.input_files(args):
         path = pathlib.Path(path)
         if os.path.realpath(path.parent) == os.path.realpath(out_dir) and path.name in names:
@@ -304,7 +309,7 @@ def dry_run(members: list[Member], records: list[dict[str, Any]], out_dir: pathl
     file the sweep would write."""
     import jax
 
-    names = [f"member_{i:02d}.png" for i in range(len(members))]
+    names = [member_file(i) for i in range(len(members))]
     return {
         "members": [{"file": name, "painting": m.painting, "preset": m.preset, "factor": m.factor, "seed": m.seed,
                      **{k: record[k] for k in ("spec", "sources", "vgg")}}
@@ -386,7 +391,7 @@ def write_results(args, vgg, specs, records, outcomes, members, grids, out_dir, 
 
     rows_json = []
     for i, (member, spec, record, outcome) in enumerate(zip(members, specs, records, outcomes, strict=True)):
-        name = f"member_{i:02d}.png"
+        name = member_file(i)
         write(files.save_image, out_dir / name, outcome.image, record=record)
         rows_json.append({**_member_record(member, spec, outcome, name),
                           **({"ratios": ratios[i]} if ratios is not None else {})})
